@@ -1,0 +1,466 @@
+//! The port: [`Catalog`], the reconciler snapshot it serves, and the [`CatalogExt`] conveniences.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Actor, Event, Reason};
+use crate::cursor::{Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, CursorValue};
+use crate::error::Result;
+use crate::evolution::{Decide, Decision, Observation, SchemaVersion};
+use crate::ids::{DecisionId, Generation, HolderId, PipelineId, ProjectId, RunId, StreamName};
+use crate::lease::{Lease, LeaseState};
+use crate::page::{Limit, Page};
+use crate::pipeline::{PauseChange, Pipeline, PipelineSpec, PutMode};
+use crate::run::{BeginRun, FinishRun, Run, RunQuery};
+use crate::schema::Schema;
+use crate::time::Timestamp;
+
+/// Everything the reconciler needs to plan one pipeline, read in one round trip per page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// Its lease state (possibly expired or released), if it was ever leased.
+    pub lease: Option<LeaseState>,
+    /// Its newest run (the running one, if any: a new run cannot begin while one runs).
+    pub last_run: Option<Run>,
+    /// Its held schema decisions.
+    pub held_decisions: Vec<DecisionId>,
+}
+
+/// A page of [`PipelineStatus`], stamped with the catalog clock's time of reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusPage {
+    /// Statuses in pipeline-id order.
+    pub items: Vec<PipelineStatus>,
+    /// Where the next page starts.
+    pub next: Option<PipelineId>,
+    /// The catalog's `now` when the page was read; plan against it, not the local clock.
+    pub as_of: Timestamp,
+}
+
+/// Filters and keyset position for [`Catalog::list_decisions`]; oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DecisionQuery {
+    /// Only this pipeline's decisions.
+    pub pipeline: Option<PipelineId>,
+    /// Only held (pending) decisions.
+    pub held_only: bool,
+    /// Only decisions after this one (the previous page's `next`).
+    pub after: Option<DecisionId>,
+    /// Page size.
+    pub limit: Limit,
+}
+
+impl DecisionQuery {
+    /// Whether `decision` passes the filters (not the keyset position).
+    pub fn matches(&self, decision: &Decision) -> bool {
+        self.pipeline
+            .as_ref()
+            .is_none_or(|p| *p == decision.pipeline)
+            && (!self.held_only || decision.is_pending())
+    }
+}
+
+/// A project's catalog: the only way pipelines, leases, runs, cursors and schemas are read and
+/// written. Every backend passes the same contract suite (`hakiri-contract`).
+///
+/// # Contract
+/// - A value is bound to one project ([`Catalog::project`]); nothing of another project is
+///   visible or writable through it.
+/// - Every method is atomic: it happens completely or not at all, and a failed call changes
+///   nothing.
+/// - Lease-checked writes (`begin_run`, `checkpoint`, `finish_run`, `observe_schema`,
+///   `reset_cursor`, `renew`, `release`) verify, in the same atomic step as the write, that the
+///   lease's epoch is the pipeline's current one and has not expired by the catalog's clock.
+/// - Every mutation appends to the project's event log (lease renewals excepted).
+///
+/// # Errors
+/// Every method may return [`Error::Unavailable`](crate::Error::Unavailable) (retryable) or
+/// [`Error::Backend`](crate::Error::Backend); the per-method sections list the rest.
+#[async_trait]
+pub trait Catalog: Debug + Send + Sync {
+    /// The project this catalog is bound to.
+    fn project(&self) -> &ProjectId;
+
+    /// Creates or replaces a pipeline's spec.
+    ///
+    /// # Contract
+    /// Creating starts at generation 1; an update that changes the spec bumps the generation by
+    /// one; an update with an identical spec changes nothing and returns the stored pipeline.
+    ///
+    /// # Errors
+    /// `AlreadyExists` (create on a taken id), `NotFound` (update of a missing pipeline),
+    /// `Conflict` (generation mismatch), `InvalidArgument`.
+    async fn put_pipeline(&self, spec: PipelineSpec, mode: PutMode, by: &Actor)
+        -> Result<Pipeline>;
+
+    /// Reads a pipeline.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    async fn get_pipeline(&self, pipeline: &PipelineId) -> Result<Pipeline>;
+
+    /// Lists pipelines in id order, starting after `after`.
+    async fn list_pipelines(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<Page<Pipeline, PipelineId>>;
+
+    /// Pauses or resumes a pipeline. Pausing a paused pipeline, or resuming a running one, changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// `NotFound`; `FailedPrecondition` when resuming while schema decisions are held.
+    async fn set_paused(
+        &self,
+        pipeline: &PipelineId,
+        change: PauseChange,
+        by: &Actor,
+    ) -> Result<Pipeline>;
+
+    /// Deletes a pipeline with its runs, cursors, schemas and decisions. Its events stay.
+    ///
+    /// # Warning
+    /// Re-creating the id starts from empty state; epochs keep increasing, so leases of the old
+    /// pipeline stay fenced.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (generation mismatch), `Leased` (someone holds a live lease).
+    async fn delete_pipeline(
+        &self,
+        pipeline: &PipelineId,
+        expected: Generation,
+        by: &Actor,
+    ) -> Result<()>;
+
+    /// Takes a pipeline's writer lease for `ttl`, with a new, higher epoch.
+    ///
+    /// # Contract
+    /// A `Running` run of an older epoch becomes `Abandoned` in the same step.
+    ///
+    /// # Errors
+    /// `Leased` while a live lease exists (whoever holds it), `NotFound`, `InvalidArgument` (ttl
+    /// outside 100 ms..=24 h).
+    async fn acquire(
+        &self,
+        pipeline: &PipelineId,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<Lease>;
+
+    /// Takes a pipeline's lease even while someone holds it, fencing them. For operators; audited.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidArgument`.
+    async fn force_acquire(
+        &self,
+        pipeline: &PipelineId,
+        holder: &HolderId,
+        ttl: Duration,
+        by: &Actor,
+        reason: &Reason,
+    ) -> Result<Lease>;
+
+    /// Extends a valid lease to `now + ttl`.
+    ///
+    /// # Errors
+    /// `Fenced` (superseded, expired or released), `InvalidArgument`.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease>;
+
+    /// Gives a lease up. A run still `Running` under it becomes `Abandoned`.
+    ///
+    /// # Errors
+    /// `Fenced`.
+    async fn release(&self, lease: &Lease) -> Result<()>;
+
+    /// Begins a run under `lease`, recording every cursor's value at the start.
+    ///
+    /// # Errors
+    /// `Fenced`, `FailedPrecondition` (a run is already running, or the pipeline is paused),
+    /// `InvalidArgument`.
+    async fn begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run>;
+
+    /// Durably advances one stream's cursor mid-run.
+    ///
+    /// # Contract
+    /// Monotonic cursors only move forwards; an equal value is a no-op that returns the stored
+    /// cursor unchanged; opaque cursors accept any new value. Every change appends to the
+    /// cursor's history.
+    ///
+    /// # Errors
+    /// `Fenced`, `NotFound` (run), `FailedPrecondition` (run ended), `Conflict` (expected
+    /// version), `CursorRegression`, `InvalidArgument`.
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        advance: CursorAdvance,
+    ) -> Result<Cursor>;
+
+    /// Ends a run: status, stats, final cursors and schema decisions, all or nothing.
+    ///
+    /// # Errors
+    /// As [`Catalog::checkpoint`]; any failing cursor or schema fails the whole finish.
+    async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run>;
+
+    /// Reads a run.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    async fn get_run(&self, run: RunId) -> Result<Run>;
+
+    /// Lists runs newest first, filtered; stable under concurrent inserts (keyset on the id).
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunId>>;
+
+    /// Reads a stream's cursor; `None` if it was never written.
+    ///
+    /// # Errors
+    /// `NotFound` (pipeline).
+    async fn get_cursor(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Option<Cursor>>;
+
+    /// Reads every cursor of a pipeline, in stream order.
+    ///
+    /// # Errors
+    /// `NotFound` (pipeline).
+    async fn list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>>;
+
+    /// Reads a cursor's history, newest version first, starting below `before`.
+    ///
+    /// # Errors
+    /// `NotFound` (pipeline).
+    async fn cursor_history(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        before: Option<u64>,
+        limit: Limit,
+    ) -> Result<Page<CursorHistoryEntry, u64>>;
+
+    /// An operator's reset or rollback of one cursor, under a lease they hold. May move a
+    /// monotonic cursor backwards; appends a new, audited version.
+    ///
+    /// # Errors
+    /// `Fenced`, `NotFound` (cursor or version), `Conflict`, `InvalidArgument`.
+    async fn reset_cursor(
+        &self,
+        lease: &Lease,
+        stream: &StreamName,
+        reset: CursorReset,
+    ) -> Result<Cursor>;
+
+    /// Reports the schema a run sees on a stream and returns the verdict.
+    ///
+    /// # Contract
+    /// The first schema becomes version 1. A different schema is diffed, classified and judged by
+    /// the pipeline's policy; the decision is recorded. Accepted: a new version. Held: the
+    /// pipeline is paused until an operator decides. Re-observing a held schema records nothing.
+    ///
+    /// # Errors
+    /// `Fenced`, `NotFound` (run), `FailedPrecondition` (run ended).
+    async fn observe_schema(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        schema: Schema,
+    ) -> Result<Observation>;
+
+    /// Reads a schema version (the current one if `version` is `None`).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    async fn get_schema(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        version: Option<u32>,
+    ) -> Result<SchemaVersion>;
+
+    /// Every schema version of a stream, oldest first.
+    ///
+    /// # Errors
+    /// `NotFound` (pipeline).
+    async fn list_schema_versions(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Vec<SchemaVersion>>;
+
+    /// Lists evolution decisions, oldest first.
+    async fn list_decisions(&self, query: &DecisionQuery) -> Result<Page<Decision, DecisionId>>;
+
+    /// Resolves a held decision. Accepting appends the proposed schema as a new version; when no
+    /// decision of the pipeline stays held, a pause caused by the policy is lifted.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (no longer held).
+    async fn decide(&self, decision: DecisionId, decide: Decide) -> Result<Decision>;
+
+    /// The reconciler's snapshot: one page of pipelines with lease, last run and held decisions.
+    async fn pipeline_statuses(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<StatusPage>;
+
+    /// Events with a sequence number greater than `after`, in order, without gaps.
+    async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>>;
+}
+
+macro_rules! forward_catalog {
+    ($($wrapper:ident),*) => {$(
+        #[async_trait]
+        impl<T: Catalog + ?Sized> Catalog for $wrapper<T> {
+            fn project(&self) -> &ProjectId {
+                (**self).project()
+            }
+            async fn put_pipeline(&self, spec: PipelineSpec, mode: PutMode, by: &Actor) -> Result<Pipeline> {
+                (**self).put_pipeline(spec, mode, by).await
+            }
+            async fn get_pipeline(&self, pipeline: &PipelineId) -> Result<Pipeline> {
+                (**self).get_pipeline(pipeline).await
+            }
+            async fn list_pipelines(&self, after: Option<&PipelineId>, limit: Limit) -> Result<Page<Pipeline, PipelineId>> {
+                (**self).list_pipelines(after, limit).await
+            }
+            async fn set_paused(&self, pipeline: &PipelineId, change: PauseChange, by: &Actor) -> Result<Pipeline> {
+                (**self).set_paused(pipeline, change, by).await
+            }
+            async fn delete_pipeline(&self, pipeline: &PipelineId, expected: Generation, by: &Actor) -> Result<()> {
+                (**self).delete_pipeline(pipeline, expected, by).await
+            }
+            async fn acquire(&self, pipeline: &PipelineId, holder: &HolderId, ttl: Duration) -> Result<Lease> {
+                (**self).acquire(pipeline, holder, ttl).await
+            }
+            async fn force_acquire(&self, pipeline: &PipelineId, holder: &HolderId, ttl: Duration, by: &Actor, reason: &Reason) -> Result<Lease> {
+                (**self).force_acquire(pipeline, holder, ttl, by, reason).await
+            }
+            async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+                (**self).renew(lease, ttl).await
+            }
+            async fn release(&self, lease: &Lease) -> Result<()> {
+                (**self).release(lease).await
+            }
+            async fn begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run> {
+                (**self).begin_run(lease, begin).await
+            }
+            async fn checkpoint(&self, lease: &Lease, run: RunId, stream: &StreamName, advance: CursorAdvance) -> Result<Cursor> {
+                (**self).checkpoint(lease, run, stream, advance).await
+            }
+            async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {
+                (**self).finish_run(lease, run, finish).await
+            }
+            async fn get_run(&self, run: RunId) -> Result<Run> {
+                (**self).get_run(run).await
+            }
+            async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunId>> {
+                (**self).list_runs(query).await
+            }
+            async fn get_cursor(&self, pipeline: &PipelineId, stream: &StreamName) -> Result<Option<Cursor>> {
+                (**self).get_cursor(pipeline, stream).await
+            }
+            async fn list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>> {
+                (**self).list_cursors(pipeline).await
+            }
+            async fn cursor_history(&self, pipeline: &PipelineId, stream: &StreamName, before: Option<u64>, limit: Limit) -> Result<Page<CursorHistoryEntry, u64>> {
+                (**self).cursor_history(pipeline, stream, before, limit).await
+            }
+            async fn reset_cursor(&self, lease: &Lease, stream: &StreamName, reset: CursorReset) -> Result<Cursor> {
+                (**self).reset_cursor(lease, stream, reset).await
+            }
+            async fn observe_schema(&self, lease: &Lease, run: RunId, stream: &StreamName, schema: Schema) -> Result<Observation> {
+                (**self).observe_schema(lease, run, stream, schema).await
+            }
+            async fn get_schema(&self, pipeline: &PipelineId, stream: &StreamName, version: Option<u32>) -> Result<SchemaVersion> {
+                (**self).get_schema(pipeline, stream, version).await
+            }
+            async fn list_schema_versions(&self, pipeline: &PipelineId, stream: &StreamName) -> Result<Vec<SchemaVersion>> {
+                (**self).list_schema_versions(pipeline, stream).await
+            }
+            async fn list_decisions(&self, query: &DecisionQuery) -> Result<Page<Decision, DecisionId>> {
+                (**self).list_decisions(query).await
+            }
+            async fn decide(&self, decision: DecisionId, decide: Decide) -> Result<Decision> {
+                (**self).decide(decision, decide).await
+            }
+            async fn pipeline_statuses(&self, after: Option<&PipelineId>, limit: Limit) -> Result<StatusPage> {
+                (**self).pipeline_statuses(after, limit).await
+            }
+            async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
+                (**self).events(after, limit).await
+            }
+        }
+    )*};
+}
+
+forward_catalog!(Arc, Box);
+
+/// Conveniences over any [`Catalog`]; implemented for every catalog, never by hand.
+#[async_trait]
+pub trait CatalogExt: Catalog {
+    /// Creates a pipeline (fails with `AlreadyExists` if the id is taken).
+    async fn create_pipeline(&self, spec: PipelineSpec, by: &Actor) -> Result<Pipeline> {
+        self.put_pipeline(spec, PutMode::Create, by).await
+    }
+
+    /// Advances a cursor guarded by the lease only.
+    async fn advance(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        value: CursorValue,
+    ) -> Result<Cursor> {
+        self.checkpoint(lease, run, stream, CursorAdvance::to(value))
+            .await
+    }
+
+    /// Every pipeline, following pages to the end.
+    async fn all_pipelines(&self) -> Result<Vec<Pipeline>> {
+        let mut all = Vec::new();
+        let mut after: Option<PipelineId> = None;
+        loop {
+            let page = self.list_pipelines(after.as_ref(), Limit::MAX).await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Every pipeline status, following pages to the end; `as_of` is the first page's.
+    async fn all_statuses(&self) -> Result<StatusPage> {
+        let mut first = self.pipeline_statuses(None, Limit::MAX).await?;
+        while let Some(after) = first.next.take() {
+            let page = self.pipeline_statuses(Some(&after), Limit::MAX).await?;
+            first.items.extend(page.items);
+            first.next = page.next;
+        }
+        Ok(first)
+    }
+
+    /// A pipeline's held decisions.
+    async fn held_decisions(&self, pipeline: &PipelineId) -> Result<Vec<Decision>> {
+        let query = DecisionQuery {
+            pipeline: Some(pipeline.clone()),
+            held_only: true,
+            after: None,
+            limit: Limit::MAX,
+        };
+        Ok(self.list_decisions(&query).await?.items)
+    }
+}
+
+impl<C: Catalog + ?Sized> CatalogExt for C {}
