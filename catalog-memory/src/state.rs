@@ -1,0 +1,971 @@
+//! One project's state and every operation on it.
+//!
+//! Each operation first asks the `hakiri-core` rules what to do — every check that can fail runs
+//! before the first mutation — and then applies the result. Under the project's lock this makes
+//! each operation all-or-nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
+use hakiri_core::evolution::{plan_decide, plan_observation, policy_reason, Evolution};
+use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
+use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
+use hakiri_core::run::check_writable;
+use hakiri_core::{
+    Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorReset,
+    CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error, Event,
+    EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page, Pause,
+    PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, Result, Run,
+    RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Verdict,
+};
+
+/// Everything of one project.
+#[derive(Debug, Default)]
+pub(crate) struct ProjectState {
+    pipelines: BTreeMap<PipelineId, PipelineState>,
+    /// Every run of the project, in id (= time) order.
+    runs: BTreeMap<RunId, Run>,
+    decisions: BTreeMap<DecisionId, Decision>,
+    /// The event log; an event's `seq` is its index + 1.
+    events: Vec<Event>,
+    /// The last epoch handed out in this project: a project-wide counter, so epochs never repeat,
+    /// not even for a deleted and re-created pipeline.
+    last_epoch: u64,
+    last_decision: u64,
+    /// Feeds run ids' entropy, so ids of one millisecond still sort in begin order.
+    run_counter: u64,
+    last_run_millis: i64,
+}
+
+#[derive(Debug)]
+struct PipelineState {
+    pipeline: Pipeline,
+    lease: Option<LeaseState>,
+    running: Option<RunId>,
+    runs: BTreeSet<RunId>,
+    held: BTreeSet<DecisionId>,
+    streams: BTreeMap<StreamName, StreamState>,
+}
+
+#[derive(Debug, Default)]
+struct StreamState {
+    cursor: Option<Cursor>,
+    /// Version n is at index n − 1.
+    history: Vec<CursorHistoryEntry>,
+    /// Version n is at index n − 1.
+    schemas: Vec<SchemaVersion>,
+}
+
+impl PipelineState {
+    fn cursor_values(&self) -> BTreeMap<StreamName, CursorValue> {
+        self.streams
+            .iter()
+            .filter_map(|(name, s)| s.cursor.as_ref().map(|c| (name.clone(), c.value.clone())))
+            .collect()
+    }
+
+    fn stream(&self, stream: &StreamName) -> Option<&StreamState> {
+        self.streams.get(stream)
+    }
+
+    fn current_cursor(&self, stream: &StreamName) -> Option<(&CursorValue, u64)> {
+        self.stream(stream)
+            .and_then(|s| s.cursor.as_ref())
+            .map(|c| (&c.value, c.version))
+    }
+}
+
+/// A cursor write decided by a rule, ready to apply.
+struct CursorWrite {
+    stream: StreamName,
+    value: CursorValue,
+    version: u64,
+    change: CursorChange,
+}
+
+impl ProjectState {
+    fn pipeline(&self, id: &PipelineId) -> Result<&PipelineState> {
+        self.pipelines
+            .get(id)
+            .ok_or_else(|| Error::pipeline_not_found(id))
+    }
+
+    fn pipeline_mut(&mut self, id: &PipelineId) -> Result<&mut PipelineState> {
+        self.pipelines
+            .get_mut(id)
+            .ok_or_else(|| Error::pipeline_not_found(id))
+    }
+
+    /// The pipeline a lease is for, if the lease is valid now.
+    fn fenced_pipeline(&self, lease: &Lease, now: Timestamp) -> Result<&PipelineState> {
+        let state = self.pipelines.get(&lease.pipeline);
+        check_fence(state.and_then(|s| s.lease.as_ref()), lease, now)?;
+        state.ok_or_else(|| Error::pipeline_not_found(&lease.pipeline))
+    }
+
+    /// The run a lease-carrying write targets, if the lease is valid and the run writable.
+    fn writable_run(&self, lease: &Lease, run: RunId, now: Timestamp) -> Result<&PipelineState> {
+        let state = self.fenced_pipeline(lease, now)?;
+        let run = self
+            .runs
+            .get(&run)
+            .ok_or_else(|| Error::run_not_found(run))?;
+        check_writable(run, lease)?;
+        Ok(state)
+    }
+
+    fn emit(&mut self, at: Timestamp, actor: Actor, pipeline: &PipelineId, kind: EventKind) {
+        let seq = self.events.len() as u64 + 1;
+        self.events.push(Event {
+            seq,
+            at,
+            actor,
+            pipeline: pipeline.clone(),
+            kind,
+        });
+    }
+
+    // Pipelines.
+
+    pub(crate) fn put_pipeline(
+        &mut self,
+        spec: PipelineSpec,
+        mode: PutMode,
+        by: &Actor,
+        now: Timestamp,
+    ) -> Result<Pipeline> {
+        let existing = self.pipelines.get(&spec.id).map(|s| &s.pipeline);
+        let plan = plan_put(existing, spec, mode, now)?;
+        match plan {
+            PutPlan::Unchanged(pipeline) => Ok(pipeline),
+            PutPlan::Create(pipeline) => {
+                let id = pipeline.id().clone();
+                self.pipelines.insert(
+                    id.clone(),
+                    PipelineState {
+                        pipeline: pipeline.clone(),
+                        lease: None,
+                        running: None,
+                        runs: BTreeSet::new(),
+                        held: BTreeSet::new(),
+                        streams: BTreeMap::new(),
+                    },
+                );
+                let generation = pipeline.generation;
+                self.emit(
+                    now,
+                    by.clone(),
+                    &id,
+                    EventKind::PipelineCreated { generation },
+                );
+                Ok(pipeline)
+            }
+            PutPlan::Update(pipeline) => {
+                let id = pipeline.id().clone();
+                self.pipeline_mut(&id)?.pipeline = pipeline.clone();
+                let generation = pipeline.generation;
+                self.emit(
+                    now,
+                    by.clone(),
+                    &id,
+                    EventKind::PipelineUpdated { generation },
+                );
+                Ok(pipeline)
+            }
+        }
+    }
+
+    pub(crate) fn get_pipeline(&self, id: &PipelineId) -> Result<Pipeline> {
+        Ok(self.pipeline(id)?.pipeline.clone())
+    }
+
+    pub(crate) fn list_pipelines(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Page<Pipeline, PipelineId> {
+        let items = self
+            .pipelines_after(after)
+            .take(limit.as_usize() + 1)
+            .map(|s| s.pipeline.clone())
+            .collect();
+        Page::from_overfetch(items, limit, |p: &Pipeline| p.id().clone())
+    }
+
+    fn pipelines_after<'a>(
+        &'a self,
+        after: Option<&PipelineId>,
+    ) -> impl Iterator<Item = &'a PipelineState> + 'a {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lower = after.map_or(Unbounded, |a| Excluded(a.clone()));
+        self.pipelines.range((lower, Unbounded)).map(|(_, s)| s)
+    }
+
+    pub(crate) fn set_paused(
+        &mut self,
+        id: &PipelineId,
+        change: &PauseChange,
+        by: &Actor,
+        now: Timestamp,
+    ) -> Result<Pipeline> {
+        let state = self.pipeline_mut(id)?;
+        let Some(paused) = plan_pause(&state.pipeline, change, by, state.held.len(), now)? else {
+            return Ok(state.pipeline.clone());
+        };
+        let kind = match &paused {
+            Some(pause) => EventKind::PipelinePaused {
+                reason: pause.reason.clone(),
+            },
+            None => EventKind::PipelineResumed,
+        };
+        state.pipeline.paused = paused;
+        state.pipeline.updated_at = now;
+        let pipeline = state.pipeline.clone();
+        self.emit(now, by.clone(), id, kind);
+        Ok(pipeline)
+    }
+
+    pub(crate) fn delete_pipeline(
+        &mut self,
+        id: &PipelineId,
+        expected: Generation,
+        by: &Actor,
+        now: Timestamp,
+    ) -> Result<()> {
+        let state = self.pipeline(id)?;
+        check_delete(&state.pipeline, expected, state.lease.as_ref(), now)?;
+        let Some(state) = self.pipelines.remove(id) else {
+            return Err(Error::pipeline_not_found(id));
+        };
+        for run in &state.runs {
+            self.runs.remove(run);
+        }
+        self.decisions.retain(|_, d| d.pipeline != *id);
+        self.emit(now, by.clone(), id, EventKind::PipelineDeleted);
+        Ok(())
+    }
+
+    // Leases.
+
+    pub(crate) fn acquire(
+        &mut self,
+        id: &PipelineId,
+        holder: &HolderId,
+        ttl: Duration,
+        forced_by: Option<(&Actor, &Reason)>,
+        now: Timestamp,
+    ) -> Result<Lease> {
+        let next_epoch = Epoch(self.last_epoch + 1);
+        let state = self.pipeline(id)?;
+        let lease = plan_acquire(
+            state.lease.as_ref(),
+            id,
+            holder,
+            ttl,
+            now,
+            next_epoch,
+            forced_by.is_some(),
+        )?;
+        self.last_epoch = next_epoch.0;
+        self.abandon_running(id, now)?;
+        self.pipeline_mut(id)?.lease = Some(LeaseState {
+            epoch: lease.epoch,
+            holder: Some(holder.clone()),
+            expires_at: lease.expires_at,
+        });
+        let actor = forced_by.map_or_else(|| Actor::Holder(holder.clone()), |(by, _)| by.clone());
+        let kind = EventKind::LeaseAcquired {
+            holder: holder.clone(),
+            epoch: lease.epoch,
+            forced: forced_by.is_some(),
+        };
+        self.emit(now, actor, id, kind);
+        Ok(lease)
+    }
+
+    /// Marks the pipeline's running run (of an epoch that just lost the lease) `Abandoned`.
+    fn abandon_running(&mut self, id: &PipelineId, now: Timestamp) -> Result<()> {
+        let state = self.pipeline_mut(id)?;
+        let Some(run_id) = state.running.take() else {
+            return Ok(());
+        };
+        let cursors = state.cursor_values();
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            run.status = RunStatus::Abandoned;
+            run.finished_at = Some(now);
+            run.cursors_at_end = cursors;
+        }
+        let kind = EventKind::RunFinished {
+            run: run_id,
+            status: RunStatus::Abandoned,
+        };
+        self.emit(now, Actor::System, id, kind);
+        Ok(())
+    }
+
+    pub(crate) fn renew(&mut self, lease: &Lease, ttl: Duration, now: Timestamp) -> Result<Lease> {
+        let state = self.pipelines.get_mut(&lease.pipeline);
+        let stored = state.and_then(|s| s.lease.as_mut());
+        let renewed = plan_renew(stored.as_deref(), lease, ttl, now)?;
+        if let Some(stored) = stored {
+            stored.expires_at = renewed.expires_at;
+        }
+        Ok(renewed)
+    }
+
+    pub(crate) fn release(&mut self, lease: &Lease, now: Timestamp) -> Result<()> {
+        self.fenced_pipeline(lease, now)?;
+        self.abandon_running(&lease.pipeline, now)?;
+        if let Some(stored) = self.pipeline_mut(&lease.pipeline)?.lease.as_mut() {
+            stored.holder = None;
+        }
+        let kind = EventKind::LeaseReleased { epoch: lease.epoch };
+        self.emit(
+            now,
+            Actor::Holder(lease.holder.clone()),
+            &lease.pipeline,
+            kind,
+        );
+        Ok(())
+    }
+
+    // Runs.
+
+    pub(crate) fn begin_run(
+        &mut self,
+        lease: &Lease,
+        begin: BeginRun,
+        now: Timestamp,
+    ) -> Result<Run> {
+        begin.validate()?;
+        let state = self.fenced_pipeline(lease, now)?;
+        if let Some(pause) = &state.pipeline.paused {
+            return Err(Error::precondition(format!(
+                "pipeline {} is paused ({}); resume it first",
+                lease.pipeline, pause.reason
+            )));
+        }
+        if let Some(running) = state.running {
+            return Err(Error::precondition(format!(
+                "pipeline {} already has a running run {running}; finish it first",
+                lease.pipeline
+            )));
+        }
+        let cursors = state.cursor_values();
+        let id = self.next_run_id(now);
+        let run = Run {
+            id,
+            pipeline: lease.pipeline.clone(),
+            epoch: lease.epoch,
+            holder: lease.holder.clone(),
+            trigger: begin.trigger,
+            attempt: begin.attempt,
+            status: RunStatus::Running,
+            started_at: now,
+            finished_at: None,
+            stats: BTreeMap::new(),
+            error: None,
+            cursors_at_start: cursors,
+            cursors_at_end: BTreeMap::new(),
+        };
+        let state = self.pipeline_mut(&lease.pipeline)?;
+        state.running = Some(id);
+        state.runs.insert(id);
+        self.runs.insert(id, run.clone());
+        let kind = EventKind::RunBegun {
+            run: id,
+            epoch: lease.epoch,
+        };
+        self.emit(
+            now,
+            Actor::Holder(lease.holder.clone()),
+            &lease.pipeline,
+            kind,
+        );
+        Ok(run)
+    }
+
+    fn next_run_id(&mut self, now: Timestamp) -> RunId {
+        // Never go back in time, even if the clock does: ids must keep sorting in begin order.
+        self.last_run_millis = self.last_run_millis.max(now.as_millis());
+        self.run_counter += 1;
+        let mut entropy = [0u8; 10];
+        entropy[2..].copy_from_slice(&self.run_counter.to_be_bytes());
+        RunId::from_parts(Timestamp::from_millis(self.last_run_millis), entropy)
+    }
+
+    pub(crate) fn checkpoint(
+        &mut self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        advance: &CursorAdvance,
+        now: Timestamp,
+    ) -> Result<Cursor> {
+        let state = self.writable_run(lease, run, now)?;
+        let kind = state.pipeline.spec.cursor_kind;
+        match plan_advance(
+            kind,
+            &lease.pipeline,
+            stream,
+            state.current_cursor(stream),
+            advance,
+        )? {
+            AdvancePlan::Unchanged => state
+                .stream(stream)
+                .and_then(|s| s.cursor.clone())
+                .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into())),
+            AdvancePlan::Write { value, version } => {
+                let write = CursorWrite {
+                    stream: stream.clone(),
+                    value,
+                    version,
+                    change: CursorChange::Checkpoint,
+                };
+                self.write_cursor(
+                    lease,
+                    Some(run),
+                    Actor::Holder(lease.holder.clone()),
+                    write,
+                    now,
+                )
+            }
+        }
+    }
+
+    fn write_cursor(
+        &mut self,
+        lease: &Lease,
+        run: Option<RunId>,
+        by: Actor,
+        write: CursorWrite,
+        now: Timestamp,
+    ) -> Result<Cursor> {
+        let cursor = Cursor {
+            pipeline: lease.pipeline.clone(),
+            stream: write.stream.clone(),
+            value: write.value.clone(),
+            version: write.version,
+            run,
+            epoch: Some(lease.epoch),
+            updated_by: by.clone(),
+            updated_at: now,
+        };
+        let event = match &write.change {
+            CursorChange::Reset { reason } | CursorChange::Rollback { reason, .. } => {
+                EventKind::CursorReset {
+                    stream: write.stream.clone(),
+                    version: write.version,
+                    reason: reason.clone(),
+                }
+            }
+            CursorChange::Checkpoint | CursorChange::Finish => EventKind::CursorAdvanced {
+                stream: write.stream.clone(),
+                version: write.version,
+            },
+        };
+        let stream = self
+            .pipeline_mut(&lease.pipeline)?
+            .streams
+            .entry(write.stream)
+            .or_default();
+        stream.history.push(CursorHistoryEntry {
+            version: write.version,
+            value: write.value,
+            change: write.change,
+            run,
+            epoch: Some(lease.epoch),
+            by: by.clone(),
+            at: now,
+        });
+        stream.cursor = Some(cursor.clone());
+        self.emit(now, by, &lease.pipeline, event);
+        Ok(cursor)
+    }
+
+    pub(crate) fn finish_run(
+        &mut self,
+        lease: &Lease,
+        run: RunId,
+        finish: FinishRun,
+        now: Timestamp,
+    ) -> Result<Run> {
+        let state = self.writable_run(lease, run, now)?;
+        let kind = state.pipeline.spec.cursor_kind;
+        // Every check that can fail happens here, before anything is written.
+        let mut writes = Vec::new();
+        for (stream, value) in &finish.cursors {
+            let advance = CursorAdvance::to(value.clone());
+            if let AdvancePlan::Write { value, version } = plan_advance(
+                kind,
+                &lease.pipeline,
+                stream,
+                state.current_cursor(stream),
+                &advance,
+            )? {
+                writes.push(CursorWrite {
+                    stream: stream.clone(),
+                    value,
+                    version,
+                    change: CursorChange::Finish,
+                });
+            }
+        }
+        let holder = Actor::Holder(lease.holder.clone());
+        for write in writes {
+            self.write_cursor(lease, Some(run), holder.clone(), write, now)?;
+        }
+        for (stream, schema) in finish.schemas {
+            self.observe(&lease.pipeline, Some(run), &stream, schema, now)?;
+        }
+        let state = self.pipeline_mut(&lease.pipeline)?;
+        state.running = None;
+        let cursors = state.cursor_values();
+        let record = self
+            .runs
+            .get_mut(&run)
+            .ok_or_else(|| Error::run_not_found(run))?;
+        record.status = finish.outcome.status();
+        record.error = finish.outcome.error();
+        record.stats = finish.stats;
+        record.finished_at = Some(now);
+        record.cursors_at_end = cursors;
+        let finished = record.clone();
+        let kind = EventKind::RunFinished {
+            run,
+            status: finished.status,
+        };
+        self.emit(now, holder, &lease.pipeline, kind);
+        Ok(finished)
+    }
+
+    pub(crate) fn get_run(&self, run: RunId) -> Result<Run> {
+        self.runs
+            .get(&run)
+            .cloned()
+            .ok_or_else(|| Error::run_not_found(run))
+    }
+
+    pub(crate) fn list_runs(&self, query: &RunQuery) -> Page<Run, RunId> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let upper = query.before.map_or(Unbounded, Excluded);
+        let take = query.limit.as_usize() + 1;
+        let items: Vec<Run> = match query.pipeline.as_ref().map(|p| self.pipelines.get(p)) {
+            Some(None) => Vec::new(),
+            Some(Some(state)) => state
+                .runs
+                .range((Unbounded, upper))
+                .rev()
+                .filter_map(|id| self.runs.get(id))
+                .filter(|r| query.matches(r))
+                .take(take)
+                .cloned()
+                .collect(),
+            None => self
+                .runs
+                .range((Unbounded, upper))
+                .rev()
+                .map(|(_, r)| r)
+                .filter(|r| query.matches(r))
+                .take(take)
+                .cloned()
+                .collect(),
+        };
+        Page::from_overfetch(items, query.limit, |r: &Run| r.id)
+    }
+
+    // Cursors.
+
+    pub(crate) fn get_cursor(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Option<Cursor>> {
+        Ok(self
+            .pipeline(pipeline)?
+            .stream(stream)
+            .and_then(|s| s.cursor.clone()))
+    }
+
+    pub(crate) fn list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>> {
+        Ok(self
+            .pipeline(pipeline)?
+            .streams
+            .values()
+            .filter_map(|s| s.cursor.clone())
+            .collect())
+    }
+
+    pub(crate) fn cursor_history(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        before: Option<u64>,
+        limit: Limit,
+    ) -> Result<Page<CursorHistoryEntry, u64>> {
+        let history = self
+            .pipeline(pipeline)?
+            .stream(stream)
+            .map_or(&[][..], |s| &s.history[..]);
+        // Version n is at index n − 1, so the versions below `before` are the first `before − 1`.
+        let end = before.map_or(history.len(), |b| {
+            usize::try_from(b.saturating_sub(1))
+                .unwrap_or(usize::MAX)
+                .min(history.len())
+        });
+        let items = history[..end]
+            .iter()
+            .rev()
+            .take(limit.as_usize() + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(
+            items,
+            limit,
+            |e: &CursorHistoryEntry| e.version,
+        ))
+    }
+
+    pub(crate) fn reset_cursor(
+        &mut self,
+        lease: &Lease,
+        stream: &StreamName,
+        reset: &CursorReset,
+        now: Timestamp,
+    ) -> Result<Cursor> {
+        let state = self.fenced_pipeline(lease, now)?;
+        let kind = state.pipeline.spec.cursor_kind;
+        let current = state.current_cursor(stream);
+        let old_value = match reset.target {
+            hakiri_core::ResetTarget::Version(v) => state
+                .stream(stream)
+                .and_then(|s| {
+                    usize::try_from(v)
+                        .ok()
+                        .and_then(|v| v.checked_sub(1))
+                        .and_then(|i| s.history.get(i))
+                })
+                .map(|e| &e.value),
+            _ => None,
+        };
+        let (value, change) = plan_reset(kind, &lease.pipeline, stream, current, old_value, reset)?;
+        let version = current.map_or(0, |(_, v)| v) + 1;
+        let write = CursorWrite {
+            stream: stream.clone(),
+            value,
+            version,
+            change,
+        };
+        self.write_cursor(lease, None, reset.by.clone(), write, now)
+    }
+
+    // Schemas.
+
+    pub(crate) fn observe_schema(
+        &mut self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        schema: Schema,
+        now: Timestamp,
+    ) -> Result<Observation> {
+        self.writable_run(lease, run, now)?;
+        self.observe(&lease.pipeline, Some(run), stream, schema, now)
+    }
+
+    /// Applies the evolution rule to one observed schema; cannot fail once the pipeline exists.
+    fn observe(
+        &mut self,
+        pipeline: &PipelineId,
+        run: Option<RunId>,
+        stream: &StreamName,
+        schema: Schema,
+        now: Timestamp,
+    ) -> Result<Observation> {
+        let state = self.pipeline(pipeline)?;
+        let versions = state.stream(stream).map_or(&[][..], |s| &s.schemas[..]);
+        let current = versions.last();
+        let held: Vec<&Decision> = state
+            .held
+            .iter()
+            .filter_map(|id| self.decisions.get(id))
+            .filter(|d| d.stream == *stream)
+            .collect();
+        let policy = state.pipeline.spec.schema_policy;
+        match plan_observation(current, &held, &schema, &policy) {
+            Evolution::Unchanged => Ok(Observation {
+                verdict: Verdict::Accepted,
+                current: current
+                    .cloned()
+                    .ok_or_else(|| Error::Backend("unchanged schema must exist".into()))?,
+                decision: None,
+            }),
+            Evolution::AlreadyHeld(id) => Ok(Observation {
+                verdict: Verdict::Held,
+                current: current
+                    .cloned()
+                    .ok_or_else(|| Error::Backend("held schema has a base".into()))?,
+                decision: self.decisions.get(&id).cloned(),
+            }),
+            Evolution::Initial => {
+                let version = self.append_schema(pipeline, stream, schema, None, run, now)?;
+                Ok(Observation {
+                    verdict: Verdict::Accepted,
+                    current: version,
+                    decision: None,
+                })
+            }
+            Evolution::Changed {
+                diff,
+                class,
+                verdict,
+            } => {
+                let from_version = current.map_or(0, |v| v.version);
+                let current = current.cloned();
+                self.last_decision += 1;
+                let id = DecisionId(self.last_decision);
+                let mut decision = Decision {
+                    id,
+                    pipeline: pipeline.clone(),
+                    stream: stream.clone(),
+                    run,
+                    from_version,
+                    to_version: None,
+                    fingerprint: schema.fingerprint(),
+                    proposed: schema.clone(),
+                    diff,
+                    class,
+                    verdict,
+                    decided_by: Actor::Policy,
+                    reason: policy_reason(class, verdict),
+                    created_at: now,
+                    decided_at: (verdict != Verdict::Held).then_some(now),
+                };
+                let kind = EventKind::DecisionRecorded {
+                    decision: id,
+                    stream: stream.clone(),
+                    verdict,
+                };
+                self.emit(now, Actor::Policy, pipeline, kind);
+                let current = match verdict {
+                    Verdict::Accepted => {
+                        let version =
+                            self.append_schema(pipeline, stream, schema, Some(id), run, now)?;
+                        decision.to_version = Some(version.version);
+                        version
+                    }
+                    Verdict::Held => {
+                        self.hold(pipeline, &decision, now)?;
+                        current.ok_or_else(|| Error::Backend("held schema has a base".into()))?
+                    }
+                    Verdict::Rejected => current
+                        .ok_or_else(|| Error::Backend("rejected schema has a base".into()))?,
+                };
+                self.decisions.insert(id, decision.clone());
+                Ok(Observation {
+                    verdict,
+                    current,
+                    decision: Some(decision),
+                })
+            }
+        }
+    }
+
+    fn append_schema(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        schema: Schema,
+        decision: Option<DecisionId>,
+        run: Option<RunId>,
+        now: Timestamp,
+    ) -> Result<SchemaVersion> {
+        let versions = &mut self
+            .pipeline_mut(pipeline)?
+            .streams
+            .entry(stream.clone())
+            .or_default()
+            .schemas;
+        let number = u32::try_from(versions.len() + 1)
+            .map_err(|_| Error::Backend("too many schema versions".into()))?;
+        let version = SchemaVersion {
+            pipeline: pipeline.clone(),
+            stream: stream.clone(),
+            version: number,
+            fingerprint: schema.fingerprint(),
+            schema,
+            decision,
+            run,
+            created_at: now,
+        };
+        versions.push(version.clone());
+        let kind = EventKind::SchemaVersionAdded {
+            stream: stream.clone(),
+            version: number,
+        };
+        self.emit(now, Actor::Policy, pipeline, kind);
+        Ok(version)
+    }
+
+    /// Records a held decision and pauses the pipeline (unless already paused).
+    fn hold(&mut self, pipeline: &PipelineId, decision: &Decision, now: Timestamp) -> Result<()> {
+        let state = self.pipeline_mut(pipeline)?;
+        state.held.insert(decision.id);
+        if state.pipeline.paused.is_some() {
+            return Ok(());
+        }
+        let reason = Reason::new(format!(
+            "schema change on stream {} held for review (decision {})",
+            decision.stream, decision.id
+        ))?;
+        state.pipeline.paused = Some(Pause {
+            by: Actor::Policy,
+            reason: reason.clone(),
+            since: now,
+        });
+        state.pipeline.updated_at = now;
+        self.emit(
+            now,
+            Actor::Policy,
+            pipeline,
+            EventKind::PipelinePaused { reason },
+        );
+        Ok(())
+    }
+
+    pub(crate) fn get_schema(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        version: Option<u32>,
+    ) -> Result<SchemaVersion> {
+        let versions = self
+            .pipeline(pipeline)?
+            .stream(stream)
+            .map_or(&[][..], |s| &s.schemas[..]);
+        let found = match version {
+            None => versions.last(),
+            Some(v) => v.checked_sub(1).and_then(|i| versions.get(i as usize)),
+        };
+        found.cloned().ok_or_else(|| {
+            Error::NotFound(Entity::Schema {
+                pipeline: pipeline.clone(),
+                stream: stream.clone(),
+                version,
+            })
+        })
+    }
+
+    pub(crate) fn list_schema_versions(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Vec<SchemaVersion>> {
+        Ok(self
+            .pipeline(pipeline)?
+            .stream(stream)
+            .map_or_else(Vec::new, |s| s.schemas.clone()))
+    }
+
+    pub(crate) fn list_decisions(&self, query: &DecisionQuery) -> Page<Decision, DecisionId> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lower = query.after.map_or(Unbounded, Excluded);
+        let items = self
+            .decisions
+            .range((lower, Unbounded))
+            .map(|(_, d)| d)
+            .filter(|d| query.matches(d))
+            .take(query.limit.as_usize() + 1)
+            .cloned()
+            .collect();
+        Page::from_overfetch(items, query.limit, |d: &Decision| d.id)
+    }
+
+    pub(crate) fn decide(
+        &mut self,
+        id: DecisionId,
+        decide: &Decide,
+        now: Timestamp,
+    ) -> Result<Decision> {
+        let current = self
+            .decisions
+            .get(&id)
+            .ok_or(Error::NotFound(Entity::Decision { decision: id }))?;
+        let mut decided = plan_decide(current, decide, now)?;
+        let pipeline = decided.pipeline.clone();
+        if decided.verdict == Verdict::Accepted {
+            let version = self.append_schema(
+                &pipeline,
+                &decided.stream,
+                decided.proposed.clone(),
+                Some(id),
+                decided.run,
+                now,
+            )?;
+            decided.to_version = Some(version.version);
+        }
+        self.decisions.insert(id, decided.clone());
+        let kind = EventKind::DecisionResolved {
+            decision: id,
+            verdict: decided.verdict,
+        };
+        self.emit(now, decide.by.clone(), &pipeline, kind);
+        let state = self.pipeline_mut(&pipeline)?;
+        state.held.remove(&id);
+        let lift = state.held.is_empty()
+            && state
+                .pipeline
+                .paused
+                .as_ref()
+                .is_some_and(|p| p.by == Actor::Policy);
+        if lift {
+            state.pipeline.paused = None;
+            state.pipeline.updated_at = now;
+            self.emit(
+                now,
+                decide.by.clone(),
+                &pipeline,
+                EventKind::PipelineResumed,
+            );
+        }
+        Ok(decided)
+    }
+
+    // Reads for the reconciler and the audit log.
+
+    pub(crate) fn pipeline_statuses(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+        now: Timestamp,
+    ) -> StatusPage {
+        let items = self
+            .pipelines_after(after)
+            .take(limit.as_usize() + 1)
+            .map(|s| PipelineStatus {
+                pipeline: s.pipeline.clone(),
+                lease: s.lease.clone(),
+                last_run: s.runs.last().and_then(|id| self.runs.get(id)).cloned(),
+                held_decisions: s.held.iter().copied().collect(),
+            })
+            .collect();
+        let page = Page::from_overfetch(items, limit, |s: &PipelineStatus| s.pipeline.id().clone());
+        StatusPage {
+            items: page.items,
+            next: page.next,
+            as_of: now,
+        }
+    }
+
+    pub(crate) fn events(&self, after: u64, limit: Limit) -> Vec<Event> {
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(self.events.len());
+        self.events[start..]
+            .iter()
+            .take(limit.as_usize())
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,7 @@
+//! TODO area runs
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_runs {
+    ($harness:expr) => {};
+}
