@@ -76,6 +76,13 @@ impl PipelineState {
     }
 }
 
+/// Where a new schema version comes from.
+struct Origin<'a> {
+    run: Option<RunId>,
+    decision: Option<DecisionId>,
+    by: &'a Actor,
+}
+
 /// A cursor write decided by a rule, ready to apply.
 struct CursorWrite {
     stream: StreamName,
@@ -517,7 +524,7 @@ impl ProjectState {
             self.write_cursor(lease, Some(run), holder.clone(), write, now)?;
         }
         for (stream, schema) in finish.schemas {
-            self.observe(&lease.pipeline, Some(run), &stream, schema, now)?;
+            self.observe(&lease.pipeline, Some(run), &holder, &stream, schema, now)?;
         }
         let state = self.pipeline_mut(&lease.pipeline)?;
         state.running = None;
@@ -671,7 +678,8 @@ impl ProjectState {
         now: Timestamp,
     ) -> Result<Observation> {
         self.writable_run(lease, run, now)?;
-        self.observe(&lease.pipeline, Some(run), stream, schema, now)
+        let holder = Actor::Holder(lease.holder.clone());
+        self.observe(&lease.pipeline, Some(run), &holder, stream, schema, now)
     }
 
     /// Applies the evolution rule to one observed schema; cannot fail once the pipeline exists.
@@ -679,6 +687,7 @@ impl ProjectState {
         &mut self,
         pipeline: &PipelineId,
         run: Option<RunId>,
+        observer: &Actor,
         stream: &StreamName,
         schema: Schema,
         now: Timestamp,
@@ -709,7 +718,17 @@ impl ProjectState {
                 decision: self.decisions.get(&id).cloned(),
             }),
             Evolution::Initial => {
-                let version = self.append_schema(pipeline, stream, schema, None, run, now)?;
+                let version = self.append_schema(
+                    pipeline,
+                    stream,
+                    schema,
+                    Origin {
+                        run,
+                        decision: None,
+                        by: observer,
+                    },
+                    now,
+                )?;
                 Ok(Observation {
                     verdict: Verdict::Accepted,
                     current: version,
@@ -750,8 +769,17 @@ impl ProjectState {
                 self.emit(now, Actor::Policy, pipeline, kind);
                 let current = match verdict {
                     Verdict::Accepted => {
-                        let version =
-                            self.append_schema(pipeline, stream, schema, Some(id), run, now)?;
+                        let version = self.append_schema(
+                            pipeline,
+                            stream,
+                            schema,
+                            Origin {
+                                run,
+                                decision: Some(id),
+                                by: &Actor::Policy,
+                            },
+                            now,
+                        )?;
                         decision.to_version = Some(version.version);
                         version
                     }
@@ -777,8 +805,7 @@ impl ProjectState {
         pipeline: &PipelineId,
         stream: &StreamName,
         schema: Schema,
-        decision: Option<DecisionId>,
-        run: Option<RunId>,
+        origin: Origin<'_>,
         now: Timestamp,
     ) -> Result<SchemaVersion> {
         let versions = &mut self
@@ -795,8 +822,8 @@ impl ProjectState {
             version: number,
             fingerprint: schema.fingerprint(),
             schema,
-            decision,
-            run,
+            decision: origin.decision,
+            run: origin.run,
             created_at: now,
         };
         versions.push(version.clone());
@@ -804,7 +831,7 @@ impl ProjectState {
             stream: stream.clone(),
             version: number,
         };
-        self.emit(now, Actor::Policy, pipeline, kind);
+        self.emit(now, origin.by.clone(), pipeline, kind);
         Ok(version)
     }
 
@@ -899,8 +926,11 @@ impl ProjectState {
                 &pipeline,
                 &decided.stream,
                 decided.proposed.clone(),
-                Some(id),
-                decided.run,
+                Origin {
+                    run: decided.run,
+                    decision: Some(id),
+                    by: &decide.by,
+                },
                 now,
             )?;
             decided.to_version = Some(version.version);
