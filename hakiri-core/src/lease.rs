@@ -137,8 +137,16 @@ pub fn check_fence(current: Option<&LeaseState>, presented: &Lease, now: Timesta
             current: current.epoch,
         }));
     }
-    if current.holder.is_none() {
-        return Err(fenced(FenceReason::Released));
+    match &current.holder {
+        None => return Err(fenced(FenceReason::Released)),
+        // Within a project an epoch names one acquisition, so this only fails for a lease forged
+        // or carried over from elsewhere (another project's catalog): refuse it all the same.
+        Some(holder) if *holder != presented.holder => {
+            return Err(fenced(FenceReason::Superseded {
+                current: current.epoch,
+            }))
+        }
+        Some(_) => {}
     }
     if now >= current.expires_at {
         return Err(fenced(FenceReason::Expired {

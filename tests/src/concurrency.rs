@@ -72,6 +72,8 @@ async fn increment(
         let (n, version) = current.map_or((0, 0), |c| {
             (c.value.as_json().as_u64().expect("a count"), c.version)
         });
+        // Let other writers run between the read and the write, as network latency would.
+        tokio::task::yield_now().await;
         let advance = CursorAdvance::to(value(json!(n + 1))).expecting(version);
         match catalog.checkpoint(lease, run, s, advance).await {
             Ok(cursor) => {
@@ -105,6 +107,7 @@ pub async fn concurrency_lease_race_exact_total(cx: &Ctx) {
                 let lease = acquire_when_free(&*catalog, &p, &holder, ttl).await;
                 let before = live.fetch_add(1, Ordering::SeqCst);
                 assert_eq!(before, 0, "two live holders at once");
+                tokio::task::yield_now().await;
                 let run = catalog
                     .begin_run(&lease, BeginRun::new(Trigger::Manual))
                     .await
@@ -115,6 +118,7 @@ pub async fn concurrency_lease_race_exact_total(cx: &Ctx) {
                     .await
                     .expect("finish run");
                 assert_eq!(finished.status, RunStatus::Succeeded);
+                tokio::task::yield_now().await;
                 live.fetch_sub(1, Ordering::SeqCst);
                 catalog.release(&lease).await.expect("release");
             }
@@ -199,6 +203,7 @@ pub async fn concurrency_spec_generation_compare_and_set(cx: &Ctx) {
                     config.insert(format!("task-{task}-change-{change}"), json!(true));
                     let config = ConnectorConfig::new(config.into()).expect("valid config");
                     let spec = current.spec.clone().with_config(config);
+                    tokio::task::yield_now().await;
                     let mode = PutMode::Update {
                         expected: current.generation,
                     };
