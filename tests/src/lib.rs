@@ -5,7 +5,7 @@
 //! rule it proves. [`contract_suite!`] emits one named `#[tokio::test]` per check for a backend,
 //! each on a fresh project:
 //!
-//! ```ignore
+//! ```text
 //! hakiri_contract::contract_suite!(MemoryHarness::new());
 //! ```
 //!
