@@ -1,0 +1,367 @@
+//! The embedded host: the store on a local SQLite file (the CLI's default catalog).
+//!
+//! One thread owns the connection, mirroring the Durable Object's one-request-at-a-time model.
+//! Requests that arrive while a commit is in flight queue up and are **group-committed**: the
+//! thread opens one `BEGIN IMMEDIATE` transaction for the whole queue and runs each request in its
+//! own savepoint, so each stays all-or-nothing while they share one fsync. Other processes on the
+//! same file (an operator CLI beside a running reconciler) serialise on SQLite's write lock; every
+//! read the store makes before a write happens inside that lock, so fencing is checked in the same
+//! transaction as the write.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hakiri_core::{Clock, Error, ProjectId, Result, SystemClock};
+use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
+use rusqlite::{Connection, ToSql};
+use tokio::sync::oneshot;
+
+use crate::protocol::{Request, Response};
+use crate::remote::{RemoteCatalog, Transport};
+use crate::store::{self, Atomic, Exec, Row, SqlValue};
+
+/// How hard a commit tries to survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit is on disk when it returns (the default).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: several times faster; a power loss (not a process crash) may undo
+    /// the last commits, never corrupt the file.
+    Normal,
+}
+
+/// Settings of the embedded catalog.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    durability: Durability,
+    busy_timeout: Duration,
+    max_batch: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(10),
+            max_batch: 256,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl SqliteConfig {
+    /// Sets the durability.
+    ///
+    /// # Warning
+    /// [`Durability::Normal`] may lose acknowledged commits on power loss: a pipeline could then
+    /// re-read data it already checkpointed.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long to wait for another process's write lock before answering `Unavailable`.
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// The most requests committed together (at least 1).
+    ///
+    /// # Warning
+    /// 1 disables group commit: every request pays a full fsync.
+    #[must_use]
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch.max(1);
+        self
+    }
+
+    /// The catalog's clock (inject a `ManualClock` in tests).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// The catalog of one project on a local SQLite file.
+pub type SqliteCatalog = RemoteCatalog<EmbeddedTransport>;
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the catalog database at `path` for `project`, migrating it to
+    /// the current schema, and starts its writer thread.
+    ///
+    /// # Errors
+    /// `Unavailable` if the file cannot be opened or locked in time; `InvalidArgument` if the file
+    /// holds another project.
+    pub fn open(path: impl AsRef<Path>, project: ProjectId, config: SqliteConfig) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = SqliteConn::open(&path, &config)?;
+        conn.with_immediate(|conn| {
+            store::migrate_in_place(conn, config.clock.now())?;
+            store::bind_project(conn, &project)
+        })?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let writer = Writer {
+            conn,
+            receiver,
+            clock: config.clock.clone(),
+            max_batch: config.max_batch,
+        };
+        thread::Builder::new()
+            .name(format!("hakiri-sqlite-{project}"))
+            .spawn(move || writer.run())
+            .map_err(|e| {
+                Error::Unavailable(format!("cannot start the catalog writer thread: {e}"))
+            })?;
+        Ok(RemoteCatalog::new(
+            project,
+            EmbeddedTransport { path, sender },
+        ))
+    }
+}
+
+/// Hands requests to the writer thread of one database file.
+pub struct EmbeddedTransport {
+    path: PathBuf,
+    sender: mpsc::Sender<Job>,
+}
+
+impl fmt::Debug for EmbeddedTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedTransport")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl EmbeddedTransport {
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl Transport for EmbeddedTransport {
+    async fn call(&self, request: Request) -> Result<Response> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || Error::Unavailable("the catalog writer thread has stopped".into());
+        self.sender
+            .send(Job { request, reply })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<Result<Response>>,
+}
+
+/// The thread that owns the connection.
+struct Writer {
+    conn: SqliteConn,
+    receiver: mpsc::Receiver<Job>,
+    clock: Arc<dyn Clock>,
+    max_batch: usize,
+}
+
+impl Writer {
+    fn run(mut self) {
+        // Ends when every sender is gone, closing the connection.
+        while let Ok(first) = self.receiver.recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match self.receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    /// Runs a batch in one transaction, each request in its own savepoint, and answers each.
+    fn commit(&mut self, batch: Vec<Job>) {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let clock = self.clock.clone();
+        let outcome = self.conn.with_immediate(|conn| {
+            for job in batch {
+                let now = clock.now();
+                let request = job.request;
+                results.push(conn.atomic(move |conn| store::handle(conn, request, now)));
+                replies.push(job.reply);
+            }
+            Ok(())
+        });
+        if let Err(error) = outcome {
+            // Nothing of the batch is on disk: every request in it failed.
+            tracing::warn!(%error, "catalog batch did not commit");
+            for result in &mut results {
+                *result = Err(error.clone());
+            }
+        }
+        for (reply, result) in replies.into_iter().zip(results) {
+            // The caller may have gone away (cancelled); its request's outcome stands regardless.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// A rusqlite connection as the store's [`Exec`].
+pub(crate) struct SqliteConn {
+    conn: Connection,
+}
+
+impl SqliteConn {
+    pub(crate) fn open(path: &Path, config: &SqliteConfig) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot open the catalog database {}: {e}",
+                path.display()
+            ))
+        })?;
+        conn.busy_timeout(config.busy_timeout).map_err(convert)?;
+        conn.set_prepared_statement_cache_capacity(128);
+        let synchronous = match config.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF;"
+        ))
+        .map_err(convert)?;
+        Ok(Self { conn })
+    }
+
+    /// Runs `unit` in a `BEGIN IMMEDIATE` transaction: the write lock is taken before the first
+    /// read, so no other process can change what the unit reads before it commits.
+    pub(crate) fn with_immediate<T>(
+        &mut self,
+        unit: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(convert)?;
+        match unit(self) {
+            Ok(value) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(value),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(convert(e))
+                }
+            },
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Exec for SqliteConn {
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(convert)?;
+        let columns = statement.column_count();
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(convert)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(convert)? {
+            let mut values = Vec::with_capacity(columns);
+            for i in 0..columns {
+                values.push(match row.get_ref(i).map_err(convert)? {
+                    ValueRef::Null => SqlValue::Null,
+                    ValueRef::Integer(v) => SqlValue::Integer(v),
+                    ValueRef::Real(v) => SqlValue::Real(v),
+                    ValueRef::Text(v) => SqlValue::Text(String::from_utf8_lossy(v).into_owned()),
+                    ValueRef::Blob(_) => {
+                        return Err(Error::Backend("unexpected BLOB column".into()))
+                    }
+                });
+            }
+            out.push(Row(values));
+        }
+        Ok(out)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<()> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(convert)?;
+        statement
+            .execute(rusqlite::params_from_iter(params.iter()))
+            .map(drop)
+            .map_err(convert)
+    }
+}
+
+impl Atomic for SqliteConn {
+    /// A savepoint: inside the writer's transaction it isolates one request of a group commit;
+    /// outside one it is a transaction of its own.
+    fn atomic<T: 'static>(
+        &mut self,
+        unit: impl FnOnce(&mut Self) -> Result<T> + 'static,
+    ) -> Result<T> {
+        self.conn
+            .execute_batch("SAVEPOINT hakiri_unit")
+            .map_err(convert)?;
+        match unit(self) {
+            Ok(value) => {
+                self.conn
+                    .execute_batch("RELEASE hakiri_unit")
+                    .map_err(convert)?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.conn
+                    .execute_batch("ROLLBACK TO hakiri_unit; RELEASE hakiri_unit")
+                    .map_err(convert)?;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            SqlValue::Null => ToSqlOutput::Owned(SqliteValue::Null),
+            SqlValue::Integer(v) => ToSqlOutput::Owned(SqliteValue::Integer(*v)),
+            SqlValue::Real(v) => ToSqlOutput::Owned(SqliteValue::Real(*v)),
+            SqlValue::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+        })
+    }
+}
+
+/// The one conversion of rusqlite errors into catalog errors.
+fn convert(error: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    match &error {
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+        {
+            Error::Unavailable(format!(
+                "the catalog database is busy (another process holds its lock): {error}"
+            ))
+        }
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(
+                e.code,
+                ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::DiskFull
+            ) =>
+        {
+            Error::Unavailable(format!("the catalog database cannot be written: {error}"))
+        }
+        _ => Error::Backend(format!("sqlite: {error}")),
+    }
+}

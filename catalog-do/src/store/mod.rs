@@ -1,0 +1,1297 @@
+//! The portable SQLite catalog: every statement of the catalog, written once over [`Exec`].
+//!
+//! Both hosts — the Durable Object and the embedded local file — call [`handle`] inside an atomic
+//! unit ([`Atomic::atomic`]), so every operation commits completely or not at all, and reads
+//! inside it see a state no other writer can change before the unit ends (the DO runs one request
+//! at a time; the embedded host holds SQLite's write lock). Domain rules come from `hakiri-core`:
+//! this module reads the state a rule needs, asks the rule, and writes its outcome.
+
+pub mod exec;
+mod migrations;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
+use hakiri_core::evolution::{plan_decide, plan_observation, policy_reason, Evolution};
+use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
+use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
+use hakiri_core::run::check_writable;
+use hakiri_core::{
+    Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
+    CursorReset, CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
+    Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
+    Pause, PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, ProjectId, PutMode,
+    Reason, ResetTarget, Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaPolicy,
+    SchemaVersion, StatusPage, StreamName, Timestamp, Verdict,
+};
+
+use crate::protocol::{Request, Response};
+use exec::{from_json, params, to_json};
+pub use exec::{Atomic, Exec, Row, SqlValue};
+
+/// Brings a database to the current schema in an atomic unit of its own; run it once when a host
+/// opens its database.
+///
+/// # Errors
+/// The host's error, or [`Error::Backend`] for a database newer than this build.
+pub fn migrate(exec: &mut impl Atomic, now: Timestamp) -> Result<()> {
+    exec.atomic(move |exec| migrations::migrate(exec, now))
+}
+
+/// Like [`migrate`], for a host that already holds a transaction.
+///
+/// # Errors
+/// As [`migrate`].
+pub fn migrate_in_place(exec: &mut impl Exec, now: Timestamp) -> Result<()> {
+    migrations::migrate(exec, now)
+}
+
+/// Records `project` as the database's project on first use, and refuses any other afterwards:
+/// a database holds exactly one project. Run it inside an atomic unit, after [`migrate`].
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if the database belongs to another project.
+pub fn bind_project(exec: &mut impl Exec, project: &ProjectId) -> Result<()> {
+    exec.execute(
+        "INSERT INTO meta (key, value) VALUES ('project', ?) ON CONFLICT (key) DO NOTHING",
+        params![project.as_str()],
+    )?;
+    let stored = exec
+        .query_row("SELECT value FROM meta WHERE key = 'project'", &[])?
+        .ok_or_else(|| Error::Backend("the project record is missing".into()))?;
+    let stored = stored.text(0)?;
+    if stored == project.as_str() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "this catalog database holds project {stored:?}, not {:?}",
+            project.as_str()
+        )))
+    }
+}
+
+/// Runs one request against the store. Call it inside an atomic unit.
+///
+/// # Errors
+/// Whatever the operation returns; the caller's atomic unit rolls back on any error.
+pub fn handle(exec: &mut impl Exec, request: Request, now: Timestamp) -> Result<Response> {
+    let mut store = Store { exec, now };
+    store.handle(request)
+}
+
+struct Store<'a, E: Exec> {
+    exec: &'a mut E,
+    now: Timestamp,
+}
+
+/// The columns of a pipeline that lease-checked writes need, without its JSON document.
+struct Hot {
+    cursor_kind: CursorKind,
+    lease: Option<LeaseState>,
+    running: Option<RunId>,
+}
+
+const HOT_COLUMNS: &str = "cursor_kind, lease_epoch, lease_holder, lease_expires_at, running_run";
+
+fn hot_from(row: &Row, first: usize) -> Result<Hot> {
+    let cursor_kind = match row.text(first)? {
+        "opaque" => CursorKind::Opaque,
+        _ => CursorKind::Monotonic,
+    };
+    let lease = match row.opt_int(first + 1)? {
+        None => None,
+        Some(epoch) => Some(LeaseState {
+            epoch: Epoch(u64::try_from(epoch).unwrap_or(0)),
+            holder: row.opt_text(first + 2)?.map(HolderId::new).transpose()?,
+            expires_at: Timestamp::from_millis(row.opt_int(first + 3)?.unwrap_or(0)),
+        }),
+    };
+    let running = row.opt_text(first + 4)?.map(str::parse).transpose()?;
+    Ok(Hot {
+        cursor_kind,
+        lease,
+        running,
+    })
+}
+
+fn kind_text(kind: CursorKind) -> &'static str {
+    match kind {
+        CursorKind::Monotonic => "monotonic",
+        CursorKind::Opaque => "opaque",
+    }
+}
+
+/// A cursor write decided by a rule, ready to apply.
+struct CursorWrite {
+    stream: StreamName,
+    value: CursorValue,
+    version: u64,
+    change: CursorChange,
+}
+
+/// Where a new schema version comes from.
+struct Origin<'a> {
+    run: Option<RunId>,
+    decision: Option<DecisionId>,
+    by: &'a Actor,
+}
+
+impl<E: Exec> Store<'_, E> {
+    fn handle(&mut self, request: Request) -> Result<Response> {
+        use Request as R;
+        Ok(match request {
+            R::PutPipeline { spec, mode, by } => {
+                Response::Pipeline(self.put_pipeline(spec, mode, &by)?)
+            }
+            R::GetPipeline { pipeline } => Response::Pipeline(self.pipeline(&pipeline)?.0),
+            R::ListPipelines { after, limit } => {
+                Response::Pipelines(self.list_pipelines(after.as_ref(), limit)?)
+            }
+            R::SetPaused {
+                pipeline,
+                change,
+                by,
+            } => Response::Pipeline(self.set_paused(&pipeline, &change, &by)?),
+            R::DeletePipeline {
+                pipeline,
+                expected,
+                by,
+            } => {
+                self.delete_pipeline(&pipeline, expected, &by)?;
+                Response::Unit
+            }
+            R::Acquire {
+                pipeline,
+                holder,
+                ttl_ms,
+            } => Response::Lease(self.acquire(
+                &pipeline,
+                &holder,
+                Duration::from_millis(ttl_ms),
+                None,
+            )?),
+            R::ForceAcquire {
+                pipeline,
+                holder,
+                ttl_ms,
+                by,
+                reason,
+            } => Response::Lease(self.acquire(
+                &pipeline,
+                &holder,
+                Duration::from_millis(ttl_ms),
+                Some((&by, &reason)),
+            )?),
+            R::Renew { lease, ttl_ms } => {
+                Response::Lease(self.renew(&lease, Duration::from_millis(ttl_ms))?)
+            }
+            R::Release { lease } => {
+                self.release(&lease)?;
+                Response::Unit
+            }
+            R::BeginRun { lease, begin } => Response::Run(self.begin_run(&lease, begin)?),
+            R::Checkpoint {
+                lease,
+                run,
+                stream,
+                advance,
+            } => Response::Cursor(self.checkpoint(&lease, run, &stream, &advance)?),
+            R::FinishRun { lease, run, finish } => {
+                Response::Run(self.finish_run(&lease, run, finish)?)
+            }
+            R::GetRun { run } => Response::Run(self.get_run(run)?),
+            R::ListRuns { query } => Response::Runs(self.list_runs(&query)?),
+            R::GetCursor { pipeline, stream } => {
+                self.ensure_pipeline(&pipeline)?;
+                Response::MaybeCursor(self.cursor(&pipeline, &stream)?)
+            }
+            R::ListCursors { pipeline } => Response::Cursors(self.list_cursors(&pipeline)?),
+            R::CursorHistory {
+                pipeline,
+                stream,
+                before,
+                limit,
+            } => Response::CursorHistory(self.cursor_history(&pipeline, &stream, before, limit)?),
+            R::ResetCursor {
+                lease,
+                stream,
+                reset,
+            } => Response::Cursor(self.reset_cursor(&lease, &stream, &reset)?),
+            R::ObserveSchema {
+                lease,
+                run,
+                stream,
+                schema,
+            } => {
+                self.writable_run(&lease, run)?;
+                let policy = self.pipeline(&lease.pipeline)?.0.spec.schema_policy;
+                let holder = Actor::Holder(lease.holder.clone());
+                Response::Observation(self.observe(
+                    &lease.pipeline,
+                    &policy,
+                    Some(run),
+                    &holder,
+                    &stream,
+                    schema,
+                )?)
+            }
+            R::GetSchema {
+                pipeline,
+                stream,
+                version,
+            } => Response::SchemaVersion(self.get_schema(&pipeline, &stream, version)?),
+            R::ListSchemaVersions { pipeline, stream } => {
+                self.ensure_pipeline(&pipeline)?;
+                Response::SchemaVersions(self.schema_versions(&pipeline, &stream)?)
+            }
+            R::ListDecisions { query } => Response::Decisions(self.list_decisions(&query)?),
+            R::Decide { decision, decide } => Response::Decision(self.decide(decision, &decide)?),
+            R::PipelineStatuses { after, limit } => {
+                Response::Statuses(self.pipeline_statuses(after.as_ref(), limit)?)
+            }
+            R::Events { after, limit } => Response::Events(self.events(after, limit)?),
+        })
+    }
+
+    // Shared reads.
+
+    fn pipeline(&mut self, id: &PipelineId) -> Result<(Pipeline, Hot)> {
+        let sql = format!("SELECT body, {HOT_COLUMNS} FROM pipelines WHERE id = ?");
+        let row = self
+            .exec
+            .query_row(&sql, params![id.as_str()])?
+            .ok_or_else(|| Error::pipeline_not_found(id))?;
+        Ok((row.json(0)?, hot_from(&row, 1)?))
+    }
+
+    fn hot(&mut self, id: &PipelineId) -> Result<Option<Hot>> {
+        let sql = format!("SELECT {HOT_COLUMNS} FROM pipelines WHERE id = ?");
+        self.exec
+            .query_row(&sql, params![id.as_str()])?
+            .map(|row| hot_from(&row, 0))
+            .transpose()
+    }
+
+    fn ensure_pipeline(&mut self, id: &PipelineId) -> Result<()> {
+        self.exec
+            .query_row("SELECT 1 FROM pipelines WHERE id = ?", params![id.as_str()])?
+            .map(drop)
+            .ok_or_else(|| Error::pipeline_not_found(id))
+    }
+
+    /// The pipeline's hot columns, if `lease` is valid now.
+    fn fenced(&mut self, lease: &Lease) -> Result<Hot> {
+        let hot = self.hot(&lease.pipeline)?;
+        check_fence(hot.as_ref().and_then(|h| h.lease.as_ref()), lease, self.now)?;
+        hot.ok_or_else(|| Error::pipeline_not_found(&lease.pipeline))
+    }
+
+    /// The pipeline's hot columns, if `lease` is valid and `run` is its running run.
+    fn writable_run(&mut self, lease: &Lease, run: RunId) -> Result<Hot> {
+        let hot = self.fenced(lease)?;
+        // The running run always belongs to the current epoch (a new acquisition abandons it),
+        // so a match is the whole of `check_writable`; otherwise let the rule say what is wrong.
+        if hot.running == Some(run) {
+            return Ok(hot);
+        }
+        let record = self.get_run(run)?;
+        check_writable(&record, lease)?;
+        Err(Error::Backend(format!(
+            "run {run} is running but not recorded as the pipeline's running run"
+        )))
+    }
+
+    fn counter(&mut self, name: &str) -> Result<u64> {
+        self.exec
+            .query_row(
+                "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value",
+                params![name],
+            )?
+            .ok_or_else(|| Error::Backend(format!("counter {name} is missing")))?
+            .uint(0)
+    }
+
+    fn emit(&mut self, actor: &Actor, pipeline: &PipelineId, kind: &EventKind) -> Result<()> {
+        self.exec.execute(
+            "INSERT INTO events (at, actor, pipeline, kind) VALUES (?, ?, ?, ?)",
+            params![
+                self.now.as_millis(),
+                to_json(actor)?,
+                pipeline.as_str(),
+                to_json(kind)?
+            ],
+        )
+    }
+
+    fn save_pipeline(&mut self, pipeline: &Pipeline) -> Result<()> {
+        self.exec.execute(
+            "UPDATE pipelines SET body = ?, cursor_kind = ? WHERE id = ?",
+            params![
+                to_json(pipeline)?,
+                kind_text(pipeline.spec.cursor_kind),
+                pipeline.id().as_str()
+            ],
+        )
+    }
+
+    // Pipelines.
+
+    fn put_pipeline(&mut self, spec: PipelineSpec, mode: PutMode, by: &Actor) -> Result<Pipeline> {
+        let existing = match self.pipeline(&spec.id) {
+            Ok((pipeline, _)) => Some(pipeline),
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        match plan_put(existing.as_ref(), spec, mode, self.now)? {
+            PutPlan::Unchanged(pipeline) => Ok(pipeline),
+            PutPlan::Create(pipeline) => {
+                self.exec.execute(
+                    "INSERT INTO pipelines (id, body, cursor_kind) VALUES (?, ?, ?)",
+                    params![
+                        pipeline.id().as_str(),
+                        to_json(&pipeline)?,
+                        kind_text(pipeline.spec.cursor_kind)
+                    ],
+                )?;
+                let kind = EventKind::PipelineCreated {
+                    generation: pipeline.generation,
+                };
+                self.emit(by, pipeline.id(), &kind)?;
+                Ok(pipeline)
+            }
+            PutPlan::Update(pipeline) => {
+                self.save_pipeline(&pipeline)?;
+                let kind = EventKind::PipelineUpdated {
+                    generation: pipeline.generation,
+                };
+                self.emit(by, pipeline.id(), &kind)?;
+                Ok(pipeline)
+            }
+        }
+    }
+
+    fn list_pipelines(
+        &mut self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<Page<Pipeline, PipelineId>> {
+        // Ids are never empty, so "" sorts before every id.
+        let after = after.map_or("", PipelineId::as_str);
+        let rows = self.exec.query(
+            "SELECT body FROM pipelines WHERE id > ? ORDER BY id LIMIT ?",
+            params![after, limit.get() + 1],
+        )?;
+        let items = rows
+            .iter()
+            .map(|r| r.json(0))
+            .collect::<Result<Vec<Pipeline>>>()?;
+        Ok(Page::from_overfetch(items, limit, |p| p.id().clone()))
+    }
+
+    fn held_count(&mut self, pipeline: &PipelineId) -> Result<usize> {
+        let count = self
+            .exec
+            .query_row(
+                "SELECT COUNT(*) FROM decisions WHERE pipeline = ? AND held = 1",
+                params![pipeline.as_str()],
+            )?
+            .map_or(Ok(0), |r| r.uint(0))?;
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+
+    fn set_paused(
+        &mut self,
+        id: &PipelineId,
+        change: &PauseChange,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        let (mut pipeline, _) = self.pipeline(id)?;
+        let held = self.held_count(id)?;
+        let Some(paused) = plan_pause(&pipeline, change, by, held, self.now)? else {
+            return Ok(pipeline);
+        };
+        let kind = match &paused {
+            Some(pause) => EventKind::PipelinePaused {
+                reason: pause.reason.clone(),
+            },
+            None => EventKind::PipelineResumed,
+        };
+        pipeline.paused = paused;
+        pipeline.updated_at = self.now;
+        self.save_pipeline(&pipeline)?;
+        self.emit(by, id, &kind)?;
+        Ok(pipeline)
+    }
+
+    fn delete_pipeline(&mut self, id: &PipelineId, expected: Generation, by: &Actor) -> Result<()> {
+        let (pipeline, hot) = self.pipeline(id)?;
+        check_delete(&pipeline, expected, hot.lease.as_ref(), self.now)?;
+        for table in [
+            "pipelines",
+            "runs",
+            "cursors",
+            "cursor_history",
+            "schema_versions",
+            "decisions",
+        ] {
+            let column = if table == "pipelines" {
+                "id"
+            } else {
+                "pipeline"
+            };
+            self.exec.execute(
+                &format!("DELETE FROM {table} WHERE {column} = ?"),
+                params![id.as_str()],
+            )?;
+        }
+        self.emit(by, id, &EventKind::PipelineDeleted)
+    }
+
+    // Leases.
+
+    fn acquire(
+        &mut self,
+        id: &PipelineId,
+        holder: &HolderId,
+        ttl: Duration,
+        forced_by: Option<(&Actor, &Reason)>,
+    ) -> Result<Lease> {
+        let hot = self.hot(id)?.ok_or_else(|| Error::pipeline_not_found(id))?;
+        // Drawn before the rule runs; a refusal rolls the whole unit back, counter included.
+        let next_epoch = Epoch(self.counter("epoch")?);
+        let lease = plan_acquire(
+            hot.lease.as_ref(),
+            id,
+            holder,
+            ttl,
+            self.now,
+            next_epoch,
+            forced_by.is_some(),
+        )?;
+        self.abandon_running(id, hot.running)?;
+        self.exec.execute(
+            "UPDATE pipelines SET lease_epoch = ?, lease_holder = ?, lease_expires_at = ? WHERE id = ?",
+            params![lease.epoch.get(), holder.as_str(), lease.expires_at.as_millis(), id.as_str()],
+        )?;
+        let actor = forced_by.map_or_else(|| Actor::Holder(holder.clone()), |(by, _)| by.clone());
+        let kind = EventKind::LeaseAcquired {
+            holder: holder.clone(),
+            epoch: lease.epoch,
+            forced: forced_by.is_some(),
+        };
+        self.emit(&actor, id, &kind)?;
+        Ok(lease)
+    }
+
+    /// Marks the pipeline's running run (of an epoch that just lost the lease) `Abandoned`.
+    fn abandon_running(&mut self, id: &PipelineId, running: Option<RunId>) -> Result<()> {
+        let Some(run_id) = running else {
+            return Ok(());
+        };
+        let mut run = self.get_run(run_id)?;
+        run.status = RunStatus::Abandoned;
+        run.finished_at = Some(self.now);
+        run.cursors_at_end = self.cursor_values(id)?;
+        self.save_run(&run)?;
+        self.exec.execute(
+            "UPDATE pipelines SET running_run = NULL WHERE id = ?",
+            params![id.as_str()],
+        )?;
+        let kind = EventKind::RunFinished {
+            run: run_id,
+            status: RunStatus::Abandoned,
+        };
+        self.emit(&Actor::System, id, &kind)
+    }
+
+    fn renew(&mut self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+        let hot = self.hot(&lease.pipeline)?;
+        let renewed = plan_renew(
+            hot.as_ref().and_then(|h| h.lease.as_ref()),
+            lease,
+            ttl,
+            self.now,
+        )?;
+        self.exec.execute(
+            "UPDATE pipelines SET lease_expires_at = ? WHERE id = ?",
+            params![renewed.expires_at.as_millis(), lease.pipeline.as_str()],
+        )?;
+        Ok(renewed)
+    }
+
+    fn release(&mut self, lease: &Lease) -> Result<()> {
+        let hot = self.fenced(lease)?;
+        self.abandon_running(&lease.pipeline, hot.running)?;
+        self.exec.execute(
+            "UPDATE pipelines SET lease_holder = NULL WHERE id = ?",
+            params![lease.pipeline.as_str()],
+        )?;
+        let kind = EventKind::LeaseReleased { epoch: lease.epoch };
+        self.emit(&Actor::Holder(lease.holder.clone()), &lease.pipeline, &kind)
+    }
+
+    // Runs.
+
+    fn save_run(&mut self, run: &Run) -> Result<()> {
+        self.exec.execute(
+            "UPDATE runs SET status = ?, body = ? WHERE id = ?",
+            params![run.status.to_string(), to_json(run)?, run.id.to_string()],
+        )
+    }
+
+    fn begin_run(&mut self, lease: &Lease, begin: BeginRun) -> Result<Run> {
+        begin.validate()?;
+        self.fenced(lease)?;
+        let (pipeline, hot) = self.pipeline(&lease.pipeline)?;
+        if let Some(pause) = &pipeline.paused {
+            return Err(Error::precondition(format!(
+                "pipeline {} is paused ({}); resume it first",
+                lease.pipeline, pause.reason
+            )));
+        }
+        if let Some(running) = hot.running {
+            return Err(Error::precondition(format!(
+                "pipeline {} already has a running run {running}; finish it first",
+                lease.pipeline
+            )));
+        }
+        // A persistent counter, not randomness: unique across processes sharing the file (they
+        // serialise on the write lock) and ordered within a millisecond.
+        let mut entropy = [0u8; 10];
+        entropy[2..].copy_from_slice(&self.counter("run")?.to_be_bytes());
+        let id = RunId::from_parts(self.now, entropy);
+        let run = Run {
+            id,
+            pipeline: lease.pipeline.clone(),
+            epoch: lease.epoch,
+            holder: lease.holder.clone(),
+            trigger: begin.trigger,
+            attempt: begin.attempt,
+            status: RunStatus::Running,
+            started_at: self.now,
+            finished_at: None,
+            stats: BTreeMap::new(),
+            error: None,
+            cursors_at_start: self.cursor_values(&lease.pipeline)?,
+            cursors_at_end: BTreeMap::new(),
+        };
+        self.exec.execute(
+            "INSERT INTO runs (id, pipeline, status, body) VALUES (?, ?, ?, ?)",
+            params![
+                id.to_string(),
+                lease.pipeline.as_str(),
+                run.status.to_string(),
+                to_json(&run)?
+            ],
+        )?;
+        self.exec.execute(
+            "UPDATE pipelines SET running_run = ? WHERE id = ?",
+            params![id.to_string(), lease.pipeline.as_str()],
+        )?;
+        let kind = EventKind::RunBegun {
+            run: id,
+            epoch: lease.epoch,
+        };
+        self.emit(&Actor::Holder(lease.holder.clone()), &lease.pipeline, &kind)?;
+        Ok(run)
+    }
+
+    fn finish_run(&mut self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {
+        let hot = self.writable_run(lease, run)?;
+        let holder = Actor::Holder(lease.holder.clone());
+        for (stream, value) in &finish.cursors {
+            let current = self.current_cursor(&lease.pipeline, stream)?;
+            let advance = CursorAdvance::to(value.clone());
+            let plan = plan_advance(
+                hot.cursor_kind,
+                &lease.pipeline,
+                stream,
+                current.as_ref().map(|(v, n)| (v, *n)),
+                &advance,
+            )?;
+            if let AdvancePlan::Write { value, version } = plan {
+                let write = CursorWrite {
+                    stream: stream.clone(),
+                    value,
+                    version,
+                    change: CursorChange::Finish,
+                };
+                self.write_cursor(lease, Some(run), &holder, write)?;
+            }
+        }
+        if !finish.schemas.is_empty() {
+            let policy = self.pipeline(&lease.pipeline)?.0.spec.schema_policy;
+            for (stream, schema) in finish.schemas {
+                self.observe(
+                    &lease.pipeline,
+                    &policy,
+                    Some(run),
+                    &holder,
+                    &stream,
+                    schema,
+                )?;
+            }
+        }
+        let mut record = self.get_run(run)?;
+        record.status = finish.outcome.status();
+        record.error = finish.outcome.error();
+        record.stats = finish.stats;
+        record.finished_at = Some(self.now);
+        record.cursors_at_end = self.cursor_values(&lease.pipeline)?;
+        self.save_run(&record)?;
+        self.exec.execute(
+            "UPDATE pipelines SET running_run = NULL WHERE id = ?",
+            params![lease.pipeline.as_str()],
+        )?;
+        let kind = EventKind::RunFinished {
+            run,
+            status: record.status,
+        };
+        self.emit(&holder, &lease.pipeline, &kind)?;
+        Ok(record)
+    }
+
+    fn get_run(&mut self, run: RunId) -> Result<Run> {
+        self.exec
+            .query_row(
+                "SELECT body FROM runs WHERE id = ?",
+                params![run.to_string()],
+            )?
+            .ok_or_else(|| Error::run_not_found(run))?
+            .json(0)
+    }
+
+    fn list_runs(&mut self, query: &RunQuery) -> Result<Page<Run, RunId>> {
+        let mut sql = String::from("SELECT body FROM runs WHERE 1 = 1");
+        let mut args = Vec::new();
+        if let Some(before) = query.before {
+            sql.push_str(" AND id < ?");
+            args.push(SqlValue::from(before.to_string()));
+        }
+        if let Some(pipeline) = &query.pipeline {
+            sql.push_str(" AND pipeline = ?");
+            args.push(SqlValue::from(pipeline.as_str()));
+        }
+        if let Some(status) = query.status {
+            sql.push_str(" AND status = ?");
+            args.push(SqlValue::from(status.to_string()));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        args.push(SqlValue::from(query.limit.get() + 1));
+        let rows = self.exec.query(&sql, &args)?;
+        let items = rows
+            .iter()
+            .map(|r| r.json(0))
+            .collect::<Result<Vec<Run>>>()?;
+        Ok(Page::from_overfetch(items, query.limit, |r| r.id))
+    }
+
+    // Cursors.
+
+    fn cursor_values(
+        &mut self,
+        pipeline: &PipelineId,
+    ) -> Result<BTreeMap<StreamName, CursorValue>> {
+        let rows = self.exec.query(
+            "SELECT stream, value FROM cursors WHERE pipeline = ?",
+            params![pipeline.as_str()],
+        )?;
+        rows.iter()
+            .map(|r| Ok((StreamName::new(r.text(0)?)?, r.json(1)?)))
+            .collect()
+    }
+
+    fn current_cursor(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Option<(CursorValue, u64)>> {
+        self.exec
+            .query_row(
+                "SELECT value, version FROM cursors WHERE pipeline = ? AND stream = ?",
+                params![pipeline.as_str(), stream.as_str()],
+            )?
+            .map(|r| Ok((r.json(0)?, r.uint(1)?)))
+            .transpose()
+    }
+
+    const CURSOR_COLUMNS: &'static str =
+        "pipeline, stream, value, version, run, epoch, updated_by, updated_at";
+
+    fn cursor_from(row: &Row) -> Result<Cursor> {
+        Ok(Cursor {
+            pipeline: PipelineId::new(row.text(0)?)?,
+            stream: StreamName::new(row.text(1)?)?,
+            value: row.json(2)?,
+            version: row.uint(3)?,
+            run: row.opt_text(4)?.map(str::parse).transpose()?,
+            epoch: row
+                .opt_int(5)?
+                .map(|e| Epoch(u64::try_from(e).unwrap_or(0))),
+            updated_by: row.json(6)?,
+            updated_at: Timestamp::from_millis(row.int(7)?),
+        })
+    }
+
+    fn cursor(&mut self, pipeline: &PipelineId, stream: &StreamName) -> Result<Option<Cursor>> {
+        let sql = format!(
+            "SELECT {} FROM cursors WHERE pipeline = ? AND stream = ?",
+            Self::CURSOR_COLUMNS
+        );
+        self.exec
+            .query_row(&sql, params![pipeline.as_str(), stream.as_str()])?
+            .map(|r| Self::cursor_from(&r))
+            .transpose()
+    }
+
+    fn list_cursors(&mut self, pipeline: &PipelineId) -> Result<Vec<Cursor>> {
+        self.ensure_pipeline(pipeline)?;
+        let sql = format!(
+            "SELECT {} FROM cursors WHERE pipeline = ? ORDER BY stream",
+            Self::CURSOR_COLUMNS
+        );
+        self.exec
+            .query(&sql, params![pipeline.as_str()])?
+            .iter()
+            .map(Self::cursor_from)
+            .collect()
+    }
+
+    fn checkpoint(
+        &mut self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        advance: &CursorAdvance,
+    ) -> Result<Cursor> {
+        let hot = self.writable_run(lease, run)?;
+        let current = self.current_cursor(&lease.pipeline, stream)?;
+        match plan_advance(
+            hot.cursor_kind,
+            &lease.pipeline,
+            stream,
+            current.as_ref().map(|(v, n)| (v, *n)),
+            advance,
+        )? {
+            AdvancePlan::Unchanged => self
+                .cursor(&lease.pipeline, stream)?
+                .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into())),
+            AdvancePlan::Write { value, version } => {
+                let write = CursorWrite {
+                    stream: stream.clone(),
+                    value,
+                    version,
+                    change: CursorChange::Checkpoint,
+                };
+                self.write_cursor(
+                    lease,
+                    Some(run),
+                    &Actor::Holder(lease.holder.clone()),
+                    write,
+                )
+            }
+        }
+    }
+
+    fn write_cursor(
+        &mut self,
+        lease: &Lease,
+        run: Option<RunId>,
+        by: &Actor,
+        write: CursorWrite,
+    ) -> Result<Cursor> {
+        let cursor = Cursor {
+            pipeline: lease.pipeline.clone(),
+            stream: write.stream.clone(),
+            value: write.value.clone(),
+            version: write.version,
+            run,
+            epoch: Some(lease.epoch),
+            updated_by: by.clone(),
+            updated_at: self.now,
+        };
+        let run_text = run.map(|r| r.to_string());
+        self.exec.execute(
+            "INSERT INTO cursors (pipeline, stream, value, version, run, epoch, updated_by, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (pipeline, stream) DO UPDATE SET value = excluded.value, version = excluded.version,
+                 run = excluded.run, epoch = excluded.epoch, updated_by = excluded.updated_by,
+                 updated_at = excluded.updated_at",
+            params![
+                lease.pipeline.as_str(),
+                write.stream.as_str(),
+                to_json(&write.value)?,
+                write.version,
+                run_text,
+                lease.epoch.get(),
+                to_json(by)?,
+                self.now.as_millis()
+            ],
+        )?;
+        let event = match &write.change {
+            CursorChange::Reset { reason } | CursorChange::Rollback { reason, .. } => {
+                EventKind::CursorReset {
+                    stream: write.stream.clone(),
+                    version: write.version,
+                    reason: reason.clone(),
+                }
+            }
+            CursorChange::Checkpoint | CursorChange::Finish => EventKind::CursorAdvanced {
+                stream: write.stream.clone(),
+                version: write.version,
+            },
+        };
+        let entry = CursorHistoryEntry {
+            version: write.version,
+            value: write.value,
+            change: write.change,
+            run,
+            epoch: Some(lease.epoch),
+            by: by.clone(),
+            at: self.now,
+        };
+        self.exec.execute(
+            "INSERT INTO cursor_history (pipeline, stream, version, body) VALUES (?, ?, ?, ?)",
+            params![
+                lease.pipeline.as_str(),
+                write.stream.as_str(),
+                write.version,
+                to_json(&entry)?
+            ],
+        )?;
+        self.emit(by, &lease.pipeline, &event)?;
+        Ok(cursor)
+    }
+
+    fn cursor_history(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        before: Option<u64>,
+        limit: Limit,
+    ) -> Result<Page<CursorHistoryEntry, u64>> {
+        self.ensure_pipeline(pipeline)?;
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let rows = self.exec.query(
+            "SELECT body FROM cursor_history WHERE pipeline = ? AND stream = ? AND version < ?
+             ORDER BY version DESC LIMIT ?",
+            params![pipeline.as_str(), stream.as_str(), before, limit.get() + 1],
+        )?;
+        let items = rows
+            .iter()
+            .map(|r| r.json(0))
+            .collect::<Result<Vec<CursorHistoryEntry>>>()?;
+        Ok(Page::from_overfetch(items, limit, |e| e.version))
+    }
+
+    fn reset_cursor(
+        &mut self,
+        lease: &Lease,
+        stream: &StreamName,
+        reset: &CursorReset,
+    ) -> Result<Cursor> {
+        let hot = self.fenced(lease)?;
+        let current = self.current_cursor(&lease.pipeline, stream)?;
+        let old_value: Option<CursorValue> = match reset.target {
+            ResetTarget::Version(version) => self
+                .exec
+                .query_row(
+                    "SELECT body FROM cursor_history WHERE pipeline = ? AND stream = ? AND version = ?",
+                    params![lease.pipeline.as_str(), stream.as_str(), version],
+                )?
+                .map(|r| r.json::<CursorHistoryEntry>(0).map(|e| e.value))
+                .transpose()?,
+            _ => None,
+        };
+        let current_ref = current.as_ref().map(|(v, n)| (v, *n));
+        let (value, change) = plan_reset(
+            hot.cursor_kind,
+            &lease.pipeline,
+            stream,
+            current_ref,
+            old_value.as_ref(),
+            reset,
+        )?;
+        let version = current.map_or(0, |(_, n)| n) + 1;
+        let write = CursorWrite {
+            stream: stream.clone(),
+            value,
+            version,
+            change,
+        };
+        self.write_cursor(lease, None, &reset.by, write)
+    }
+
+    // Schemas.
+
+    fn schema_versions(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Vec<SchemaVersion>> {
+        self.exec
+            .query(
+                "SELECT body FROM schema_versions WHERE pipeline = ? AND stream = ? ORDER BY version",
+                params![pipeline.as_str(), stream.as_str()],
+            )?
+            .iter()
+            .map(|r| r.json(0))
+            .collect()
+    }
+
+    fn current_schema(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Option<SchemaVersion>> {
+        self.exec
+            .query_row(
+                "SELECT body FROM schema_versions WHERE pipeline = ? AND stream = ? ORDER BY version DESC LIMIT 1",
+                params![pipeline.as_str(), stream.as_str()],
+            )?
+            .map(|r| r.json(0))
+            .transpose()
+    }
+
+    fn get_schema(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        version: Option<u32>,
+    ) -> Result<SchemaVersion> {
+        self.ensure_pipeline(pipeline)?;
+        let found = match version {
+            None => self.current_schema(pipeline, stream)?,
+            Some(v) => self
+                .exec
+                .query_row(
+                    "SELECT body FROM schema_versions WHERE pipeline = ? AND stream = ? AND version = ?",
+                    params![pipeline.as_str(), stream.as_str(), v],
+                )?
+                .map(|r| r.json(0))
+                .transpose()?,
+        };
+        found.ok_or_else(|| {
+            Error::NotFound(Entity::Schema {
+                pipeline: pipeline.clone(),
+                stream: stream.clone(),
+                version,
+            })
+        })
+    }
+
+    fn decision(&mut self, id: DecisionId) -> Result<Option<Decision>> {
+        self.exec
+            .query_row("SELECT body FROM decisions WHERE id = ?", params![id.get()])?
+            .map(|r| r.json(0))
+            .transpose()
+    }
+
+    fn save_decision(&mut self, decision: &Decision, insert: bool) -> Result<()> {
+        let body = to_json(decision)?;
+        let held = decision.is_pending();
+        if insert {
+            self.exec.execute(
+                "INSERT INTO decisions (id, pipeline, stream, held, body) VALUES (?, ?, ?, ?, ?)",
+                params![
+                    decision.id.get(),
+                    decision.pipeline.as_str(),
+                    decision.stream.as_str(),
+                    held,
+                    body
+                ],
+            )
+        } else {
+            self.exec.execute(
+                "UPDATE decisions SET held = ?, body = ? WHERE id = ?",
+                params![held, body, decision.id.get()],
+            )
+        }
+    }
+
+    /// Applies the evolution rule to one observed schema.
+    fn observe(
+        &mut self,
+        pipeline: &PipelineId,
+        policy: &SchemaPolicy,
+        run: Option<RunId>,
+        observer: &Actor,
+        stream: &StreamName,
+        schema: Schema,
+    ) -> Result<Observation> {
+        let current = self.current_schema(pipeline, stream)?;
+        let held: Vec<Decision> = self
+            .exec
+            .query(
+                "SELECT body FROM decisions WHERE pipeline = ? AND stream = ? AND held = 1",
+                params![pipeline.as_str(), stream.as_str()],
+            )?
+            .iter()
+            .map(|r| r.json(0))
+            .collect::<Result<_>>()?;
+        let held_refs: Vec<&Decision> = held.iter().collect();
+        let base = || Error::Backend("a changed schema has a current version".into());
+        match plan_observation(current.as_ref(), &held_refs, &schema, policy) {
+            Evolution::Unchanged => Ok(Observation {
+                verdict: Verdict::Accepted,
+                current: current.ok_or_else(base)?,
+                decision: None,
+            }),
+            Evolution::AlreadyHeld(id) => Ok(Observation {
+                verdict: Verdict::Held,
+                current: current.ok_or_else(base)?,
+                decision: held.into_iter().find(|d| d.id == id),
+            }),
+            Evolution::Initial => {
+                let origin = Origin {
+                    run,
+                    decision: None,
+                    by: observer,
+                };
+                let version = self.append_schema(pipeline, stream, schema, origin)?;
+                Ok(Observation {
+                    verdict: Verdict::Accepted,
+                    current: version,
+                    decision: None,
+                })
+            }
+            Evolution::Changed {
+                diff,
+                class,
+                verdict,
+            } => {
+                let current = current.ok_or_else(base)?;
+                let id = DecisionId(self.counter("decision")?);
+                let mut decision = Decision {
+                    id,
+                    pipeline: pipeline.clone(),
+                    stream: stream.clone(),
+                    run,
+                    from_version: current.version,
+                    to_version: None,
+                    fingerprint: schema.fingerprint(),
+                    proposed: schema.clone(),
+                    diff,
+                    class,
+                    verdict,
+                    decided_by: Actor::Policy,
+                    reason: policy_reason(class, verdict),
+                    created_at: self.now,
+                    decided_at: (verdict != Verdict::Held).then_some(self.now),
+                };
+                let kind = EventKind::DecisionRecorded {
+                    decision: id,
+                    stream: stream.clone(),
+                    verdict,
+                };
+                self.emit(&Actor::Policy, pipeline, &kind)?;
+                let current = match verdict {
+                    Verdict::Accepted => {
+                        let origin = Origin {
+                            run,
+                            decision: Some(id),
+                            by: &Actor::Policy,
+                        };
+                        let version = self.append_schema(pipeline, stream, schema, origin)?;
+                        decision.to_version = Some(version.version);
+                        version
+                    }
+                    Verdict::Held => {
+                        self.hold(pipeline, &decision)?;
+                        current
+                    }
+                    Verdict::Rejected => current,
+                };
+                self.save_decision(&decision, true)?;
+                Ok(Observation {
+                    verdict,
+                    current,
+                    decision: Some(decision),
+                })
+            }
+        }
+    }
+
+    fn append_schema(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        schema: Schema,
+        origin: Origin<'_>,
+    ) -> Result<SchemaVersion> {
+        let number = self
+            .current_schema(pipeline, stream)?
+            .map_or(0, |v| v.version)
+            + 1;
+        let version = SchemaVersion {
+            pipeline: pipeline.clone(),
+            stream: stream.clone(),
+            version: number,
+            fingerprint: schema.fingerprint(),
+            schema,
+            decision: origin.decision,
+            run: origin.run,
+            created_at: self.now,
+        };
+        self.exec.execute(
+            "INSERT INTO schema_versions (pipeline, stream, version, body) VALUES (?, ?, ?, ?)",
+            params![
+                pipeline.as_str(),
+                stream.as_str(),
+                number,
+                to_json(&version)?
+            ],
+        )?;
+        let kind = EventKind::SchemaVersionAdded {
+            stream: stream.clone(),
+            version: number,
+        };
+        self.emit(origin.by, pipeline, &kind)?;
+        Ok(version)
+    }
+
+    /// Pauses the pipeline for a held decision (unless already paused).
+    fn hold(&mut self, id: &PipelineId, decision: &Decision) -> Result<()> {
+        let (mut pipeline, _) = self.pipeline(id)?;
+        if pipeline.paused.is_some() {
+            return Ok(());
+        }
+        let reason = Reason::new(format!(
+            "schema change on stream {} held for review (decision {})",
+            decision.stream, decision.id
+        ))?;
+        pipeline.paused = Some(Pause {
+            by: Actor::Policy,
+            reason: reason.clone(),
+            since: self.now,
+        });
+        pipeline.updated_at = self.now;
+        self.save_pipeline(&pipeline)?;
+        self.emit(&Actor::Policy, id, &EventKind::PipelinePaused { reason })
+    }
+
+    fn list_decisions(&mut self, query: &DecisionQuery) -> Result<Page<Decision, DecisionId>> {
+        let mut sql = String::from("SELECT body FROM decisions WHERE id > ?");
+        let mut args = vec![SqlValue::from(query.after.map_or(0, DecisionId::get))];
+        if let Some(pipeline) = &query.pipeline {
+            sql.push_str(" AND pipeline = ?");
+            args.push(SqlValue::from(pipeline.as_str()));
+        }
+        if query.held_only {
+            sql.push_str(" AND held = 1");
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        args.push(SqlValue::from(query.limit.get() + 1));
+        let rows = self.exec.query(&sql, &args)?;
+        let items = rows
+            .iter()
+            .map(|r| r.json(0))
+            .collect::<Result<Vec<Decision>>>()?;
+        Ok(Page::from_overfetch(items, query.limit, |d| d.id))
+    }
+
+    fn decide(&mut self, id: DecisionId, decide: &Decide) -> Result<Decision> {
+        let current = self
+            .decision(id)?
+            .ok_or(Error::NotFound(Entity::Decision { decision: id }))?;
+        let mut decided = plan_decide(&current, decide, self.now)?;
+        let pipeline = decided.pipeline.clone();
+        if decided.verdict == Verdict::Accepted {
+            let origin = Origin {
+                run: decided.run,
+                decision: Some(id),
+                by: &decide.by,
+            };
+            let version =
+                self.append_schema(&pipeline, &decided.stream, decided.proposed.clone(), origin)?;
+            decided.to_version = Some(version.version);
+        }
+        self.save_decision(&decided, false)?;
+        let kind = EventKind::DecisionResolved {
+            decision: id,
+            verdict: decided.verdict,
+        };
+        self.emit(&decide.by, &pipeline, &kind)?;
+        if self.held_count(&pipeline)? == 0 {
+            let (mut record, _) = self.pipeline(&pipeline)?;
+            if record
+                .paused
+                .as_ref()
+                .is_some_and(|p| p.by == Actor::Policy)
+            {
+                record.paused = None;
+                record.updated_at = self.now;
+                self.save_pipeline(&record)?;
+                self.emit(&decide.by, &pipeline, &EventKind::PipelineResumed)?;
+            }
+        }
+        Ok(decided)
+    }
+
+    // Reads for the reconciler and the audit log.
+
+    fn pipeline_statuses(
+        &mut self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<StatusPage> {
+        let after = after.map_or("", PipelineId::as_str);
+        let sql =
+            format!("SELECT body, {HOT_COLUMNS} FROM pipelines WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = self.exec.query(&sql, params![after, limit.get() + 1])?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let pipeline: Pipeline = row.json(0)?;
+            let hot = hot_from(row, 1)?;
+            let id = pipeline.id().as_str().to_owned();
+            let last_run = self
+                .exec
+                .query_row(
+                    "SELECT body FROM runs WHERE pipeline = ? ORDER BY id DESC LIMIT 1",
+                    params![id.as_str()],
+                )?
+                .map(|r| r.json(0))
+                .transpose()?;
+            let held_decisions = self
+                .exec
+                .query(
+                    "SELECT id FROM decisions WHERE pipeline = ? AND held = 1 ORDER BY id",
+                    params![id],
+                )?
+                .iter()
+                .map(|r| r.uint(0).map(DecisionId))
+                .collect::<Result<_>>()?;
+            items.push(PipelineStatus {
+                pipeline,
+                lease: hot.lease,
+                last_run,
+                held_decisions,
+            });
+        }
+        let page = Page::from_overfetch(items, limit, |s| s.pipeline.id().clone());
+        Ok(StatusPage {
+            items: page.items,
+            next: page.next,
+            as_of: self.now,
+        })
+    }
+
+    fn events(&mut self, after: u64, limit: Limit) -> Result<Vec<Event>> {
+        let rows = self.exec.query(
+            "SELECT seq, at, actor, pipeline, kind FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            params![after, limit.get()],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    seq: r.uint(0)?,
+                    at: Timestamp::from_millis(r.int(1)?),
+                    actor: r.json(2)?,
+                    pipeline: PipelineId::new(r.text(3)?)?,
+                    kind: from_json(r.text(4)?)?,
+                })
+            })
+            .collect()
+    }
+}
