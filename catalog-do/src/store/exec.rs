@@ -179,6 +179,56 @@ pub trait Exec {
     }
 }
 
+impl<E: Exec + ?Sized> Exec for &mut E {
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
+        (**self).query(sql, params)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<()> {
+        (**self).execute(sql, params)
+    }
+}
+
+/// Fault injection: an [`Exec`] whose statement number `fail_at` (counting from 1) fails.
+///
+/// Tests run an operation through it for every `fail_at` up to the operation's statement count
+/// and check that each failure leaves nothing behind (the host's atomic unit rolls back).
+#[derive(Debug)]
+pub struct FailAt<E> {
+    inner: E,
+    fail_at: usize,
+    executed: usize,
+}
+
+impl<E: Exec> FailAt<E> {
+    /// Wraps `inner`; statement `fail_at` (1-based) will fail.
+    pub fn new(inner: E, fail_at: usize) -> Self {
+        Self {
+            inner,
+            fail_at,
+            executed: 0,
+        }
+    }
+
+    /// How many statements ran (or were attempted), the failing one included.
+    pub fn executed(&self) -> usize {
+        self.executed
+    }
+}
+
+impl<E: Exec> Exec for FailAt<E> {
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
+        self.executed += 1;
+        if self.executed == self.fail_at {
+            return Err(Error::Unavailable(format!(
+                "injected failure at statement {}",
+                self.fail_at
+            )));
+        }
+        self.inner.query(sql, params)
+    }
+}
+
 /// An [`Exec`] that can run a unit of work atomically: every statement of the unit commits, or,
 /// if the unit returns an error, none does.
 ///

@@ -28,7 +28,7 @@ use hakiri_core::{
 
 use crate::protocol::{Request, Response};
 use exec::{from_json, params, to_json};
-pub use exec::{Atomic, Exec, Row, SqlValue};
+pub use exec::{Atomic, Exec, FailAt, Row, SqlValue};
 
 /// Brings a database to the current schema in an atomic unit of its own; run it once when a host
 /// opens its database.
