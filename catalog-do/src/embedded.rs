@@ -105,7 +105,7 @@ impl SqliteCatalog {
     /// holds another project.
     pub fn open(path: impl AsRef<Path>, project: ProjectId, config: SqliteConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut conn = SqliteConn::open(&path, &config)?;
+        let mut conn = SqliteConnection::open(&path, &config)?;
         conn.with_immediate(|conn| {
             store::migrate_in_place(conn, config.clock.now())?;
             store::bind_project(conn, &project)
@@ -170,7 +170,7 @@ struct Job {
 
 /// The thread that owns the connection.
 struct Writer {
-    conn: SqliteConn,
+    conn: SqliteConnection,
     receiver: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     max_batch: usize,
@@ -219,13 +219,20 @@ impl Writer {
     }
 }
 
-/// A rusqlite connection as the store's [`Exec`].
-pub(crate) struct SqliteConn {
+/// A rusqlite connection as the store's [`Exec`] and [`Atomic`]: what the writer thread owns.
+///
+/// Most callers want [`SqliteCatalog`]; this is for tools and tests that drive the store
+/// directly (fault injection, inspection).
+pub struct SqliteConnection {
     conn: Connection,
 }
 
-impl SqliteConn {
-    pub(crate) fn open(path: &Path, config: &SqliteConfig) -> Result<Self> {
+impl SqliteConnection {
+    /// Opens `path` with the config's pragmas (WAL, durability, busy timeout). Does not migrate.
+    ///
+    /// # Errors
+    /// `Unavailable` if the file cannot be opened.
+    pub fn open(path: &Path, config: &SqliteConfig) -> Result<Self> {
         let conn = Connection::open(path).map_err(|e| {
             Error::Unavailable(format!(
                 "cannot open the catalog database {}: {e}",
@@ -247,10 +254,10 @@ impl SqliteConn {
 
     /// Runs `unit` in a `BEGIN IMMEDIATE` transaction: the write lock is taken before the first
     /// read, so no other process can change what the unit reads before it commits.
-    pub(crate) fn with_immediate<T>(
-        &mut self,
-        unit: impl FnOnce(&mut Self) -> Result<T>,
-    ) -> Result<T> {
+    ///
+    /// # Errors
+    /// The unit's error, or the commit's.
+    pub fn with_immediate<T>(&mut self, unit: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(convert)?;
@@ -270,7 +277,7 @@ impl SqliteConn {
     }
 }
 
-impl Exec for SqliteConn {
+impl Exec for SqliteConnection {
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
         let mut statement = self.conn.prepare_cached(sql).map_err(convert)?;
         let columns = statement.column_count();
@@ -305,7 +312,7 @@ impl Exec for SqliteConn {
     }
 }
 
-impl Atomic for SqliteConn {
+impl Atomic for SqliteConnection {
     /// A savepoint: inside the writer's transaction it isolates one request of a group commit;
     /// outside one it is a transaction of its own.
     fn atomic<T: 'static>(
