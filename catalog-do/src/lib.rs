@@ -23,6 +23,6 @@ mod embedded;
 mod remote;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use embedded::{Durability, SqliteCatalog, SqliteConfig};
+pub use embedded::{Durability, EmbeddedTransport, SqliteCatalog, SqliteConfig, SqliteConnection};
 #[cfg(not(target_arch = "wasm32"))]
 pub use remote::{RemoteCatalog, Transport};
