@@ -92,7 +92,12 @@ struct Hot {
     running: Option<RunId>,
 }
 
-const HOT_COLUMNS: &str = "cursor_kind, lease_epoch, lease_holder, lease_expires_at, running_run";
+/// The hot columns of `pipelines`, as a literal so that statements are `concat!`-ed at compile time.
+macro_rules! hot_columns {
+    () => {
+        "cursor_kind, lease_epoch, lease_holder, lease_expires_at, running_run"
+    };
+}
 
 fn hot_from(row: &Row, first: usize) -> Result<Hot> {
     let cursor_kind = match row.text(first)? {
@@ -257,18 +262,22 @@ impl<E: Exec> Store<'_, E> {
     // Shared reads.
 
     fn pipeline(&mut self, id: &PipelineId) -> Result<(Pipeline, Hot)> {
-        let sql = format!("SELECT body, {HOT_COLUMNS} FROM pipelines WHERE id = ?");
+        let sql = concat!(
+            "SELECT body, ",
+            hot_columns!(),
+            " FROM pipelines WHERE id = ?"
+        );
         let row = self
             .exec
-            .query_row(&sql, params![id.as_str()])?
+            .query_row(sql, params![id.as_str()])?
             .ok_or_else(|| Error::pipeline_not_found(id))?;
         Ok((row.json(0)?, hot_from(&row, 1)?))
     }
 
     fn hot(&mut self, id: &PipelineId) -> Result<Option<Hot>> {
-        let sql = format!("SELECT {HOT_COLUMNS} FROM pipelines WHERE id = ?");
+        let sql = concat!("SELECT ", hot_columns!(), " FROM pipelines WHERE id = ?");
         self.exec
-            .query_row(&sql, params![id.as_str()])?
+            .query_row(sql, params![id.as_str()])?
             .map(|row| hot_from(&row, 0))
             .transpose()
     }
@@ -1237,9 +1246,12 @@ impl<E: Exec> Store<'_, E> {
         limit: Limit,
     ) -> Result<StatusPage> {
         let after = after.map_or("", PipelineId::as_str);
-        let sql =
-            format!("SELECT body, {HOT_COLUMNS} FROM pipelines WHERE id > ? ORDER BY id LIMIT ?");
-        let rows = self.exec.query(&sql, params![after, limit.get() + 1])?;
+        let sql = concat!(
+            "SELECT body, ",
+            hot_columns!(),
+            " FROM pipelines WHERE id > ? ORDER BY id LIMIT ?"
+        );
+        let rows = self.exec.query(sql, params![after, limit.get() + 1])?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
             let pipeline: Pipeline = row.json(0)?;

@@ -1,0 +1,99 @@
+//! Group commit keeps every request all-or-nothing on its own: in a batch where some requests
+//! fail half-way, the others commit and the failed ones leave nothing behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
+use hakiri_core::{
+    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, Error, FinishRun,
+    HolderId, PipelineId, PipelineSpec, ProjectId, RunStatus, StreamName, Trigger,
+};
+use serde_json::json;
+
+const PIPELINES: usize = 48;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_inside_a_batch_do_not_leak_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Arc::new(
+        SqliteCatalog::open(
+            dir.path().join("g.db"),
+            ProjectId::new("group").unwrap(),
+            SqliteConfig::default(),
+        )
+        .unwrap(),
+    );
+    let (a, z) = (StreamName::new("a").unwrap(), StreamName::new("z").unwrap());
+    let mut prepared = Vec::new();
+    for i in 0..PIPELINES {
+        let pipeline = PipelineId::new(format!("p{i}")).unwrap();
+        let spec = PipelineSpec::new(
+            pipeline.clone(),
+            ConnectorRef::new("t").unwrap(),
+            CursorKind::Monotonic,
+        );
+        catalog.create_pipeline(spec, &Actor::System).await.unwrap();
+        let lease = catalog
+            .acquire(
+                &pipeline,
+                &HolderId::new("w").unwrap(),
+                Duration::from_secs(600),
+            )
+            .await
+            .unwrap();
+        let run = catalog
+            .begin_run(&lease, BeginRun::new(Trigger::Manual))
+            .await
+            .unwrap();
+        catalog
+            .advance(&lease, run.id, &z, CursorValue::new(json!(10)).unwrap())
+            .await
+            .unwrap();
+        prepared.push((pipeline, lease, run));
+    }
+    // Every third finish writes cursor "a" and then finds "z" regressing: it must fail whole.
+    let tasks: Vec<_> = prepared
+        .into_iter()
+        .enumerate()
+        .map(|(i, (pipeline, lease, run))| {
+            let catalog = catalog.clone();
+            let (a, z) = (a.clone(), z.clone());
+            tokio::spawn(async move {
+                let z_end = if i % 3 == 0 { 1 } else { 11 };
+                let finish = FinishRun::succeeded()
+                    .with_cursor(a, CursorValue::new(json!(5)).unwrap())
+                    .with_cursor(z, CursorValue::new(json!(z_end)).unwrap());
+                (
+                    i,
+                    pipeline,
+                    run.id,
+                    catalog.finish_run(&lease, run.id, finish).await,
+                )
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, pipeline, run, outcome) = task.await.unwrap();
+        let stored = catalog.get_run(run).await.unwrap();
+        let cursor_a = catalog.get_cursor(&pipeline, &a).await.unwrap();
+        if i % 3 == 0 {
+            assert!(
+                matches!(outcome, Err(Error::CursorRegression { .. })),
+                "{i}: {outcome:?}"
+            );
+            assert_eq!(
+                stored.status,
+                RunStatus::Running,
+                "{i}: the failed finish changed the run"
+            );
+            assert_eq!(
+                cursor_a, None,
+                "{i}: the failed finish left cursor a behind"
+            );
+        } else {
+            assert_eq!(outcome.unwrap().status, RunStatus::Succeeded, "{i}");
+            assert_eq!(cursor_a.unwrap().value.as_json(), &json!(5), "{i}");
+        }
+    }
+}
