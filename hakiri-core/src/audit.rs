@@ -69,6 +69,20 @@ impl Reason {
         &self.0
     }
 
+    /// A reason from any text: cut at a character boundary to [`MAX_REASON_LEN`] bytes, and
+    /// `"(no reason given)"` for blank text. For reasons that come from elsewhere (a connector's
+    /// stop message) and must be recorded whatever they are.
+    pub fn lossy(text: &str) -> Self {
+        if text.trim().is_empty() {
+            return Self("(no reason given)".to_owned());
+        }
+        let mut cut = text.len().min(MAX_REASON_LEN);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Self(text[..cut].to_owned())
+    }
+
     /// For texts the crate writes itself, non-empty and short by construction.
     pub(crate) fn trusted(text: String) -> Self {
         debug_assert!(Self::new(text.clone()).is_ok());
@@ -214,6 +228,9 @@ mod tests {
         assert!(Reason::new("replaying last week").is_ok());
         assert!(Reason::new("   ").is_err());
         assert!(Reason::new("x".repeat(MAX_REASON_LEN + 1)).is_err());
+        assert_eq!(Reason::lossy("  ").as_str(), "(no reason given)");
+        let long = Reason::lossy(&"é".repeat(MAX_REASON_LEN));
+        assert!(long.as_str().len() <= MAX_REASON_LEN && long.as_str().chars().all(|c| c == 'é'));
     }
 
     #[test]

@@ -1,0 +1,635 @@
+//! The reconcile loop: plan, then dispatch what is due under the writer lease, within
+//! concurrency limits; runs renew their lease in the background and stop when fenced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hakiri_core::{
+    BeginRun, Catalog, CatalogExt, ConnectorRef, Error, FinishRun, HolderId, Lease, Outcome,
+    PipelineId, Reason, Result, RunError, RunId, RunStatus,
+};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::connector::{ConnectorError, Connectors, RunContext};
+use crate::plan::{plan, Plan, PlanItem};
+
+/// Settings of a reconciler.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    holder: HolderId,
+    lease_ttl: Duration,
+    interval: Duration,
+    max_concurrent: usize,
+    per_connector: BTreeMap<ConnectorRef, usize>,
+    grace: Duration,
+}
+
+impl ReconcilerConfig {
+    /// Defaults: lease ttl 30 s, a tick every 10 s, 8 runs at once, 30 s grace on shutdown.
+    ///
+    /// `holder` names this reconciler in leases and runs; make it unique per process.
+    pub fn new(holder: HolderId) -> Self {
+        Self {
+            holder,
+            lease_ttl: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+            max_concurrent: 8,
+            per_connector: BTreeMap::new(),
+            grace: Duration::from_secs(30),
+        }
+    }
+
+    /// The lease ttl; runs renew at a third of it.
+    ///
+    /// # Warning
+    /// A short ttl fences a run whose process stalls (GC, swap, a paused VM) for longer than it.
+    #[must_use]
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Time between ticks of [`Reconciler::run`].
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Most runs at once in this process (at least 1).
+    #[must_use]
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = n.max(1);
+        self
+    }
+
+    /// Most runs at once of one connector (at least 1).
+    #[must_use]
+    pub fn per_connector(mut self, connector: ConnectorRef, n: usize) -> Self {
+        self.per_connector.insert(connector, n.max(1));
+        self
+    }
+
+    /// How long a shutdown lets running runs finish before cancelling them.
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The holder id.
+    pub fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+}
+
+/// Counters for the metrics endpoint and progress output.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Ticks done.
+    pub ticks: AtomicU64,
+    /// Total tick time, in microseconds.
+    pub tick_micros: AtomicU64,
+    /// The last tick's time, in microseconds.
+    pub last_tick_micros: AtomicU64,
+    /// Runs begun.
+    pub dispatched: AtomicU64,
+    /// Runs that succeeded.
+    pub succeeded: AtomicU64,
+    /// Runs that failed.
+    pub failed: AtomicU64,
+    /// Runs cancelled (shutdown, schema held).
+    pub cancelled: AtomicU64,
+    /// Leases lost to fencing while running, or races lost to other reconcilers.
+    pub lease_losses: AtomicU64,
+    /// Runs reaped.
+    pub reaped: AtomicU64,
+}
+
+impl Metrics {
+    /// The metrics in Prometheus' text exposition format.
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        };
+        metric(
+            "hakiri_ticks_total",
+            "counter",
+            "Reconcile ticks done.",
+            get(&self.ticks).to_string(),
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = |micros: u64| format!("{}", micros as f64 / 1e6);
+        metric(
+            "hakiri_tick_seconds_sum",
+            "counter",
+            "Total time spent in ticks.",
+            seconds(get(&self.tick_micros)),
+        );
+        metric(
+            "hakiri_last_tick_seconds",
+            "gauge",
+            "Duration of the last tick.",
+            seconds(get(&self.last_tick_micros)),
+        );
+        metric(
+            "hakiri_runs_dispatched_total",
+            "counter",
+            "Runs begun.",
+            get(&self.dispatched).to_string(),
+        );
+        metric(
+            "hakiri_runs_succeeded_total",
+            "counter",
+            "Runs that succeeded.",
+            get(&self.succeeded).to_string(),
+        );
+        metric(
+            "hakiri_runs_failed_total",
+            "counter",
+            "Runs that failed.",
+            get(&self.failed).to_string(),
+        );
+        metric(
+            "hakiri_runs_cancelled_total",
+            "counter",
+            "Runs cancelled.",
+            get(&self.cancelled).to_string(),
+        );
+        metric(
+            "hakiri_lease_losses_total",
+            "counter",
+            "Leases lost (fenced or raced).",
+            get(&self.lease_losses).to_string(),
+        );
+        metric(
+            "hakiri_runs_reaped_total",
+            "counter",
+            "Abandoned runs reaped.",
+            get(&self.reaped).to_string(),
+        );
+        out
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickReport {
+    /// The plan it followed.
+    pub plan: Plan,
+    /// Runs begun.
+    pub dispatched: Vec<(PipelineId, RunId)>,
+    /// Pipelines another reconciler took first (normal with several reconcilers).
+    pub lost_races: Vec<PipelineId>,
+    /// Pipelines due but over a concurrency limit; they stay due for the next tick.
+    pub deferred: Vec<PipelineId>,
+    /// Runs reaped.
+    pub reaped: Vec<RunId>,
+}
+
+/// How a dispatched run ended, as seen by this reconciler.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEnd {
+    /// The pipeline.
+    pub pipeline: PipelineId,
+    /// The run.
+    pub run: RunId,
+    /// Its final status, or `None` if the lease was lost before it could be recorded.
+    pub status: Option<RunStatus>,
+    /// The error or stop reason.
+    pub message: Option<String>,
+}
+
+/// Plans and dispatches pipelines of one catalog.
+pub struct Reconciler {
+    catalog: Arc<dyn Catalog>,
+    connectors: Connectors,
+    config: ReconcilerConfig,
+    global: Arc<Semaphore>,
+    per_connector: HashMap<ConnectorRef, Arc<Semaphore>>,
+    runs: Mutex<JoinSet<RunEnd>>,
+    active: Arc<Mutex<HashMap<PipelineId, CancellationToken>>>,
+    stop_runs: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("config", &self.config)
+            .field("connectors", &self.connectors)
+            .finish()
+    }
+}
+
+impl Reconciler {
+    /// A reconciler of `catalog` running `connectors`.
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        connectors: Connectors,
+        config: ReconcilerConfig,
+    ) -> Self {
+        let per_connector = config
+            .per_connector
+            .iter()
+            .map(|(name, n)| (name.clone(), Arc::new(Semaphore::new(*n))))
+            .collect();
+        Self {
+            catalog,
+            connectors,
+            global: Arc::new(Semaphore::new(config.max_concurrent)),
+            per_connector,
+            config,
+            runs: Mutex::new(JoinSet::new()),
+            active: Arc::default(),
+            stop_runs: CancellationToken::new(),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The current plan, from one snapshot of the catalog (a dry run: nothing is changed).
+    ///
+    /// # Errors
+    /// The catalog's.
+    pub async fn plan(&self) -> Result<Plan> {
+        let snapshot = self.catalog.all_statuses().await?;
+        Ok(plan(&snapshot.items, snapshot.as_of))
+    }
+
+    /// One level-triggered step: plan, reap, dispatch what is due within the limits.
+    ///
+    /// # Errors
+    /// The catalog's, for the snapshot; per-pipeline failures are logged and reported.
+    pub async fn tick(&self) -> Result<TickReport> {
+        let started = Instant::now();
+        let span = info_span!("tick", holder = %self.config.holder);
+        let report = async {
+            let plan = self.plan().await?;
+            let mut report = TickReport {
+                plan: plan.clone(),
+                dispatched: Vec::new(),
+                lost_races: Vec::new(),
+                deferred: Vec::new(),
+                reaped: Vec::new(),
+            };
+            for (item, run) in plan.reaps() {
+                match self.reap(item, run).await {
+                    Ok(true) => report.reaped.push(run),
+                    Ok(false) => report.lost_races.push(item.pipeline.clone()),
+                    Err(error) => warn!(pipeline = %item.pipeline, %error, "could not reap"),
+                }
+            }
+            for (item, trigger, attempt) in plan.dispatches() {
+                if self.is_active(&item.pipeline) {
+                    continue;
+                }
+                let Some(permits) = self.permits(&item.connector) else {
+                    report.deferred.push(item.pipeline.clone());
+                    continue;
+                };
+                match self
+                    .dispatch(item, BeginRun { trigger, attempt }, permits)
+                    .await
+                {
+                    Ok(Some(run)) => report.dispatched.push((item.pipeline.clone(), run)),
+                    Ok(None) => report.lost_races.push(item.pipeline.clone()),
+                    Err(error) => warn!(pipeline = %item.pipeline, %error, "could not dispatch"),
+                }
+            }
+            Ok::<_, Error>(report)
+        }
+        .instrument(span)
+        .await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.metrics.ticks.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .tick_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        self.metrics
+            .last_tick_micros
+            .store(micros, Ordering::Relaxed);
+        report
+    }
+
+    fn is_active(&self, pipeline: &PipelineId) -> bool {
+        lock(&self.active).contains_key(pipeline)
+    }
+
+    fn permits(&self, connector: &ConnectorRef) -> Option<Vec<OwnedSemaphorePermit>> {
+        let mut permits = vec![self.global.clone().try_acquire_owned().ok()?];
+        if let Some(limit) = self.per_connector.get(connector) {
+            permits.push(limit.clone().try_acquire_owned().ok()?);
+        }
+        Some(permits)
+    }
+
+    /// Takes the lease of a pipeline whose run's holder vanished (which abandons the run), then
+    /// gives it back so the next tick can plan a retry. `false`: someone else got there first.
+    async fn reap(&self, item: &PlanItem, run: RunId) -> Result<bool> {
+        match self
+            .catalog
+            .acquire(&item.pipeline, &self.config.holder, self.config.lease_ttl)
+            .await
+        {
+            Ok(lease) => {
+                self.catalog.release(&lease).await?;
+                self.metrics.reaped.fetch_add(1, Ordering::Relaxed);
+                info!(pipeline = %item.pipeline, %run, "reaped abandoned run");
+                Ok(true)
+            }
+            Err(Error::Leased { .. } | Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes the lease, begins the run and starts the connector. `None`: the pipeline was taken
+    /// by another reconciler (or changed) in the meantime — normal, not an error.
+    async fn dispatch(
+        &self,
+        item: &PlanItem,
+        begin: BeginRun,
+        permits: Vec<OwnedSemaphorePermit>,
+    ) -> Result<Option<RunId>> {
+        let lease = match self
+            .catalog
+            .acquire(&item.pipeline, &self.config.holder, self.config.lease_ttl)
+            .await
+        {
+            Ok(lease) => lease,
+            Err(Error::Leased { .. } | Error::NotFound(_)) => {
+                self.metrics.lease_losses.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let pipeline = match self.catalog.get_pipeline(&item.pipeline).await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.catalog.release(&lease).await;
+                return Err(e);
+            }
+        };
+        let run = match self.catalog.begin_run(&lease, begin).await {
+            Ok(run) => run,
+            Err(Error::FailedPrecondition(reason)) => {
+                // Paused or already running since the plan was made: give the lease back.
+                info!(pipeline = %item.pipeline, %reason, "not dispatched");
+                let _ = self.catalog.release(&lease).await;
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.catalog.release(&lease).await;
+                return Err(e);
+            }
+        };
+        self.metrics.dispatched.fetch_add(1, Ordering::Relaxed);
+        let run_id = run.id;
+        let cancel = self.stop_runs.child_token();
+        lock(&self.active).insert(item.pipeline.clone(), cancel.clone());
+        let connector = self.connectors.get(pipeline.spec.connector.as_str());
+        let ctx = RunContext::new(
+            self.catalog.clone(),
+            lease.clone(),
+            run,
+            pipeline,
+            cancel.clone(),
+        );
+        let task = RunTask {
+            catalog: self.catalog.clone(),
+            lease,
+            ttl: self.config.lease_ttl,
+            metrics: self.metrics.clone(),
+            active: self.active.clone(),
+        };
+        let span = info_span!("run", pipeline = %item.pipeline, run = %run_id, trigger = ?begin.trigger, attempt = begin.attempt);
+        lock(&self.runs).spawn(
+            async move {
+                let end = task.execute(connector, ctx, cancel).await;
+                drop(permits);
+                end
+            }
+            .instrument(span),
+        );
+        Ok(Some(run_id))
+    }
+
+    /// Waits for every dispatched run to end and returns how each ended.
+    pub async fn wait_runs(&self) -> Vec<RunEnd> {
+        let mut ends = Vec::new();
+        loop {
+            let mut runs = std::mem::take(&mut *lock(&self.runs));
+            if runs.is_empty() {
+                return ends;
+            }
+            while let Some(joined) = runs.join_next().await {
+                match joined {
+                    Ok(end) => ends.push(end),
+                    Err(error) => warn!(%error, "a run task panicked"),
+                }
+            }
+        }
+    }
+
+    /// Ticks until nothing is due now (waits and skips only), letting each tick's runs finish
+    /// before the next; stops after `max_ticks`. For `hakiri reconcile --once` and tests.
+    ///
+    /// # Errors
+    /// The catalog's.
+    pub async fn run_until_idle(
+        &self,
+        max_ticks: usize,
+        mut progress: impl FnMut(&TickReport, &[RunEnd]),
+    ) -> Result<Plan> {
+        for _ in 0..max_ticks {
+            let report = self.tick().await?;
+            let ends = self.wait_runs().await;
+            progress(&report, &ends);
+            if report.dispatched.is_empty() && report.reaped.is_empty() {
+                return Ok(report.plan);
+            }
+        }
+        self.plan().await
+    }
+
+    /// Ticks every interval until `shutdown` fires; then stops dispatching, lets runs finish
+    /// within the grace period, cancels the rest (they finish `Cancelled` and release their
+    /// leases) and returns.
+    ///
+    /// # Errors
+    /// Never for a failed tick (logged and retried next interval); only if the loop cannot go on.
+    pub async fn run(
+        &self,
+        shutdown: CancellationToken,
+        mut progress: impl FnMut(&TickReport),
+    ) -> Result<()> {
+        loop {
+            match self.tick().await {
+                Ok(report) => progress(&report),
+                Err(error) => warn!(%error, "tick failed; retrying at the next interval"),
+            }
+            self.reap_finished();
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.config.interval) => {}
+            }
+        }
+        info!(grace = ?self.config.grace, "shutting down: no new runs; waiting for running ones");
+        if tokio::time::timeout(self.config.grace, self.wait_runs())
+            .await
+            .is_err()
+        {
+            warn!("grace period over: cancelling the remaining runs");
+            self.stop_runs.cancel();
+            self.wait_runs().await;
+        }
+        Ok(())
+    }
+
+    /// Collects ended run tasks so the set does not grow in a long loop.
+    fn reap_finished(&self) {
+        let mut runs = lock(&self.runs);
+        while let Some(joined) = runs.try_join_next() {
+            if let Err(error) = joined {
+                warn!(%error, "a run task panicked");
+            }
+        }
+    }
+
+    /// Cancels every running run (they finish `Cancelled` and release their leases).
+    pub fn cancel_runs(&self) {
+        self.stop_runs.cancel();
+    }
+}
+
+/// One dispatched run's background work.
+struct RunTask {
+    catalog: Arc<dyn Catalog>,
+    lease: Lease,
+    ttl: Duration,
+    metrics: Arc<Metrics>,
+    active: Arc<Mutex<HashMap<PipelineId, CancellationToken>>>,
+}
+
+impl RunTask {
+    async fn execute(
+        self,
+        connector: Option<Arc<dyn crate::connector::Connector>>,
+        ctx: RunContext,
+        cancel: CancellationToken,
+    ) -> RunEnd {
+        let renewal = tokio::spawn(renew(
+            self.catalog.clone(),
+            self.lease.clone(),
+            self.ttl,
+            cancel.clone(),
+        ));
+        let result = match &connector {
+            Some(connector) => connector.run(&ctx).await,
+            None => Err(ConnectorError::permanent(format!(
+                "no connector named {:?} is registered in this reconciler",
+                ctx.pipeline().spec.connector.as_str()
+            ))),
+        };
+        renewal.abort();
+        let run = ctx.run().id;
+        let pipeline = ctx.pipeline().id().clone();
+        let (outcome, message) = match result {
+            Ok(()) => (Outcome::Succeeded, None),
+            Err(ConnectorError::Failed { message, retryable }) => (
+                Outcome::Failed {
+                    error: RunError::new(message.clone(), retryable),
+                },
+                Some(message),
+            ),
+            Err(ConnectorError::Catalog(error)) => {
+                let message = error.to_string();
+                (
+                    Outcome::Failed {
+                        error: RunError::new(message.clone(), error.is_retryable()),
+                    },
+                    Some(message),
+                )
+            }
+            Err(ConnectorError::Stopped(reason)) => {
+                let reason = Reason::lossy(&reason);
+                (
+                    Outcome::Cancelled {
+                        reason: reason.clone(),
+                    },
+                    Some(reason.to_string()),
+                )
+            }
+        };
+        let mut finish = FinishRun::new(outcome);
+        finish.stats = ctx.take_stats();
+        let status = match self.catalog.finish_run(&self.lease, run, finish).await {
+            Ok(done) => {
+                let counter = match done.status {
+                    RunStatus::Succeeded => &self.metrics.succeeded,
+                    RunStatus::Failed => &self.metrics.failed,
+                    _ => &self.metrics.cancelled,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let _ = self.catalog.release(&self.lease).await;
+                Some(done.status)
+            }
+            Err(Error::Fenced { .. }) => {
+                self.metrics.lease_losses.fetch_add(1, Ordering::Relaxed);
+                warn!(%run, "the lease was lost: another holder owns the pipeline; this run's outcome is not recorded");
+                None
+            }
+            Err(error) => {
+                warn!(%run, %error, "could not record the run's end; its lease will expire and it will be reaped");
+                None
+            }
+        };
+        lock(&self.active).remove(&pipeline);
+        info!(%run, ?status, message = message.as_deref().unwrap_or(""), "run ended");
+        RunEnd {
+            pipeline,
+            run,
+            status,
+            message,
+        }
+    }
+}
+
+/// Renews the lease at a third of its ttl until the run ends; on fencing, cancels the run.
+async fn renew(catalog: Arc<dyn Catalog>, lease: Lease, ttl: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(ttl / 3) => {}
+        }
+        match catalog.renew(&lease, ttl).await {
+            Ok(_) => {}
+            Err(error @ Error::Fenced { .. }) => {
+                warn!(%error, "lease lost while running: stopping the run");
+                cancel.cancel();
+                return;
+            }
+            Err(error) => warn!(%error, "lease renewal failed; retrying"),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
