@@ -8,14 +8,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
-use hakiri_core::evolution::{plan_decide, plan_observation, policy_reason, Evolution};
+use hakiri_core::evolution::{plan_decide, plan_observation, Evolution, Proposal};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
+use hakiri_core::pipeline::{check_delete, hold_pause, lifts_pause, plan_pause, plan_put, PutPlan};
 use hakiri_core::run::check_writable;
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorReset,
     CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error, Event,
-    EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page, Pause,
+    EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, Result, Run,
     RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Verdict,
 };
@@ -744,23 +744,14 @@ impl ProjectState {
                 let current = current.cloned();
                 self.last_decision += 1;
                 let id = DecisionId(self.last_decision);
-                let mut decision = Decision {
-                    id,
-                    pipeline: pipeline.clone(),
-                    stream: stream.clone(),
+                let proposal = Proposal {
+                    pipeline,
+                    stream,
                     run,
                     from_version,
-                    to_version: None,
-                    fingerprint: schema.fingerprint(),
-                    proposed: schema.clone(),
-                    diff,
-                    class,
-                    verdict,
-                    decided_by: Actor::Policy,
-                    reason: policy_reason(class, verdict),
-                    created_at: now,
-                    decided_at: (verdict != Verdict::Held).then_some(now),
+                    schema: &schema,
                 };
+                let mut decision = Decision::by_policy(id, proposal, diff, class, verdict, now);
                 let kind = EventKind::DecisionRecorded {
                     decision: id,
                     stream: stream.clone(),
@@ -839,18 +830,11 @@ impl ProjectState {
     fn hold(&mut self, pipeline: &PipelineId, decision: &Decision, now: Timestamp) -> Result<()> {
         let state = self.pipeline_mut(pipeline)?;
         state.held.insert(decision.id);
-        if state.pipeline.paused.is_some() {
+        let Some(pause) = hold_pause(&state.pipeline, decision, now) else {
             return Ok(());
-        }
-        let reason = Reason::new(format!(
-            "schema change on stream {} held for review (decision {})",
-            decision.stream, decision.id
-        ))?;
-        state.pipeline.paused = Some(Pause {
-            by: Actor::Policy,
-            reason: reason.clone(),
-            since: now,
-        });
+        };
+        let reason = pause.reason.clone();
+        state.pipeline.paused = Some(pause);
         state.pipeline.updated_at = now;
         self.emit(
             now,
@@ -943,12 +927,7 @@ impl ProjectState {
         self.emit(now, decide.by.clone(), &pipeline, kind);
         let state = self.pipeline_mut(&pipeline)?;
         state.held.remove(&id);
-        let lift = state.held.is_empty()
-            && state
-                .pipeline
-                .paused
-                .as_ref()
-                .is_some_and(|p| p.by == Actor::Policy);
+        let lift = lifts_pause(&state.pipeline, state.held.len());
         if lift {
             state.pipeline.paused = None;
             state.pipeline.updated_at = now;

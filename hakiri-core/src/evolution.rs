@@ -152,6 +152,52 @@ impl Decision {
     pub fn is_pending(&self) -> bool {
         self.verdict == Verdict::Held
     }
+
+    /// The record of a change judged by the pipeline's policy (from [`Evolution::Changed`]).
+    ///
+    /// Held decisions have no `decided_at` yet; `to_version` is set by the backend when it
+    /// appends the accepted version.
+    pub fn by_policy(
+        id: DecisionId,
+        proposal: Proposal<'_>,
+        diff: SchemaDiff,
+        class: ChangeClass,
+        verdict: Verdict,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            pipeline: proposal.pipeline.clone(),
+            stream: proposal.stream.clone(),
+            run: proposal.run,
+            from_version: proposal.from_version,
+            to_version: None,
+            fingerprint: proposal.schema.fingerprint(),
+            proposed: proposal.schema.clone(),
+            diff,
+            class,
+            verdict,
+            decided_by: Actor::Policy,
+            reason: policy_reason(class, verdict),
+            created_at: now,
+            decided_at: (verdict != Verdict::Held).then_some(now),
+        }
+    }
+}
+
+/// A schema observed on a stream that differs from its current version.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposal<'a> {
+    /// The pipeline.
+    pub pipeline: &'a PipelineId,
+    /// The stream.
+    pub stream: &'a StreamName,
+    /// The run that observed it.
+    pub run: Option<RunId>,
+    /// The stream's current version number.
+    pub from_version: u32,
+    /// The observed schema.
+    pub schema: &'a Schema,
 }
 
 /// What observing a schema means, decided by [`plan_observation`].

@@ -564,6 +564,36 @@ pub fn plan_pause(
     }
 }
 
+/// The pause a held schema decision puts on its pipeline; `None` if the pipeline is already paused
+/// (the existing pause, and its reason, stand).
+pub fn hold_pause(
+    pipeline: &Pipeline,
+    decision: &crate::Decision,
+    now: Timestamp,
+) -> Option<Pause> {
+    if pipeline.paused.is_some() {
+        return None;
+    }
+    Some(Pause {
+        by: Actor::Policy,
+        reason: Reason::trusted(format!(
+            "schema change on stream {} held for review (decision {})",
+            decision.stream, decision.id
+        )),
+        since: now,
+    })
+}
+
+/// Whether resolving a decision lifts the pipeline's pause: only a pause the policy made, and only
+/// once no decision of the pipeline is held. An operator's pause stays until an operator resumes.
+pub fn lifts_pause(pipeline: &Pipeline, still_held: usize) -> bool {
+    still_held == 0
+        && pipeline
+            .paused
+            .as_ref()
+            .is_some_and(|p| p.by == Actor::Policy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

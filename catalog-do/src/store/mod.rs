@@ -13,17 +13,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
-use hakiri_core::evolution::{plan_decide, plan_observation, policy_reason, Evolution};
+use hakiri_core::evolution::{plan_decide, plan_observation, Evolution, Proposal};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
+use hakiri_core::pipeline::{check_delete, hold_pause, lifts_pause, plan_pause, plan_put, PutPlan};
 use hakiri_core::run::check_writable;
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
     CursorReset, CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
     Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
-    Pause, PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, ProjectId, PutMode,
-    Reason, ResetTarget, Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaPolicy,
-    SchemaVersion, StatusPage, StreamName, Timestamp, Verdict,
+    PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, ProjectId, PutMode, Reason,
+    ResetTarget, Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaPolicy, SchemaVersion,
+    StatusPage, StreamName, Timestamp, Verdict,
 };
 
 use crate::protocol::{Request, Response};
@@ -1072,23 +1072,15 @@ impl<E: Exec> Store<'_, E> {
             } => {
                 let current = current.ok_or_else(base)?;
                 let id = DecisionId(self.counter("decision")?);
-                let mut decision = Decision {
-                    id,
-                    pipeline: pipeline.clone(),
-                    stream: stream.clone(),
+                let proposal = Proposal {
+                    pipeline,
+                    stream,
                     run,
                     from_version: current.version,
-                    to_version: None,
-                    fingerprint: schema.fingerprint(),
-                    proposed: schema.clone(),
-                    diff,
-                    class,
-                    verdict,
-                    decided_by: Actor::Policy,
-                    reason: policy_reason(class, verdict),
-                    created_at: self.now,
-                    decided_at: (verdict != Verdict::Held).then_some(self.now),
+                    schema: &schema,
                 };
+                let mut decision =
+                    Decision::by_policy(id, proposal, diff, class, verdict, self.now);
                 let kind = EventKind::DecisionRecorded {
                     decision: id,
                     stream: stream.clone(),
@@ -1163,18 +1155,11 @@ impl<E: Exec> Store<'_, E> {
     /// Pauses the pipeline for a held decision (unless already paused).
     fn hold(&mut self, id: &PipelineId, decision: &Decision) -> Result<()> {
         let (mut pipeline, _) = self.pipeline(id)?;
-        if pipeline.paused.is_some() {
+        let Some(pause) = hold_pause(&pipeline, decision, self.now) else {
             return Ok(());
-        }
-        let reason = Reason::new(format!(
-            "schema change on stream {} held for review (decision {})",
-            decision.stream, decision.id
-        ))?;
-        pipeline.paused = Some(Pause {
-            by: Actor::Policy,
-            reason: reason.clone(),
-            since: self.now,
-        });
+        };
+        let reason = pause.reason.clone();
+        pipeline.paused = Some(pause);
         pipeline.updated_at = self.now;
         self.save_pipeline(&pipeline)?;
         self.emit(&Actor::Policy, id, &EventKind::PipelinePaused { reason })
@@ -1222,18 +1207,13 @@ impl<E: Exec> Store<'_, E> {
             verdict: decided.verdict,
         };
         self.emit(&decide.by, &pipeline, &kind)?;
-        if self.held_count(&pipeline)? == 0 {
-            let (mut record, _) = self.pipeline(&pipeline)?;
-            if record
-                .paused
-                .as_ref()
-                .is_some_and(|p| p.by == Actor::Policy)
-            {
-                record.paused = None;
-                record.updated_at = self.now;
-                self.save_pipeline(&record)?;
-                self.emit(&decide.by, &pipeline, &EventKind::PipelineResumed)?;
-            }
+        let still_held = self.held_count(&pipeline)?;
+        let (mut record, _) = self.pipeline(&pipeline)?;
+        if lifts_pause(&record, still_held) {
+            record.paused = None;
+            record.updated_at = self.now;
+            self.save_pipeline(&record)?;
+            self.emit(&decide.by, &pipeline, &EventKind::PipelineResumed)?;
         }
         Ok(decided)
     }
