@@ -27,8 +27,18 @@ use hakiri_core::{
 };
 use serde_json::json;
 
-const ROUNDS: usize = 25;
-const BATCH: usize = 60;
+/// Rounds and batch size: the full measurement under `cargo bench`, a quick smoke run of the
+/// same code under `cargo test --all-targets` (which runs bench targets without `--bench`).
+fn sizes() -> (usize, usize) {
+    if std::env::args().any(|a| a == "--bench") {
+        (FULL_ROUNDS, FULL_BATCH)
+    } else {
+        (1, 4)
+    }
+}
+
+const FULL_ROUNDS: usize = 25;
+const FULL_BATCH: usize = 60;
 const CONCURRENT_PIPELINES: usize = 64;
 
 fn fsync_latency(dir: &Path) -> Duration {
@@ -211,6 +221,7 @@ fn main() {
     let dir =
         tempfile::tempdir_in(std::env::var("HAKIRI_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .unwrap();
+    let (rounds, batch) = sizes();
     runtime.block_on(async {
         let before = fsync_latency(dir.path());
         let raw = Raw::open(&dir.path().join("raw.db"));
@@ -229,14 +240,14 @@ fn main() {
 
         let (mut raw_rates, mut advance_rates, mut finish_rates, mut group_rates) = (vec![], vec![], vec![], vec![]);
         let (mut advance_ratios, mut finish_ratios, mut group_ratios) = (vec![], vec![], vec![]);
-        for round in 0..ROUNDS {
-            let r1 = raw.updates(BATCH);
-            let a = single.advances(BATCH).await;
-            let r2 = raw.updates(BATCH);
-            let f = finisher.finishes(BATCH / 2).await;
-            let r3 = raw.updates(BATCH);
+        for round in 0..rounds {
+            let r1 = raw.updates(batch);
+            let a = single.advances(batch).await;
+            let r2 = raw.updates(batch);
+            let f = finisher.finishes(batch / 2).await;
+            let r3 = raw.updates(batch);
             let g = concurrent(&mut group, 4).await;
-            let r4 = raw.updates(BATCH);
+            let r4 = raw.updates(batch);
             // Each Hakiri figure is compared with the raw batches on either side of it.
             advance_ratios.push(a / ((r1 + r2) / 2.0));
             finish_ratios.push(f / ((r2 + r3) / 2.0));
@@ -248,7 +259,7 @@ fn main() {
             eprintln!("round {round}: raw {r1:.0}/{r2:.0}/{r3:.0}/{r4:.0}  advance {a:.0}  finish {f:.0}  64-way {g:.0} per s");
         }
         let after = fsync_latency(dir.path());
-        println!("embedded SQLite catalog (WAL, synchronous=FULL), {ROUNDS} interleaved rounds, medians");
+        println!("embedded SQLite catalog (WAL, synchronous=FULL), {rounds} interleaved rounds, medians");
         println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", mode(before), mode(after));
         println!("raw rusqlite single-row UPDATE commit: {:>9.0} /s", median(raw_rates));
         println!("cursor advance (1 writer):            {:>9.0} /s  ratio {:.2}x  (goal >= 0.90x)", median(advance_rates), median(advance_ratios));

@@ -215,7 +215,12 @@ impl Writer {
                         store::handle(conn, request, now)
                     };
                     match result {
-                        Err(error) if !isolate => return Err(Failure::Request { index, error }),
+                        Err(error) if !isolate => {
+                            return Err(Failure::Request {
+                                index,
+                                error: Box::new(error),
+                            })
+                        }
                         result => results.push(result),
                     }
                 }
@@ -229,7 +234,7 @@ impl Writer {
                     return;
                 }
                 Err(Failure::Request { index, error }) => {
-                    answer(pending.remove(index).0, Err(error));
+                    answer(pending.remove(index).0, Err(*error));
                     isolate = true;
                 }
                 Err(Failure::Host(error)) => {
@@ -248,7 +253,7 @@ impl Writer {
 /// Why a batch did not commit.
 enum Failure {
     /// Request `index` failed; the others may succeed without it.
-    Request { index: usize, error: Error },
+    Request { index: usize, error: Box<Error> },
     /// The database failed (busy, I/O): the whole batch failed.
     Host(Error),
 }

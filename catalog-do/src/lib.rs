@@ -13,15 +13,27 @@
 //! - [`store`]: the schema (embedded migrations) and every statement, over a synchronous `Exec`.
 //! - `remote`: the `Catalog` implementation shared by every client of the protocol.
 //! - `embedded` (native): rusqlite host, one writer thread, group commit.
+//! - `client` (native): [`DoCatalog`], the HTTP client of the deployed Worker.
+//! - `worker` (wasm32, feature `worker`, on by default): the Worker and its `#[durable_object]`
+//!   class, `HakiriCatalog`.
 
 pub mod protocol;
 pub mod store;
 
 #[cfg(not(target_arch = "wasm32"))]
+mod client;
+#[cfg(not(target_arch = "wasm32"))]
 mod embedded;
 #[cfg(not(target_arch = "wasm32"))]
 mod remote;
 
+#[cfg(all(target_arch = "wasm32", feature = "worker"))]
+mod worker;
+#[cfg(all(target_arch = "wasm32", feature = "worker"))]
+pub use worker::HakiriCatalog;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use client::{DoCatalog, DoConfig, HttpTransport};
 #[cfg(not(target_arch = "wasm32"))]
 pub use embedded::{Durability, EmbeddedTransport, SqliteCatalog, SqliteConfig, SqliteConnection};
 #[cfg(not(target_arch = "wasm32"))]

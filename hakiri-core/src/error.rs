@@ -194,6 +194,15 @@ pub enum Error {
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
 
+    /// The caller did not prove who it is (no credentials, or unknown ones). Remote catalogs only.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+
+    /// The caller is known but may not do this (another project, a role too low). Remote
+    /// catalogs only.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+
     /// The backend could not be reached or gave up transiently. Retryable.
     #[error("catalog unavailable: {0}")]
     Unavailable(String),
@@ -267,6 +276,8 @@ mod tests {
             Error::NotFound(entity),
             Error::invalid("x"),
             Error::precondition("x"),
+            Error::Unauthenticated("x".into()),
+            Error::PermissionDenied("x".into()),
             Error::Backend("x".into()),
         ] {
             assert!(!e.is_retryable(), "{e}");

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use hakiri_core::{
-    Catalog, ConnectorConfig, CursorAdvance, CursorValue, Error, Lease, Pipeline, Run, Schema,
-    StreamName, StreamStats, Verdict,
+    Catalog, ConnectorConfig, CursorAdvance, CursorValue, Entity, Error, Lease, Pipeline, Run,
+    Schema, StreamName, StreamStats, Verdict,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ pub enum ConnectorError {
         /// Whether the retry policy should try again.
         retryable: bool,
     },
-    /// The run stopped because it was asked to (shutdown, lease lost, schema held or rejected).
+    /// The run stopped because it was asked to (shutdown, lease lost, schema held for review).
     #[error("stopped: {0}")]
     Stopped(String),
     /// The catalog refused a write.
@@ -200,8 +200,9 @@ impl RunContext {
     /// Reports the schema the run sees on `stream`; carry on only if it is `Accepted`.
     ///
     /// # Errors
-    /// [`ConnectorError::Stopped`] when the change is held for review or rejected, or the lease
-    /// was lost.
+    /// [`ConnectorError::Stopped`] when the change is held for review (the pipeline is paused
+    /// until an operator decides) or the lease was lost; a permanent [`ConnectorError::Failed`]
+    /// when the policy rejects it.
     pub async fn observe_schema(
         &self,
         stream: &StreamName,
@@ -215,19 +216,46 @@ impl RunContext {
             .map_err(|e| self.stop_if_fenced(e))?;
         match (observation.verdict, observation.decision) {
             (Verdict::Accepted, _) => Ok(()),
-            (verdict, Some(decision)) => Err(ConnectorError::Stopped(format!(
-                "{} schema change on stream {stream} {verdict} (decision {}); {}",
-                decision.class,
-                decision.id,
-                if verdict == Verdict::Held {
-                    "accept or reject it to resume"
-                } else {
-                    "the source must change back"
-                }
+            (Verdict::Held, Some(decision)) => Err(ConnectorError::Stopped(format!(
+                "{} schema change on stream {stream} held (decision {}); accept or reject it to resume",
+                decision.class, decision.id,
+            ))),
+            // A rejection fails the run rather than stopping it: a stopped (cancelled) run is
+            // resumed at once by the planner, which would meet the same schema, record another
+            // rejection and loop on every tick.
+            (Verdict::Rejected, Some(decision)) => Err(ConnectorError::permanent(format!(
+                "{} schema change on stream {stream} rejected (decision {}); the source must change back",
+                decision.class, decision.id,
+            ))),
+            (Verdict::Rejected, None) => Err(ConnectorError::permanent(format!(
+                "schema on stream {stream} rejected"
             ))),
             (verdict, None) => Err(ConnectorError::Stopped(format!(
                 "schema on stream {stream} {verdict}"
             ))),
+        }
+    }
+
+    /// The stream's current schema version, if it has one.
+    ///
+    /// For connectors that infer schemas from the records they read: a batch is judged against
+    /// what the catalog already holds, so a column the batch happens not to contain is not
+    /// mistaken for a removed one.
+    ///
+    /// # Errors
+    /// The catalog's, as [`ConnectorError::Catalog`].
+    pub async fn current_schema(
+        &self,
+        stream: &StreamName,
+    ) -> Result<Option<Schema>, ConnectorError> {
+        match self
+            .catalog
+            .get_schema(self.pipeline.id(), stream, None)
+            .await
+        {
+            Ok(version) => Ok(Some(version.schema)),
+            Err(Error::NotFound(Entity::Schema { .. })) => Ok(None),
+            Err(e) => Err(ConnectorError::Catalog(e)),
         }
     }
 

@@ -295,6 +295,11 @@ impl Reconciler {
                 }
             }
             for (item, trigger, attempt) in plan.dispatches() {
+                // Once runs are being cancelled (shutdown, `cancel_runs`), a new run would be born
+                // cancelled, end at once and be planned again on the next tick: dispatch nothing.
+                if self.stop_runs.is_cancelled() {
+                    break;
+                }
                 if self.is_active(&item.pipeline) {
                     continue;
                 }
@@ -510,7 +515,8 @@ impl Reconciler {
         }
     }
 
-    /// Cancels every running run (they finish `Cancelled` and release their leases).
+    /// Cancels every running run (they finish `Cancelled` and release their leases); this
+    /// reconciler dispatches nothing afterwards.
     pub fn cancel_runs(&self) {
         self.stop_runs.cancel();
     }

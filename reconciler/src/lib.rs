@@ -1,22 +1,43 @@
 //! Hakiri's reconciler: a level-triggered plan-and-dispatch loop, like a Kubernetes controller.
 //!
-//! Each tick reads one snapshot of the catalog, [`plan`]s every pipeline (dispatch, wait, skip or
+//! Each tick reads one snapshot of the catalog, [`plan()`]s every pipeline (dispatch, wait, skip or
 //! reap — pure and deterministic, judged by the catalog's clock), takes the writer lease of what
 //! is due (losing a race to another reconciler is normal), begins the run and hands it to its
 //! in-process [`Connector`] with a [`RunContext`]. Runs renew their lease in the background and
 //! stop as soon as they are fenced or cancelled. It depends on `hakiri-core` only and works on
 //! every backend.
 //!
+//! # Built-in connectors
+//! [`builtin()`] returns a registry with two connectors (config reference in [`connectors`]):
+//! - `jsonl` ([`JsonlConnector`]): newline-delimited JSON files, a directory per stream, read
+//!   incrementally by a record field (a monotonic cursor); each file's schema is inferred and
+//!   reported before its records are written, so an added field is an additive change and a
+//!   retyped one is held for review.
+//! - `tail` ([`TailConnector`]): complete lines appended to one file, resumed from a byte offset
+//!   (an opaque resume token that also detects truncated or replaced files).
+//!
+//! Both write each run's output to its own file, make it durable before every checkpoint and
+//! stop at the next record once a run is cancelled: delivery is at least once, and duplicates
+//! can only follow the last checkpoint.
+//!
+//! ```
+//! use hakiri_reconciler::builtin;
+//! assert_eq!(builtin().names(), ["jsonl", "tail"]);
+//! ```
+//!
 //! # Layout
-//! - [`plan`]: the pure planner and the [`Plan`] it produces (JSON and a table).
+//! - [`mod@plan`]: the pure planner and the [`Plan`] it produces (JSON and a table).
 //! - [`connector`]: the [`Connector`] trait, the registry and the [`RunContext`].
+//! - [`connectors`]: the built-in `jsonl` and `tail` connectors and their config reference.
 //! - [`engine`]: the [`Reconciler`]: ticks, dispatch with concurrency limits, lease renewal,
 //!   graceful shutdown, metrics.
 
 pub mod connector;
+pub mod connectors;
 pub mod engine;
 pub mod plan;
 
 pub use connector::{Connector, ConnectorError, Connectors, RunContext};
+pub use connectors::{builtin, JsonlConnector, TailConnector};
 pub use engine::{Metrics, Reconciler, ReconcilerConfig, RunEnd, TickReport};
 pub use plan::{plan, plan_one, Action, Plan, PlanItem, SkipReason, WaitReason};

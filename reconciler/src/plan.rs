@@ -1,11 +1,12 @@
 //! Planning: which pipelines to run now, which to wait for, skip or reap — a pure function of the
 //! catalog's snapshot and its clock, like `terraform plan`.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
 use hakiri_core::{
-    ConnectorRef, DecisionId, PipelineId, PipelineStatus, RunId, RunStatus, Schedule, Timestamp,
-    Trigger,
+    ConnectorRef, CronSchedule, DecisionId, PipelineId, PipelineStatus, RunId, RunStatus, Schedule,
+    Timestamp, Trigger,
 };
 use serde::{Deserialize, Serialize};
 
@@ -237,7 +238,12 @@ impl fmt::Display for Plan {
 }
 
 /// Plans every pipeline of a snapshot taken at `now` (use the snapshot's `as_of`).
+///
+/// Gives exactly the actions of [`plan_one`] for each status. Cron schedules are the costly part
+/// of planning, and a project usually has few distinct expressions shared by many pipelines, so
+/// each expression's firings around `now` are worked out once per plan (see `CronBoundaries`).
 pub fn plan(statuses: &[PipelineStatus], now: Timestamp) -> Plan {
+    let mut crons = CronBoundaries::new(now);
     Plan {
         as_of: now,
         items: statuses
@@ -245,7 +251,7 @@ pub fn plan(statuses: &[PipelineStatus], now: Timestamp) -> Plan {
             .map(|s| PlanItem {
                 pipeline: s.pipeline.id().clone(),
                 connector: s.pipeline.spec.connector.clone(),
-                action: plan_one(s, now),
+                action: decide(s, now, &mut |cron, anchor| crons.slot(cron, anchor)),
             })
             .collect(),
     }
@@ -253,6 +259,37 @@ pub fn plan(statuses: &[PipelineStatus], now: Timestamp) -> Plan {
 
 /// The decision for one pipeline. Pure: the same status and time always give the same action.
 pub fn plan_one(status: &PipelineStatus, now: Timestamp) -> Action {
+    decide(status, now, &mut |cron, anchor| {
+        cron_slot(cron.next_after(anchor), now)
+    })
+}
+
+/// When a schedule is next due, relative to the plan's `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// It fired after the anchor and at or before `now`.
+    Due,
+    /// Its first firing after the anchor is this time, after `now`.
+    At(Timestamp),
+    /// It never fires again.
+    Never,
+}
+
+fn cron_slot(next: Option<Timestamp>, now: Timestamp) -> Slot {
+    match next {
+        Some(t) if now >= t => Slot::Due,
+        Some(t) => Slot::At(t),
+        None => Slot::Never,
+    }
+}
+
+/// [`plan_one`], with the cron computation supplied by the caller: `cron_slot(cron, anchor)`
+/// must say whether `cron` fired in `(anchor, now]`, or else when it first fires after `anchor`.
+fn decide<'s>(
+    status: &'s PipelineStatus,
+    now: Timestamp,
+    cron_slot: &mut impl FnMut(&'s CronSchedule, Timestamp) -> Slot,
+) -> Action {
     let pipeline = &status.pipeline;
     let spec = &pipeline.spec;
     if let Some(run) = status
@@ -332,27 +369,153 @@ pub fn plan_one(status: &PipelineStatus, now: Timestamp) -> Action {
         };
     }
     let anchor = status.last_run.as_ref().map(|r| r.started_at);
-    let next = match &spec.schedule {
-        Schedule::Manual => None,
+    let slot = match &spec.schedule {
+        Schedule::Manual => Slot::Never,
         // An interval pipeline that never ran is due at once.
-        Schedule::Interval(every) => Some(anchor.map_or(pipeline.created_at, |t| t.plus(*every))),
-        Schedule::Cron(cron) => cron.next_after(anchor.unwrap_or(pipeline.created_at)),
+        Schedule::Interval(every) => {
+            let next = anchor.map_or(pipeline.created_at, |t| t.plus(*every));
+            if now >= next {
+                Slot::Due
+            } else {
+                Slot::At(next)
+            }
+        }
+        Schedule::Cron(cron) => cron_slot(cron, anchor.unwrap_or(pipeline.created_at)),
     };
-    match (next, exhausted) {
-        (Some(next), _) if now >= next => Action::Dispatch {
+    match (slot, exhausted) {
+        (Slot::Due, _) => Action::Dispatch {
             trigger: Trigger::Schedule,
             attempt: 1,
         },
-        (Some(until), _) => Action::Wait {
+        (Slot::At(until), _) => Action::Wait {
             until,
             reason: WaitReason::Schedule,
         },
-        (None, Some(attempts)) => Action::Skip {
+        (Slot::Never, Some(attempts)) => Action::Skip {
             reason: SkipReason::AttemptsExhausted { attempts },
         },
-        (None, None) => Action::Skip {
+        (Slot::Never, None) => Action::Skip {
             reason: SkipReason::Manual,
         },
+    }
+}
+
+/// Uses of one cron expression in a plan before its boundary is worked out: below this, direct
+/// computation is cheaper than the search (a few dozen firings computed once).
+const CRON_SHARING_THRESHOLD: u32 = 64;
+
+/// Furthest back the search for an expression's last firing looks: 2^36 s, about 2,200 years
+/// (well inside the calendar's range); anchors older than the search reached are computed
+/// directly.
+const CRON_SEARCH_DOUBLINGS: u32 = 36;
+
+/// Per-plan memo of each cron expression's firings around `now`.
+///
+/// Whether a pipeline anchored at `a ≤ now` is due is whether its expression fired in `(a, now]`,
+/// that is whether `a` is earlier than the expression's last firing at or before `now` (`last`).
+/// If it is not due, no firing lies in `(a, now]`, so its next firing after `a` is the first
+/// after `now` (`next`). Both depend on the expression and `now` only, so they are computed once
+/// per expression and plan, and each pipeline costs one comparison instead of a calendar walk.
+/// The result is exactly [`CronSchedule::next_after`]'s, which a property test checks.
+struct CronBoundaries<'a> {
+    now: Timestamp,
+    by_expression: HashMap<&'a str, CronEntry>,
+}
+
+enum CronEntry {
+    /// Seen this many times; computed directly until it is shared enough.
+    Seen(u32),
+    Known(Boundary),
+}
+
+struct Boundary {
+    /// The last firing at or before `now`, if one lies at or after `floor`.
+    last: Option<Timestamp>,
+    /// How far back the search for `last` looked.
+    floor: Timestamp,
+    /// The first firing after `now`.
+    next: Option<Timestamp>,
+}
+
+impl<'a> CronBoundaries<'a> {
+    fn new(now: Timestamp) -> Self {
+        Self {
+            now,
+            by_expression: HashMap::new(),
+        }
+    }
+
+    fn slot(&mut self, cron: &'a CronSchedule, anchor: Timestamp) -> Slot {
+        let now = self.now;
+        // A run stamped later than `now` (clock skew between planner snapshots) is rare: compute
+        // it directly rather than complicate the memo.
+        if anchor > now {
+            return cron_slot(cron.next_after(anchor), now);
+        }
+        let entry = self
+            .by_expression
+            .entry(cron.as_str())
+            .or_insert(CronEntry::Seen(0));
+        if let CronEntry::Seen(uses) = entry {
+            *uses += 1;
+            if *uses < CRON_SHARING_THRESHOLD {
+                return cron_slot(cron.next_after(anchor), now);
+            }
+            *entry = CronEntry::Known(Boundary::find(cron, now));
+        }
+        let CronEntry::Known(boundary) = entry else {
+            return cron_slot(cron.next_after(anchor), now);
+        };
+        let not_due = || boundary.next.map_or(Slot::Never, Slot::At);
+        match boundary.last {
+            Some(last) if anchor < last => Slot::Due,
+            Some(_) => not_due(),
+            None if anchor >= boundary.floor => not_due(),
+            None => cron_slot(cron.next_after(anchor), now),
+        }
+    }
+}
+
+impl Boundary {
+    /// Finds the last firing at or before `now` by doubling the look-back until some firing lies
+    /// in `(lo, now]`, then bisecting: "fires in `(t, now]`" holds exactly for `t < last`.
+    fn find(cron: &CronSchedule, now: Timestamp) -> Self {
+        let fires_by_now = |t: Timestamp| cron.next_after(t).is_some_and(|x| x <= now);
+        let next = cron.next_after(now);
+        let back = |ms: i64| Timestamp::from_millis(now.as_millis().saturating_sub(ms));
+        let mut hi = now;
+        let mut lo = now;
+        let mut found = false;
+        for doubling in 0..=CRON_SEARCH_DOUBLINGS {
+            lo = back(1_000_i64 << doubling);
+            if fires_by_now(lo) {
+                found = true;
+                break;
+            }
+            hi = lo;
+        }
+        if !found {
+            return Self {
+                last: None,
+                floor: lo,
+                next,
+            };
+        }
+        // Invariant: fires_by_now(lo) and !fires_by_now(hi); the boundary is `last`.
+        while hi.as_millis() - lo.as_millis() > 1 {
+            let mid =
+                Timestamp::from_millis(lo.as_millis() + (hi.as_millis() - lo.as_millis()) / 2);
+            if fires_by_now(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Self {
+            last: Some(hi),
+            floor: lo,
+            next,
+        }
     }
 }
 

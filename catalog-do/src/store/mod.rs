@@ -881,7 +881,11 @@ impl<E: Exec> Store<'_, E> {
         limit: Limit,
     ) -> Result<Page<CursorHistoryEntry, u64>> {
         self.ensure_pipeline(pipeline)?;
-        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        // Versions stay below 2^53 (they cross JavaScript numbers in the Durable Object).
+        const NO_BOUND: i64 = (1 << 53) - 1;
+        let before = before.map_or(NO_BOUND, |b| {
+            i64::try_from(b).unwrap_or(NO_BOUND).min(NO_BOUND)
+        });
         let rows = self.exec.query(
             "SELECT body FROM cursor_history WHERE pipeline = ? AND stream = ? AND version < ?
              ORDER BY version DESC LIMIT ?",

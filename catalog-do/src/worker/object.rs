@@ -1,0 +1,288 @@
+//! The Durable Object: one project's catalog on the object's SQLite storage.
+//!
+//! The runtime delivers one request at a time and the store makes no `await` between its
+//! statements, so an operation never interleaves with another. Atomicity comes from
+//! `ctx.storage.transactionSync` (ADR 0008): the DO rejects SQL `BEGIN`/`SAVEPOINT`, and a
+//! finish (run, cursors, schema decisions, events) is many statements.
+
+// `#[durable_object]` generates the class's JavaScript bindings without docs.
+#![allow(missing_docs)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use hakiri_core::{Error, ProjectId, Result, Timestamp};
+use js_sys::{Function, Reflect};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State,
+};
+
+use super::reply::reply;
+use super::{test_hooks, FAIL_AT_HEADER, PROJECT_HEADER, STATEMENTS_HEADER};
+use crate::protocol::{decode_request, Reply};
+use crate::store::{self, Atomic, Exec, FailAt, Row, SqlValue};
+
+/// The largest integer a JavaScript number holds exactly (2^53 − 1).
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// The catalog of one project (the object `idFromName(project)` of namespace `HAKIRI_CATALOG`).
+#[durable_object]
+pub struct HakiriCatalog {
+    sql: DoSql,
+    env: Env,
+    /// The outcome of the migrations run by the constructor; a failure is answered to every
+    /// request (and the migrations retried) instead of panicking, which would kill the isolate.
+    migrated: RefCell<Result<()>>,
+    /// The project this object holds, recorded in its database by the first request.
+    project: RefCell<Option<ProjectId>>,
+}
+
+impl DurableObject for HakiriCatalog {
+    fn new(state: State, env: Env) -> Self {
+        let storage = state.storage();
+        let mut sql = DoSql {
+            sql: storage.sql(),
+            storage: AsRef::<JsValue>::as_ref(storage.as_raw()).clone(),
+        };
+        let migrated = store::migrate(&mut sql, now());
+        Self {
+            sql,
+            env,
+            migrated: RefCell::new(migrated),
+            project: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if req.path() == "/ping" {
+            // A round trip and nothing else: no storage, no migration check.
+            return Response::ok("pong");
+        }
+        let body = req.bytes().await;
+        let fail_at = test_hooks(&self.env)
+            .then(|| req.headers().get(FAIL_AT_HEADER).ok().flatten())
+            .flatten();
+        let project = req.headers().get(PROJECT_HEADER).ok().flatten();
+        let (result, statements) = match body {
+            Ok(body) => self.serve(project.as_deref(), &body, fail_at.as_deref()),
+            Err(e) => (
+                Err(Error::invalid(format!("cannot read the request body: {e}"))),
+                None,
+            ),
+        };
+        let mut response = reply(&Reply::from(result), None)?;
+        if let Some(n) = statements {
+            response
+                .headers_mut()
+                .set(STATEMENTS_HEADER, &n.to_string())?;
+        }
+        Ok(response)
+    }
+}
+
+/// The object's clock: the catalog's authoritative time (SPEC invariant 9).
+fn now() -> Timestamp {
+    // Whole milliseconds since the epoch, exact in an f64 for the next 285,000 years.
+    Timestamp::from_millis(js_sys::Date::now() as i64)
+}
+
+impl HakiriCatalog {
+    /// Runs one request body; with a fault injected, also says how many statements ran.
+    fn serve(
+        &self,
+        project: Option<&str>,
+        body: &[u8],
+        fail_at: Option<&str>,
+    ) -> (Result<crate::protocol::Response>, Option<usize>) {
+        if let Err(e) = self.ready(project) {
+            return (Err(e), None);
+        }
+        let request = match decode_request(body) {
+            Ok(request) => request,
+            Err(e) => return (Err(e), None),
+        };
+        let now = now();
+        let mut sql = self.sql.clone();
+        match fail_at {
+            None => (
+                sql.atomic(move |exec| store::handle(exec, request, now)),
+                None,
+            ),
+            Some(n) => {
+                let Ok(n) = n.trim().parse::<usize>() else {
+                    return (
+                        Err(Error::invalid(format!(
+                            "{FAIL_AT_HEADER} must be a statement number, not {n:?}"
+                        ))),
+                        None,
+                    );
+                };
+                let executed = Rc::new(RefCell::new(0));
+                let count = executed.clone();
+                let result = sql.atomic(move |exec| {
+                    let mut failing = FailAt::new(exec, n);
+                    let result = store::handle(&mut failing, request, now);
+                    *count.borrow_mut() = failing.executed();
+                    result
+                });
+                let executed = *executed.borrow();
+                (result, Some(executed))
+            }
+        }
+    }
+
+    /// Migrations done and the project bound, or the reason the object cannot serve.
+    fn ready(&self, project: Option<&str>) -> Result<()> {
+        if self.migrated.borrow().is_err() {
+            let retried = store::migrate(&mut self.sql.clone(), now());
+            *self.migrated.borrow_mut() = retried;
+        }
+        self.migrated.borrow().clone()?;
+        let project = ProjectId::new(project.unwrap_or_default()).map_err(|e| {
+            Error::invalid(format!(
+                "the catalog object needs its project in {PROJECT_HEADER}: {e}"
+            ))
+        })?;
+        let mut bound = self.project.borrow_mut();
+        match bound.as_ref() {
+            Some(p) if *p == project => Ok(()),
+            Some(p) => Err(Error::invalid(format!(
+                "this catalog object holds project {p}, not {project}"
+            ))),
+            None => {
+                let p = project.clone();
+                self.sql
+                    .clone()
+                    .atomic(move |exec| store::bind_project(exec, &p))?;
+                *bound = Some(project);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The object's SQL storage as the store's [`Exec`]; cheap to clone (two JS handles).
+#[derive(Clone)]
+struct DoSql {
+    sql: SqlStorage,
+    /// `ctx.storage`, for `transactionSync`, which workers-rs does not wrap.
+    storage: JsValue,
+}
+
+/// The one conversion of the runtime's errors into catalog errors.
+fn convert(error: worker::Error) -> Error {
+    Error::Backend(format!("durable object storage: {error}"))
+}
+
+fn js_message(value: &JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+fn to_js(value: &SqlValue) -> SqlStorageValue {
+    match value {
+        SqlValue::Null => SqlStorageValue::Null,
+        SqlValue::Integer(v) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(v) => {
+            SqlStorageValue::Integer(*v)
+        }
+        // Beyond 2^53 a JavaScript number would round it, and the DO refuses BigInt bindings.
+        // As decimal text it stays exact where SQLite applies numeric affinity: compared with,
+        // or stored in, an INTEGER column — the only places the store binds such values (the
+        // open upper bound of a history page). Reading one back fails loudly in `from_js`.
+        SqlValue::Integer(v) => SqlStorageValue::String(v.to_string()),
+        SqlValue::Real(v) => SqlStorageValue::Float(*v),
+        SqlValue::Text(v) => SqlStorageValue::String(v.clone()),
+    }
+}
+
+fn from_js(value: SqlStorageValue) -> Result<SqlValue> {
+    Ok(match value {
+        SqlStorageValue::Null => SqlValue::Null,
+        SqlStorageValue::Integer(v) => SqlValue::Integer(v),
+        SqlStorageValue::Boolean(v) => SqlValue::Integer(i64::from(v)),
+        // Numbers arrive as JavaScript numbers: an integral one within 2^53 comes back as an
+        // integer (workers-rs returns it as `Integer`); anything else stays REAL, so an INTEGER
+        // column beyond 2^53 fails `Row::int` instead of being read rounded.
+        SqlStorageValue::Float(v) => SqlValue::Real(v),
+        SqlStorageValue::String(v) => SqlValue::Text(v),
+        SqlStorageValue::Blob(_) => {
+            return Err(Error::Backend(
+                "unexpected BLOB column in the catalog".into(),
+            ))
+        }
+    })
+}
+
+impl Exec for DoSql {
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
+        let bindings = params.iter().map(to_js).collect::<Vec<_>>();
+        let cursor = self.sql.exec(sql, bindings).map_err(convert)?;
+        cursor
+            .raw()
+            .map(|row| {
+                let row = row.map_err(convert)?;
+                Ok(Row(row
+                    .into_iter()
+                    .map(from_js)
+                    .collect::<Result<Vec<_>>>()?))
+            })
+            .collect()
+    }
+}
+
+impl Atomic for DoSql {
+    /// `ctx.storage.transactionSync(unit)`: the unit's statements commit together when it
+    /// returns; when it throws — here, when it returns an error — they all roll back.
+    fn atomic<T: 'static>(
+        &mut self,
+        unit: impl FnOnce(&mut Self) -> Result<T> + 'static,
+    ) -> Result<T> {
+        let outcome: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));
+        let slot = outcome.clone();
+        let mut exec = self.clone();
+        let callback = Closure::once(move || -> std::result::Result<JsValue, JsValue> {
+            let result = unit(&mut exec);
+            let failed = result.is_err();
+            *slot.borrow_mut() = Some(result);
+            if failed {
+                // Throwing is how the callback asks for a rollback; the error itself travels
+                // in `outcome`, typed.
+                Err(JsValue::from_str("hakiri: the unit failed; rolling back"))
+            } else {
+                Ok(JsValue::UNDEFINED)
+            }
+        });
+        let transaction_sync = Reflect::get(&self.storage, &JsValue::from_str("transactionSync"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .ok_or_else(|| {
+                Error::Backend(
+                    "this runtime has no storage.transactionSync (a SQLite-backed Durable Object is required: new_sqlite_classes)".into(),
+                )
+            })?;
+        let called = transaction_sync.call1(&self.storage, callback.as_ref().unchecked_ref());
+        drop(callback);
+        let outcome = outcome.borrow_mut().take();
+        match (called, outcome) {
+            (Ok(_), Some(result)) => result,
+            // The unit failed and everything it wrote is rolled back.
+            (Err(_), Some(Err(e))) => Err(e),
+            (Err(e), Some(Ok(_))) => Err(Error::Unavailable(format!(
+                "the durable object could not commit: {}",
+                js_message(&e)
+            ))),
+            (Err(e), None) => Err(Error::Backend(format!(
+                "storage.transactionSync failed before running the unit: {}",
+                js_message(&e)
+            ))),
+            (Ok(_), None) => Err(Error::Backend(
+                "storage.transactionSync returned without running the unit".into(),
+            )),
+        }
+    }
+}

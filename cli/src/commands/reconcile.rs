@@ -1,0 +1,332 @@
+//! `hakiri plan` and `hakiri reconcile`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hakiri_core::{Catalog, CatalogExt, ConnectorRef, HolderId, RunStatus};
+use hakiri_reconciler::{Connectors, Plan, Reconciler, ReconcilerConfig, RunEnd, TickReport};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{hostname, Ctx};
+use crate::cli::ReconcileArgs;
+use crate::error::{CliError, CliResult};
+use crate::metrics;
+use crate::output;
+use crate::progress::{Follower, Sink};
+use crate::target::{Access, CatalogUrl};
+
+/// The connectors built into this binary.
+pub(crate) fn connectors() -> Connectors {
+    hakiri_reconciler::connectors::builtin()
+}
+
+/// The names of the connectors built into this binary, sorted.
+pub(crate) fn known_connectors() -> Vec<String> {
+    connectors().names()
+}
+
+/// `hakiri plan`: the reconciler's plan for now, from one snapshot. Writes nothing.
+pub(super) async fn plan(ctx: &Ctx) -> CliResult {
+    let opened = ctx.open(Access::Existing).await?;
+    let snapshot = opened.catalog.all_statuses().await?;
+    let plan = hakiri_reconciler::plan(&snapshot.items, snapshot.as_of);
+    output::emit(ctx.format(), &plan, || {
+        if plan.items.is_empty() {
+            output::line(
+                "no pipelines in this project; declare them in hakiri.toml and run `hakiri apply`",
+            );
+            return;
+        }
+        output::line(plan.to_string());
+    });
+    warn_unknown_connectors(&plan);
+    Ok(())
+}
+
+fn warn_unknown_connectors(plan: &Plan) {
+    let known = known_connectors();
+    for item in &plan.items {
+        if !known.iter().any(|k| k == item.connector.as_str()) {
+            output::note(format!(
+                "warning: pipeline {}: connector {:?} is not built into this hakiri (it has: {}); its runs will fail",
+                item.pipeline,
+                item.connector.as_str(),
+                known.join(", ")
+            ));
+        }
+    }
+}
+
+/// How one run dispatched by `reconcile --once` ended.
+#[derive(Serialize)]
+struct RunSummary {
+    #[serde(flatten)]
+    end: RunEnd,
+    records: Option<u64>,
+}
+
+/// What `reconcile --once --output json` prints.
+#[derive(Serialize)]
+struct OnceSummary {
+    holder: HolderId,
+    ticks: usize,
+    interrupted: bool,
+    runs: Vec<RunSummary>,
+    plan: Plan,
+}
+
+/// `hakiri reconcile`.
+pub(super) async fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult<ExitCode> {
+    hakiri_core::lease::check_ttl(args.lease_ttl)
+        .map_err(|e| CliError::from(e).replace_hint("pass --lease-ttl between 100ms and 24h"))?;
+    if args.interval.is_zero() {
+        return Err(CliError::invalid(
+            "invalid_argument",
+            "--interval must be longer than 0s",
+        ));
+    }
+    let opened = ctx.open(Access::Existing).await?;
+    let catalog = opened.catalog.clone();
+    let holder = match &args.holder {
+        Some(name) => HolderId::new(name.clone())?,
+        None => HolderId::new(format!("hakiri@{}:{}", hostname(), std::process::id()))?,
+    };
+    let mut config = ReconcilerConfig::new(holder.clone())
+        .lease_ttl(args.lease_ttl)
+        .interval(args.interval)
+        .max_concurrent(usize::from(args.max_concurrent))
+        .grace(args.grace);
+    for (name, limit) in &args.connector_limits {
+        config = config.per_connector(ConnectorRef::new(name.clone())?, *limit);
+    }
+    let reconciler = Arc::new(Reconciler::new(catalog.clone(), connectors(), config));
+
+    // Bind before any work so that a taken port fails at once.
+    let stop_metrics = CancellationToken::new();
+    let metrics_server = match args.metrics_addr {
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            output::note(format!(
+                "serving metrics at http://{}/metrics",
+                listener.local_addr().unwrap_or(addr)
+            ));
+            Some(metrics::serve(
+                listener,
+                reconciler.metrics(),
+                stop_metrics.clone(),
+            ))
+        }
+        None => None,
+    };
+
+    let sink = match (ctx.json(), args.once) {
+        (true, true) => Sink::Stderr,
+        (true, false) => Sink::JsonLines,
+        (false, _) => Sink::Stdout,
+    };
+    // A local file answers a read in microseconds; a server is not polled as often.
+    let poll = match opened.url {
+        CatalogUrl::SqliteDir(_) | CatalogUrl::SqliteFile(_) | CatalogUrl::Memory => {
+            Duration::from_millis(250)
+        }
+        CatalogUrl::Postgres(_) | CatalogUrl::Worker(_) => Duration::from_secs(1),
+    };
+    let follower = Follower::start(catalog.clone(), holder.clone(), sink, poll).await?;
+    let stop_progress = CancellationToken::new();
+    let progress = follower.spawn(stop_progress.clone());
+
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(watch_signals(
+        shutdown.clone(),
+        reconciler.clone(),
+        args.once,
+        humantime::format_duration(args.grace).to_string(),
+    ));
+
+    let result = if args.once {
+        let session = Session {
+            reconciler: &reconciler,
+            catalog: &catalog,
+            holder: &holder,
+            shutdown: &shutdown,
+            stop_progress: &stop_progress,
+        };
+        once(ctx, args, session, progress).await
+    } else {
+        output::note(format!(
+            "reconciling project {} on {} as {holder}: a tick every {}, at most {} runs at once; Ctrl-C to stop",
+            ctx.project,
+            opened.url,
+            humantime::format_duration(args.interval),
+            args.max_concurrent,
+        ));
+        let looped = reconciler
+            .run(shutdown.clone(), |report| tick_notes(report, ctx.json()))
+            .await;
+        stop_progress.cancel();
+        let _ = progress.await;
+        looped.map_err(CliError::from).map(|()| {
+            output::note(
+                "stopped: every run this process started has ended and released its lease",
+            );
+            ExitCode::SUCCESS
+        })
+    };
+    signals.abort();
+    stop_metrics.cancel();
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
+    result
+}
+
+/// What `reconcile --once` works with.
+struct Session<'a> {
+    reconciler: &'a Reconciler,
+    catalog: &'a Arc<dyn Catalog>,
+    holder: &'a HolderId,
+    /// Fired by SIGINT/SIGTERM.
+    shutdown: &'a CancellationToken,
+    stop_progress: &'a CancellationToken,
+}
+
+async fn once(
+    ctx: &Ctx,
+    args: &ReconcileArgs,
+    session: Session<'_>,
+    progress: tokio::task::JoinHandle<()>,
+) -> CliResult<ExitCode> {
+    let Session {
+        reconciler,
+        catalog,
+        holder,
+        shutdown,
+        stop_progress,
+    } = session;
+    let mut ticks = 0usize;
+    let mut ends: Vec<RunEnd> = Vec::new();
+    let idle = reconciler
+        .run_until_idle(args.max_ticks, |report, finished| {
+            ticks += 1;
+            tick_notes(report, ctx.json());
+            ends.extend(finished.iter().cloned());
+        })
+        .await;
+    stop_progress.cancel();
+    let _ = progress.await;
+    let plan = idle?;
+    let interrupted = shutdown.is_cancelled();
+
+    let mut runs = Vec::with_capacity(ends.len());
+    for end in ends {
+        let records = match catalog.get_run(end.run).await {
+            Ok(run) => Some(run.stats.values().map(|s| s.records).sum()),
+            Err(_) => None,
+        };
+        runs.push(RunSummary { end, records });
+    }
+    let count = |status: Option<RunStatus>| {
+        move |runs: &[RunSummary]| runs.iter().filter(|r| r.end.status == status).count()
+    };
+    let failed = count(Some(RunStatus::Failed))(&runs);
+    let summary = OnceSummary {
+        holder: holder.clone(),
+        ticks,
+        interrupted,
+        runs,
+        plan,
+    };
+    let still_due = !summary.plan.is_idle();
+    output::emit(ctx.format(), &summary, || {
+        output::line(format!(
+            "{} after {} tick(s): {} run(s) — {} succeeded, {} failed, {} cancelled, {} lost to another holder",
+            if interrupted { "interrupted" } else if still_due { "stopped (--max-ticks)" } else { "idle" },
+            summary.ticks,
+            summary.runs.len(),
+            count(Some(RunStatus::Succeeded))(&summary.runs),
+            failed,
+            count(Some(RunStatus::Cancelled))(&summary.runs),
+            count(None)(&summary.runs),
+        ));
+        output::line("");
+        output::line(summary.plan.to_string());
+    });
+    if interrupted {
+        return Ok(ExitCode::from(130));
+    }
+    if failed > 0 {
+        output::note(format!(
+            "{failed} run(s) failed; see `hakiri runs list --status failed` and `hakiri runs show RUN`"
+        ));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Notes about a tick that the event log does not show: races lost, runs deferred, reaps.
+fn tick_notes(report: &TickReport, json: bool) {
+    if json {
+        return;
+    }
+    for pipeline in &report.lost_races {
+        output::note(format!("{pipeline}: another reconciler holds it; skipped"));
+    }
+    for pipeline in &report.deferred {
+        output::note(format!(
+            "{pipeline}: due, but a concurrency limit is reached; next tick"
+        ));
+    }
+    for run in &report.reaped {
+        output::note(format!(
+            "reaped run {run}: its holder's lease expired; it is marked abandoned"
+        ));
+    }
+}
+
+/// First SIGINT/SIGTERM: stop dispatching and let runs finish within the grace period
+/// (`--once`: cancel the runs, which end `Cancelled`). A second SIGINT cancels the runs at once.
+async fn watch_signals(
+    shutdown: CancellationToken,
+    reconciler: Arc<Reconciler>,
+    once: bool,
+    grace: String,
+) {
+    wait_for_signal().await;
+    if once {
+        output::note("interrupted: cancelling the running runs (they end cancelled and release their leases)");
+        shutdown.cancel();
+        reconciler.cancel_runs();
+        return;
+    }
+    output::note(format!(
+        "shutting down: no new runs; waiting up to {grace} for running ones (Ctrl-C again cancels them now)"
+    ));
+    shutdown.cancel();
+    wait_for_signal().await;
+    output::note("cancelling the running runs now");
+    reconciler.cancel_runs();
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,141 @@
+//! `hakiri runs list|show`.
+
+use hakiri_core::{Run, RunQuery, RunStatus};
+
+use super::{limit, pipeline_id, run_id, Ctx};
+use crate::cli::{RunStatusArg, RunsCommand};
+use crate::error::CliResult;
+use crate::output;
+use crate::target::Access;
+
+pub(super) async fn run(ctx: &Ctx, command: RunsCommand) -> CliResult {
+    let catalog = ctx.open(Access::Existing).await?.catalog;
+    match command {
+        RunsCommand::List(args) => {
+            let mut query = RunQuery::all().limit(limit(args.limit)?);
+            if let Some(p) = &args.pipeline {
+                let id = pipeline_id(p)?;
+                // A clean NotFound for a mistyped id, rather than an empty list.
+                catalog.get_pipeline(&id).await?;
+                query = query.pipeline(id);
+            }
+            if let Some(status) = args.status {
+                query = query.status(status_of(status));
+            }
+            if let Some(before) = &args.before {
+                query = query.before(run_id(before)?);
+            }
+            let page = catalog.list_runs(&query).await?;
+            output::emit(ctx.format(), &page, || {
+                let mut table = output::table([
+                    "RUN", "PIPELINE", "TRIGGER", "ATTEMPT", "STATUS", "STARTED", "TOOK",
+                    "RECORDS", "ERROR",
+                ]);
+                for r in &page.items {
+                    table.add_row([
+                        r.id.to_string(),
+                        r.pipeline.to_string(),
+                        format!("{:?}", r.trigger).to_lowercase(),
+                        r.attempt.to_string(),
+                        r.status.to_string(),
+                        output::time(r.started_at),
+                        took(r),
+                        records(r).to_string(),
+                        r.error
+                            .as_ref()
+                            .map_or_else(String::new, |e| output::truncate(&e.message, 60)),
+                    ]);
+                }
+                output::print_table(&table, "no runs match");
+                if let Some(next) = &page.next {
+                    output::line(format!("more: add --before {next}"));
+                }
+            });
+        }
+        RunsCommand::Show { run } => {
+            let run = catalog.get_run(run_id(&run)?).await?;
+            output::emit(ctx.format(), &run, || print_run(&run));
+        }
+    }
+    Ok(())
+}
+
+fn status_of(status: RunStatusArg) -> RunStatus {
+    match status {
+        RunStatusArg::Running => RunStatus::Running,
+        RunStatusArg::Succeeded => RunStatus::Succeeded,
+        RunStatusArg::Failed => RunStatus::Failed,
+        RunStatusArg::Cancelled => RunStatus::Cancelled,
+        RunStatusArg::Abandoned => RunStatus::Abandoned,
+    }
+}
+
+fn records(run: &Run) -> u64 {
+    run.stats.values().map(|s| s.records).sum()
+}
+
+fn took(run: &Run) -> String {
+    run.finished_at.map_or_else(
+        || "-".to_owned(),
+        |end| output::duration(end.since(run.started_at)),
+    )
+}
+
+fn print_run(run: &Run) {
+    let mut t = output::table(["FIELD", "VALUE"]);
+    t.add_row(["run".to_owned(), run.id.to_string()]);
+    t.add_row(["pipeline".to_owned(), run.pipeline.to_string()]);
+    t.add_row(["status".to_owned(), run.status.to_string()]);
+    t.add_row([
+        "trigger".to_owned(),
+        format!("{:?} (attempt {})", run.trigger, run.attempt).to_lowercase(),
+    ]);
+    t.add_row([
+        "holder".to_owned(),
+        format!("{} (epoch {})", run.holder, run.epoch),
+    ]);
+    t.add_row(["started".to_owned(), output::time(run.started_at)]);
+    t.add_row(["finished".to_owned(), output::time_opt(run.finished_at)]);
+    t.add_row(["took".to_owned(), took(run)]);
+    if let Some(error) = &run.error {
+        t.add_row([
+            "error".to_owned(),
+            format!(
+                "{}{}",
+                error.message,
+                if error.retryable { " (retryable)" } else { "" }
+            ),
+        ]);
+    }
+    output::print_table(&t, "");
+
+    output::line("");
+    let streams: std::collections::BTreeSet<_> = run
+        .stats
+        .keys()
+        .chain(run.cursors_at_start.keys())
+        .chain(run.cursors_at_end.keys())
+        .collect();
+    let mut s = output::table([
+        "STREAM",
+        "RECORDS",
+        "BYTES",
+        "CURSOR AT START",
+        "CURSOR AT END",
+    ]);
+    for stream in streams {
+        let stats = run.stats.get(stream).copied().unwrap_or_default();
+        let cursor = |m: &std::collections::BTreeMap<_, hakiri_core::CursorValue>| {
+            m.get(stream)
+                .map_or_else(|| "-".to_owned(), |v| output::truncate(&v.to_string(), 40))
+        };
+        s.add_row([
+            stream.to_string(),
+            stats.records.to_string(),
+            stats.bytes.to_string(),
+            cursor(&run.cursors_at_start),
+            cursor(&run.cursors_at_end),
+        ]);
+    }
+    output::print_table(&s, "no streams");
+}

@@ -1,0 +1,55 @@
+//! The Postgres catalog URL: a pool, the migrations, the catalog.
+
+use std::sync::Arc;
+
+use hakiri_catalog_postgres::{migrate as run_migrations, PostgresCatalog, PostgresConfig};
+use hakiri_core::ProjectId;
+
+use crate::error::{CliError, CliResult};
+use crate::target::{CatalogUrl, Opened};
+
+/// Connects a small pool: `raw` is the URL as given, `url` the parsed form (shown redacted).
+async fn pool(raw: &str, url: &CatalogUrl) -> CliResult<hakiri_catalog_postgres::PgPool> {
+    PostgresConfig::default()
+        .max_connections(4)
+        .application_name("hakiri-cli")
+        .connect(raw)
+        .await
+        .map_err(|e| {
+            let hint = match &e {
+                hakiri_core::Error::InvalidArgument(_) => {
+                    "write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full&sslrootcert=…]".to_owned()
+                }
+                _ => format!(
+                    "check that the server at {url} is up and reachable and the credentials are right (PGPASSWORD works too)"
+                ),
+            };
+            CliError::from(e).replace_hint(hint)
+        })
+}
+
+/// Opens the catalog of `project` on a Postgres URL. The database must have been migrated
+/// (`hakiri migrate`): other commands never change the schema, which needs more privileges.
+pub(crate) async fn open(raw: &str, url: &CatalogUrl, project: &ProjectId) -> CliResult<Opened> {
+    let pool = pool(raw, url).await?;
+    Ok(Opened {
+        catalog: Arc::new(PostgresCatalog::new(pool, project.clone())),
+        url: url.clone(),
+        file: None,
+    })
+}
+
+/// Runs the catalog's migrations, then opens it.
+pub(crate) async fn migrate(raw: &str, url: &CatalogUrl, project: &ProjectId) -> CliResult<Opened> {
+    let pool = pool(raw, url).await?;
+    run_migrations(&pool).await.map_err(|e| {
+        CliError::from(e).replace_hint(
+            "the role needs CREATE on the database's schema; a database migrated by a newer hakiri needs that newer hakiri",
+        )
+    })?;
+    Ok(Opened {
+        catalog: Arc::new(PostgresCatalog::new(pool, project.clone())),
+        url: url.clone(),
+        file: None,
+    })
+}

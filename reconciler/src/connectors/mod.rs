@@ -1,0 +1,306 @@
+//! The built-in connectors: `jsonl` (newline-delimited JSON files read incrementally by a
+//! monotonic cursor field) and `tail` (an append-only file read by byte offset, an opaque
+//! cursor). [`builtin`] registers both under those names.
+//!
+//! Paths in configs are taken relative to the reconciler process's working directory.
+//!
+//! # Delivery: at least once, bounded by checkpoints
+//! Both connectors write records to their output and make the output durable (flush and
+//! `fsync`) *before* they checkpoint the position after them. After a crash, a kill or a lost
+//! lease, the next run starts from the last checkpoint: nothing before it is lost or written
+//! twice, and records written after it are written again (duplicates are possible only past the
+//! last checkpoint). Each run writes its own output file named after the run id, so a re-read
+//! never rewrites an earlier run's file; deduplicate downstream by key if you need exactly once.
+//!
+//! # `jsonl`
+//! Pipeline `cursor_kind = "monotonic"`.
+//!
+//! | field | required | meaning |
+//! |---|---|---|
+//! | `input` | yes | directory holding one sub-directory per stream; each holds `*.jsonl` files |
+//! | `output` | yes | directory; each run writes `<output>/<stream>/<run id>.jsonl` |
+//! | `cursor_field` | yes | the record field the cursor follows |
+//! | `streams` | no | stream names to read (default: every sub-directory of `input` not starting with `.`) |
+//! | `key` | no | the streams' key columns (default: `["id"]` when every record has a non-null `id`, else none) |
+//! | `checkpoint_every` | no | checkpoint at least every this many records within a file (default 1000) |
+//!
+//! Files are read in name order; lines are JSON objects (blank lines are skipped). Only records
+//! whose cursor field is greater than the stream's cursor are read. The cursor field must be a
+//! JSON number (an integer within ±2^53) or a fixed-width UTC RFC 3339 string
+//! (`2026-01-15T12:00:00.000Z`): strings compare bytewise, so other text formats misorder. Every
+//! record of a later file must have a greater cursor than every record of earlier files (name
+//! files by export time); within a file any order is fine. This is also what lets a run skip
+//! files read before: a file is not read again once the next file starts at or before the cursor.
+//! A file is checkpointed at its end, and also every `checkpoint_every` records when its records
+//! are in cursor order. Files must be
+//! complete when they appear (write to another name, then rename); only names ending in
+//! `.jsonl` are read.
+//!
+//! Each file's schema is inferred from the records it contributes and reported before any of
+//! them is written: booleans, integers, other numbers, RFC 3339 strings (timestamps) and other
+//! strings map to their column types, objects and arrays (and mixed types) to `json`; a field
+//! missing or null in some record is nullable, and a field never seen with a value is not a
+//! column yet. The batch is merged with the stream's current version, so a new field is an added
+//! nullable column (additive) and a field of a new, incompatible type is a retyped column
+//! (breaking: held by the default policy, which pauses the pipeline until an operator decides).
+//!
+//! ```json
+//! { "input": "data/in", "output": "data/out", "cursor_field": "updated_at",
+//!   "streams": ["orders"], "key": ["order_id"], "checkpoint_every": 500 }
+//! ```
+//!
+//! # `tail`
+//! Pipeline `cursor_kind = "opaque"`.
+//!
+//! | field | required | meaning |
+//! |---|---|---|
+//! | `input` | yes | an append-only file |
+//! | `output` | yes | directory; each run writes `<output>/<stream>/<run id>[.<input's extension>]` |
+//! | `stream` | yes | the stream name the file's lines belong to |
+//! | `checkpoint_every` | no | checkpoint at least every this many lines (default 1000) |
+//!
+//! Copies complete lines (ending in `\n`) verbatim, from the cursor's offset to the end of the file
+//! as it was when the run began; a final line still being written is left for the next run. The
+//! cursor is a resume token `{"offset": <bytes>, "check": {"len": <n>, "fnv1a": "<hex>"}}`: the
+//! check is a hash of the `n ≤ 64` bytes before the offset, so a file that was truncated (shorter
+//! than the offset) or replaced (different bytes before it) fails the run with a permanent error
+//! instead of silently skipping or re-reading data; reset the cursor to read the new file from
+//! the start. The stream's schema is one required `line` column of type `string`.
+//!
+//! ```json
+//! { "input": "/var/log/app/events.log", "output": "data/out", "stream": "events" }
+//! ```
+//!
+//! # Errors
+//! A bad config fails the run with a permanent error naming the field; an unreadable input or a
+//! malformed line (or one longer than 16 MiB) fails it with a permanent error naming `file:line`; an output that cannot be
+//! written fails it (transiently when retrying may help, e.g. a full disk).
+
+mod infer;
+mod jsonl;
+mod tail;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use hakiri_core::{ConnectorConfig, StreamName};
+use serde_json::{Map, Value};
+use tokio::fs::{self, File, OpenOptions};
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+pub use jsonl::JsonlConnector;
+pub use tail::TailConnector;
+
+use crate::connector::{ConnectorError, Connectors};
+
+/// A registry holding the built-in connectors: [`JsonlConnector`] as `"jsonl"` and
+/// [`TailConnector`] as `"tail"`.
+pub fn builtin() -> Connectors {
+    Connectors::new()
+        .with("jsonl", JsonlConnector)
+        .with("tail", TailConnector)
+}
+
+/// Default of `checkpoint_every`.
+const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+
+/// Longest line either connector reads: a file without newlines must fail, not exhaust memory.
+const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Typed access to a connector's config, with errors that name the connector and the field.
+struct Fields<'a> {
+    connector: &'static str,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    /// Fails on fields outside `allowed`: a misspelt optional field would otherwise be ignored.
+    fn new(
+        connector: &'static str,
+        config: &'a ConnectorConfig,
+        allowed: &[&str],
+    ) -> Result<Self, ConnectorError> {
+        let map = config.as_map();
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let expected: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+            return Err(ConnectorError::permanent(format!(
+                "{connector} config: unknown field {unknown:?}; expected one of {}",
+                expected.join(", ")
+            )));
+        }
+        Ok(Self { connector, map })
+    }
+
+    fn error(&self, field: &str, problem: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::permanent(format!("{} config: {field:?} {problem}", self.connector))
+    }
+
+    fn required_str(&self, field: &str, what: &str) -> Result<&'a str, ConnectorError> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Err(self.error(field, format!("is required ({what})"))),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(self.error(field, format!("must not be empty ({what})")))
+            }
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(self.error(
+                field,
+                format!("must be a string ({what}), not {}", json_kind(other)),
+            )),
+        }
+    }
+
+    fn required_path(&self, field: &str, what: &str) -> Result<PathBuf, ConnectorError> {
+        self.required_str(field, what).map(PathBuf::from)
+    }
+
+    fn optional_strings(&self, field: &str) -> Result<Option<Vec<String>>, ConnectorError> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(self.error(
+                        field,
+                        format!("must list strings, not {}", json_kind(other)),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(self.error(
+                field,
+                format!("must be an array of strings, not {}", json_kind(other)),
+            )),
+        }
+    }
+
+    fn positive_int(&self, field: &str, default: u64) -> Result<u64, ConnectorError> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if v > 0 => Ok(v),
+                _ => Err(self.error(field, format!("must be a positive integer, not {n}"))),
+            },
+            Some(other) => Err(self.error(
+                field,
+                format!("must be a positive integer, not {}", json_kind(other)),
+            )),
+        }
+    }
+
+    /// A stream name that is also safe as one path component (it names a directory).
+    fn stream_name(&self, field: &str, name: &str) -> Result<StreamName, ConnectorError> {
+        stream_dir_name(name).map_err(|problem| self.error(field, problem))
+    }
+}
+
+/// Validates `name` as a stream name usable as a single directory name.
+fn stream_dir_name(name: &str) -> Result<StreamName, String> {
+    let stream = StreamName::new(name).map_err(|e| format!("names a bad stream: {e}"))?;
+    if name == "." || name == ".." || name.contains(['/', '\\']) {
+        return Err(format!(
+            "names stream {name:?}, which is not a single directory name"
+        ));
+    }
+    Ok(stream)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An input problem retrying cannot fix.
+fn input_error(path: &Path, error: &io::Error) -> ConnectorError {
+    ConnectorError::permanent(format!("cannot read {}: {error}", path.display()))
+}
+
+/// An output problem: permanent when retrying cannot help (permissions, a file where a directory
+/// should be), transient otherwise (a full disk, an interrupted write).
+fn output_error(path: &Path, error: &io::Error) -> ConnectorError {
+    use io::ErrorKind::*;
+    let message = format!("cannot write {}: {error}", path.display());
+    match error.kind() {
+        PermissionDenied | NotFound | InvalidInput | InvalidData | Unsupported | IsADirectory
+        | NotADirectory | ReadOnlyFilesystem | AlreadyExists => ConnectorError::permanent(message),
+        _ => ConnectorError::transient(message),
+    }
+}
+
+/// One run's output file for one stream, created on the first write.
+struct Output {
+    dir: PathBuf,
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+    /// Bytes written since the last [`Output::sync`].
+    unsynced: bool,
+}
+
+impl Output {
+    fn new(dir: PathBuf, file_name: String) -> Self {
+        let path = dir.join(file_name);
+        Self {
+            dir,
+            path,
+            file: None,
+            unsynced: false,
+        }
+    }
+
+    /// Appends `bytes` (buffered; durable only after [`Output::sync`]).
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnectorError> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let file = self
+                    .open()
+                    .await
+                    .map_err(|e| output_error(&self.path, &e))?;
+                self.file.insert(file)
+            }
+        };
+        file.write_all(bytes)
+            .await
+            .map_err(|e| output_error(&self.path, &e))?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    async fn open(&self) -> io::Result<BufWriter<File>> {
+        fs::create_dir_all(&self.dir).await?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .await?;
+        // The file's directory entry must be durable too, or a crash can lose a file whose
+        // contents were synced (and checkpointed past).
+        #[cfg(unix)]
+        File::open(&self.dir).await?.sync_all().await?;
+        Ok(BufWriter::with_capacity(64 * 1024, file))
+    }
+
+    /// Makes everything written so far durable: call before checkpointing past it.
+    async fn sync(&mut self) -> Result<(), ConnectorError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        if let Some(file) = &mut self.file {
+            file.flush()
+                .await
+                .map_err(|e| output_error(&self.path, &e))?;
+            file.get_mut()
+                .sync_data()
+                .await
+                .map_err(|e| output_error(&self.path, &e))?;
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+}

@@ -1,0 +1,373 @@
+//! The `tail` connector: complete lines appended to one file, resumed by byte offset (an opaque
+//! cursor). The module docs of [`crate::connectors`] hold the config reference and the delivery
+//! contract.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use hakiri_core::cursor::MAX_SAFE_INTEGER;
+use hakiri_core::{Column, ColumnType, CursorKind, CursorValue, Schema, StreamName};
+use serde_json::{json, Value};
+use tokio::fs::File;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
+
+use super::{input_error, Fields, Output, DEFAULT_CHECKPOINT_EVERY, MAX_LINE_BYTES};
+use crate::connector::{Connector, ConnectorError, RunContext};
+
+/// Bytes before the offset that the resume token's check covers.
+const CHECK_LEN: usize = 64;
+
+/// Copies complete lines appended to a file since the last checkpoint to
+/// `<output>/<stream>/<run id>[.<input's extension>]`. Registered as `"tail"` by
+/// [`super::builtin`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TailConnector;
+
+#[async_trait]
+impl Connector for TailConnector {
+    async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {
+        let config = Config::parse(ctx)?;
+        let kind = ctx.pipeline().spec.cursor_kind;
+        if kind != CursorKind::Opaque {
+            return Err(ConnectorError::permanent(format!(
+                "the tail connector needs cursor_kind = \"opaque\" (its cursor is a resume token), \
+                 but pipeline {} declares {kind:?}",
+                ctx.pipeline().id()
+            )));
+        }
+        let token = match ctx.cursor(&config.stream) {
+            None => Token::default(),
+            Some(value) => Token::from_json(value.as_json()).map_err(|problem| {
+                ConnectorError::permanent(format!(
+                    "tail: stream {}: the stored cursor {value} is not a tail resume token \
+                     ({problem}); reset the cursor",
+                    config.stream
+                ))
+            })?,
+        };
+        Tail::open(ctx, &config, token).await?.copy().await
+    }
+}
+
+struct Config {
+    input: PathBuf,
+    output: PathBuf,
+    stream: StreamName,
+    checkpoint_every: u64,
+}
+
+impl Config {
+    fn parse(ctx: &RunContext) -> Result<Self, ConnectorError> {
+        let fields = Fields::new(
+            "tail",
+            ctx.config(),
+            &["input", "output", "stream", "checkpoint_every"],
+        )?;
+        let stream = fields.required_str("stream", "the stream the file's lines belong to")?;
+        Ok(Self {
+            input: fields.required_path("input", "the append-only file to read")?,
+            output: fields.required_path("output", "the directory to write to")?,
+            stream: fields.stream_name("stream", stream)?,
+            checkpoint_every: fields.positive_int("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)?,
+        })
+    }
+}
+
+/// The resume token: where the next line starts, and a check of the bytes before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Token {
+    offset: u64,
+    /// Up to [`CHECK_LEN`] bytes ending at `offset`: their length and FNV-1a hash.
+    check: Option<(u64, u64)>,
+}
+
+impl Token {
+    fn from_json(value: &Value) -> Result<Self, String> {
+        let object = value.as_object().ok_or("not an object")?;
+        if let Some(unknown) = object.keys().find(|k| *k != "offset" && *k != "check") {
+            return Err(format!("unknown field {unknown:?}"));
+        }
+        let offset = object
+            .get("offset")
+            .and_then(Value::as_u64)
+            .ok_or("\"offset\" must be a non-negative integer")?;
+        let check = match object.get("check") {
+            None | Some(Value::Null) => None,
+            Some(check) => {
+                let len = check
+                    .get("len")
+                    .and_then(Value::as_u64)
+                    .filter(|len| *len <= CHECK_LEN as u64 && *len <= offset)
+                    .ok_or("\"check.len\" must be an integer no larger than 64 or the offset")?;
+                let hash = check
+                    .get("fnv1a")
+                    .and_then(Value::as_str)
+                    .filter(|h| h.len() == 16)
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .ok_or("\"check.fnv1a\" must be 16 hexadecimal digits")?;
+                Some((len, hash))
+            }
+        };
+        Ok(Self { offset, check })
+    }
+
+    fn to_json(&self) -> Value {
+        match self.check {
+            None => json!({ "offset": self.offset }),
+            Some((len, hash)) => json!({
+                "offset": self.offset,
+                "check": { "len": len, "fnv1a": format!("{hash:016x}") },
+            }),
+        }
+    }
+}
+
+/// The bytes just before the current offset, for the next token's check.
+#[derive(Debug, Default)]
+struct Window(Vec<u8>);
+
+impl Window {
+    fn push(&mut self, bytes: &[u8]) {
+        if bytes.len() >= CHECK_LEN {
+            self.0.clear();
+            self.0.extend_from_slice(&bytes[bytes.len() - CHECK_LEN..]);
+        } else {
+            self.0.extend_from_slice(bytes);
+            let excess = self.0.len().saturating_sub(CHECK_LEN);
+            self.0.drain(..excess);
+        }
+    }
+
+    fn token(&self, offset: u64) -> Token {
+        Token {
+            offset,
+            check: (!self.0.is_empty()).then(|| (self.0.len() as u64, fnv1a(&self.0))),
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// One run over the file.
+struct Tail<'a> {
+    ctx: &'a RunContext,
+    config: &'a Config,
+    path: &'a Path,
+    file: File,
+    /// The file's length when the run began: the run reads no further, so it ends even while a
+    /// producer keeps appending.
+    len: u64,
+    offset: u64,
+    window: Window,
+    output: Output,
+    /// Lines and bytes written since the last checkpoint.
+    pending: (u64, u64),
+}
+
+impl<'a> Tail<'a> {
+    /// Opens the file at the token's offset after checking that the file is still the one the
+    /// token was taken from.
+    async fn open(
+        ctx: &'a RunContext,
+        config: &'a Config,
+        token: Token,
+    ) -> Result<Self, ConnectorError> {
+        let path = config.input.as_path();
+        let mut file = File::open(path).await.map_err(|e| input_error(path, &e))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| input_error(path, &e))?
+            .len();
+        if len < token.offset {
+            return Err(ConnectorError::permanent(format!(
+                "tail: {} is {len} bytes, shorter than the cursor's offset {}: it was truncated \
+                 or replaced; reset the cursor to read it from the start",
+                path.display(),
+                token.offset
+            )));
+        }
+        let mut window = Window::default();
+        if let Some((check_len, hash)) = token.check {
+            let mut before = vec![0; usize::try_from(check_len).unwrap_or(CHECK_LEN)];
+            file.seek(SeekFrom::Start(token.offset - check_len))
+                .await
+                .map_err(|e| input_error(path, &e))?;
+            file.read_exact(&mut before)
+                .await
+                .map_err(|e| input_error(path, &e))?;
+            if fnv1a(&before) != hash {
+                return Err(ConnectorError::permanent(format!(
+                    "tail: the bytes of {} before the cursor's offset {} changed: the file was \
+                     replaced or rewritten; reset the cursor to read it from the start",
+                    path.display(),
+                    token.offset
+                )));
+            }
+            window.push(&before);
+        }
+        file.seek(SeekFrom::Start(token.offset))
+            .await
+            .map_err(|e| input_error(path, &e))?;
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map_or(String::new(), |e| format!(".{e}"));
+        let output = Output::new(
+            config.output.join(config.stream.as_str()),
+            format!("{}{extension}", ctx.run().id),
+        );
+        Ok(Self {
+            ctx,
+            config,
+            path,
+            file,
+            len,
+            offset: token.offset,
+            window,
+            output,
+            pending: (0, 0),
+        })
+    }
+
+    async fn copy(mut self) -> Result<(), ConnectorError> {
+        let result = self.copy_lines().await;
+        // Lines written after the last checkpoint were still read: count them however the copy
+        // ended.
+        if self.pending.0 > 0 {
+            self.ctx
+                .record(&self.config.stream, self.pending.0, self.pending.1);
+        }
+        result
+    }
+
+    async fn copy_lines(&mut self) -> Result<(), ConnectorError> {
+        let remaining = self.len - self.offset;
+        if remaining == 0 {
+            return Ok(());
+        }
+        let file = self
+            .file
+            .try_clone()
+            .await
+            .map_err(|e| input_error(self.path, &e))?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file.take(remaining));
+        let mut line = Vec::new();
+        let mut observed = false;
+        let mut line_number = 0u64;
+        loop {
+            self.ctx.check_cancelled()?;
+            line.clear();
+            let read = (&mut reader)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| {
+                    ConnectorError::permanent(format!(
+                        "cannot read {} after line {line_number} of this run: {e}",
+                        self.path.display()
+                    ))
+                })?;
+            if read > MAX_LINE_BYTES {
+                return Err(ConnectorError::permanent(format!(
+                    "{}: the line at byte {} is longer than {} MiB",
+                    self.path.display(),
+                    self.offset,
+                    MAX_LINE_BYTES >> 20
+                )));
+            }
+            // A line without its newline is still being written: the next run reads it whole.
+            if read == 0 || !line.ends_with(b"\n") {
+                break;
+            }
+            line_number += 1;
+            if !observed {
+                self.ctx
+                    .observe_schema(&self.config.stream, line_schema())
+                    .await?;
+                observed = true;
+            }
+            self.output.write(&line).await?;
+            self.offset += read as u64;
+            self.window.push(&line);
+            self.pending.0 += 1;
+            self.pending.1 += read as u64;
+            if self.pending.0 >= self.config.checkpoint_every {
+                self.checkpoint().await?;
+            }
+        }
+        if self.pending.0 > 0 {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the output durable, then records the offset after it.
+    async fn checkpoint(&mut self) -> Result<(), ConnectorError> {
+        self.output.sync().await?;
+        let (records, bytes) = std::mem::take(&mut self.pending);
+        self.ctx.record(&self.config.stream, records, bytes);
+        // Keeps the offset exact in JavaScript numbers (the Durable Object backend).
+        if self.offset > MAX_SAFE_INTEGER as u64 {
+            return Err(ConnectorError::permanent(format!(
+                "tail: {} is past byte 2^53; its offset no longer fits the cursor",
+                self.path.display()
+            )));
+        }
+        let value = CursorValue::new(self.window.token(self.offset).to_json())
+            .map_err(|e| ConnectorError::permanent(format!("tail: {e}")))?;
+        self.ctx.checkpoint(&self.config.stream, value).await
+    }
+}
+
+/// The schema of a tailed stream: one required text column per line.
+fn line_schema() -> Schema {
+    Schema::new(
+        vec![Column::new("line", ColumnType::String, false)],
+        Vec::new(),
+    )
+    .unwrap_or_else(|_| unreachable!("a one-column schema without a key is valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_garbage() {
+        let mut window = Window::default();
+        window.push(b"first line\n");
+        let token = window.token(11);
+        assert_eq!(Token::from_json(&token.to_json()), Ok(token));
+        assert_eq!(
+            Token::from_json(&json!({"offset": 0})),
+            Ok(Token::default())
+        );
+        for bad in [
+            json!(5),
+            json!({"offset": -1}),
+            json!({"offset": 3, "check": {"len": 4, "fnv1a": "0000000000000000"}}),
+            json!({"offset": 100, "check": {"len": 65, "fnv1a": "0000000000000000"}}),
+            json!({"offset": 100, "check": {"len": 4, "fnv1a": "xyz"}}),
+            json!({"offset": 1, "extra": true}),
+        ] {
+            assert!(Token::from_json(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_window_keeps_the_last_bytes() {
+        let mut window = Window::default();
+        window.push(&[b'a'; 40]);
+        window.push(&[b'b'; 40]);
+        assert_eq!(window.0.len(), CHECK_LEN);
+        assert_eq!(&window.0[..24], &[b'a'; 24]);
+        window.push(&[b'c'; 100]);
+        assert_eq!(window.0, vec![b'c'; CHECK_LEN]);
+    }
+}
