@@ -1,0 +1,354 @@
+//! The hot path: a cursor checkpoint in one round trip (ADR 0009).
+//!
+//! The rule (`hakiri_core::cursor::plan_advance`: expected version, monotonic order, equal
+//! values, normalisation) needs the stored cursor. Reading it first would cost a second round
+//! trip, and writing the rule in SQL would write it twice. Instead the catalog plans against the
+//! cursor it last saw ([`Known`], filled when a run begins and after every write) and sends one
+//! statement that
+//! 1. share-locks the pipeline's row (an acquisition, release or finish waits for it, and it for
+//!    them) and reads the database clock;
+//! 2. writes the planned cursor, its history entry and its event only if the lease's epoch and
+//!    holder are current, the lease unexpired by that clock, the run the pipeline's running run,
+//!    the cursor kind the planned one, and the stored version the one the plan started from —
+//!    the compare-and-set;
+//! 3. returns, when it wrote nothing, the state it saw.
+//!
+//! When nothing was written, or when the cached plan is not a write (an error or a no-op), the
+//! rules are asked again against fresh state from the database — `check_fence`,
+//! `check_writable`, `plan_advance` — so every error comes from `hakiri-core` judging current
+//! state, and a stale cache costs one more round trip, never a wrong write.
+
+use std::collections::HashMap;
+
+use hakiri_core::cursor::{plan_advance, AdvancePlan};
+use hakiri_core::lease::check_fence;
+use hakiri_core::{
+    Actor, Cursor, CursorAdvance, CursorChange, CursorKind, CursorValue, Entity, Error, EventKind,
+    Lease, LeaseState, PipelineId, Result, RunId, StreamName, Timestamp,
+};
+use sqlx::postgres::PgRow;
+
+use crate::error::db;
+use crate::store::{
+    cursor_columns, cursor_from, get, kind_from, kind_text, lease_from, now_ms, to_i64, to_json,
+};
+use crate::PostgresCatalog;
+
+/// Attempts before a checkpoint gives up with a (retryable) `Conflict`: only writers sharing one
+/// lease and racing on one stream without expected versions can use them up.
+const ATTEMPTS: usize = 8;
+
+/// Most pipelines whose cursors one catalog remembers; past it the cache starts over.
+const CACHED_PIPELINES: usize = 4096;
+
+/// The cursors of one pipeline as this catalog last saw them.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    kind: CursorKind,
+    cursors: HashMap<StreamName, (CursorValue, u64)>,
+    /// Whether `cursors` holds every stream of the pipeline (a missing stream has no cursor).
+    complete: bool,
+}
+
+/// What the database says about a pipeline and one of its cursors.
+struct State {
+    now: Timestamp,
+    lease: Option<LeaseState>,
+    running: Option<RunId>,
+    kind: Option<CursorKind>,
+    cursor: Option<Cursor>,
+}
+
+/// The state columns both statements return, from `p` (the pipeline) and `c` (the cursor).
+macro_rules! state_columns {
+    () => {
+        concat!(
+            "p.now, p.lease_epoch, p.lease_holder, p.lease_expires_at, p.running_run, \
+             p.cursor_kind, ",
+            cursor_columns!()
+        )
+    };
+}
+
+/// Reads the state, without writing.
+const READ_STATE: &str = concat!(
+    "WITH p AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, running_run, \
+       cursor_kind, ",
+    now_ms!(),
+    " AS now FROM pipelines WHERE project = $1 AND id = $2) \
+     SELECT ",
+    state_columns!(),
+    " FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
+     LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $3"
+);
+
+/// The guarded part shared by both writes: `p` share-locks the row, `ok` holds the clock when
+/// every lease and run condition holds ($3 epoch, $4 holder, $5 run, $6 kind).
+macro_rules! guard {
+    () => {
+        concat!(
+            "WITH p AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, \
+               running_run, cursor_kind, ",
+            now_ms!(),
+            " AS now FROM pipelines WHERE project = $1 AND id = $2 FOR SHARE), \
+             ok AS (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
+               AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6), "
+        )
+    };
+}
+
+/// History ($11 change), event ($12 kind) and the answer, after `w` wrote (or did not).
+macro_rules! tail {
+    () => {
+        concat!(
+            ", h AS (INSERT INTO cursor_history (project, pipeline, stream, version, value, \
+               change, run, epoch, by_actor, at) \
+               SELECT $1, $2, $7, $8, $9::json, $11::json, $5, $3, $10::json, w.updated_at FROM w), \
+             e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
+               SELECT $1, w.updated_at, $10::json, $2, $12::json FROM w) \
+             SELECT (SELECT updated_at FROM w) AS written_at, ",
+            state_columns!(),
+            " FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
+             LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $7 \
+               AND NOT EXISTS (SELECT 1 FROM w)"
+        )
+    };
+}
+
+/// The first cursor of a stream: inserted only if none exists (the primary key decides).
+const WRITE_FIRST: &str = concat!(
+    guard!(),
+    "w AS (INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, \
+       updated_by, updated_at) \
+       SELECT $1, $2, $7, $8, $9::json, $5, $3, $10::json, ok.now FROM ok \
+       ON CONFLICT (project, pipeline, stream) DO NOTHING RETURNING updated_at)",
+    tail!()
+);
+
+/// A later version: written only if the stored version is the one before ($8 − 1).
+const WRITE_NEXT: &str = concat!(
+    guard!(),
+    "w AS (UPDATE cursors SET version = $8, value = $9::json, run = $5, epoch = $3, \
+       updated_by = $10::json, updated_at = ok.now FROM ok \
+       WHERE project = $1 AND pipeline = $2 AND stream = $7 AND version = $8 - 1 \
+       RETURNING updated_at)",
+    tail!()
+);
+
+fn state_from(pipeline: &PipelineId, stream: &StreamName, row: &PgRow) -> Result<State> {
+    let now: Option<i64> = get(row, "now")?;
+    Ok(State {
+        now: Timestamp::from_millis(now.unwrap_or(0)),
+        lease: lease_from(
+            get(row, "lease_epoch")?,
+            get(row, "lease_holder")?,
+            get(row, "lease_expires_at")?,
+        )?,
+        running: get::<Option<uuid::Uuid>>(row, "running_run")?.map(RunId::from_uuid),
+        kind: get::<Option<String>>(row, "cursor_kind")?
+            .map(|k| kind_from(&k))
+            .transpose()?,
+        cursor: cursor_from(pipeline, stream, row)?,
+    })
+}
+
+impl PostgresCatalog {
+    /// Remembers every cursor of a pipeline, read or written in full (a run's begin or finish).
+    pub(crate) fn remember_all(
+        &self,
+        pipeline: &PipelineId,
+        kind: CursorKind,
+        cursors: Vec<(StreamName, u64, CursorValue)>,
+    ) {
+        let known = Known {
+            kind,
+            cursors: cursors.into_iter().map(|(s, n, v)| (s, (v, n))).collect(),
+            complete: true,
+        };
+        if let Ok(mut cache) = self.cursors.lock() {
+            if cache.len() >= CACHED_PIPELINES && !cache.contains_key(pipeline) {
+                cache.clear();
+            }
+            cache.insert(pipeline.clone(), known);
+        }
+    }
+
+    fn remember(
+        &self,
+        pipeline: &PipelineId,
+        kind: CursorKind,
+        stream: &StreamName,
+        cursor: Option<(CursorValue, u64)>,
+    ) {
+        if let Ok(mut cache) = self.cursors.lock() {
+            if cache.len() >= CACHED_PIPELINES && !cache.contains_key(pipeline) {
+                cache.clear();
+            }
+            let known = cache.entry(pipeline.clone()).or_insert_with(|| Known {
+                kind,
+                cursors: HashMap::new(),
+                complete: false,
+            });
+            if known.kind != kind {
+                *known = Known {
+                    kind,
+                    cursors: HashMap::new(),
+                    complete: false,
+                };
+            }
+            match cursor {
+                Some(c) => {
+                    known.cursors.insert(stream.clone(), c);
+                }
+                None => {
+                    known.cursors.remove(stream);
+                }
+            }
+        }
+    }
+
+    /// The cached kind and cursor of a stream, if the cache knows them.
+    fn recall(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Option<(CursorKind, Option<(CursorValue, u64)>)> {
+        let cache = self.cursors.lock().ok()?;
+        let known = cache.get(pipeline)?;
+        match known.cursors.get(stream) {
+            Some(c) => Some((known.kind, Some(c.clone()))),
+            None if known.complete => Some((known.kind, None)),
+            None => None,
+        }
+    }
+
+    async fn read_state(&self, lease: &Lease, stream: &StreamName) -> Result<State> {
+        let row = sqlx::query(READ_STATE)
+            .bind(self.project.as_str())
+            .bind(lease.pipeline.as_str())
+            .bind(stream.as_str())
+            .fetch_one(self.pool())
+            .await
+            .map_err(db)?;
+        state_from(&lease.pipeline, stream, &row)
+    }
+
+    /// Sends the guarded write; `Ok(Ok(cursor))` if it wrote, `Ok(Err(state))` if it did not.
+    async fn write(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        kind: CursorKind,
+        value: &CursorValue,
+        version: u64,
+    ) -> Result<std::result::Result<Cursor, State>> {
+        let holder = Actor::Holder(lease.holder.clone());
+        let event = EventKind::CursorAdvanced {
+            stream: stream.clone(),
+            version,
+        };
+        let sql = if version == 1 {
+            WRITE_FIRST
+        } else {
+            WRITE_NEXT
+        };
+        let row = sqlx::query(sql)
+            .bind(self.project.as_str())
+            .bind(lease.pipeline.as_str())
+            .bind(to_i64(lease.epoch.get())?)
+            .bind(lease.holder.as_str())
+            .bind(*run.as_uuid())
+            .bind(kind_text(kind))
+            .bind(stream.as_str())
+            .bind(to_i64(version)?)
+            .bind(to_json(value)?)
+            .bind(to_json(&holder)?)
+            .bind(to_json(&CursorChange::Checkpoint)?)
+            .bind(to_json(&event)?)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db)?;
+        match get::<Option<i64>>(&row, "written_at")? {
+            Some(at) => Ok(Ok(Cursor {
+                pipeline: lease.pipeline.clone(),
+                stream: stream.clone(),
+                value: value.clone(),
+                version,
+                run: Some(run),
+                epoch: Some(lease.epoch),
+                updated_by: holder,
+                updated_at: Timestamp::from_millis(at),
+            })),
+            None => Ok(Err(state_from(&lease.pipeline, stream, &row)?)),
+        }
+    }
+
+    pub(crate) async fn op_checkpoint(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        advance: &CursorAdvance,
+    ) -> Result<Cursor> {
+        let mut guess = self.recall(&lease.pipeline, stream);
+        for _ in 0..ATTEMPTS {
+            let planned = guess.as_ref().map(|(kind, current)| {
+                let current = current.as_ref().map(|(v, n)| (v, *n));
+                (
+                    *kind,
+                    plan_advance(*kind, &lease.pipeline, stream, current, advance),
+                )
+            });
+            let state = match planned {
+                Some((kind, Ok(AdvancePlan::Write { value, version }))) => {
+                    match self
+                        .write(lease, run, stream, kind, &value, version)
+                        .await?
+                    {
+                        Ok(cursor) => {
+                            self.remember(&lease.pipeline, kind, stream, Some((value, version)));
+                            return Ok(cursor);
+                        }
+                        Err(state) => state,
+                    }
+                }
+                // A refusal or a no-op planned from the cache is only believed once confirmed
+                // against the database.
+                _ => self.read_state(lease, stream).await?,
+            };
+            // Judge against what the database holds now.
+            if let Err(e) = check_fence(state.lease.as_ref(), lease, state.now) {
+                self.forget(&lease.pipeline);
+                return Err(e);
+            }
+            if state.running != Some(run) {
+                return Err(self.run_error(lease, run).await);
+            }
+            let kind = state
+                .kind
+                .ok_or_else(|| Error::pipeline_not_found(&lease.pipeline))?;
+            let current = state.cursor.as_ref().map(|c| (&c.value, c.version));
+            match plan_advance(kind, &lease.pipeline, stream, current, advance)? {
+                AdvancePlan::Unchanged => {
+                    return state
+                        .cursor
+                        .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into()))
+                }
+                AdvancePlan::Write { .. } => {
+                    let seen = state.cursor.map(|c| (c.value, c.version));
+                    self.remember(&lease.pipeline, kind, stream, seen.clone());
+                    guess = Some((kind, seen));
+                }
+            }
+        }
+        Err(Error::conflict(
+            Entity::Cursor {
+                pipeline: lease.pipeline.clone(),
+                stream: stream.clone(),
+            },
+            "a stable version",
+            "versions changing under concurrent writers of the same lease",
+        ))
+    }
+}

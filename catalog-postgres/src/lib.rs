@@ -1,0 +1,443 @@
+//! Hakiri's catalog on PostgreSQL ≥ 13 (Amazon RDS / Aurora PostgreSQL or any Postgres): the
+//! [`Catalog`] port for several processes on several machines sharing one database.
+//!
+//! One database serves many projects: every row is keyed by project, and a [`PostgresCatalog`]
+//! is bound to one. What makes writes single-writer here is the database: every lease-checked
+//! write verifies the lease's epoch, holder and expiry — expiry judged by the **database's**
+//! clock, never the caller's — in the same statement or transaction as the write; domain rules
+//! come from `hakiri-core` (ADR 0001), and how they meet one round trip per cursor advance is
+//! [ADR 0009](https://github.com/hakiri-dev/hakiri/blob/main/docs/adr/0009-postgres-round-trips.md).
+//!
+//! ```no_run
+//! use hakiri_catalog_postgres::{migrate, PostgresCatalog, PostgresConfig};
+//! use hakiri_core::{Catalog, ProjectId};
+//!
+//! # async fn demo() -> hakiri_core::Result<()> {
+//! let url = "postgres://hakiri@db.internal:5432/hakiri?sslmode=verify-full&sslrootcert=/etc/ssl/rds-global-bundle.pem";
+//! let pool = PostgresConfig::default().max_connections(16).connect(url).await?;
+//! migrate(&pool).await?;
+//! let catalog = PostgresCatalog::new(pool, ProjectId::new("acme")?);
+//! assert_eq!(catalog.project().as_str(), "acme");
+//! # Ok(()) }
+//! ```
+//!
+//! # Connecting, and TLS for RDS
+//! The URL is libpq's (`postgres://user:password@host:port/database?param=…`); the password may
+//! also come from `PGPASSWORD`, and `options=-c%20search_path%3Dhakiri` puts the catalog's tables
+//! in their own schema (recommended in a shared database: table names such as `runs` are plain).
+//! TLS is rustls (no OpenSSL), chosen with `sslmode`:
+//! - `disable` — never TLS (loopback only);
+//! - `prefer` (default) / `require` — encrypted, but the server's certificate is **not**
+//!   verified: no protection against a man in the middle;
+//! - `verify-ca` — the certificate must chain to a trusted root;
+//! - `verify-full` — and the host name must match it. **Use this for RDS**, with
+//!   `sslrootcert=/path/to/global-bundle.pem` (the RDS CA bundle; rustls's built-in web roots do
+//!   not include the RDS CAs). RDS enforces TLS when the parameter `rds.force_ssl` is 1
+//!   (the default from PostgreSQL 15 on).
+//!
+//! # Migrations
+//! [`migrate`] applies the crate's embedded migrations (`catalog-postgres/migrations/`, with
+//! `sqlx::migrate!`) under an advisory lock, so several processes may call it at start-up. It
+//! needs `CREATE` on the schema, not a superuser. Give Hakiri its own database or schema: sqlx
+//! records versions in `_sqlx_migrations`, which another sqlx application in the same schema
+//! would share.
+//!
+//! # Layout
+//! - this file: [`PostgresConfig`] (pool and timeouts), [`migrate`], [`PostgresCatalog`] and its
+//!   [`Catalog`] implementation, which forwards to the modules below.
+//! - `error`: the one conversion from SQLSTATEs and driver errors to [`hakiri_core::Error`].
+//! - `store`: every operation as a transaction that locks the pipeline row (`FOR UPDATE`), reads
+//!   what the core rule needs, asks it, and writes its outcome; the event log and its numbering.
+//! - `advance`: the hot path — a cursor checkpoint in one statement, planned by the core rule
+//!   against a cache of the cursor that the statement verifies (compare-and-set on the version).
+//! - `bin/drill.rs`: `hakiri-postgres-drill`, which drives the catalog from separate OS processes
+//!   for the multi-process tests.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hakiri_core::{
+    Actor, BeginRun, Catalog, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, Decide,
+    Decision, DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId, Lease,
+    Limit, Observation, Page, PauseChange, Pipeline, PipelineId, PipelineSpec, ProjectId, PutMode,
+    Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+pub use sqlx::PgPool;
+
+mod advance;
+mod error;
+mod store;
+
+/// Connection-pool and timeout settings for [`PostgresConfig::connect`]. Plain data with
+/// `#[must_use]` setters; the defaults suit a reconciler process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+    statement_timeout: Option<Duration>,
+    test_before_acquire: bool,
+    application_name: String,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            statement_timeout: Some(Duration::from_secs(30)),
+            test_before_acquire: false,
+            application_name: "hakiri".to_owned(),
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// Most connections the pool opens (default 10).
+    ///
+    /// # Warning
+    /// Every process opens up to this many: keep processes × connections under the server's
+    /// `max_connections` (RDS derives it from the instance's memory), or connects will fail.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Connections kept open even when idle (default 0).
+    #[must_use]
+    pub fn min_connections(mut self, n: u32) -> Self {
+        self.min_connections = n;
+        self
+    }
+
+    /// How long an operation waits for a free connection (including connecting) before failing
+    /// with `Unavailable` (default 5 s).
+    #[must_use]
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.acquire_timeout = d;
+        self
+    }
+
+    /// Idle connections are closed after this (default 10 min; `None`: never).
+    #[must_use]
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Connections are replaced after this (default 30 min; `None`: never). Lets RDS fail-overs
+    /// and credential rotations take effect on long-lived pools.
+    #[must_use]
+    pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.max_lifetime = d;
+        self
+    }
+
+    /// The server cancels a statement running longer than this (default 30 s; `None`: the
+    /// server's setting). A cancelled statement is `Unavailable` and changes nothing.
+    ///
+    /// # Warning
+    /// Too short, and operations on a loaded server fail spuriously; too long, and a stuck
+    /// statement holds a pipeline's row lock (blocking its holder) that long.
+    #[must_use]
+    pub fn statement_timeout(mut self, d: Option<Duration>) -> Self {
+        self.statement_timeout = d;
+        self
+    }
+
+    /// Ping every connection before each use (default off).
+    ///
+    /// # Warning
+    /// It costs a round trip per operation — a cursor advance would take two. Off, a connection
+    /// broken by a server restart fails its next operation with `Unavailable` (retryable) and is
+    /// discarded.
+    #[must_use]
+    pub fn test_before_acquire(mut self, on: bool) -> Self {
+        self.test_before_acquire = on;
+        self
+    }
+
+    /// The `application_name` the server shows in `pg_stat_activity` (default `hakiri`).
+    #[must_use]
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+
+    /// Parses `url` and applies these settings to it.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed URL.
+    pub fn connect_options(&self, url: &str) -> Result<PgConnectOptions> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::invalid(format!("postgres URL is not valid: {e}")))?
+            .application_name(&self.application_name);
+        // The catalog's statements look rows up by key prefixes, so one generic plan per prepared
+        // statement serves every call; without this the server re-plans a statement on every call
+        // while it judges custom plans cheaper, which costs more than executing it.
+        options = options.options([("plan_cache_mode", "force_generic_plan")]);
+        if let Some(timeout) = self.statement_timeout {
+            options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+        }
+        Ok(options)
+    }
+
+    /// The pool settings.
+    pub fn pool_options(&self) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .idle_timeout(self.idle_timeout)
+            .max_lifetime(self.max_lifetime)
+            .test_before_acquire(self.test_before_acquire)
+    }
+
+    /// Opens a pool on `url` (connecting once, so a wrong URL fails here).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed URL; `Unavailable` when the server cannot be reached.
+    pub async fn connect(&self, url: &str) -> Result<PgPool> {
+        let options = self.connect_options(url)?;
+        self.pool_options()
+            .connect_with(options)
+            .await
+            .map_err(error::db)
+    }
+}
+
+/// Brings the database to this build's schema (the crate's embedded migrations), under an
+/// advisory lock: safe to call from every process at start-up.
+///
+/// # Errors
+/// `Unavailable` if the server cannot be reached; `Backend` if a migration fails or the database
+/// was migrated by a newer build.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => error::db(e),
+            other => Error::Backend(format!("catalog migration failed: {other}")),
+        })
+}
+
+/// The catalog of one project in a Postgres database.
+///
+/// Cheap to clone through `Arc`; holds a pool handle. Several catalogs (in this and other
+/// processes) may serve the same project at once.
+#[derive(Debug)]
+pub struct PostgresCatalog {
+    pool: PgPool,
+    project: ProjectId,
+    // A cache of the cursors this catalog last saw, by pipeline: a checkpoint plans against it
+    // and its statement compares the version, so a stale entry costs a retry, never a wrong write
+    // (ADR 0009). A std mutex: it is never held across an await.
+    cursors: Mutex<HashMap<PipelineId, advance::Known>>,
+}
+
+impl PostgresCatalog {
+    /// The catalog of `project` on `pool`. The database must be migrated ([`migrate`]).
+    pub fn new(pool: PgPool, project: ProjectId) -> Self {
+        Self {
+            pool,
+            project,
+            cursors: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pool this catalog uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Catalog for PostgresCatalog {
+    fn project(&self) -> &ProjectId {
+        &self.project
+    }
+
+    async fn put_pipeline(
+        &self,
+        spec: PipelineSpec,
+        mode: PutMode,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        self.op_put_pipeline(spec, mode, by).await
+    }
+
+    async fn get_pipeline(&self, pipeline: &PipelineId) -> Result<Pipeline> {
+        self.op_get_pipeline(pipeline).await
+    }
+
+    async fn list_pipelines(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<Page<Pipeline, PipelineId>> {
+        self.op_list_pipelines(after, limit).await
+    }
+
+    async fn set_paused(
+        &self,
+        pipeline: &PipelineId,
+        change: PauseChange,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        self.op_set_paused(pipeline, &change, by).await
+    }
+
+    async fn delete_pipeline(
+        &self,
+        pipeline: &PipelineId,
+        expected: Generation,
+        by: &Actor,
+    ) -> Result<()> {
+        self.op_delete_pipeline(pipeline, expected, by).await
+    }
+
+    async fn acquire(
+        &self,
+        pipeline: &PipelineId,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<Lease> {
+        self.op_acquire(pipeline, holder, ttl, None).await
+    }
+
+    async fn force_acquire(
+        &self,
+        pipeline: &PipelineId,
+        holder: &HolderId,
+        ttl: Duration,
+        by: &Actor,
+        reason: &Reason,
+    ) -> Result<Lease> {
+        self.op_acquire(pipeline, holder, ttl, Some((by, reason)))
+            .await
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+        self.op_renew(lease, ttl).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        self.op_release(lease).await
+    }
+
+    async fn begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run> {
+        self.op_begin_run(lease, begin).await
+    }
+
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        advance: CursorAdvance,
+    ) -> Result<Cursor> {
+        self.op_checkpoint(lease, run, stream, &advance).await
+    }
+
+    async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {
+        self.op_finish_run(lease, run, finish).await
+    }
+
+    async fn get_run(&self, run: RunId) -> Result<Run> {
+        self.op_get_run(run).await
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunId>> {
+        self.op_list_runs(query).await
+    }
+
+    async fn get_cursor(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Option<Cursor>> {
+        self.op_get_cursor(pipeline, stream).await
+    }
+
+    async fn list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>> {
+        self.op_list_cursors(pipeline).await
+    }
+
+    async fn cursor_history(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        before: Option<u64>,
+        limit: Limit,
+    ) -> Result<Page<CursorHistoryEntry, u64>> {
+        self.op_cursor_history(pipeline, stream, before, limit)
+            .await
+    }
+
+    async fn reset_cursor(
+        &self,
+        lease: &Lease,
+        stream: &StreamName,
+        reset: CursorReset,
+    ) -> Result<Cursor> {
+        self.op_reset_cursor(lease, stream, &reset).await
+    }
+
+    async fn observe_schema(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        schema: Schema,
+    ) -> Result<Observation> {
+        self.op_observe_schema(lease, run, stream, schema).await
+    }
+
+    async fn get_schema(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        version: Option<u32>,
+    ) -> Result<SchemaVersion> {
+        self.op_get_schema(pipeline, stream, version).await
+    }
+
+    async fn list_schema_versions(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Vec<SchemaVersion>> {
+        self.op_list_schema_versions(pipeline, stream).await
+    }
+
+    async fn list_decisions(&self, query: &DecisionQuery) -> Result<Page<Decision, DecisionId>> {
+        self.op_list_decisions(query).await
+    }
+
+    async fn decide(&self, decision: DecisionId, decide: Decide) -> Result<Decision> {
+        self.op_decide(decision, &decide).await
+    }
+
+    async fn pipeline_statuses(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<StatusPage> {
+        self.op_pipeline_statuses(after, limit).await
+    }
+
+    async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
+        self.op_events(after, limit).await
+    }
+}

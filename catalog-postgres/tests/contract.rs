@@ -1,0 +1,54 @@
+//! The contract suite on Postgres: every check on a fresh project of one real server shared by
+//! the whole test binary (see `support/postgres.rs` for where it comes from).
+//!
+//! Lease expiry is judged by the database's clock, which the harness cannot move: `advance`
+//! sleeps, so the lease ttl is short and the checks run in parallel.
+
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
+use hakiri_contract::Harness;
+use hakiri_core::{Catalog, ProjectId};
+
+/// Catalogs on the shared server, each with a small pool of its own (a pool belongs to the
+/// runtime of the test that opened it).
+struct PostgresHarness {
+    url: &'static str,
+}
+
+impl PostgresHarness {
+    fn new() -> Self {
+        Self {
+            url: postgres::shared().url(),
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for PostgresHarness {
+    async fn open(&self, project: &ProjectId) -> Arc<dyn Catalog> {
+        let pool = PostgresConfig::default()
+            .max_connections(8)
+            .connect(self.url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("connect to {}: {e}. {}", self.url, postgres::HOW_TO_GET_ONE)
+            });
+        Arc::new(PostgresCatalog::new(pool, project.clone()))
+    }
+
+    async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+hakiri_contract::contract_suite!(PostgresHarness::new());

@@ -1,0 +1,280 @@
+//! Several OS processes, each with its own pool, on one Postgres catalog: never two live holders,
+//! no lost update, exact totals; and a zombie process paused past its lease's expiry is fenced
+//! when it wakes up.
+//!
+//! `HAKIRI_RACE_SECONDS` sets how long the race runs (default 30).
+
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
+use hakiri_core::{
+    Catalog, CatalogExt, EventKind, Limit, PipelineId, ProjectId, Run, RunQuery, RunStatus,
+    StreamName,
+};
+use serde_json::json;
+
+const DRILL: &str = env!("CARGO_BIN_EXE_hakiri-postgres-drill");
+const PROCESSES: usize = 4;
+const PIPELINES: usize = 3;
+
+fn unique_project(name: &str) -> ProjectId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    ProjectId::new(format!("{name}-{}-{nanos:x}", std::process::id())).unwrap()
+}
+
+async fn catalog(project: &ProjectId) -> PostgresCatalog {
+    let url = postgres::shared().url();
+    let pool = PostgresConfig::default()
+        .max_connections(4)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", postgres::HOW_TO_GET_ONE));
+    PostgresCatalog::new(pool, project.clone())
+}
+
+async fn all_runs(catalog: &PostgresCatalog, pipeline: &PipelineId) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut query = RunQuery::all().pipeline(pipeline.clone()).limit(Limit::MAX);
+    loop {
+        let page = catalog.list_runs(&query).await.unwrap();
+        runs.extend(page.items);
+        match page.next {
+            Some(next) => query = query.before(next),
+            None => return runs,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_racing_for_pipelines_never_share_one_and_lose_nothing() {
+    let url = postgres::shared().url().to_owned();
+    let project = unique_project("race");
+    let seconds: u64 = std::env::var("HAKIRI_RACE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|i| {
+            Command::new(DRILL)
+                .args(["race", &url, project.as_str(), &format!("process-{i}")])
+                .args([seconds.to_string(), PIPELINES.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a drill process")
+        })
+        .collect();
+    let mut reported = 0u64;
+    for child in children {
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "a racing process failed: {}",
+            output.status
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let rounds: u64 = text
+            .trim()
+            .strip_prefix("rounds ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected drill output {text:?}"));
+        assert!(rounds > 0, "every process got turns");
+        reported += rounds;
+    }
+
+    let catalog = catalog(&project).await;
+    let stream = StreamName::new("count").unwrap();
+    let mut total = 0;
+    for i in 0..PIPELINES {
+        let pipeline = PipelineId::new(format!("p{i}")).unwrap();
+        let cursor = catalog
+            .get_cursor(&pipeline, &stream)
+            .await
+            .unwrap()
+            .expect("every pipeline ran");
+        let count = cursor.value.as_json().as_u64().unwrap();
+        assert_eq!(
+            cursor.version, count,
+            "every increment is its own version: no lost update"
+        );
+        let history = catalog
+            .cursor_history(&pipeline, &stream, None, Limit::MAX)
+            .await
+            .unwrap();
+        if count <= u64::from(Limit::MAX.get()) {
+            let values: Vec<u64> = history
+                .items
+                .iter()
+                .map(|e| e.value.as_json().as_u64().unwrap())
+                .collect();
+            assert_eq!(values, (1..=count).rev().collect::<Vec<_>>());
+        }
+        total += count;
+
+        let runs = all_runs(&catalog, &pipeline).await;
+        assert_eq!(runs.len() as u64, count, "one run per increment");
+        assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
+        // Runs of one pipeline never overlap, and each ran under its own, higher epoch.
+        let mut by_start: Vec<&Run> = runs.iter().collect();
+        by_start.sort_by_key(|r| (r.started_at, r.epoch));
+        for pair in by_start.windows(2) {
+            assert!(
+                pair[0].epoch < pair[1].epoch,
+                "epochs increase run after run"
+            );
+            assert!(
+                pair[0].finished_at.unwrap() <= pair[1].started_at,
+                "runs {} and {} of {pipeline} overlap",
+                pair[0].id,
+                pair[1].id
+            );
+        }
+        let holders: BTreeMap<String, usize> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r.holder.to_string()).or_default() += 1;
+            m
+        });
+        assert!(
+            holders.len() > 1,
+            "processes took turns on {pipeline}: {holders:?}"
+        );
+    }
+    assert_eq!(total, reported, "exact total across processes");
+    let statuses = catalog.all_statuses().await.unwrap();
+    assert!(
+        statuses
+            .items
+            .iter()
+            .all(|s| s.lease.as_ref().is_some_and(|l| l.holder.is_none())),
+        "every lease was released"
+    );
+}
+
+fn read_line(reader: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read from the drill");
+    line.trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_process_paused_past_expiry_is_fenced_when_it_wakes() {
+    let url = postgres::shared().url().to_owned();
+    let project = unique_project("zombie");
+    let ttl = Duration::from_millis(800);
+    let mut zombie = Command::new(DRILL)
+        .args(["zombie", &url, project.as_str(), "p"])
+        .arg(ttl.as_millis().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the zombie");
+    let mut out = BufReader::new(zombie.stdout.take().unwrap());
+    let holding = read_line(&mut out);
+    assert!(holding.starts_with("holding "), "{holding}");
+    // Let it write a few checkpoints, then freeze it mid-loop.
+    let mut acked = 0u64;
+    while acked < 3 {
+        let line = read_line(&mut out);
+        acked = line
+            .strip_prefix("ack ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected zombie output {line:?}"));
+    }
+    let pid = zombie.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+
+    let successor = Command::new(DRILL)
+        .args(["take-over", &url, project.as_str(), "p"])
+        .output()
+        .expect("run the successor");
+    assert!(
+        successor.status.success(),
+        "the successor failed: {}",
+        String::from_utf8_lossy(&successor.stderr)
+    );
+    let took = String::from_utf8_lossy(&successor.stdout).trim().to_owned();
+    let new_epoch: u64 = took
+        .strip_prefix("took ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected successor output {took:?}"));
+
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The zombie goes on with its loop; every line it prints from here must be its fencing.
+    let mut rest = Vec::new();
+    loop {
+        let line = read_line(&mut out);
+        if line.is_empty() {
+            break;
+        }
+        rest.push(line);
+    }
+    let status = tokio::task::spawn_blocking(move || zombie.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "the zombie failed: {status}");
+    let last = rest.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("fenced "),
+        "the zombie's next write is fenced: {rest:?}"
+    );
+    // Writes acknowledged after the freeze would be the zombie writing under a stale lease: its
+    // only acknowledged writes are those in flight when it froze (at most one).
+    assert!(
+        rest.len() <= 2,
+        "the zombie kept writing after expiry: {rest:?}"
+    );
+
+    let catalog = catalog(&project).await;
+    let pipeline = PipelineId::new("p").unwrap();
+    let stream = StreamName::new("s").unwrap();
+    let cursor = catalog
+        .get_cursor(&pipeline, &stream)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cursor.value.as_json(), &json!({"writer": "successor"}));
+    assert_eq!(cursor.epoch.map(|e| e.get()), Some(new_epoch));
+    let history = catalog
+        .cursor_history(&pipeline, &stream, None, Limit::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        history.items[0].value.as_json(),
+        &json!({"writer": "successor"}),
+        "nothing was written after the successor"
+    );
+    let runs = all_runs(&catalog, &pipeline).await;
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        runs[1].status,
+        RunStatus::Abandoned,
+        "the zombie's run was abandoned"
+    );
+    assert_eq!(runs[0].status, RunStatus::Succeeded);
+    let events = catalog.events(0, Limit::MAX).await.unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e.kind,
+        EventKind::RunFinished {
+            status: RunStatus::Abandoned,
+            ..
+        }
+    )));
+}
