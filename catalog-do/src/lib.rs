@@ -38,3 +38,9 @@ pub use client::{DoCatalog, DoConfig, HttpTransport};
 pub use embedded::{Durability, EmbeddedTransport, SqliteCatalog, SqliteConfig, SqliteConnection};
 #[cfg(not(target_arch = "wasm32"))]
 pub use remote::{RemoteCatalog, Transport};
+
+// Compiles the README's Rust examples (they use this crate and the memory backend), so the README
+// cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

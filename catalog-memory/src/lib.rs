@@ -32,11 +32,6 @@ use hakiri_core::{
 
 mod state;
 
-// Compiles and runs the README's Rust example, so the README cannot drift from the code.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeExample;
-
 use state::ProjectState;
 
 /// Many projects' catalogs in memory, sharing one clock. Clones share the same store.

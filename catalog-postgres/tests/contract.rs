@@ -47,7 +47,8 @@ impl Harness for PostgresHarness {
     }
 
     fn ttl(&self) -> Duration {
-        Duration::from_secs(1)
+        // Long enough that no lease expires unless a check waits for it, on a loaded CI machine.
+        Duration::from_secs(2)
     }
 }
 

@@ -149,6 +149,9 @@ async fn processes_racing_for_pipelines_never_share_one_and_lose_nothing() {
         );
     }
     assert_eq!(total, reported, "exact total across processes");
+    eprintln!(
+        "race: {total} rounds by {PROCESSES} processes on {PIPELINES} pipelines in {seconds} s"
+    );
     let statuses = catalog.all_statuses().await.unwrap();
     assert!(
         statuses

@@ -123,6 +123,10 @@ async fn clients_see_unavailable_then_recover_and_lose_no_acknowledged_write() {
         "the restart surfaced as Unavailable"
     );
     let last = acked.load(Ordering::SeqCst);
+    eprintln!(
+        "restart: {last} checkpoints acknowledged, {} Unavailable answers around the restart",
+        unavailable.load(Ordering::SeqCst)
+    );
     let stream = StreamName::new("s").unwrap();
     let cursor = catalog
         .get_cursor(&pipeline, &stream)
