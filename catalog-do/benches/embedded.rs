@@ -14,8 +14,9 @@
 // A benchmark binary, not an API.
 #![allow(missing_docs)]
 
-use std::fs::OpenOptions;
-use std::io::Write;
+#[path = "support/disk.rs"]
+mod disk;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,31 +41,6 @@ fn sizes() -> (usize, usize) {
 const FULL_ROUNDS: usize = 25;
 const FULL_BATCH: usize = 60;
 const CONCURRENT_PIPELINES: usize = 64;
-
-fn fsync_latency(dir: &Path) -> Duration {
-    let path = dir.join("fsync-probe");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .expect("probe file");
-    let block = [7u8; 8192];
-    let start = Instant::now();
-    for _ in 0..20 {
-        file.write_all(&block).expect("write");
-        file.sync_data().expect("fdatasync");
-    }
-    start.elapsed() / 20
-}
-
-fn mode(latency: Duration) -> &'static str {
-    if latency < Duration::from_millis(1) {
-        "fast"
-    } else {
-        "slow"
-    }
-}
 
 struct Raw(rusqlite::Connection);
 
@@ -223,7 +199,7 @@ fn main() {
             .unwrap();
     let (rounds, batch) = sizes();
     runtime.block_on(async {
-        let before = fsync_latency(dir.path());
+        let before = disk::fsync_latency(dir.path());
         let raw = Raw::open(&dir.path().join("raw.db"));
         let project = ProjectId::new("bench").unwrap();
         let catalog = Arc::new(SqliteCatalog::open(dir.path().join("hakiri.db"), project.clone(), SqliteConfig::default()).unwrap());
@@ -258,9 +234,9 @@ fn main() {
             group_rates.push(g);
             eprintln!("round {round}: raw {r1:.0}/{r2:.0}/{r3:.0}/{r4:.0}  advance {a:.0}  finish {f:.0}  64-way {g:.0} per s");
         }
-        let after = fsync_latency(dir.path());
+        let after = disk::fsync_latency(dir.path());
         println!("embedded SQLite catalog (WAL, synchronous=FULL), {rounds} interleaved rounds, medians");
-        println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", mode(before), mode(after));
+        println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", disk::mode(before), disk::mode(after));
         println!("raw rusqlite single-row UPDATE commit: {:>9.0} /s", median(raw_rates));
         println!("cursor advance (1 writer):            {:>9.0} /s  ratio {:.2}x  (goal >= 0.90x)", median(advance_rates), median(advance_ratios));
         println!("run finish (2 cursors + stats):       {:>9.0} /s  ratio {:.2}x  (goal >= 0.90x)", median(finish_rates), median(finish_ratios));

@@ -9,6 +9,8 @@
 // A benchmark binary, not an API.
 #![allow(missing_docs)]
 
+#[path = "support/disk.rs"]
+mod disk;
 #[path = "../tests/support/workerd.rs"]
 mod workerd;
 
@@ -51,6 +53,7 @@ fn main() {
         persist.path(),
     ));
     let (rounds, batch) = sizes();
+    let before = disk::fsync_latency(persist.path());
     runtime.block_on(async {
         let project = ProjectId::new("bench").unwrap();
         let catalog = DoCatalog::connect(&server.url(), project, workerd::ADMIN_TOKEN, DoConfig::default()).unwrap();
@@ -86,6 +89,8 @@ fn main() {
             advance_rates.push(advance);
             ratios.push(advance / ping);
         }
+        let after = disk::fsync_latency(persist.path());
+        println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", disk::mode(before), disk::mode(after));
         println!("Worker in a local workerd, sequential requests, {rounds} interleaved rounds of {batch}, medians");
         println!("trivial round trip to the project's Durable Object (/ping): {:>7.0} /s", median(ping_rates));
         println!("cursor advance through the catalog:                         {:>7.0} /s  ratio {:.2}x", median(advance_rates), median(ratios));
