@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hakiri_core::{
-    BeginRun, Catalog, CatalogExt, ConnectorRef, Error, FinishRun, HolderId, Lease, Outcome,
-    PipelineId, Reason, Result, RunError, RunId, RunStatus,
+    BeginRun, Catalog, CatalogExt, ConnectorRef, Error, FinishRun, HolderId, Lease, Limit, Outcome,
+    PipelineId, Reason, Result, RunError, RunId, RunQuery, RunStatus,
 };
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -267,8 +267,18 @@ impl Reconciler {
     /// # Errors
     /// The catalog's.
     pub async fn plan(&self) -> Result<Plan> {
+        Ok(self.plan_with_last_runs().await?.0)
+    }
+
+    /// The current plan, and each pipeline's newest run in the snapshot it was made from.
+    async fn plan_with_last_runs(&self) -> Result<(Plan, HashMap<PipelineId, RunId>)> {
         let snapshot = self.catalog.all_statuses().await?;
-        Ok(plan(&snapshot.items, snapshot.as_of))
+        let last_runs = snapshot
+            .items
+            .iter()
+            .filter_map(|s| Some((s.pipeline.id().clone(), s.last_run.as_ref()?.id)))
+            .collect();
+        Ok((plan(&snapshot.items, snapshot.as_of), last_runs))
     }
 
     /// One level-triggered step: plan, reap, dispatch what is due within the limits.
@@ -279,7 +289,7 @@ impl Reconciler {
         let started = Instant::now();
         let span = info_span!("tick", holder = %self.config.holder);
         let report = async {
-            let plan = self.plan().await?;
+            let (plan, last_runs) = self.plan_with_last_runs().await?;
             let mut report = TickReport {
                 plan: plan.clone(),
                 dispatched: Vec::new(),
@@ -307,10 +317,9 @@ impl Reconciler {
                     report.deferred.push(item.pipeline.clone());
                     continue;
                 };
-                match self
-                    .dispatch(item, BeginRun { trigger, attempt }, permits)
-                    .await
-                {
+                let begin = BeginRun { trigger, attempt };
+                let planned_after = last_runs.get(&item.pipeline).copied();
+                match self.dispatch(item, begin, planned_after, permits).await {
                     Ok(Some(run)) => report.dispatched.push((item.pipeline.clone(), run)),
                     Ok(None) => report.lost_races.push(item.pipeline.clone()),
                     Err(error) => warn!(pipeline = %item.pipeline, %error, "could not dispatch"),
@@ -362,14 +371,19 @@ impl Reconciler {
         }
     }
 
-    /// Takes the lease, begins the run and starts the connector. `None`: the pipeline was taken
-    /// by another reconciler (or changed) in the meantime — normal, not an error.
+    /// Takes the lease, begins the run and starts the connector. `planned_after` is the
+    /// pipeline's newest run in the plan's snapshot. `None`: the pipeline was taken by another
+    /// reconciler (or changed) in the meantime — normal, not an error.
     async fn dispatch(
         &self,
         item: &PlanItem,
         begin: BeginRun,
+        planned_after: Option<RunId>,
         permits: Vec<OwnedSemaphorePermit>,
     ) -> Result<Option<RunId>> {
+        let newest_only = RunQuery::all()
+            .pipeline(item.pipeline.clone())
+            .limit(Limit::new(1)?);
         let lease = match self
             .catalog
             .acquire(&item.pipeline, &self.config.holder, self.config.lease_ttl)
@@ -382,6 +396,28 @@ impl Reconciler {
             }
             Err(e) => return Err(e),
         };
+        // The plan is as old as its snapshot: another reconciler may have run the pipeline and
+        // released it since, and a free lease does not show that. Nobody else can begin a run
+        // while this lease is held, so a newest run other than the plan's means the plan is
+        // stale for this pipeline: give the lease back, the next tick plans from fresh state.
+        let newest = self
+            .catalog
+            .list_runs(&newest_only)
+            .await
+            .map(|page| page.items.first().map(|r| r.id));
+        match newest {
+            Ok(newest) if newest == planned_after => {}
+            Ok(_) => {
+                info!(pipeline = %item.pipeline, "ran since the plan was made; not dispatched");
+                let _ = self.catalog.release(&lease).await;
+                self.metrics.lease_losses.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.catalog.release(&lease).await;
+                return Err(e);
+            }
+        }
         let pipeline = match self.catalog.get_pipeline(&item.pipeline).await {
             Ok(p) => p,
             Err(e) => {
