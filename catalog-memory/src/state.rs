@@ -8,16 +8,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
-use hakiri_core::evolution::{plan_decide, plan_observation, Evolution, Proposal};
+use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, hold_pause, lifts_pause, plan_pause, plan_put, PutPlan};
+use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
 use hakiri_core::run::check_writable;
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorReset,
     CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error, Event,
     EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, Result, Run,
-    RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Verdict,
+    RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName, Timestamp,
 };
 
 /// Everything of one project.
@@ -74,13 +74,6 @@ impl PipelineState {
             .and_then(|s| s.cursor.as_ref())
             .map(|c| (&c.value, c.version))
     }
-}
-
-/// Where a new schema version comes from.
-struct Origin<'a> {
-    run: Option<RunId>,
-    decision: Option<DecisionId>,
-    by: &'a Actor,
 }
 
 /// A cursor write decided by a rule, ready to apply.
@@ -682,7 +675,7 @@ impl ProjectState {
         self.observe(&lease.pipeline, Some(run), &holder, stream, schema, now)
     }
 
-    /// Applies the evolution rule to one observed schema; cannot fail once the pipeline exists.
+    /// Applies the observation rule to one schema and writes its outcome.
     fn observe(
         &mut self,
         pipeline: &PipelineId,
@@ -693,156 +686,48 @@ impl ProjectState {
         now: Timestamp,
     ) -> Result<Observation> {
         let state = self.pipeline(pipeline)?;
-        let versions = state.stream(stream).map_or(&[][..], |s| &s.schemas[..]);
-        let current = versions.last();
-        let held: Vec<&Decision> = state
+        let current = state.stream(stream).and_then(|s| s.schemas.last()).cloned();
+        let held: Vec<Decision> = state
             .held
             .iter()
             .filter_map(|id| self.decisions.get(id))
             .filter(|d| d.stream == *stream)
+            .cloned()
             .collect();
-        let policy = state.pipeline.spec.schema_policy;
-        match plan_observation(current, &held, &schema, &policy) {
-            Evolution::Unchanged => Ok(Observation {
-                verdict: Verdict::Accepted,
-                current: current
-                    .cloned()
-                    .ok_or_else(|| Error::Backend("unchanged schema must exist".into()))?,
-                decision: None,
-            }),
-            Evolution::AlreadyHeld(id) => Ok(Observation {
-                verdict: Verdict::Held,
-                current: current
-                    .cloned()
-                    .ok_or_else(|| Error::Backend("held schema has a base".into()))?,
-                decision: self.decisions.get(&id).cloned(),
-            }),
-            Evolution::Initial => {
-                let version = self.append_schema(
-                    pipeline,
-                    stream,
-                    schema,
-                    Origin {
-                        run,
-                        decision: None,
-                        by: observer,
-                    },
-                    now,
-                )?;
-                Ok(Observation {
-                    verdict: Verdict::Accepted,
-                    current: version,
-                    decision: None,
-                })
-            }
-            Evolution::Changed {
-                diff,
-                class,
-                verdict,
-            } => {
-                let from_version = current.map_or(0, |v| v.version);
-                let current = current.cloned();
-                self.last_decision += 1;
-                let id = DecisionId(self.last_decision);
-                let proposal = Proposal {
-                    pipeline,
-                    stream,
-                    run,
-                    from_version,
-                    schema: &schema,
-                };
-                let mut decision = Decision::by_policy(id, proposal, diff, class, verdict, now);
-                let kind = EventKind::DecisionRecorded {
-                    decision: id,
-                    stream: stream.clone(),
-                    verdict,
-                };
-                self.emit(now, Actor::Policy, pipeline, kind);
-                let current = match verdict {
-                    Verdict::Accepted => {
-                        let version = self.append_schema(
-                            pipeline,
-                            stream,
-                            schema,
-                            Origin {
-                                run,
-                                decision: Some(id),
-                                by: &Actor::Policy,
-                            },
-                            now,
-                        )?;
-                        decision.to_version = Some(version.version);
-                        version
-                    }
-                    Verdict::Held => {
-                        self.hold(pipeline, &decision, now)?;
-                        current.ok_or_else(|| Error::Backend("held schema has a base".into()))?
-                    }
-                    Verdict::Rejected => current
-                        .ok_or_else(|| Error::Backend("rejected schema has a base".into()))?,
-                };
-                self.decisions.insert(id, decision.clone());
-                Ok(Observation {
-                    verdict,
-                    current,
-                    decision: Some(decision),
-                })
-            }
-        }
-    }
-
-    fn append_schema(
-        &mut self,
-        pipeline: &PipelineId,
-        stream: &StreamName,
-        schema: Schema,
-        origin: Origin<'_>,
-        now: Timestamp,
-    ) -> Result<SchemaVersion> {
-        let versions = &mut self
-            .pipeline_mut(pipeline)?
-            .streams
-            .entry(stream.clone())
-            .or_default()
-            .schemas;
-        let number = u32::try_from(versions.len() + 1)
-            .map_err(|_| Error::Backend("too many schema versions".into()))?;
-        let version = SchemaVersion {
-            pipeline: pipeline.clone(),
-            stream: stream.clone(),
-            version: number,
-            fingerprint: schema.fingerprint(),
+        let observed = Observed {
+            pipeline: &state.pipeline,
+            stream,
+            run,
+            observer,
             schema,
-            decision: origin.decision,
-            run: origin.run,
-            created_at: now,
-        };
-        versions.push(version.clone());
-        let kind = EventKind::SchemaVersionAdded {
-            stream: stream.clone(),
-            version: number,
-        };
-        self.emit(now, origin.by.clone(), pipeline, kind);
-        Ok(version)
-    }
-
-    /// Records a held decision and pauses the pipeline (unless already paused).
-    fn hold(&mut self, pipeline: &PipelineId, decision: &Decision, now: Timestamp) -> Result<()> {
-        let state = self.pipeline_mut(pipeline)?;
-        state.held.insert(decision.id);
-        let Some(pause) = hold_pause(&state.pipeline, decision, now) else {
-            return Ok(());
-        };
-        let reason = pause.reason.clone();
-        state.pipeline.paused = Some(pause);
-        state.pipeline.updated_at = now;
-        self.emit(
             now,
-            Actor::Policy,
-            pipeline,
-            EventKind::PipelinePaused { reason },
-        );
-        Ok(())
+        };
+        let next_decision = DecisionId(self.last_decision + 1);
+        let write = observe(observed, current, held, || Ok(next_decision))?;
+        let state = self.pipeline_mut(pipeline)?;
+        if let Some(version) = write.version {
+            state
+                .streams
+                .entry(stream.clone())
+                .or_default()
+                .schemas
+                .push(version);
+        }
+        if let Some(pause) = write.pause {
+            state.pipeline.paused = Some(pause);
+            state.pipeline.updated_at = now;
+        }
+        if let Some(decision) = write.decision {
+            if decision.is_pending() {
+                state.held.insert(decision.id);
+            }
+            self.last_decision = decision.id.get();
+            self.decisions.insert(decision.id, decision);
+        }
+        for (actor, kind) in write.events {
+            self.emit(now, actor, pipeline, kind);
+        }
+        Ok(write.observation)
     }
 
     pub(crate) fn get_schema(
@@ -903,42 +788,39 @@ impl ProjectState {
             .decisions
             .get(&id)
             .ok_or(Error::NotFound(Entity::Decision { decision: id }))?;
-        let mut decided = plan_decide(current, decide, now)?;
-        let pipeline = decided.pipeline.clone();
-        if decided.verdict == Verdict::Accepted {
-            let version = self.append_schema(
-                &pipeline,
-                &decided.stream,
-                decided.proposed.clone(),
-                Origin {
-                    run: decided.run,
-                    decision: Some(id),
-                    by: &decide.by,
-                },
-                now,
-            )?;
-            decided.to_version = Some(version.version);
-        }
-        self.decisions.insert(id, decided.clone());
-        let kind = EventKind::DecisionResolved {
-            decision: id,
-            verdict: decided.verdict,
-        };
-        self.emit(now, decide.by.clone(), &pipeline, kind);
+        let state = self.pipeline(&current.pipeline)?;
+        let versions = state.stream(&current.stream).map_or(0, |s| s.schemas.len());
+        let current_version = u32::try_from(versions)
+            .map_err(|_| Error::Backend("too many schema versions".into()))?;
+        let other_held = state.held.iter().filter(|h| **h != id).count();
+        let write = resolve(
+            current,
+            decide,
+            &state.pipeline,
+            current_version,
+            other_held,
+            now,
+        )?;
+        let pipeline = write.decision.pipeline.clone();
         let state = self.pipeline_mut(&pipeline)?;
+        if let Some(version) = write.version {
+            state
+                .streams
+                .entry(version.stream.clone())
+                .or_default()
+                .schemas
+                .push(version);
+        }
         state.held.remove(&id);
-        let lift = lifts_pause(&state.pipeline, state.held.len());
-        if lift {
+        if write.resume {
             state.pipeline.paused = None;
             state.pipeline.updated_at = now;
-            self.emit(
-                now,
-                decide.by.clone(),
-                &pipeline,
-                EventKind::PipelineResumed,
-            );
         }
-        Ok(decided)
+        self.decisions.insert(id, write.decision.clone());
+        for (actor, kind) in write.events {
+            self.emit(now, actor, &pipeline, kind);
+        }
+        Ok(write.decision)
     }
 
     // Reads for the reconciler and the audit log.

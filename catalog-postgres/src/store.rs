@@ -11,17 +11,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
-use hakiri_core::evolution::{plan_decide, plan_observation, Evolution, Proposal};
+use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, hold_pause, lifts_pause, plan_pause, plan_put, PutPlan};
+use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
 use hakiri_core::run::check_writable;
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
     CursorReset, CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
     Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, ResetTarget,
-    Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaPolicy, SchemaVersion, StatusPage,
-    StreamName, Timestamp, Verdict,
+    Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName,
+    Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -346,13 +346,6 @@ impl CursorBatch {
         }
         Ok(batch)
     }
-}
-
-/// Where a new schema version comes from.
-struct Origin<'a> {
-    run: Option<RunId>,
-    decision: Option<DecisionId>,
-    by: &'a Actor,
 }
 
 impl PostgresCatalog {
@@ -1296,7 +1289,8 @@ impl PostgresCatalog {
             .collect()
     }
 
-    /// Applies the evolution rule to one observed schema, under the pipeline's lock.
+    /// Applies the observation rule to one schema and writes its outcome, under the pipeline's
+    /// lock. `pipeline` is kept current (an earlier schema of the same finish may pause it).
     async fn observe(
         &self,
         tx: &mut Tx,
@@ -1325,141 +1319,52 @@ impl PostgresCatalog {
             .iter()
             .map(|b| from_json(b, "decision"))
             .collect::<Result<Vec<Decision>>>()?;
-        let held_refs: Vec<&Decision> = held.iter().collect();
-        let policy: SchemaPolicy = pipeline.spec.schema_policy;
-        let base = || Error::Backend("a changed schema has a current version".into());
-        match plan_observation(current.as_ref(), &held_refs, &schema, &policy) {
-            Evolution::Unchanged => Ok(Observation {
-                verdict: Verdict::Accepted,
-                current: current.ok_or_else(base)?,
-                decision: None,
-            }),
-            Evolution::AlreadyHeld(decision) => Ok(Observation {
-                verdict: Verdict::Held,
-                current: current.ok_or_else(base)?,
-                decision: held.into_iter().find(|d| d.id == decision),
-            }),
-            Evolution::Initial => {
-                let origin = Origin {
-                    run,
-                    decision: None,
-                    by: observer,
-                };
-                let version = self
-                    .append_schema(tx, &id, stream, schema, 1, origin)
-                    .await?;
-                Ok(Observation {
-                    verdict: Verdict::Accepted,
-                    current: version,
-                    decision: None,
-                })
-            }
-            Evolution::Changed {
-                diff,
-                class,
-                verdict,
-            } => {
-                let current = current.ok_or_else(base)?;
-                let next: i64 = sqlx::query_scalar("SELECT nextval('decision_ids')")
-                    .fetch_one(&mut *tx.inner)
-                    .await
-                    .map_err(db)?;
-                let decision_id = DecisionId(to_u64(next, "decision id")?);
-                let proposal = Proposal {
-                    pipeline: &id,
-                    stream,
-                    run,
-                    from_version: current.version,
-                    schema: &schema,
-                };
-                let mut decision =
-                    Decision::by_policy(decision_id, proposal, diff, class, verdict, tx.now);
-                let kind = EventKind::DecisionRecorded {
-                    decision: decision_id,
-                    stream: stream.clone(),
-                    verdict,
-                };
-                tx.emit(&Actor::Policy, &id, kind);
-                let current = match verdict {
-                    Verdict::Accepted => {
-                        let origin = Origin {
-                            run,
-                            decision: Some(decision_id),
-                            by: &Actor::Policy,
-                        };
-                        let number = current.version + 1;
-                        let version = self
-                            .append_schema(tx, &id, stream, schema, number, origin)
-                            .await?;
-                        decision.to_version = Some(version.version);
-                        version
-                    }
-                    Verdict::Held => {
-                        self.hold(tx, pipeline, &decision).await?;
-                        current
-                    }
-                    Verdict::Rejected => current,
-                };
-                self.save_decision(tx, &decision, true).await?;
-                Ok(Observation {
-                    verdict,
-                    current,
-                    decision: Some(decision),
-                })
-            }
+        // Drawn up front because the sequence is only reachable asynchronously; an id the
+        // observation does not use leaves a gap, which decision ids may have.
+        let next: i64 = sqlx::query_scalar("SELECT nextval('decision_ids')")
+            .fetch_one(&mut *tx.inner)
+            .await
+            .map_err(db)?;
+        let next = DecisionId(to_u64(next, "decision id")?);
+        let observed = Observed {
+            pipeline,
+            stream,
+            run,
+            observer,
+            schema,
+            now: tx.now,
+        };
+        let write = observe(observed, current, held, || Ok(next))?;
+        if let Some(version) = &write.version {
+            self.insert_schema_version(tx, version).await?;
         }
+        if let Some(pause) = write.pause {
+            pipeline.paused = Some(pause);
+            pipeline.updated_at = tx.now;
+            self.save_pipeline(tx, pipeline).await?;
+        }
+        if let Some(decision) = &write.decision {
+            self.save_decision(tx, decision, true).await?;
+        }
+        for (actor, kind) in write.events {
+            tx.emit(&actor, &id, kind);
+        }
+        Ok(write.observation)
     }
 
-    async fn append_schema(
-        &self,
-        tx: &mut Tx,
-        pipeline: &PipelineId,
-        stream: &StreamName,
-        schema: Schema,
-        number: u32,
-        origin: Origin<'_>,
-    ) -> Result<SchemaVersion> {
-        let version = SchemaVersion {
-            pipeline: pipeline.clone(),
-            stream: stream.clone(),
-            version: number,
-            fingerprint: schema.fingerprint(),
-            schema,
-            decision: origin.decision,
-            run: origin.run,
-            created_at: tx.now,
-        };
+    async fn insert_schema_version(&self, tx: &mut Tx, version: &SchemaVersion) -> Result<()> {
         sqlx::query(
             "INSERT INTO schema_versions (project, pipeline, stream, version, body) \
              VALUES ($1, $2, $3, $4, $5::json)",
         )
         .bind(self.project_str())
-        .bind(pipeline.as_str())
-        .bind(stream.as_str())
-        .bind(i64::from(number))
-        .bind(to_json(&version)?)
+        .bind(version.pipeline.as_str())
+        .bind(version.stream.as_str())
+        .bind(i64::from(version.version))
+        .bind(to_json(version)?)
         .execute(&mut *tx.inner)
         .await
         .map_err(db)?;
-        let kind = EventKind::SchemaVersionAdded {
-            stream: stream.clone(),
-            version: number,
-        };
-        tx.emit(origin.by, pipeline, kind);
-        Ok(version)
-    }
-
-    /// Pauses the pipeline for a held decision (unless already paused).
-    async fn hold(&self, tx: &mut Tx, pipeline: &mut Pipeline, decision: &Decision) -> Result<()> {
-        let Some(pause) = hold_pause(pipeline, decision, tx.now) else {
-            return Ok(());
-        };
-        let reason = pause.reason.clone();
-        pipeline.paused = Some(pause);
-        pipeline.updated_at = tx.now;
-        self.save_pipeline(tx, pipeline).await?;
-        let id = pipeline.id().clone();
-        tx.emit(&Actor::Policy, &id, EventKind::PipelinePaused { reason });
         Ok(())
     }
 
@@ -1579,46 +1484,36 @@ impl PostgresCatalog {
                 .await
                 .map_err(db)?;
         let current: Decision = from_json(&body.ok_or_else(not_found)?, "decision")?;
-        let mut decided = plan_decide(&current, decide, tx.now)?;
-        if decided.verdict == Verdict::Accepted {
-            let number = self
-                .schema_versions(&mut *tx.inner, &pipeline, &decided.stream, true)
-                .await?
-                .pop()
-                .map_or(0, |v| v.version)
-                + 1;
-            let origin = Origin {
-                run: decided.run,
-                decision: Some(id),
-                by: &decide.by,
-            };
-            let stream = decided.stream.clone();
-            let version = self
-                .append_schema(
-                    &mut tx,
-                    &pipeline,
-                    &stream,
-                    decided.proposed.clone(),
-                    number,
-                    origin,
-                )
-                .await?;
-            decided.to_version = Some(version.version);
+        let current_version = self
+            .schema_versions(&mut *tx.inner, &pipeline, &current.stream, true)
+            .await?
+            .pop()
+            .map_or(0, |v| v.version);
+        let other_held = self
+            .held_count(&mut tx, &pipeline)
+            .await?
+            .saturating_sub(usize::from(current.is_pending()));
+        let write = resolve(
+            &current,
+            decide,
+            &record,
+            current_version,
+            other_held,
+            tx.now,
+        )?;
+        if let Some(version) = &write.version {
+            self.insert_schema_version(&mut tx, version).await?;
         }
-        self.save_decision(&mut tx, &decided, false).await?;
-        let kind = EventKind::DecisionResolved {
-            decision: id,
-            verdict: decided.verdict,
-        };
-        tx.emit(&decide.by, &pipeline, kind);
-        let lift = record.paused.is_some()
-            && lifts_pause(&record, self.held_count(&mut tx, &pipeline).await?);
-        if lift {
+        self.save_decision(&mut tx, &write.decision, false).await?;
+        if write.resume {
             record.paused = None;
             record.updated_at = tx.now;
             self.save_pipeline(&mut tx, &record).await?;
-            tx.emit(&decide.by, &pipeline, EventKind::PipelineResumed);
         }
+        for (actor, kind) in write.events {
+            tx.emit(&actor, &pipeline, kind);
+        }
+        let decided = write.decision;
         tx.commit(self.project_str()).await?;
         Ok(decided)
     }

@@ -4,9 +4,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{Actor, Reason};
+use crate::audit::{Actor, EventKind, Reason};
 use crate::error::{Entity, Error, Result};
 use crate::ids::{DecisionId, PipelineId, RunId, StreamName};
+use crate::pipeline::{Pause, Pipeline};
 use crate::schema::{diff, ChangeClass, Fingerprint, Schema, SchemaDiff};
 use crate::time::Timestamp;
 
@@ -306,6 +307,248 @@ pub fn plan_decide(decision: &Decision, decide: &Decide, now: Timestamp) -> Resu
         reason: decide.reason.clone(),
         decided_at: Some(now),
         ..decision.clone()
+    })
+}
+
+/// A schema a run reports on one stream, with what the observation rule needs to know.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    /// The pipeline (its policy and pause state).
+    pub pipeline: &'a Pipeline,
+    /// The stream.
+    pub stream: &'a StreamName,
+    /// The run that observed it.
+    pub run: Option<RunId>,
+    /// Who reports it (the lease holder).
+    pub observer: &'a Actor,
+    /// The schema.
+    pub schema: Schema,
+    /// The catalog clock's time.
+    pub now: Timestamp,
+}
+
+/// Everything a backend writes for one observed schema, decided by [`observe`] — in one atomic
+/// step with whatever else the operation writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationWrite {
+    /// The answer for the connector.
+    pub observation: Observation,
+    /// A version to append (the stream's first, or an accepted change).
+    pub version: Option<SchemaVersion>,
+    /// A decision to record (with `to_version` set when accepted).
+    pub decision: Option<Decision>,
+    /// A pause to put on the pipeline (a held change on an unpaused pipeline).
+    pub pause: Option<Pause>,
+    /// The events to append, in order.
+    pub events: Vec<(Actor, EventKind)>,
+}
+
+/// The observation rule, whole: compares `observed` with the stream's `current` version and its
+/// `held` decisions, applies the pipeline's policy, and says what to write. `next_decision` is
+/// called only when a decision is recorded.
+///
+/// # Errors
+/// Whatever `next_decision` returns.
+pub fn observe(
+    observed: Observed<'_>,
+    current: Option<SchemaVersion>,
+    held: Vec<Decision>,
+    next_decision: impl FnOnce() -> Result<DecisionId>,
+) -> Result<ObservationWrite> {
+    let Observed {
+        pipeline,
+        stream,
+        run,
+        observer,
+        schema,
+        now,
+    } = observed;
+    let held_refs: Vec<&Decision> = held.iter().collect();
+    let evolution = plan_observation(
+        current.as_ref(),
+        &held_refs,
+        &schema,
+        &pipeline.spec.schema_policy,
+    );
+    let unchanged = |current: SchemaVersion, verdict, decision| ObservationWrite {
+        observation: Observation {
+            verdict,
+            current,
+            decision,
+        },
+        version: None,
+        decision: None,
+        pause: None,
+        events: Vec::new(),
+    };
+    let new_version = |number: u32, schema: Schema, decision: Option<DecisionId>| SchemaVersion {
+        pipeline: pipeline.id().clone(),
+        stream: stream.clone(),
+        version: number,
+        fingerprint: schema.fingerprint(),
+        schema,
+        decision,
+        run,
+        created_at: now,
+    };
+    let added = |version: &SchemaVersion, by: &Actor| {
+        let kind = EventKind::SchemaVersionAdded {
+            stream: stream.clone(),
+            version: version.version,
+        };
+        (by.clone(), kind)
+    };
+    match (evolution, current) {
+        (Evolution::Initial, _) => {
+            let version = new_version(1, schema, None);
+            Ok(ObservationWrite {
+                observation: Observation {
+                    verdict: Verdict::Accepted,
+                    current: version.clone(),
+                    decision: None,
+                },
+                events: vec![added(&version, observer)],
+                version: Some(version),
+                decision: None,
+                pause: None,
+            })
+        }
+        (Evolution::Unchanged, Some(current)) => Ok(unchanged(current, Verdict::Accepted, None)),
+        (Evolution::AlreadyHeld(id), Some(current)) => {
+            let decision = held.into_iter().find(|d| d.id == id);
+            Ok(unchanged(current, Verdict::Held, decision))
+        }
+        (
+            Evolution::Changed {
+                diff,
+                class,
+                verdict,
+            },
+            Some(current),
+        ) => {
+            let id = next_decision()?;
+            let proposal = Proposal {
+                pipeline: pipeline.id(),
+                stream,
+                run,
+                from_version: current.version,
+                schema: &schema,
+            };
+            let mut decision = Decision::by_policy(id, proposal, diff, class, verdict, now);
+            let mut events = vec![(
+                Actor::Policy,
+                EventKind::DecisionRecorded {
+                    decision: id,
+                    stream: stream.clone(),
+                    verdict,
+                },
+            )];
+            let (version, pause) = match verdict {
+                Verdict::Accepted => {
+                    let version = new_version(current.version + 1, schema, Some(id));
+                    decision.to_version = Some(version.version);
+                    events.push(added(&version, &Actor::Policy));
+                    (Some(version), None)
+                }
+                Verdict::Held => {
+                    let pause = crate::pipeline::hold_pause(pipeline, &decision, now);
+                    if let Some(pause) = &pause {
+                        events.push((
+                            Actor::Policy,
+                            EventKind::PipelinePaused {
+                                reason: pause.reason.clone(),
+                            },
+                        ));
+                    }
+                    (None, pause)
+                }
+                Verdict::Rejected => (None, None),
+            };
+            Ok(ObservationWrite {
+                observation: Observation {
+                    verdict,
+                    current: version.clone().unwrap_or(current),
+                    decision: Some(decision.clone()),
+                },
+                version,
+                decision: Some(decision),
+                pause,
+                events,
+            })
+        }
+        // A change needs a current version; `plan_observation` never says otherwise.
+        (_, None) => Err(Error::Backend(
+            "a changed schema has no current version".into(),
+        )),
+    }
+}
+
+/// Everything a backend writes to resolve a held decision, decided by [`resolve`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolutionWrite {
+    /// The decided record (with `to_version` set when accepted).
+    pub decision: Decision,
+    /// The version to append when accepted.
+    pub version: Option<SchemaVersion>,
+    /// Whether to lift the pipeline's pause (the policy's, once nothing else is held).
+    pub resume: bool,
+    /// The events to append, in order.
+    pub events: Vec<(Actor, EventKind)>,
+}
+
+/// The resolution rule, whole: pending → decided once; accepting appends the proposed schema
+/// after the stream's `current_version` (0 if none); the policy's pause is lifted when
+/// `other_held` (the pipeline's held decisions besides this one) is zero.
+///
+/// # Errors
+/// `Conflict` if the decision is no longer held.
+pub fn resolve(
+    decision: &Decision,
+    decide: &Decide,
+    pipeline: &Pipeline,
+    current_version: u32,
+    other_held: usize,
+    now: Timestamp,
+) -> Result<ResolutionWrite> {
+    let mut decided = plan_decide(decision, decide, now)?;
+    let mut events = Vec::new();
+    let version = (decided.verdict == Verdict::Accepted).then(|| {
+        let version = SchemaVersion {
+            pipeline: decided.pipeline.clone(),
+            stream: decided.stream.clone(),
+            version: current_version + 1,
+            fingerprint: decided.fingerprint.clone(),
+            schema: decided.proposed.clone(),
+            decision: Some(decided.id),
+            run: decided.run,
+            created_at: now,
+        };
+        decided.to_version = Some(version.version);
+        events.push((
+            decide.by.clone(),
+            EventKind::SchemaVersionAdded {
+                stream: decided.stream.clone(),
+                version: version.version,
+            },
+        ));
+        version
+    });
+    events.push((
+        decide.by.clone(),
+        EventKind::DecisionResolved {
+            decision: decided.id,
+            verdict: decided.verdict,
+        },
+    ));
+    let resume = crate::pipeline::lifts_pause(pipeline, other_held);
+    if resume {
+        events.push((decide.by.clone(), EventKind::PipelineResumed));
+    }
+    Ok(ResolutionWrite {
+        decision: decided,
+        version,
+        resume,
+        events,
     })
 }
 

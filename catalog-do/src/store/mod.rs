@@ -13,17 +13,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
-use hakiri_core::evolution::{plan_decide, plan_observation, Evolution, Proposal};
+use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, hold_pause, lifts_pause, plan_pause, plan_put, PutPlan};
+use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
 use hakiri_core::run::check_writable;
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
     CursorReset, CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
     Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, ProjectId, PutMode, Reason,
-    ResetTarget, Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaPolicy, SchemaVersion,
-    StatusPage, StreamName, Timestamp, Verdict,
+    ResetTarget, Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage,
+    StreamName, Timestamp,
 };
 
 use crate::protocol::{Request, Response};
@@ -135,13 +135,6 @@ struct CursorWrite {
     change: CursorChange,
 }
 
-/// Where a new schema version comes from.
-struct Origin<'a> {
-    run: Option<RunId>,
-    decision: Option<DecisionId>,
-    by: &'a Actor,
-}
-
 impl<E: Exec> Store<'_, E> {
     fn handle(&mut self, request: Request) -> Result<Response> {
         use Request as R;
@@ -230,11 +223,9 @@ impl<E: Exec> Store<'_, E> {
                 schema,
             } => {
                 self.writable_run(&lease, run)?;
-                let policy = self.pipeline(&lease.pipeline)?.0.spec.schema_policy;
                 let holder = Actor::Holder(lease.holder.clone());
                 Response::Observation(self.observe(
                     &lease.pipeline,
-                    &policy,
                     Some(run),
                     &holder,
                     &stream,
@@ -629,18 +620,8 @@ impl<E: Exec> Store<'_, E> {
                 self.write_cursor(lease, Some(run), &holder, write)?;
             }
         }
-        if !finish.schemas.is_empty() {
-            let policy = self.pipeline(&lease.pipeline)?.0.spec.schema_policy;
-            for (stream, schema) in finish.schemas {
-                self.observe(
-                    &lease.pipeline,
-                    &policy,
-                    Some(run),
-                    &holder,
-                    &stream,
-                    schema,
-                )?;
-            }
+        for (stream, schema) in finish.schemas {
+            self.observe(&lease.pipeline, Some(run), &holder, &stream, schema)?;
         }
         let mut record = self.get_run(run)?;
         record.status = finish.outcome.status();
@@ -1023,150 +1004,65 @@ impl<E: Exec> Store<'_, E> {
         }
     }
 
-    /// Applies the evolution rule to one observed schema.
+    /// Applies the observation rule to one schema and writes its outcome.
     fn observe(
         &mut self,
-        pipeline: &PipelineId,
-        policy: &SchemaPolicy,
+        id: &PipelineId,
         run: Option<RunId>,
         observer: &Actor,
         stream: &StreamName,
         schema: Schema,
     ) -> Result<Observation> {
-        let current = self.current_schema(pipeline, stream)?;
+        // Read afresh for every schema: an earlier one of the same finish may have paused it.
+        let (mut pipeline, _) = self.pipeline(id)?;
+        let current = self.current_schema(id, stream)?;
         let held: Vec<Decision> = self
             .exec
             .query(
                 "SELECT body FROM decisions WHERE pipeline = ? AND stream = ? AND held = 1",
-                params![pipeline.as_str(), stream.as_str()],
+                params![id.as_str(), stream.as_str()],
             )?
             .iter()
             .map(|r| r.json(0))
             .collect::<Result<_>>()?;
-        let held_refs: Vec<&Decision> = held.iter().collect();
-        let base = || Error::Backend("a changed schema has a current version".into());
-        match plan_observation(current.as_ref(), &held_refs, &schema, policy) {
-            Evolution::Unchanged => Ok(Observation {
-                verdict: Verdict::Accepted,
-                current: current.ok_or_else(base)?,
-                decision: None,
-            }),
-            Evolution::AlreadyHeld(id) => Ok(Observation {
-                verdict: Verdict::Held,
-                current: current.ok_or_else(base)?,
-                decision: held.into_iter().find(|d| d.id == id),
-            }),
-            Evolution::Initial => {
-                let origin = Origin {
-                    run,
-                    decision: None,
-                    by: observer,
-                };
-                let version = self.append_schema(pipeline, stream, schema, origin)?;
-                Ok(Observation {
-                    verdict: Verdict::Accepted,
-                    current: version,
-                    decision: None,
-                })
-            }
-            Evolution::Changed {
-                diff,
-                class,
-                verdict,
-            } => {
-                let current = current.ok_or_else(base)?;
-                let id = DecisionId(self.counter("decision")?);
-                let proposal = Proposal {
-                    pipeline,
-                    stream,
-                    run,
-                    from_version: current.version,
-                    schema: &schema,
-                };
-                let mut decision =
-                    Decision::by_policy(id, proposal, diff, class, verdict, self.now);
-                let kind = EventKind::DecisionRecorded {
-                    decision: id,
-                    stream: stream.clone(),
-                    verdict,
-                };
-                self.emit(&Actor::Policy, pipeline, &kind)?;
-                let current = match verdict {
-                    Verdict::Accepted => {
-                        let origin = Origin {
-                            run,
-                            decision: Some(id),
-                            by: &Actor::Policy,
-                        };
-                        let version = self.append_schema(pipeline, stream, schema, origin)?;
-                        decision.to_version = Some(version.version);
-                        version
-                    }
-                    Verdict::Held => {
-                        self.hold(pipeline, &decision)?;
-                        current
-                    }
-                    Verdict::Rejected => current,
-                };
-                self.save_decision(&decision, true)?;
-                Ok(Observation {
-                    verdict,
-                    current,
-                    decision: Some(decision),
-                })
-            }
+        let observed = Observed {
+            pipeline: &pipeline,
+            stream,
+            run,
+            observer,
+            schema,
+            now: self.now,
+        };
+        let write = observe(observed, current, held, || {
+            self.counter("decision").map(DecisionId)
+        })?;
+        if let Some(version) = &write.version {
+            self.insert_schema_version(version)?;
         }
+        if let Some(pause) = write.pause {
+            pipeline.paused = Some(pause);
+            pipeline.updated_at = self.now;
+            self.save_pipeline(&pipeline)?;
+        }
+        if let Some(decision) = &write.decision {
+            self.save_decision(decision, true)?;
+        }
+        for (actor, kind) in &write.events {
+            self.emit(actor, id, kind)?;
+        }
+        Ok(write.observation)
     }
 
-    fn append_schema(
-        &mut self,
-        pipeline: &PipelineId,
-        stream: &StreamName,
-        schema: Schema,
-        origin: Origin<'_>,
-    ) -> Result<SchemaVersion> {
-        let number = self
-            .current_schema(pipeline, stream)?
-            .map_or(0, |v| v.version)
-            + 1;
-        let version = SchemaVersion {
-            pipeline: pipeline.clone(),
-            stream: stream.clone(),
-            version: number,
-            fingerprint: schema.fingerprint(),
-            schema,
-            decision: origin.decision,
-            run: origin.run,
-            created_at: self.now,
-        };
+    fn insert_schema_version(&mut self, version: &SchemaVersion) -> Result<()> {
         self.exec.execute(
             "INSERT INTO schema_versions (pipeline, stream, version, body) VALUES (?, ?, ?, ?)",
             params![
-                pipeline.as_str(),
-                stream.as_str(),
-                number,
-                to_json(&version)?
+                version.pipeline.as_str(),
+                version.stream.as_str(),
+                version.version,
+                to_json(version)?
             ],
-        )?;
-        let kind = EventKind::SchemaVersionAdded {
-            stream: stream.clone(),
-            version: number,
-        };
-        self.emit(origin.by, pipeline, &kind)?;
-        Ok(version)
-    }
-
-    /// Pauses the pipeline for a held decision (unless already paused).
-    fn hold(&mut self, id: &PipelineId, decision: &Decision) -> Result<()> {
-        let (mut pipeline, _) = self.pipeline(id)?;
-        let Some(pause) = hold_pause(&pipeline, decision, self.now) else {
-            return Ok(());
-        };
-        let reason = pause.reason.clone();
-        pipeline.paused = Some(pause);
-        pipeline.updated_at = self.now;
-        self.save_pipeline(&pipeline)?;
-        self.emit(&Actor::Policy, id, &EventKind::PipelinePaused { reason })
+        )
     }
 
     fn list_decisions(&mut self, query: &DecisionQuery) -> Result<Page<Decision, DecisionId>> {
@@ -1193,33 +1089,34 @@ impl<E: Exec> Store<'_, E> {
         let current = self
             .decision(id)?
             .ok_or(Error::NotFound(Entity::Decision { decision: id }))?;
-        let mut decided = plan_decide(&current, decide, self.now)?;
-        let pipeline = decided.pipeline.clone();
-        if decided.verdict == Verdict::Accepted {
-            let origin = Origin {
-                run: decided.run,
-                decision: Some(id),
-                by: &decide.by,
-            };
-            let version =
-                self.append_schema(&pipeline, &decided.stream, decided.proposed.clone(), origin)?;
-            decided.to_version = Some(version.version);
+        let (mut pipeline, _) = self.pipeline(&current.pipeline)?;
+        let current_version = self
+            .current_schema(&current.pipeline, &current.stream)?
+            .map_or(0, |v| v.version);
+        let other_held = self
+            .held_count(&current.pipeline)?
+            .saturating_sub(usize::from(current.is_pending()));
+        let write = resolve(
+            &current,
+            decide,
+            &pipeline,
+            current_version,
+            other_held,
+            self.now,
+        )?;
+        if let Some(version) = &write.version {
+            self.insert_schema_version(version)?;
         }
-        self.save_decision(&decided, false)?;
-        let kind = EventKind::DecisionResolved {
-            decision: id,
-            verdict: decided.verdict,
-        };
-        self.emit(&decide.by, &pipeline, &kind)?;
-        let still_held = self.held_count(&pipeline)?;
-        let (mut record, _) = self.pipeline(&pipeline)?;
-        if lifts_pause(&record, still_held) {
-            record.paused = None;
-            record.updated_at = self.now;
-            self.save_pipeline(&record)?;
-            self.emit(&decide.by, &pipeline, &EventKind::PipelineResumed)?;
+        self.save_decision(&write.decision, false)?;
+        if write.resume {
+            pipeline.paused = None;
+            pipeline.updated_at = self.now;
+            self.save_pipeline(&pipeline)?;
         }
-        Ok(decided)
+        for (actor, kind) in &write.events {
+            self.emit(actor, &current.pipeline, kind)?;
+        }
+        Ok(write.decision)
     }
 
     // Reads for the reconciler and the audit log.
