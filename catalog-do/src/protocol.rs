@@ -11,7 +11,7 @@ use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, Decide, Decision,
     DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId, Lease, Limit,
     Observation, Page, PauseChange, Pipeline, PipelineId, PipelineSpec, PutMode, Reason, Result,
-    Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName,
+    Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Trigger,
 };
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,11 @@ pub enum Request {
     DeletePipeline {
         pipeline: PipelineId,
         expected: Generation,
+        by: Actor,
+    },
+    RequestRun {
+        pipeline: PipelineId,
+        trigger: Trigger,
         by: Actor,
     },
     Acquire {
@@ -174,6 +179,7 @@ impl Request {
             PutPipeline { .. }
             | SetPaused { .. }
             | DeletePipeline { .. }
+            | RequestRun { .. }
             | ForceAcquire { .. }
             | ResetCursor { .. }
             | Decide { .. } => Access::Admin,

@@ -9,7 +9,7 @@ use hakiri_core::{
     Actor, BeginRun, Catalog, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, Decide,
     Decision, DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId, Lease,
     Limit, Observation, Page, PauseChange, Pipeline, PipelineId, PipelineSpec, ProjectId, PutMode,
-    Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName,
+    Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Trigger,
 };
 
 use crate::protocol::{ttl_ms, Request, Response};
@@ -128,6 +128,20 @@ impl<T: Transport> Catalog for RemoteCatalog<T> {
             },
             Pipeline
         )
+    }
+
+    async fn request_run(
+        &self,
+        pipeline: &PipelineId,
+        trigger: Trigger,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        let request = Request::RequestRun {
+            pipeline: pipeline.clone(),
+            trigger,
+            by: by.clone(),
+        };
+        call!(self, request, Pipeline)
     }
 
     async fn delete_pipeline(

@@ -27,7 +27,7 @@ use hakiri_core::{
     Decide, Decision, DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId,
     Lease, Limit, Observation, Page, PauseChange, Pipeline, PipelineId, PipelineSpec, ProjectId,
     PutMode, Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName,
-    SystemClock,
+    SystemClock, Trigger,
 };
 
 mod state;
@@ -132,6 +132,16 @@ impl Catalog for MemoryCatalog {
     ) -> Result<Pipeline> {
         let now = self.clock.now();
         self.state()?.set_paused(pipeline, &change, by, now)
+    }
+
+    async fn request_run(
+        &self,
+        pipeline: &PipelineId,
+        trigger: Trigger,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        let now = self.clock.now();
+        self.state()?.request_run(pipeline, trigger, by, now)
     }
 
     async fn delete_pipeline(

@@ -10,14 +10,14 @@ use std::time::Duration;
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
 use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
+use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, plan_request, PutPlan};
 use hakiri_core::run::check_writable;
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorReset,
     CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error, Event,
     EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, Result, Run,
-    RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName, Timestamp,
+    RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Trigger,
 };
 
 /// Everything of one project.
@@ -226,6 +226,23 @@ impl ProjectState {
         Ok(pipeline)
     }
 
+    pub(crate) fn request_run(
+        &mut self,
+        id: &PipelineId,
+        trigger: Trigger,
+        by: &Actor,
+        now: Timestamp,
+    ) -> Result<Pipeline> {
+        let state = self.pipeline_mut(id)?;
+        let Some(request) = plan_request(&state.pipeline, trigger, by, now)? else {
+            return Ok(state.pipeline.clone());
+        };
+        state.pipeline.requested = Some(request);
+        let pipeline = state.pipeline.clone();
+        self.emit(now, by.clone(), id, EventKind::RunRequested { trigger });
+        Ok(pipeline)
+    }
+
     pub(crate) fn delete_pipeline(
         &mut self,
         id: &PipelineId,
@@ -371,6 +388,10 @@ impl ProjectState {
         };
         let state = self.pipeline_mut(&lease.pipeline)?;
         state.running = Some(id);
+        if begin.trigger.is_requested() {
+            // The run the operator asked for has begun.
+            state.pipeline.requested = None;
+        }
         state.runs.insert(id);
         self.runs.insert(id, run.clone());
         let kind = EventKind::RunBegun {

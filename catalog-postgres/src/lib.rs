@@ -63,7 +63,7 @@ use hakiri_core::{
     Actor, BeginRun, Catalog, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, Decide,
     Decision, DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId, Lease,
     Limit, Observation, Page, PauseChange, Pipeline, PipelineId, PipelineSpec, ProjectId, PutMode,
-    Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName,
+    Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Trigger,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use sqlx::PgPool;
@@ -305,6 +305,15 @@ impl Catalog for PostgresCatalog {
         by: &Actor,
     ) -> Result<()> {
         self.op_delete_pipeline(pipeline, expected, by).await
+    }
+
+    async fn request_run(
+        &self,
+        pipeline: &PipelineId,
+        trigger: Trigger,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        self.op_request_run(pipeline, trigger, by).await
     }
 
     async fn acquire(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
 use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
+use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, plan_request, PutPlan};
 use hakiri_core::run::check_writable;
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
@@ -21,7 +21,7 @@ use hakiri_core::{
     Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, ResetTarget,
     Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName,
-    Timestamp,
+    Timestamp, Trigger,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -549,6 +549,24 @@ impl PostgresCatalog {
         Ok(pipeline)
     }
 
+    pub(crate) async fn op_request_run(
+        &self,
+        id: &PipelineId,
+        trigger: Trigger,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        let (mut tx, row) = self.begin_locked(id).await?;
+        let mut pipeline = row.ok_or_else(|| Error::pipeline_not_found(id))?.pipeline;
+        let Some(request) = plan_request(&pipeline, trigger, by, tx.now)? else {
+            return Ok(pipeline);
+        };
+        pipeline.requested = Some(request);
+        self.save_pipeline(&mut tx, &pipeline).await?;
+        tx.emit(by, id, EventKind::RunRequested { trigger });
+        tx.commit(self.project_str()).await?;
+        Ok(pipeline)
+    }
+
     pub(crate) async fn op_delete_pipeline(
         &self,
         id: &PipelineId,
@@ -797,6 +815,12 @@ impl PostgresCatalog {
         .execute(&mut *tx.inner)
         .await
         .map_err(db)?;
+        if begin.trigger.is_requested() && row.pipeline.requested.is_some() {
+            // The run the operator asked for has begun.
+            let mut pipeline = row.pipeline.clone();
+            pipeline.requested = None;
+            self.save_pipeline(&mut tx, &pipeline).await?;
+        }
         let kind = EventKind::RunBegun {
             run: id,
             epoch: lease.epoch,

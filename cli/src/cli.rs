@@ -221,6 +221,15 @@ pub(crate) enum PipelinesCommand {
         /// The pipeline id.
         pipeline: String,
     },
+    /// Ask for a run now, outside the schedule: the reconciler dispatches it on its next tick
+    /// (`hakiri reconcile --once` runs it at once). The request stays until such a run begins.
+    Run {
+        /// The pipeline id.
+        pipeline: String,
+        /// A backfill (a re-read of past data) rather than a manual run.
+        #[arg(long)]
+        backfill: bool,
+    },
     /// Delete a pipeline with its runs, cursors, schemas and decisions (its events stay).
     Delete {
         /// The pipeline id.

@@ -1144,3 +1144,36 @@ fn events_page_by_sequence_and_follow_streams_new_ones() {
     child.wait().unwrap();
     reader.join().unwrap();
 }
+
+#[test]
+fn pipelines_run_requests_a_backfill_that_the_next_reconcile_dispatches() {
+    let env = Env::quickstart();
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    env.ok(&["reconcile", "--once"]);
+    let decision = env.json(&["decisions", "list", "--held"])["items"][0]["id"].to_string();
+    env.ok(&["decisions", "accept", &decision, "--reason", "ok"]);
+    env.ok(&["reconcile", "--once"]);
+
+    let requested = env.json(&["pipelines", "run", "shop", "--backfill"]);
+    assert_eq!(requested["requested"]["trigger"], "backfill");
+    let plan = env.json(&["plan"]);
+    let shop = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["pipeline"] == "shop")
+        .expect("shop is planned")
+        .clone();
+    assert_eq!(shop["action"]["action"], "dispatch", "{shop}");
+    assert_eq!(shop["action"]["trigger"], "backfill", "{shop}");
+    env.ok(&["reconcile", "--once"]);
+    let runs = env.json(&["runs", "list", "--pipeline", "shop"]);
+    assert_eq!(runs["items"][0]["trigger"], "backfill", "{runs}");
+    let after = env.json(&["pipelines", "show", "shop"]);
+    assert!(
+        after.to_string().contains("\"requested\":null"),
+        "the run consumed the request: {after}"
+    );
+    let bad = env.fails(2, &["pipelines", "run", "nope"]);
+    assert!(bad.contains("pipeline nope not found"), "{bad}");
+}

@@ -9,7 +9,7 @@ use crate::evolution::Verdict;
 use crate::ids::{
     DecisionId, Epoch, Generation, HolderId, OperatorName, PipelineId, RunId, StreamName,
 };
-use crate::run::RunStatus;
+use crate::run::{RunStatus, Trigger};
 use crate::time::Timestamp;
 
 /// Longest [`Reason`], in bytes.
@@ -150,6 +150,11 @@ pub enum EventKind {
     },
     /// A pipeline was resumed.
     PipelineResumed,
+    /// An operator asked for a manual or backfill run.
+    RunRequested {
+        /// Which kind.
+        trigger: Trigger,
+    },
     /// A writer lease was taken.
     LeaseAcquired {
         /// By whom.

@@ -15,7 +15,7 @@ use crate::ids::{DecisionId, Generation, HolderId, PipelineId, ProjectId, RunId,
 use crate::lease::{Lease, LeaseState};
 use crate::page::{Limit, Page};
 use crate::pipeline::{PauseChange, Pipeline, PipelineSpec, PutMode};
-use crate::run::{BeginRun, FinishRun, Run, RunQuery};
+use crate::run::{BeginRun, FinishRun, Run, RunQuery, Trigger};
 use crate::schema::Schema;
 use crate::time::Timestamp;
 
@@ -121,6 +121,20 @@ pub trait Catalog: Debug + Send + Sync {
         &self,
         pipeline: &PipelineId,
         change: PauseChange,
+        by: &Actor,
+    ) -> Result<Pipeline>;
+
+    /// Asks for a `Manual` or `Backfill` run of the pipeline now, outside its schedule; the
+    /// reconciler dispatches it on its next tick. The request stays until a run of that kind
+    /// begins (which consumes it). Asking again changes nothing.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidArgument` for another trigger; `FailedPrecondition` for a disabled
+    /// pipeline.
+    async fn request_run(
+        &self,
+        pipeline: &PipelineId,
+        trigger: Trigger,
         by: &Actor,
     ) -> Result<Pipeline>;
 
@@ -339,6 +353,9 @@ macro_rules! forward_catalog {
             }
             async fn delete_pipeline(&self, pipeline: &PipelineId, expected: Generation, by: &Actor) -> Result<()> {
                 (**self).delete_pipeline(pipeline, expected, by).await
+            }
+            async fn request_run(&self, pipeline: &PipelineId, trigger: Trigger, by: &Actor) -> Result<Pipeline> {
+                (**self).request_run(pipeline, trigger, by).await
             }
             async fn acquire(&self, pipeline: &PipelineId, holder: &HolderId, ttl: Duration) -> Result<Lease> {
                 (**self).acquire(pipeline, holder, ttl).await

@@ -51,7 +51,7 @@ pub use lease::{Lease, LeaseState};
 pub use page::{Limit, Page};
 pub use pipeline::{
     ConnectorConfig, CronSchedule, Pause, PauseChange, Pipeline, PipelineSpec, PutMode,
-    RetryPolicy, Schedule,
+    RetryPolicy, RunRequest, Schedule,
 };
 pub use run::{
     BeginRun, FinishRun, Outcome, Run, RunError, RunQuery, RunStatus, StreamStats, Trigger,

@@ -14,6 +14,7 @@ use crate::error::{Entity, Error, Result};
 use crate::evolution::SchemaPolicy;
 use crate::ids::{ConnectorRef, Generation, PipelineId};
 use crate::lease::LeaseState;
+use crate::run::Trigger;
 use crate::time::{human_duration, Timestamp};
 
 /// Largest connector config, serialised, in bytes.
@@ -415,6 +416,54 @@ pub struct Pipeline {
     pub created_at: Timestamp,
     /// When its spec or pause state last changed.
     pub updated_at: Timestamp,
+    /// An operator's request for a manual or backfill run, until a run of that kind begins.
+    #[serde(default)]
+    pub requested: Option<RunRequest>,
+}
+
+/// An operator's request that a pipeline run now, outside its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// `Manual` or `Backfill`.
+    pub trigger: Trigger,
+    /// Who asked.
+    pub by: Actor,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The rule for requesting a run: only `Manual` or `Backfill`, only on an enabled pipeline; a
+/// backfill request replaces a manual one. Returns the new request, or `None` if nothing changes.
+///
+/// # Errors
+/// `InvalidArgument` for another trigger; `FailedPrecondition` for a disabled pipeline.
+pub fn plan_request(
+    pipeline: &Pipeline,
+    trigger: Trigger,
+    by: &Actor,
+    now: Timestamp,
+) -> Result<Option<RunRequest>> {
+    if !trigger.is_requested() {
+        return Err(Error::invalid(format!(
+            "an operator can request a manual or backfill run, not {trigger:?}"
+        )));
+    }
+    if !pipeline.spec.enabled {
+        return Err(Error::precondition(format!(
+            "pipeline {} is disabled; enable it in its spec first",
+            pipeline.spec.id
+        )));
+    }
+    match &pipeline.requested {
+        Some(current) if current.trigger == trigger || current.trigger == Trigger::Backfill => {
+            Ok(None)
+        }
+        _ => Ok(Some(RunRequest {
+            trigger,
+            by: by.clone(),
+            at: now,
+        })),
+    }
 }
 
 impl Pipeline {
@@ -479,6 +528,7 @@ pub fn plan_put(
             paused: None,
             created_at: now,
             updated_at: now,
+            requested: None,
         })),
         (PutMode::Update { .. }, None) => Err(Error::NotFound(entity())),
         (PutMode::Update { expected }, Some(current)) if current.generation != expected => {
@@ -497,6 +547,7 @@ pub fn plan_put(
             paused: current.paused.clone(),
             created_at: current.created_at,
             updated_at: now,
+            requested: current.requested.clone(),
         })),
     }
 }

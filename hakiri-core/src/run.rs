@@ -32,6 +32,14 @@ pub enum Trigger {
     Backfill,
 }
 
+impl Trigger {
+    /// Whether runs of this kind start from an operator's request (`Manual`, `Backfill`); a run
+    /// of this kind that begins consumes the pipeline's pending request.
+    pub fn is_requested(self) -> bool {
+        matches!(self, Trigger::Manual | Trigger::Backfill)
+    }
+}
+
 /// Where a run is in its life.
 ///
 /// `Running` → `Succeeded` | `Failed` | `Cancelled` (by its holder's finish) or `Abandoned` (by the

@@ -242,6 +242,7 @@ fn synthetic(n: usize, now: Timestamp, crons: &[CronSchedule], mix: Mix) -> Vec<
                     paused,
                     created_at,
                     updated_at: created_at,
+                    requested: None,
                 },
                 lease,
                 last_run,

@@ -325,6 +325,13 @@ fn decide<'s>(
             reason: SkipReason::Paused,
         };
     }
+    // An operator's request comes before retries and the schedule: it is why someone is waiting.
+    if let Some(request) = &pipeline.requested {
+        return Action::Dispatch {
+            trigger: request.trigger,
+            attempt: 1,
+        };
+    }
     let mut exhausted = None;
     if let Some(run) = &status.last_run {
         let retryable = match run.status {

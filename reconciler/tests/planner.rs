@@ -41,6 +41,7 @@ fn status(id: &str, schedule: Schedule) -> PipelineStatus {
             paused: None,
             created_at: created(),
             updated_at: created(),
+            requested: None,
         },
         lease: None,
         last_run: None,
@@ -569,5 +570,31 @@ proptest! {
         for (s, item) in statuses.iter().zip(&planned.items) {
             prop_assert_eq!(&item.action, &plan_one(s, now));
         }
+    }
+}
+
+/// An operator's request dispatches a manual or backfill run at once, even for a manual pipeline
+/// or one waiting out a retry backoff; a paused or running pipeline still waits.
+#[test]
+fn requested_runs_are_dispatched_with_their_trigger() {
+    for trigger in [Trigger::Manual, Trigger::Backfill] {
+        let mut s = status("p", Schedule::Manual);
+        assert_eq!(plan_one(&s, created()), skip(SkipReason::Manual));
+        s.pipeline.requested = Some(hakiri_core::RunRequest {
+            trigger,
+            by: Actor::System,
+            at: created(),
+        });
+        assert_eq!(plan_one(&s, created()), dispatch(trigger, 1));
+        let failed = run_at(RunStatus::Failed, created(), 1);
+        let retrying = with_run(s.clone(), failed);
+        assert_eq!(plan_one(&retrying, created()), dispatch(trigger, 1));
+        let mut paused = s.clone();
+        paused.pipeline.paused = Some(Pause {
+            by: Actor::System,
+            reason: Reason::new("x").expect("reason"),
+            since: created(),
+        });
+        assert_eq!(plan_one(&paused, created()), skip(SkipReason::Paused));
     }
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use hakiri_core::{
-    BeginRun, CatalogExt, ConnectorConfig, Entity, Error, EventKind, FinishRun, Generation, Limit,
-    PauseChange, PipelineSpec, PutMode, RunQuery, Schedule, Trigger,
+    BeginRun, CatalogExt, ConnectorConfig, CursorKind, Entity, Error, EventKind, FinishRun,
+    Generation, Limit, PauseChange, PipelineSpec, PutMode, RunQuery, Schedule, Trigger,
 };
 use serde_json::json;
 
@@ -13,7 +13,7 @@ use crate::{holder_id, operator, pid, reason, spec, stream, value, Ctx};
 
 /// A spec that differs from [`spec`]`(id, Monotonic)` in schedule and config.
 fn changed_spec(id: &str, table: &str) -> PipelineSpec {
-    spec(id, hakiri_core::CursorKind::Monotonic)
+    spec(id, CursorKind::Monotonic)
         .with_schedule(Schedule::Interval(Duration::from_secs(60)))
         .with_config(ConnectorConfig::new(json!({ "table": table })).expect("valid config"))
 }
@@ -444,6 +444,75 @@ pub async fn pipelines_begin_run_on_paused_pipeline_fails(cx: &Ctx) {
         .unwrap();
 }
 
+/// An operator's run request is recorded and audited, asking again changes nothing, and the
+/// first run of that kind to begin consumes it; other triggers cannot be requested.
+pub async fn pipelines_request_run_until_a_requested_run_begins(cx: &Ctx) {
+    cx.pipeline("p").await;
+    let requested = cx
+        .request_run(&pid("p"), Trigger::Manual, &operator())
+        .await
+        .unwrap();
+    let request = requested
+        .requested
+        .clone()
+        .expect("the request is recorded");
+    assert_eq!((request.trigger, request.by), (Trigger::Manual, operator()));
+    let events = cx.events(0, Limit::MAX).await.unwrap().len();
+    let again = cx
+        .request_run(&pid("p"), Trigger::Manual, &operator())
+        .await
+        .unwrap();
+    assert_eq!(again, requested, "asking again changes nothing");
+    assert_eq!(
+        cx.events(0, Limit::MAX).await.unwrap().len(),
+        events,
+        "and appends no event"
+    );
+    assert!(matches!(
+        cx.request_run(&pid("p"), Trigger::Schedule, &operator())
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        cx.request_run(&pid("ghost"), Trigger::Manual, &operator())
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    let lease = cx.lease("p", "w").await;
+    let scheduled = cx
+        .begin_run(&lease, BeginRun::new(Trigger::Schedule))
+        .await
+        .unwrap();
+    assert!(
+        cx.get_pipeline(&pid("p"))
+            .await
+            .unwrap()
+            .requested
+            .is_some(),
+        "a scheduled run leaves the request"
+    );
+    cx.finish_run(&lease, scheduled.id, FinishRun::succeeded())
+        .await
+        .unwrap();
+    cx.begin_run(&lease, BeginRun::new(Trigger::Manual))
+        .await
+        .unwrap();
+    assert_eq!(
+        cx.get_pipeline(&pid("p")).await.unwrap().requested,
+        None,
+        "the manual run consumed it"
+    );
+    let disabled = spec("d", CursorKind::Monotonic).with_enabled(false);
+    cx.put_pipeline(disabled, PutMode::Create, &operator())
+        .await
+        .unwrap();
+    assert!(matches!(
+        cx.request_run(&pid("d"), Trigger::Backfill, &operator())
+            .await,
+        Err(Error::FailedPrecondition(_))
+    ));
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __contract_pipelines {
@@ -464,6 +533,7 @@ macro_rules! __contract_pipelines {
             pipelines_delete_under_live_lease_is_leased,
             pipelines_delete_missing_is_not_found,
             pipelines_begin_run_on_paused_pipeline_fails,
+            pipelines_request_run_until_a_requested_run_begins,
         );
     };
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
 use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, PutPlan};
+use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, plan_request, PutPlan};
 use hakiri_core::run::check_writable;
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
@@ -23,7 +23,7 @@ use hakiri_core::{
     Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, ProjectId, PutMode, Reason,
     ResetTarget, Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage,
-    StreamName, Timestamp,
+    StreamName, Timestamp, Trigger,
 };
 
 use crate::protocol::{Request, Response};
@@ -151,6 +151,11 @@ impl<E: Exec> Store<'_, E> {
                 change,
                 by,
             } => Response::Pipeline(self.set_paused(&pipeline, &change, &by)?),
+            R::RequestRun {
+                pipeline,
+                trigger,
+                by,
+            } => Response::Pipeline(self.request_run(&pipeline, trigger, &by)?),
             R::DeletePipeline {
                 pipeline,
                 expected,
@@ -424,6 +429,17 @@ impl<E: Exec> Store<'_, E> {
         Ok(pipeline)
     }
 
+    fn request_run(&mut self, id: &PipelineId, trigger: Trigger, by: &Actor) -> Result<Pipeline> {
+        let (mut pipeline, _) = self.pipeline(id)?;
+        let Some(request) = plan_request(&pipeline, trigger, by, self.now)? else {
+            return Ok(pipeline);
+        };
+        pipeline.requested = Some(request);
+        self.save_pipeline(&pipeline)?;
+        self.emit(by, id, &EventKind::RunRequested { trigger })?;
+        Ok(pipeline)
+    }
+
     fn delete_pipeline(&mut self, id: &PipelineId, expected: Generation, by: &Actor) -> Result<()> {
         let (pipeline, hot) = self.pipeline(id)?;
         check_delete(&pipeline, expected, hot.lease.as_ref(), self.now)?;
@@ -543,7 +559,7 @@ impl<E: Exec> Store<'_, E> {
     fn begin_run(&mut self, lease: &Lease, begin: BeginRun) -> Result<Run> {
         begin.validate()?;
         self.fenced(lease)?;
-        let (pipeline, hot) = self.pipeline(&lease.pipeline)?;
+        let (mut pipeline, hot) = self.pipeline(&lease.pipeline)?;
         if let Some(pause) = &pipeline.paused {
             return Err(Error::precondition(format!(
                 "pipeline {} is paused ({}); resume it first",
@@ -589,6 +605,11 @@ impl<E: Exec> Store<'_, E> {
             "UPDATE pipelines SET running_run = ? WHERE id = ?",
             params![id.to_string(), lease.pipeline.as_str()],
         )?;
+        if begin.trigger.is_requested() && pipeline.requested.is_some() {
+            // The run the operator asked for has begun.
+            pipeline.requested = None;
+            self.save_pipeline(&pipeline)?;
+        }
         let kind = EventKind::RunBegun {
             run: id,
             epoch: lease.epoch,

@@ -380,6 +380,7 @@ mod tests {
             paused: None,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
+            requested: None,
         }
     }
 

@@ -1,8 +1,8 @@
-//! `hakiri pipelines list|show|pause|resume|delete`.
+//! `hakiri pipelines list|show|pause|resume|run|delete`.
 
 use hakiri_core::{
     Catalog, CatalogExt, Cursor, Decision, Error, Limit, PauseChange, Pipeline, PipelineId,
-    PipelineStatus, Reason, Schedule,
+    PipelineStatus, Reason, Schedule, Trigger,
 };
 use serde::Serialize;
 
@@ -63,6 +63,22 @@ pub(super) async fn run(ctx: &Ctx, command: PipelinesCommand) -> CliResult {
                         "resumed {id}: the reconciler dispatches it when it is due"
                     ));
                 }
+            });
+            Ok(())
+        }
+        PipelinesCommand::Run { pipeline, backfill } => {
+            let id = pipeline_id(&pipeline)?;
+            let trigger = if backfill {
+                Trigger::Backfill
+            } else {
+                Trigger::Manual
+            };
+            let after = catalog.request_run(&id, trigger, &ctx.operator()?).await?;
+            let kind = if backfill { "backfill" } else { "manual" };
+            output::emit(ctx.format(), &after, || {
+                output::line(format!(
+                    "requested a {kind} run of {id}: the reconciler dispatches it on its next tick (`hakiri reconcile --once` runs it now)"
+                ));
             });
             Ok(())
         }

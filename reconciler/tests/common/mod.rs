@@ -275,6 +275,14 @@ impl Catalog for Faulty {
     ) -> Result<()> {
         self.inner.delete_pipeline(pipeline, expected, by).await
     }
+    async fn request_run(
+        &self,
+        pipeline: &PipelineId,
+        trigger: hakiri_core::Trigger,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        self.inner.request_run(pipeline, trigger, by).await
+    }
     async fn acquire(
         &self,
         pipeline: &PipelineId,
