@@ -473,19 +473,7 @@ impl ProjectState {
             updated_by: by.clone(),
             updated_at: now,
         };
-        let event = match &write.change {
-            CursorChange::Reset { reason } | CursorChange::Rollback { reason, .. } => {
-                EventKind::CursorReset {
-                    stream: write.stream.clone(),
-                    version: write.version,
-                    reason: reason.clone(),
-                }
-            }
-            CursorChange::Checkpoint | CursorChange::Finish => EventKind::CursorAdvanced {
-                stream: write.stream.clone(),
-                version: write.version,
-            },
-        };
+        let event = write.change.event(&write.stream, write.version);
         let stream = self
             .pipeline_mut(&lease.pipeline)?
             .streams

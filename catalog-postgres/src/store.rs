@@ -288,19 +288,7 @@ struct CursorWrite {
 
 impl CursorWrite {
     fn event(&self) -> EventKind {
-        match &self.change {
-            CursorChange::Reset { reason } | CursorChange::Rollback { reason, .. } => {
-                EventKind::CursorReset {
-                    stream: self.stream.clone(),
-                    version: self.version,
-                    reason: reason.clone(),
-                }
-            }
-            CursorChange::Checkpoint | CursorChange::Finish => EventKind::CursorAdvanced {
-                stream: self.stream.clone(),
-                version: self.version,
-            },
-        }
+        self.change.event(&self.stream, self.version)
     }
 }
 

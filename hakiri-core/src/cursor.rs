@@ -11,7 +11,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
-use crate::audit::{Actor, Reason};
+use crate::audit::{Actor, EventKind, Reason};
 use crate::error::{Entity, Error, Result};
 use crate::ids::{Epoch, PipelineId, RunId, StreamName};
 use crate::time::Timestamp;
@@ -371,6 +371,25 @@ pub enum CursorChange {
         /// Why.
         reason: Reason,
     },
+}
+
+impl CursorChange {
+    /// The audit event recording this change as version `version` of `stream`'s cursor.
+    pub fn event(&self, stream: &StreamName, version: u64) -> EventKind {
+        match self {
+            CursorChange::Reset { reason } | CursorChange::Rollback { reason, .. } => {
+                EventKind::CursorReset {
+                    stream: stream.clone(),
+                    version,
+                    reason: reason.clone(),
+                }
+            }
+            CursorChange::Checkpoint | CursorChange::Finish => EventKind::CursorAdvanced {
+                stream: stream.clone(),
+                version,
+            },
+        }
+    }
 }
 
 /// One version in a cursor's append-only history.

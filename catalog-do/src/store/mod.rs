@@ -840,19 +840,7 @@ impl<E: Exec> Store<'_, E> {
                 self.now.as_millis()
             ],
         )?;
-        let event = match &write.change {
-            CursorChange::Reset { reason } | CursorChange::Rollback { reason, .. } => {
-                EventKind::CursorReset {
-                    stream: write.stream.clone(),
-                    version: write.version,
-                    reason: reason.clone(),
-                }
-            }
-            CursorChange::Checkpoint | CursorChange::Finish => EventKind::CursorAdvanced {
-                stream: write.stream.clone(),
-                version: write.version,
-            },
-        };
+        let event = write.change.event(&write.stream, write.version);
         let entry = CursorHistoryEntry {
             version: write.version,
             value: write.value,
