@@ -295,11 +295,22 @@ impl SqliteConnection {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
         };
-        conn.execute_batch(&format!(
+        let pragmas = format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF;"
-        ))
-        .map_err(convert)?;
-        Ok(Self { conn })
+        );
+        // Switching a new file to WAL takes an exclusive lock and SQLite answers "locked" at once,
+        // without its busy handler, while another process opens the same file: retry within the
+        // busy timeout, as the busy handler would.
+        let started = std::time::Instant::now();
+        loop {
+            match conn.execute_batch(&pragmas) {
+                Ok(()) => return Ok(Self { conn }),
+                Err(e) if is_busy(&e) && started.elapsed() < config.busy_timeout => {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(convert(e)),
+            }
+        }
     }
 
     /// Runs `unit` in a `BEGIN IMMEDIATE` transaction: the write lock is taken before the first
@@ -403,6 +414,15 @@ impl ToSql for SqlValue {
             SqlValue::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
         })
     }
+}
+
+/// Whether another connection holds a lock this one needs.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// The one conversion of rusqlite errors into catalog errors.
