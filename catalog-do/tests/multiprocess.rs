@@ -1,12 +1,11 @@
 //! Several OS processes on one catalog file (an operator CLI beside a running reconciler):
 //! never two live holders, no lost update, exact totals.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_core::{
-    Catalog, CatalogExt, Limit, PipelineId, ProjectId, Run, RunQuery, RunStatus, StreamName,
+    Catalog, CatalogExt, Limit, PipelineId, ProjectId, RunQuery, RunStatus, StreamName,
 };
 
 const PROCESSES: u64 = 3;
@@ -61,28 +60,14 @@ async fn processes_racing_on_one_file_never_share_a_pipeline() {
         );
         total += count;
 
-        let runs = all_runs(&catalog, &pipeline).await;
+        let runs = catalog
+            .all_runs(&RunQuery::all().pipeline(pipeline.clone()).limit(Limit::MAX))
+            .await
+            .unwrap();
         assert_eq!(runs.len() as u64, count, "one run per increment");
         assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
-        // Runs of one pipeline never overlap, and each ran under its own epoch.
-        let mut by_start: Vec<&Run> = runs.iter().collect();
-        by_start.sort_by_key(|r| (r.started_at, r.epoch));
-        for pair in by_start.windows(2) {
-            assert!(
-                pair[0].epoch < pair[1].epoch,
-                "epochs increase run after run"
-            );
-            assert!(
-                pair[0].finished_at.unwrap() <= pair[1].started_at,
-                "runs {} and {} of {pipeline} overlap",
-                pair[0].id,
-                pair[1].id
-            );
-        }
-        let holders: BTreeMap<_, usize> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
-            *m.entry(r.holder.to_string()).or_default() += 1;
-            m
-        });
+        // Runs of one pipeline never overlap, and each ran under its own, higher epoch.
+        let holders = hakiri_contract::assert_serial_runs(&pipeline, &runs);
         assert_eq!(
             holders.len() as u64,
             PROCESSES,
@@ -100,17 +85,4 @@ async fn processes_racing_on_one_file_never_share_a_pipeline() {
             .all(|s| s.lease.as_ref().is_some_and(|l| l.holder.is_none())),
         "every lease was released"
     );
-}
-
-async fn all_runs(catalog: &SqliteCatalog, pipeline: &PipelineId) -> Vec<Run> {
-    let mut runs = Vec::new();
-    let mut query = RunQuery::all().pipeline(pipeline.clone()).limit(Limit::MAX);
-    loop {
-        let page = catalog.list_runs(&query).await.unwrap();
-        runs.extend(page.items);
-        match page.next {
-            Some(next) => query = query.before(next),
-            None => return runs,
-        }
-    }
 }

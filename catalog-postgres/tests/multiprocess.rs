@@ -7,15 +7,13 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
 use hakiri_core::{
-    Catalog, CatalogExt, EventKind, Limit, PipelineId, ProjectId, Run, RunQuery, RunStatus,
-    StreamName,
+    Catalog, CatalogExt, EventKind, Limit, PipelineId, ProjectId, RunQuery, RunStatus, StreamName,
 };
 use serde_json::json;
 
@@ -38,19 +36,6 @@ async fn catalog(project: &ProjectId) -> PostgresCatalog {
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", postgres::HOW_TO_GET_ONE));
     PostgresCatalog::new(pool, project.clone())
-}
-
-async fn all_runs(catalog: &PostgresCatalog, pipeline: &PipelineId) -> Vec<Run> {
-    let mut runs = Vec::new();
-    let mut query = RunQuery::all().pipeline(pipeline.clone()).limit(Limit::MAX);
-    loop {
-        let page = catalog.list_runs(&query).await.unwrap();
-        runs.extend(page.items);
-        match page.next {
-            Some(next) => query = query.before(next),
-            None => return runs,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,28 +106,14 @@ async fn processes_racing_for_pipelines_never_share_one_and_lose_nothing() {
         }
         total += count;
 
-        let runs = all_runs(&catalog, &pipeline).await;
+        let runs = catalog
+            .all_runs(&RunQuery::all().pipeline(pipeline.clone()).limit(Limit::MAX))
+            .await
+            .unwrap();
         assert_eq!(runs.len() as u64, count, "one run per increment");
         assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
         // Runs of one pipeline never overlap, and each ran under its own, higher epoch.
-        let mut by_start: Vec<&Run> = runs.iter().collect();
-        by_start.sort_by_key(|r| (r.started_at, r.epoch));
-        for pair in by_start.windows(2) {
-            assert!(
-                pair[0].epoch < pair[1].epoch,
-                "epochs increase run after run"
-            );
-            assert!(
-                pair[0].finished_at.unwrap() <= pair[1].started_at,
-                "runs {} and {} of {pipeline} overlap",
-                pair[0].id,
-                pair[1].id
-            );
-        }
-        let holders: BTreeMap<String, usize> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
-            *m.entry(r.holder.to_string()).or_default() += 1;
-            m
-        });
+        let holders = hakiri_contract::assert_serial_runs(&pipeline, &runs);
         assert!(
             holders.len() > 1,
             "processes took turns on {pipeline}: {holders:?}"
@@ -264,7 +235,10 @@ async fn a_zombie_process_paused_past_expiry_is_fenced_when_it_wakes() {
         &json!({"writer": "successor"}),
         "nothing was written after the successor"
     );
-    let runs = all_runs(&catalog, &pipeline).await;
+    let runs = catalog
+        .all_runs(&RunQuery::all().pipeline(pipeline.clone()).limit(Limit::MAX))
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(
         runs[1].status,

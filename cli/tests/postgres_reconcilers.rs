@@ -18,7 +18,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
-use hakiri_core::{Catalog, CatalogExt, Limit, ProjectId, Run, RunQuery, RunStatus};
+use hakiri_core::{CatalogExt, Limit, ProjectId, Run, RunQuery, RunStatus};
 
 const PIPELINES: usize = 200;
 /// Every pipeline's `schedule = { every = … }`, in seconds.
@@ -215,20 +215,6 @@ fn manifest(dir: &Path) -> String {
     toml
 }
 
-/// Every run of the project, newest first.
-async fn all_runs(catalog: &PostgresCatalog) -> Vec<Run> {
-    let mut runs = Vec::new();
-    let mut query = RunQuery::all().limit(Limit::MAX);
-    loop {
-        let page = catalog.list_runs(&query).await.expect("list runs");
-        runs.extend(page.items);
-        match page.next {
-            Some(next) => query = query.before(next),
-            None => return runs,
-        }
-    }
-}
-
 #[test]
 fn three_reconcilers_never_overlap_a_pipeline_and_run_every_due_one() {
     let seconds = std::env::var("HAKIRI_RECONCILERS_SECONDS")
@@ -285,7 +271,10 @@ fn three_reconcilers_never_overlap_a_pipeline_and_run_every_due_one() {
             .await
             .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", postgres::HOW_TO_GET_ONE));
         let catalog = PostgresCatalog::new(pool, ProjectId::new(project.clone()).unwrap());
-        let runs = all_runs(&catalog).await;
+        let runs = catalog
+            .all_runs(&RunQuery::all().limit(Limit::MAX))
+            .await
+            .expect("list runs");
         let statuses = catalog.all_statuses().await.expect("pipeline statuses");
         (runs, statuses)
     });

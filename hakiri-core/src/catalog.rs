@@ -457,6 +457,21 @@ pub trait CatalogExt: Catalog {
         }
     }
 
+    /// Every run matching `query`'s filters, newest first, following pages to the end (from
+    /// `query.before`, in pages of `query.limit`).
+    async fn all_runs(&self, query: &RunQuery) -> Result<Vec<Run>> {
+        let mut runs = Vec::new();
+        let mut query = query.clone();
+        loop {
+            let page = self.list_runs(&query).await?;
+            runs.extend(page.items);
+            match page.next {
+                Some(next) => query = query.before(next),
+                None => return Ok(runs),
+            }
+        }
+    }
+
     /// Every pipeline status, following pages to the end; `as_of` is the first page's.
     async fn all_statuses(&self) -> Result<StatusPage> {
         let mut first = self.pipeline_statuses(None, Limit::MAX).await?;

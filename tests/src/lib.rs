@@ -22,6 +22,7 @@
 //! - [`validation`]: invalid input is refused and changes nothing.
 //! - [`concurrency`]: racing writers, exact totals, never two live holders.
 
+use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -180,6 +181,33 @@ pub fn operator() -> Actor {
 /// A reason.
 pub fn reason(text: &str) -> Reason {
     Reason::new(text).expect("valid reason")
+}
+
+/// Asserts that `runs` (one pipeline's, any order) ran one after another: ordered by start, each
+/// finished before the next began and each ran under a higher epoch. Returns how many runs each
+/// holder made. For the multi-process tests of every backend.
+pub fn assert_serial_runs(pipeline: &PipelineId, runs: &[Run]) -> BTreeMap<String, usize> {
+    let mut by_start: Vec<&Run> = runs.iter().collect();
+    by_start.sort_by_key(|r| (r.started_at, r.epoch));
+    for pair in by_start.windows(2) {
+        assert!(
+            pair[0].epoch < pair[1].epoch,
+            "epochs increase run after run"
+        );
+        let finished = pair[0]
+            .finished_at
+            .unwrap_or_else(|| panic!("run {} never finished", pair[0].id));
+        assert!(
+            finished <= pair[1].started_at,
+            "runs {} and {} of {pipeline} overlap",
+            pair[0].id,
+            pair[1].id
+        );
+    }
+    runs.iter().fold(BTreeMap::new(), |mut holders, r| {
+        *holders.entry(r.holder.to_string()).or_default() += 1;
+        holders
+    })
 }
 
 /// How long one check may take before it counts as hung.
