@@ -7,6 +7,12 @@
 //! - run finish/s (two final cursors and stats, one commit) — goal ≥ 0.9×;
 //! - cursor advance/s with 64 pipelines advancing concurrently (group commit) — goal ≥ 10×.
 //!
+//! Beside each it prints a floor: raw rusqlite writing, with hand-prepared statements and nothing
+//! checked, the rows the operation must write — an advance changes its cursor and appends a
+//! history entry and an event (SPEC invariant 7), three b-tree pages where the baseline changes
+//! one. `floor/raw` is the best any catalog keeping that history could reach; `hakiri/floor` is
+//! Hakiri's own overhead (checks, encoding, the writer thread).
+//!
 //! The disk of these machines switches between a fast and a slow mode for tens of seconds at a
 //! time, so the two sides run in small alternating batches and the fsync latency is printed
 //! before and after.
@@ -41,25 +47,67 @@ fn sizes() -> (usize, usize) {
 const FULL_ROUNDS: usize = 25;
 const FULL_BATCH: usize = 60;
 const CONCURRENT_PIPELINES: usize = 64;
+/// Advances per pipeline in one round of the concurrent measure: enough that the first, partly
+/// filled group of each round does not dominate it.
+const CONCURRENT_ROUND: usize = 16;
+/// About the size of the run document a finish rewrites (two streams' stats and cursors).
+const RUN_BODY_BYTES: usize = 1000;
 
-struct Raw(rusqlite::Connection);
+/// Raw rusqlite on its own file: the baseline of the goals, and the floor — the same rows an
+/// advance or a finish must write (SPEC invariant 7 keeps history and events), written by
+/// hand-prepared statements with nothing checked or encoded.
+struct Raw {
+    conn: rusqlite::Connection,
+    version: i64,
+    run: i64,
+}
+
+/// A cursor history entry and an event as the catalog stores them (same shape and size).
+const HISTORY_BODY: &str = r#"{"version":1,"value":12345,"change":"checkpoint","run":"019aa7f2-3c1e-7000-8000-000000000001","epoch":1,"by":{"holder":"bench"},"at":1763800000000}"#;
+const EVENT_KIND: &str = r#"{"cursor_advanced":{"stream":"s","version":1}}"#;
+const ACTOR: &str = r#"{"holder":"bench"}"#;
 
 impl Raw {
     fn open(path: &Path) -> Self {
         let conn = rusqlite::Connection::open(path).expect("raw database");
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL);
-             INSERT OR IGNORE INTO t (id, v) VALUES (1, 0);",
+             CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL);
+             INSERT INTO t (id, v) VALUES (1, 0);
+             CREATE TABLE pipelines (id TEXT PRIMARY KEY, running_run TEXT) WITHOUT ROWID;
+             CREATE TABLE runs (id INTEGER PRIMARY KEY, status TEXT NOT NULL, body TEXT NOT NULL);
+             CREATE INDEX runs_by_status ON runs (status, id);
+             CREATE TABLE cursors (pipeline TEXT, stream TEXT, version INTEGER NOT NULL,
+                 value TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (pipeline, stream))
+                 WITHOUT ROWID;
+             CREATE TABLE cursor_history (pipeline TEXT, stream TEXT, version INTEGER,
+                 body TEXT NOT NULL, PRIMARY KEY (pipeline, stream, version)) WITHOUT ROWID;
+             CREATE TABLE events (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL,
+                 actor TEXT NOT NULL, pipeline TEXT NOT NULL, kind TEXT NOT NULL);",
         )
         .expect("raw schema");
-        Self(conn)
+        for i in 0..CONCURRENT_PIPELINES {
+            for stream in ["s", "t"] {
+                conn.execute(
+                    "INSERT INTO cursors VALUES (?1, ?2, 0, '0', 0)",
+                    rusqlite::params![format!("p{i}"), stream],
+                )
+                .expect("raw cursor");
+            }
+            conn.execute("INSERT INTO pipelines VALUES (?1, NULL)", [format!("p{i}")])
+                .expect("raw pipeline");
+        }
+        Self {
+            conn,
+            version: 0,
+            run: 0,
+        }
     }
 
     /// `n` single-row UPDATE commits; returns commits per second.
     fn updates(&self, n: usize) -> f64 {
         let mut statement = self
-            .0
+            .conn
             .prepare_cached("UPDATE t SET v = v + 1 WHERE id = 1")
             .expect("prepare");
         let start = Instant::now();
@@ -67,6 +115,109 @@ impl Raw {
             statement.execute([]).expect("update");
         }
         n as f64 / start.elapsed().as_secs_f64()
+    }
+
+    /// The rows one cursor write adds or changes: the cursor, its history entry, its event.
+    fn cursor_write(&self, pipeline: &str, stream: &str, version: i64) {
+        let c = &self.conn;
+        c.prepare_cached(
+            "UPDATE cursors SET version = ?3, value = ?4, updated_at = ?5 \
+             WHERE pipeline = ?1 AND stream = ?2",
+        )
+        .and_then(|mut s| {
+            s.execute(rusqlite::params![
+                pipeline,
+                stream,
+                version,
+                version.to_string(),
+                version
+            ])
+        })
+        .expect("raw cursor");
+        c.prepare_cached("INSERT INTO cursor_history VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(rusqlite::params![pipeline, stream, version, HISTORY_BODY]))
+            .expect("raw history");
+        c.prepare_cached("INSERT INTO events (at, actor, pipeline, kind) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(rusqlite::params![version, ACTOR, pipeline, EVENT_KIND]))
+            .expect("raw event");
+    }
+
+    fn transaction(&self, unit: impl FnOnce()) {
+        self.conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        unit();
+        self.conn.execute_batch("COMMIT").expect("commit");
+    }
+
+    /// `n` commits of the rows an advance writes; returns commits per second.
+    fn advances(&mut self, n: usize) -> f64 {
+        let start = Instant::now();
+        for _ in 0..n {
+            self.version += 1;
+            let version = self.version;
+            self.transaction(|| self.cursor_write("p0", "s", version));
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    }
+
+    /// `commits` commits of the rows `CONCURRENT_PIPELINES` advances write, one per pipeline;
+    /// returns advances per second.
+    fn grouped_advances(&mut self, commits: usize) -> f64 {
+        let start = Instant::now();
+        for _ in 0..commits {
+            self.version += 1;
+            let version = self.version;
+            self.transaction(|| {
+                for i in 0..CONCURRENT_PIPELINES {
+                    self.cursor_write(&format!("p{i}"), "s", version);
+                }
+            });
+        }
+        (commits * CONCURRENT_PIPELINES) as f64 / start.elapsed().as_secs_f64()
+    }
+
+    /// `n` commits of the rows a finish writes (two cursor writes, the run's status and body,
+    /// the pipeline's running run, the finish event), each after an untimed begin; per second.
+    fn finishes(&mut self, n: usize) -> f64 {
+        let body = "x".repeat(RUN_BODY_BYTES);
+        let mut timed = Duration::ZERO;
+        for _ in 0..n {
+            self.run += 1;
+            self.version += 1;
+            let (run, version) = (self.run, self.version);
+            self.transaction(|| {
+                self.conn
+                    .execute(
+                        "INSERT INTO runs VALUES (?1, 'running', ?2)",
+                        rusqlite::params![run, body],
+                    )
+                    .expect("raw begin");
+                self.conn
+                    .execute(
+                        "UPDATE pipelines SET running_run = ?1 WHERE id = 'p1'",
+                        [run],
+                    )
+                    .expect("raw begin");
+            });
+            let start = Instant::now();
+            self.transaction(|| {
+                self.cursor_write("p1", "s", version);
+                self.cursor_write("p1", "t", version);
+                let c = &self.conn;
+                c.prepare_cached("UPDATE runs SET status = 'succeeded', body = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(rusqlite::params![run, body]))
+                    .expect("raw run");
+                c.prepare_cached("UPDATE pipelines SET running_run = NULL WHERE id = 'p1'")
+                    .and_then(|mut s| s.execute([]))
+                    .expect("raw pipeline");
+                c.prepare_cached(
+                    "INSERT INTO events (at, actor, pipeline, kind) VALUES (?1, ?2, 'p1', ?3)",
+                )
+                .and_then(|mut s| s.execute(rusqlite::params![version, ACTOR, EVENT_KIND]))
+                .expect("raw event");
+            });
+            timed += start.elapsed();
+        }
+        n as f64 / timed.as_secs_f64()
     }
 }
 
@@ -183,6 +334,42 @@ async fn concurrent(writers: &mut Vec<Writer>, per_writer: usize) -> f64 {
     (per_writer * writers.len()) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// One operation's rates per round: Hakiri's, the floor's, and the raw baseline's beside them.
+#[derive(Default)]
+struct Measure {
+    hakiri: Vec<f64>,
+    floor: Vec<f64>,
+    hakiri_ratio: Vec<f64>,
+    floor_ratio: Vec<f64>,
+}
+
+impl Measure {
+    fn push(&mut self, hakiri: f64, floor: f64, raw: f64) {
+        self.hakiri.push(hakiri);
+        self.floor.push(floor);
+        self.hakiri_ratio.push(hakiri / raw);
+        self.floor_ratio.push(floor / raw);
+    }
+
+    fn print(self, label: &str, goal: &str) {
+        println!(
+            "{label:<38} {:>9.0} {:>9.0} {:>9.2}x {:>9.2}x  >= {goal}",
+            median(self.hakiri),
+            median(self.floor),
+            median(self.hakiri_ratio),
+            median(self.floor_ratio)
+        );
+    }
+}
+
+#[derive(Default)]
+struct Measures {
+    raw: Vec<f64>,
+    advance: Measure,
+    finish: Measure,
+    group: Measure,
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -201,6 +388,7 @@ fn main() {
     runtime.block_on(async {
         let before = disk::fsync_latency(dir.path());
         let raw = Raw::open(&dir.path().join("raw.db"));
+        let mut floor = Raw::open(&dir.path().join("floor.db"));
         let project = ProjectId::new("bench").unwrap();
         let catalog = Arc::new(SqliteCatalog::open(dir.path().join("hakiri.db"), project.clone(), SqliteConfig::default()).unwrap());
         let mut single = Writer::new(catalog.clone(), "single").await;
@@ -210,36 +398,38 @@ fn main() {
         for i in 0..CONCURRENT_PIPELINES {
             group.push(Writer::new(group_catalog.clone(), &format!("p{i}")).await);
         }
-        // Warm up both sides (page cache, prepared statements).
+        // Warm up every side (page cache, prepared statements).
         raw.updates(50);
+        floor.advances(50);
         single.advances(50).await;
 
-        let (mut raw_rates, mut advance_rates, mut finish_rates, mut group_rates) = (vec![], vec![], vec![], vec![]);
-        let (mut advance_ratios, mut finish_ratios, mut group_ratios) = (vec![], vec![], vec![]);
+        let mut m = Measures::default();
         for round in 0..rounds {
             let r1 = raw.updates(batch);
             let a = single.advances(batch).await;
+            let fa = floor.advances(batch);
             let r2 = raw.updates(batch);
             let f = finisher.finishes(batch / 2).await;
+            let ff = floor.finishes(batch / 2);
             let r3 = raw.updates(batch);
-            let g = concurrent(&mut group, 4).await;
+            let g = concurrent(&mut group, CONCURRENT_ROUND).await;
+            let fg = floor.grouped_advances(CONCURRENT_ROUND);
             let r4 = raw.updates(batch);
-            // Each Hakiri figure is compared with the raw batches on either side of it.
-            advance_ratios.push(a / ((r1 + r2) / 2.0));
-            finish_ratios.push(f / ((r2 + r3) / 2.0));
-            group_ratios.push(g / ((r3 + r4) / 2.0));
-            raw_rates.extend([r1, r2, r3, r4]);
-            advance_rates.push(a);
-            finish_rates.push(f);
-            group_rates.push(g);
-            eprintln!("round {round}: raw {r1:.0}/{r2:.0}/{r3:.0}/{r4:.0}  advance {a:.0}  finish {f:.0}  64-way {g:.0} per s");
+            // Each figure is compared with the raw batches on either side of it.
+            m.raw.extend([r1, r2, r3, r4]);
+            m.advance.push(a, fa, (r1 + r2) / 2.0);
+            m.finish.push(f, ff, (r2 + r3) / 2.0);
+            m.group.push(g, fg, (r3 + r4) / 2.0);
+            eprintln!("round {round}: raw {r1:.0}/{r2:.0}/{r3:.0}/{r4:.0}  advance {a:.0} (floor {fa:.0})  finish {f:.0} (floor {ff:.0})  64-way {g:.0} (floor {fg:.0}) per s");
         }
         let after = disk::fsync_latency(dir.path());
         println!("embedded SQLite catalog (WAL, synchronous=FULL), {rounds} interleaved rounds, medians");
         println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", disk::mode(before), disk::mode(after));
-        println!("raw rusqlite single-row UPDATE commit: {:>9.0} /s", median(raw_rates));
-        println!("cursor advance (1 writer):            {:>9.0} /s  ratio {:.2}x  (goal >= 0.90x)", median(advance_rates), median(advance_ratios));
-        println!("run finish (2 cursors + stats):       {:>9.0} /s  ratio {:.2}x  (goal >= 0.90x)", median(finish_rates), median(finish_ratios));
-        println!("cursor advance, {CONCURRENT_PIPELINES} pipelines at once:   {:>9.0} /s  ratio {:.2}x  (goal >= 10x, group commit)", median(group_rates), median(group_ratios));
+        println!("raw rusqlite single-row UPDATE commit: {:>9.0} /s", median(m.raw));
+        println!("floor: raw rusqlite writing the rows the operation must write (cursor, history, event, run ...)");
+        println!("{:<38} {:>9} {:>9} {:>10} {:>10}  goal", "", "hakiri/s", "floor/s", "hakiri/raw", "floor/raw");
+        m.advance.print("cursor advance (1 writer)", "0.90x");
+        m.finish.print("run finish (2 cursors + stats)", "0.90x");
+        m.group.print(&format!("cursor advance, {CONCURRENT_PIPELINES} pipelines at once"), "10x");
     });
 }
