@@ -24,7 +24,7 @@ use hakiri_core::cursor::{plan_advance, AdvancePlan};
 use hakiri_core::lease::check_fence;
 use hakiri_core::{
     Actor, Cursor, CursorAdvance, CursorChange, CursorKind, CursorValue, Entity, Error, EventKind,
-    Lease, LeaseState, PipelineId, Result, RunId, StreamName, Timestamp,
+    Lease, LeaseState, PipelineId, Result, Run, RunId, StreamName, Timestamp,
 };
 use sqlx::postgres::PgRow;
 
@@ -44,10 +44,13 @@ const CACHED_PIPELINES: usize = 4096;
 /// The cursors of one pipeline as this catalog last saw them.
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
-    kind: CursorKind,
-    cursors: HashMap<StreamName, (CursorValue, u64)>,
+    pub(crate) kind: CursorKind,
+    pub(crate) cursors: HashMap<StreamName, (CursorValue, u64)>,
     /// Whether `cursors` holds every stream of the pipeline (a missing stream has no cursor).
-    complete: bool,
+    pub(crate) complete: bool,
+    /// The run this catalog began on the pipeline, as it recorded it: a finish rewrites that
+    /// record without reading it back (`finish.rs`).
+    pub(crate) running: Option<Run>,
 }
 
 /// What the database says about a pipeline and one of its cursors.
@@ -153,17 +156,20 @@ fn state_from(pipeline: &PipelineId, stream: &StreamName, row: &PgRow) -> Result
 }
 
 impl PostgresCatalog {
-    /// Remembers every cursor of a pipeline, read or written in full (a run's begin or finish).
+    /// Remembers every cursor of a pipeline, read or written in full (a run's begin or finish),
+    /// and the run it began, if any.
     pub(crate) fn remember_all(
         &self,
         pipeline: &PipelineId,
         kind: CursorKind,
-        cursors: Vec<(StreamName, u64, CursorValue)>,
+        cursors: impl IntoIterator<Item = (StreamName, (CursorValue, u64))>,
+        running: Option<Run>,
     ) {
         let known = Known {
             kind,
-            cursors: cursors.into_iter().map(|(s, n, v)| (s, (v, n))).collect(),
+            cursors: cursors.into_iter().collect(),
             complete: true,
+            running,
         };
         if let Ok(mut cache) = self.cursors.lock() {
             if cache.len() >= CACHED_PIPELINES && !cache.contains_key(pipeline) {
@@ -188,12 +194,14 @@ impl PostgresCatalog {
                 kind,
                 cursors: HashMap::new(),
                 complete: false,
+                running: None,
             });
             if known.kind != kind {
                 *known = Known {
                     kind,
                     cursors: HashMap::new(),
                     complete: false,
+                    running: None,
                 };
             }
             match cursor {
@@ -205,6 +213,15 @@ impl PostgresCatalog {
                 }
             }
         }
+    }
+
+    /// What the cache knows of `pipeline`, if it knows every cursor and `run` is the run this
+    /// catalog began there.
+    pub(crate) fn recall_running(&self, pipeline: &PipelineId, run: RunId) -> Option<Known> {
+        let cache = self.cursors.lock().ok()?;
+        let known = cache.get(pipeline)?;
+        let began_here = known.running.as_ref().is_some_and(|r| r.id == run);
+        (known.complete && began_here).then(|| known.clone())
     }
 
     /// The cached kind and cursor of a stream, if the cache knows them.

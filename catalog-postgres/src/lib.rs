@@ -68,8 +68,13 @@ use hakiri_core::{
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use sqlx::PgPool;
 
+// The test server (`tests/support/postgres.rs`) names this crate, as the integration tests see it.
+#[cfg(test)]
+extern crate self as hakiri_catalog_postgres;
+
 mod advance;
 mod error;
+mod finish;
 mod store;
 
 /// Connection-pool and timeout settings for [`PostgresConfig::connect`]. Plain data with

@@ -279,15 +279,15 @@ fn const_format(base: &str, filter: &str, tail: &str) -> String {
 }
 
 /// A cursor write decided by a rule, ready to apply.
-struct CursorWrite {
-    stream: StreamName,
-    value: CursorValue,
-    version: u64,
-    change: CursorChange,
+pub(crate) struct CursorWrite {
+    pub(crate) stream: StreamName,
+    pub(crate) value: CursorValue,
+    pub(crate) version: u64,
+    pub(crate) change: CursorChange,
 }
 
 impl CursorWrite {
-    fn event(&self) -> EventKind {
+    pub(crate) fn event(&self) -> EventKind {
         self.change.event(&self.stream, self.version)
     }
 }
@@ -311,15 +311,15 @@ const WRITE_CURSORS: &str = "WITH w AS ( \
        WHERE t.stream IN (SELECT stream FROM w)) \
      SELECT count(*) AS written FROM w";
 
-struct CursorBatch {
-    streams: Vec<String>,
-    versions: Vec<i64>,
-    values: Vec<String>,
-    changes: Vec<String>,
+pub(crate) struct CursorBatch {
+    pub(crate) streams: Vec<String>,
+    pub(crate) versions: Vec<i64>,
+    pub(crate) values: Vec<String>,
+    pub(crate) changes: Vec<String>,
 }
 
 impl CursorBatch {
-    fn of(writes: &[CursorWrite]) -> Result<Self> {
+    pub(crate) fn of(writes: &[CursorWrite]) -> Result<Self> {
         let mut batch = Self {
             streams: Vec::new(),
             versions: Vec::new(),
@@ -815,7 +815,12 @@ impl PostgresCatalog {
         };
         tx.emit(&Actor::Holder(lease.holder.clone()), &lease.pipeline, kind);
         tx.commit(self.project_str()).await?;
-        self.remember_all(&lease.pipeline, row.kind, cursors);
+        self.remember_all(
+            &lease.pipeline,
+            row.kind,
+            cursors.into_iter().map(|(s, n, v)| (s, (v, n))),
+            Some(run.clone()),
+        );
         Ok(run)
     }
 
@@ -825,6 +830,9 @@ impl PostgresCatalog {
         run: RunId,
         finish: FinishRun,
     ) -> Result<Run> {
+        if let Some(done) = self.finish_from_cache(lease, run, &finish).await? {
+            return Ok(done);
+        }
         for _ in 0..FINISH_ATTEMPTS {
             if let Some(done) = self.try_finish(lease, run, &finish).await? {
                 return Ok(done);
@@ -998,7 +1006,12 @@ impl PostgresCatalog {
             return Ok(None);
         }
         tx.inner.commit().await.map_err(db)?;
-        self.remember_all(&lease.pipeline, prow.kind, cursors);
+        self.remember_all(
+            &lease.pipeline,
+            prow.kind,
+            cursors.into_iter().map(|(s, n, v)| (s, (v, n))),
+            None,
+        );
         Ok(Some(record))
     }
 

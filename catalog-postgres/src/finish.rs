@@ -1,0 +1,503 @@
+//! A run's finish in one statement, planned against what this catalog remembers (ADR 0014).
+//!
+//! The catalog that began a run remembers the run's record and every cursor of its pipeline,
+//! and updates them after each checkpoint ([`Known`](crate::advance::Known)). A finish that
+//! observes no schemas and writes no stream for the first time is planned against that memory
+//! — `plan_advance` for each final cursor, the run record rewritten — and sent as one statement
+//! that
+//! 1. locks the pipeline's row, then every cursor row of the pipeline, and reads the database
+//!    clock;
+//! 2. writes the cursors, their history, the run, the pipeline's running run and the events only
+//!    if the lease's epoch and holder are current, the lease unexpired by that clock, the run the
+//!    pipeline's running run, the cursor kind the planned one, and the pipeline's cursors exactly
+//!    the remembered streams at the remembered versions;
+//! 3. returns the clock if it wrote, NULL if it did not.
+//!
+//! The cursor rows are locked before they are compared (a locking read sees the newest committed
+//! version even when the statement's snapshot is older), so a comparison that passes cannot be
+//! undone before the writes. A stream the memory does not have could have been created after the
+//! snapshot, where no lock finds it: such a finish takes the transactional path instead.
+//!
+//! Anything else — no memory, a rule refusing, the statement writing nothing — falls back to the
+//! transactional finish (`store.rs`), which judges fresh state, so every error still comes from
+//! `hakiri-core` judging what the database holds.
+
+use std::collections::BTreeMap;
+
+use hakiri_core::cursor::{plan_advance, AdvancePlan};
+use hakiri_core::{
+    Actor, CursorAdvance, CursorChange, Error, EventKind, FinishRun, Lease, Result, Run, RunId,
+    Timestamp,
+};
+
+use crate::error::db;
+use crate::store::{kind_text, now_ms, to_i64, to_json, CursorBatch, CursorWrite};
+use crate::PostgresCatalog;
+
+/// The guarded finish. `$1` project, `$2` pipeline, `$3` epoch, `$4` holder, `$5` run, `$6`
+/// cursor kind, `$7`/`$8` the remembered streams and versions, `$9` the holder as actor, `$10`–`$13`
+/// the cursor writes (streams, versions, values, changes), `$14` the run's status, `$15` its
+/// document without `finished_at` (the statement puts the clock there, as the RFC 3339 text with
+/// milliseconds that `Timestamp` is written as), `$16` the events' kinds.
+const FINISH: &str = concat!(
+    "WITH p AS MATERIALIZED (SELECT id, lease_epoch, lease_holder, lease_expires_at, \
+       running_run, cursor_kind, ",
+    now_ms!(),
+    " AS now FROM pipelines WHERE project = $1 AND id = $2 FOR UPDATE), \
+     c AS MATERIALIZED (SELECT stream, version FROM cursors \
+       WHERE project = $1 AND pipeline = (SELECT id FROM p) FOR UPDATE), \
+     ok AS MATERIALIZED (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
+       AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6 \
+       AND (SELECT count(*) FROM c) = cardinality($7::text[]) \
+       AND (SELECT count(*) FROM c JOIN unnest($7::text[], $8::bigint[]) AS k(stream, version) \
+            ON c.stream = k.stream AND c.version = k.version) = cardinality($7::text[])), \
+     w AS (UPDATE cursors SET version = t.version, value = t.value::json, run = $5, epoch = $3, \
+       updated_by = $9::json, updated_at = ok.now \
+       FROM ok, unnest($10::text[], $11::bigint[], $12::text[]) AS t(stream, version, value) \
+       WHERE cursors.project = $1 AND cursors.pipeline = $2 AND cursors.stream = t.stream), \
+     h AS (INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, \
+       epoch, by_actor, at) \
+       SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $5, $3, $9::json, ok.now \
+       FROM ok, unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) \
+         AS t(stream, version, value, change)), \
+     r AS (UPDATE runs SET status = $14, \
+       body = ('{\"finished_at\":\"' || to_char((timestamptz 'epoch' + ok.now * interval '1 ms') \
+         AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') || '\",' || substr($15, 2))::json \
+       FROM ok WHERE runs.project = $1 AND runs.id = $5), \
+     u AS (UPDATE pipelines SET running_run = NULL FROM ok \
+       WHERE pipelines.project = $1 AND pipelines.id = $2), \
+     e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
+       SELECT $1, ok.now, $9::json, $2, t.kind::json \
+       FROM ok, unnest($16::text[]) WITH ORDINALITY AS t(kind, n) ORDER BY t.n) \
+     SELECT (SELECT now FROM ok) AS finished_at"
+);
+
+/// `run`'s document as the finish statement takes it: a JSON object without `finished_at`, which
+/// the statement writes first, from the database clock.
+fn body_without_finished_at(run: &Run) -> Result<String> {
+    let mut body = serde_json::to_value(run)
+        .map_err(|e| Error::Backend(format!("cannot encode the run: {e}")))?;
+    let fields = body
+        .as_object_mut()
+        .ok_or_else(|| Error::Backend("a run must encode as a JSON object".into()))?;
+    fields.remove("finished_at");
+    if fields.is_empty() {
+        return Err(Error::Backend("a run must have fields".into()));
+    }
+    to_json(&body)
+}
+
+impl PostgresCatalog {
+    /// The finish in one statement, from this catalog's memory of the run and its cursors.
+    /// `None` when the memory cannot plan it or the database disagreed (then nothing is written).
+    pub(crate) async fn finish_from_cache(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        finish: &FinishRun,
+    ) -> Result<Option<Run>> {
+        if !finish.schemas.is_empty() {
+            return Ok(None);
+        }
+        let Some(known) = self.recall_running(&lease.pipeline, run) else {
+            return Ok(None);
+        };
+        let Some(mut record) = known.running else {
+            return Ok(None);
+        };
+        let mut cursors = known.cursors;
+        let mut writes = Vec::new();
+        for (stream, value) in &finish.cursors {
+            let Some((current, version)) = cursors.get(stream) else {
+                return Ok(None);
+            };
+            let plan = plan_advance(
+                known.kind,
+                &lease.pipeline,
+                stream,
+                Some((current, *version)),
+                &CursorAdvance::to(value.clone()),
+            );
+            match plan {
+                Ok(AdvancePlan::Write { value, version }) => writes.push(CursorWrite {
+                    stream: stream.clone(),
+                    value,
+                    version,
+                    change: CursorChange::Finish,
+                }),
+                Ok(AdvancePlan::Unchanged) => {}
+                // A refusal is only believed once judged against the database.
+                Err(_) => return Ok(None),
+            }
+        }
+        let (streams, versions): (Vec<String>, Vec<i64>) = cursors
+            .iter()
+            .map(|(s, (_, n))| Ok((s.as_str().to_owned(), to_i64(*n)?)))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        for w in &writes {
+            cursors.insert(w.stream.clone(), (w.value.clone(), w.version));
+        }
+        record.status = finish.outcome.status();
+        record.error = finish.outcome.error();
+        record.stats = finish.stats.clone();
+        record.finished_at = None;
+        record.cursors_at_end = cursors
+            .iter()
+            .map(|(s, (v, _))| (s.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>();
+        let mut kinds = writes
+            .iter()
+            .map(|w| to_json(&w.event()))
+            .collect::<Result<Vec<_>>>()?;
+        kinds.push(to_json(&EventKind::RunFinished {
+            run,
+            status: record.status,
+        })?);
+        let batch = CursorBatch::of(&writes)?;
+        let finished_at: Option<i64> = sqlx::query_scalar(FINISH)
+            .bind(self.project.as_str())
+            .bind(lease.pipeline.as_str())
+            .bind(to_i64(lease.epoch.get())?)
+            .bind(lease.holder.as_str())
+            .bind(*run.as_uuid())
+            .bind(kind_text(known.kind))
+            .bind(streams)
+            .bind(versions)
+            .bind(to_json(&Actor::Holder(lease.holder.clone()))?)
+            .bind(batch.streams)
+            .bind(batch.versions)
+            .bind(batch.values)
+            .bind(batch.changes)
+            .bind(record.status.to_string())
+            .bind(body_without_finished_at(&record)?)
+            .bind(kinds)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db)?;
+        let Some(at) = finished_at else {
+            // The lease, the run or the cursors are not what this catalog remembered.
+            self.forget(&lease.pipeline);
+            return Ok(None);
+        };
+        record.finished_at = Some(Timestamp::from_millis(at));
+        self.remember_all(&lease.pipeline, known.kind, cursors, None);
+        Ok(Some(record))
+    }
+}
+
+#[cfg(test)]
+#[path = "../tests/support/postgres.rs"]
+mod test_server;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hakiri_core::{
+        Epoch, HolderId, PipelineId, RunError, RunStatus, StreamName, StreamStats, Trigger,
+    };
+    use serde_json::json;
+
+    /// A run whose stats and cursors use `finished_at` as a stream name, with a value that looks
+    /// like a time: only the top-level field may be taken out.
+    fn run() -> Run {
+        let stream = StreamName::new("finished_at").unwrap();
+        let value = hakiri_core::CursorValue::new(json!(1_763_800_000_000_i64)).unwrap();
+        Run {
+            id: RunId::from_parts(Timestamp::from_millis(1_763_800_000_000), [1; 10]),
+            pipeline: PipelineId::new("p").unwrap(),
+            epoch: Epoch(3),
+            holder: HolderId::new("h").unwrap(),
+            trigger: Trigger::Manual,
+            attempt: 1,
+            status: RunStatus::Failed,
+            started_at: Timestamp::from_millis(1_763_800_000_000),
+            finished_at: None,
+            stats: [(
+                stream.clone(),
+                StreamStats {
+                    records: 1,
+                    bytes: 2,
+                },
+            )]
+            .into(),
+            error: Some(RunError::new("\"finished_at\":1,\u{0}", true)),
+            cursors_at_start: [(stream.clone(), value.clone())].into(),
+            cursors_at_end: [(stream, value)].into(),
+        }
+    }
+
+    #[test]
+    fn the_statement_completes_the_body_into_the_run_with_the_database_time() {
+        let run = run();
+        let body = body_without_finished_at(&run).unwrap();
+        assert!(body.starts_with('{'), "{body}");
+        // What the statement does: the clock first, then the rest of the object.
+        let at = Timestamp::from_millis(1_763_800_000_123);
+        let stored = format!(
+            "{{\"finished_at\":\"2025-11-22T08:26:40.123Z\",{}",
+            &body[1..]
+        );
+        let read: Run = serde_json::from_str(&stored).unwrap();
+        let mut expected = run;
+        expected.finished_at = Some(at);
+        assert_eq!(read, expected);
+    }
+
+    /// Behaviour against a real server (see `tests/support/postgres.rs` for where it comes from):
+    /// the one-statement finish is taken when it can be, writes what the transactional one would,
+    /// and writes nothing when the database disagrees with the memory.
+    mod on_a_server {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use hakiri_core::{
+            BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, EventKind,
+            HolderId, Limit, Outcome, PipelineId, PipelineSpec, ProjectId, Reason, RunStatus,
+            StreamName,
+        };
+
+        use super::super::test_server;
+        use super::*;
+
+        const TTL: Duration = Duration::from_secs(60);
+
+        /// Two catalogs of a fresh project (two processes, say), a pipeline of it, and a run that
+        /// the first catalog began under a lease both may use.
+        async fn setup(
+            name: &str,
+        ) -> (
+            Arc<PostgresCatalog>,
+            Arc<PostgresCatalog>,
+            PipelineId,
+            Lease,
+            Run,
+        ) {
+            let url = test_server::shared().url();
+            let pool = crate::PostgresConfig::default()
+                .max_connections(4)
+                .connect(url)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("connect to {url}: {e}. {}", test_server::HOW_TO_GET_ONE)
+                });
+            let project =
+                ProjectId::new(format!("finish-{name}-{}", uuid::Uuid::new_v4())).unwrap();
+            let a = Arc::new(PostgresCatalog::new(pool.clone(), project.clone()));
+            let b = Arc::new(PostgresCatalog::new(pool, project));
+            let pipeline = PipelineId::new("p").unwrap();
+            let spec = PipelineSpec::new(
+                pipeline.clone(),
+                ConnectorRef::new("c").unwrap(),
+                CursorKind::Monotonic,
+            );
+            a.create_pipeline(spec, &Actor::System).await.unwrap();
+            let lease = a
+                .acquire(&pipeline, &HolderId::new("h").unwrap(), TTL)
+                .await
+                .unwrap();
+            let run = a
+                .begin_run(&lease, BeginRun::new(Trigger::Manual))
+                .await
+                .unwrap();
+            (a, b, pipeline, lease, run)
+        }
+
+        /// Asserts that the one-statement finish declines `finish` and changes nothing.
+        async fn declines(a: &PostgresCatalog, lease: &Lease, run: RunId, finish: &FinishRun) {
+            let before = (
+                a.get_run(run).await.unwrap(),
+                a.list_cursors(&lease.pipeline).await.unwrap(),
+            );
+            assert!(a
+                .finish_from_cache(lease, run, finish)
+                .await
+                .unwrap()
+                .is_none());
+            let after = (
+                a.get_run(run).await.unwrap(),
+                a.list_cursors(&lease.pipeline).await.unwrap(),
+            );
+            assert_eq!(before, after);
+        }
+
+        fn value(n: u64) -> CursorValue {
+            CursorValue::new(json!(n)).unwrap()
+        }
+
+        fn s() -> StreamName {
+            StreamName::new("s").unwrap()
+        }
+
+        #[tokio::test]
+        async fn a_remembered_run_finishes_in_one_statement_exactly_as_stored() {
+            let (a, _, pipeline, lease, run) = setup("stored").await;
+            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            a.advance(&lease, run.id, &s(), value(2)).await.unwrap();
+            let finish = FinishRun::new(Outcome::Failed {
+                error: RunError::new(
+                    "quote \" backslash \\ nul \u{0} and ü — \"finished_at\":1",
+                    true,
+                ),
+            })
+            .with_cursor(s(), value(5))
+            .with_stats(
+                s(),
+                StreamStats {
+                    records: 3,
+                    bytes: 30,
+                },
+            );
+
+            let done = a
+                .finish_from_cache(&lease, run.id, &finish)
+                .await
+                .unwrap()
+                .expect("a run this catalog began, with known cursors, finishes in one statement");
+
+            assert_eq!(done.status, RunStatus::Failed);
+            assert!(done.finished_at.is_some_and(|at| at >= run.started_at));
+            assert_eq!(done.cursors_at_end, [(s(), value(5))].into());
+            assert_eq!(a.get_run(run.id).await.unwrap(), done);
+            let cursor = a.get_cursor(&pipeline, &s()).await.unwrap().unwrap();
+            assert_eq!((cursor.value, cursor.version), (value(5), 3));
+            let history = a
+                .cursor_history(&pipeline, &s(), None, Limit::DEFAULT)
+                .await
+                .unwrap();
+            let newest = &history.items[0];
+            assert_eq!((newest.version, &newest.change), (3, &CursorChange::Finish));
+            assert_eq!(newest.at, done.finished_at.unwrap());
+            let events = a.events(0, Limit::DEFAULT).await.unwrap();
+            let kinds: Vec<_> = events
+                .iter()
+                .rev()
+                .take(2)
+                .map(|e| e.kind.clone())
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    EventKind::RunFinished {
+                        run: run.id,
+                        status: RunStatus::Failed
+                    },
+                    EventKind::CursorAdvanced {
+                        stream: s(),
+                        version: 3
+                    },
+                ]
+            );
+            // The pipeline is free for the next run.
+            a.begin_run(&lease, BeginRun::new(Trigger::Manual))
+                .await
+                .unwrap();
+        }
+
+        #[tokio::test]
+        async fn cursors_moved_elsewhere_make_it_write_nothing_and_the_finish_still_lands() {
+            let (a, b, pipeline, lease, run) = setup("stale").await;
+            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            // Another catalog sharing the lease moves the cursor: `a`'s memory is stale.
+            b.advance(&lease, run.id, &s(), value(4)).await.unwrap();
+            let finish = FinishRun::succeeded().with_cursor(s(), value(6));
+
+            declines(&a, &lease, run.id, &finish).await;
+            let cursor = a.get_cursor(&pipeline, &s()).await.unwrap().unwrap();
+            assert_eq!((cursor.value, cursor.version), (value(4), 2));
+
+            let done = a.finish_run(&lease, run.id, finish).await.unwrap();
+            assert_eq!(done.status, RunStatus::Succeeded);
+            let cursor = a.get_cursor(&pipeline, &s()).await.unwrap().unwrap();
+            assert_eq!((cursor.value, cursor.version), (value(6), 3));
+        }
+
+        #[tokio::test]
+        async fn a_fenced_lease_makes_it_write_nothing_and_the_finish_is_refused() {
+            let (a, b, pipeline, lease, run) = setup("fenced").await;
+            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            b.force_acquire(
+                &pipeline,
+                &HolderId::new("other").unwrap(),
+                TTL,
+                &Actor::System,
+                &Reason::new("take over").unwrap(),
+            )
+            .await
+            .unwrap();
+            let finish = FinishRun::succeeded().with_cursor(s(), value(2));
+
+            declines(&a, &lease, run.id, &finish).await;
+            let error = a.finish_run(&lease, run.id, finish).await.unwrap_err();
+            assert!(matches!(error, Error::Fenced { .. }), "{error:?}");
+            assert_eq!(
+                a.get_run(run.id).await.unwrap().status,
+                RunStatus::Abandoned
+            );
+            assert_eq!(
+                a.get_cursor(&pipeline, &s()).await.unwrap().unwrap().value,
+                value(1)
+            );
+        }
+
+        #[tokio::test]
+        async fn a_stream_begun_elsewhere_is_in_the_finished_run() {
+            let (a, b, _, lease, run) = setup("stream").await;
+            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            let t = StreamName::new("t").unwrap();
+            b.advance(&lease, run.id, &t, value(7)).await.unwrap();
+            let finish = FinishRun::succeeded().with_cursor(s(), value(2));
+
+            declines(&a, &lease, run.id, &finish).await;
+            let done = a.finish_run(&lease, run.id, finish).await.unwrap();
+            assert_eq!(done.cursors_at_end, [(s(), value(2)), (t, value(7))].into());
+            assert_eq!(a.get_run(run.id).await.unwrap(), done);
+        }
+
+        #[tokio::test]
+        async fn a_run_finished_elsewhere_is_not_finished_again() {
+            let (a, b, _, lease, first) = setup("twice").await;
+            // Another catalog sharing the lease finishes that run and begins the next one.
+            b.finish_run(&lease, first.id, FinishRun::succeeded())
+                .await
+                .unwrap();
+            let next = b
+                .begin_run(&lease, BeginRun::new(Trigger::Manual))
+                .await
+                .unwrap();
+            let cancel = FinishRun::new(Outcome::Cancelled {
+                reason: Reason::new("stop").unwrap(),
+            });
+
+            declines(&a, &lease, first.id, &cancel).await;
+            assert!(a.finish_run(&lease, first.id, cancel).await.is_err());
+            assert_eq!(
+                a.get_run(first.id).await.unwrap().status,
+                RunStatus::Succeeded
+            );
+            assert_eq!(a.get_run(next.id).await.unwrap().status, RunStatus::Running);
+            let error = a
+                .begin_run(&lease, BeginRun::new(Trigger::Manual))
+                .await
+                .unwrap_err();
+            assert!(matches!(error, Error::FailedPrecondition(_)), "{error:?}");
+        }
+
+        #[tokio::test]
+        async fn a_first_cursor_or_a_refusal_is_left_to_the_transactional_finish() {
+            let (a, _, pipeline, lease, run) = setup("first").await;
+            a.advance(&lease, run.id, &s(), value(5)).await.unwrap();
+            let first = FinishRun::succeeded().with_cursor(StreamName::new("t").unwrap(), value(1));
+            let regress = FinishRun::succeeded().with_cursor(s(), value(4));
+
+            declines(&a, &lease, run.id, &first).await;
+            declines(&a, &lease, run.id, &regress).await;
+            let error = a.finish_run(&lease, run.id, regress).await.unwrap_err();
+            assert!(matches!(error, Error::CursorRegression { .. }), "{error:?}");
+            let done = a.finish_run(&lease, run.id, first).await.unwrap();
+            assert_eq!(done.cursors_at_end.len(), 2);
+            assert_eq!(a.list_cursors(&pipeline).await.unwrap().len(), 2);
+        }
+    }
+}
