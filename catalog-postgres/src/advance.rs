@@ -6,7 +6,8 @@
 //! cursor it last saw ([`Known`], filled when a run begins and after every write) and sends one
 //! statement that
 //! 1. share-locks the pipeline's row (an acquisition, release or finish waits for it, and it for
-//!    them) and reads the database clock;
+//!    them; a stream's first cursor locks it for update, as it counts the cursor there), then
+//!    reads the database clock;
 //! 2. writes the planned cursor, its history entry and its event only if the lease's epoch and
 //!    holder are current, the lease unexpired by that clock, the run the pipeline's running run,
 //!    the cursor kind the planned one, and the stored version the one the plan started from —
@@ -85,15 +86,18 @@ const READ_STATE: &str = concat!(
      LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $3"
 );
 
-/// The guarded part shared by both writes: `p` share-locks the row, `ok` holds the clock when
+/// The guarded part shared by both writes: `l` locks the pipeline's row ($lock), `p` adds the
+/// database clock — read after the lock, however long it took — and `ok` holds the clock when
 /// every lease and run condition holds ($3 epoch, $4 holder, $5 run, $6 kind).
 macro_rules! guard {
-    () => {
+    ($lock:literal) => {
         concat!(
-            "WITH p AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, \
-               running_run, cursor_kind, ",
+            "WITH l AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, \
+               running_run, cursor_kind FROM pipelines WHERE project = $1 AND id = $2 ",
+            $lock,
+            "), p AS MATERIALIZED (SELECT l.*, ",
             now_ms!(),
-            " AS now FROM pipelines WHERE project = $1 AND id = $2 FOR SHARE), \
+            " AS now FROM l), \
              ok AS (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
                AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6), "
         )
@@ -118,19 +122,23 @@ macro_rules! tail {
     };
 }
 
-/// The first cursor of a stream: inserted only if none exists (the primary key decides).
+/// The first cursor of a stream: inserted only if none exists (the primary key decides), and
+/// counted on the pipeline's row (`cursor_count`, ADR 0014) — so the row is locked for update,
+/// not shared.
 const WRITE_FIRST: &str = concat!(
-    guard!(),
+    guard!("FOR NO KEY UPDATE"),
     "w AS (INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, \
        updated_by, updated_at) \
        SELECT $1, $2, $7, $8, $9::json, $5, $3, $10::json, ok.now FROM ok \
-       ON CONFLICT (project, pipeline, stream) DO NOTHING RETURNING updated_at)",
+       ON CONFLICT (project, pipeline, stream) DO NOTHING RETURNING updated_at), \
+     n AS (UPDATE pipelines SET cursor_count = cursor_count + 1 FROM w \
+       WHERE project = $1 AND id = $2)",
     tail!()
 );
 
 /// A later version: written only if the stored version is the one before ($8 − 1).
 const WRITE_NEXT: &str = concat!(
-    guard!(),
+    guard!("FOR SHARE"),
     "w AS (UPDATE cursors SET version = $8, value = $9::json, run = $5, epoch = $3, \
        updated_by = $10::json, updated_at = ok.now FROM ok \
        WHERE project = $1 AND pipeline = $2 AND stream = $7 AND version = $8 - 1 \

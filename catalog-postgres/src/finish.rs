@@ -5,7 +5,7 @@
 //! observes no schemas and writes no stream for the first time is planned against that memory
 //! — `plan_advance` for each final cursor, the run record rewritten — and sent as one statement
 //! that
-//! 1. locks the pipeline's row, then every cursor row of the pipeline, and reads the database
+//! 1. locks the pipeline's row, then every cursor row of the pipeline, then reads the database
 //!    clock;
 //! 2. writes the cursors, their history, the run, the pipeline's running run and the events only
 //!    if the lease's epoch and holder are current, the lease unexpired by that clock, the run the
@@ -13,10 +13,11 @@
 //!    the remembered streams at the remembered versions;
 //! 3. returns the clock if it wrote, NULL if it did not.
 //!
-//! The cursor rows are locked before they are compared (a locking read sees the newest committed
-//! version even when the statement's snapshot is older), so a comparison that passes cannot be
-//! undone before the writes. A stream the memory does not have could have been created after the
-//! snapshot, where no lock finds it: such a finish takes the transactional path instead.
+//! Every row the guard compares is read by a locking read, which sees the newest committed version
+//! even when the statement's snapshot is older, so a guard that passes holds until the commit. A
+//! cursor created after the snapshot is not in it, and no lock finds it; but every statement that
+//! creates a cursor counts it on the pipeline's row (`cursor_count`), which the guard compares.
+//! A finish that writes a stream's first cursor itself takes the transactional path.
 //!
 //! Anything else — no memory, a rule refusing, the statement writing nothing — falls back to the
 //! transactional finish (`store.rs`), which judges fresh state, so every error still comes from
@@ -40,15 +41,17 @@ use crate::PostgresCatalog;
 /// document without `finished_at` (the statement puts the clock there, as the RFC 3339 text with
 /// milliseconds that `Timestamp` is written as), `$16` the events' kinds.
 const FINISH: &str = concat!(
-    "WITH p AS MATERIALIZED (SELECT id, lease_epoch, lease_holder, lease_expires_at, \
-       running_run, cursor_kind, ",
-    now_ms!(),
-    " AS now FROM pipelines WHERE project = $1 AND id = $2 FOR UPDATE), \
+    "WITH l AS MATERIALIZED (SELECT id, lease_epoch, lease_holder, lease_expires_at, \
+       running_run, cursor_kind, cursor_count FROM pipelines \
+       WHERE project = $1 AND id = $2 FOR UPDATE), \
      c AS MATERIALIZED (SELECT stream, version FROM cursors \
-       WHERE project = $1 AND pipeline = (SELECT id FROM p) FOR UPDATE), \
+       WHERE project = $1 AND pipeline = (SELECT id FROM l) FOR UPDATE), \
+     p AS MATERIALIZED (SELECT l.*, ",
+    now_ms!(),
+    " AS now FROM l, (SELECT count(*) FROM c) AS locked), \
      ok AS MATERIALIZED (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
        AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6 \
-       AND (SELECT count(*) FROM c) = cardinality($7::text[]) \
+       AND cursor_count = cardinality($7::text[]) \
        AND (SELECT count(*) FROM c JOIN unnest($7::text[], $8::bigint[]) AS k(stream, version) \
             ON c.stream = k.stream AND c.version = k.version) = cardinality($7::text[])), \
      w AS (UPDATE cursors SET version = t.version, value = t.value::json, run = $5, epoch = $3, \
@@ -130,19 +133,18 @@ impl PostgresCatalog {
                 Err(_) => return Ok(None),
             }
         }
-        let (streams, versions): (Vec<String>, Vec<i64>) = cursors
-            .iter()
-            .map(|(s, (_, n))| Ok((s.as_str().to_owned(), to_i64(*n)?)))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .unzip();
+        // What the guard compares: the pipeline's cursors as remembered.
+        let (mut streams, mut versions) = (Vec::new(), Vec::new());
+        for (stream, (_, version)) in &cursors {
+            streams.push(stream.as_str().to_owned());
+            versions.push(to_i64(*version)?);
+        }
         for w in &writes {
             cursors.insert(w.stream.clone(), (w.value.clone(), w.version));
         }
         record.status = finish.outcome.status();
         record.error = finish.outcome.error();
         record.stats = finish.stats.clone();
-        record.finished_at = None;
         record.cursors_at_end = cursors
             .iter()
             .map(|(s, (v, _))| (s.clone(), v.clone()))
@@ -229,11 +231,13 @@ mod tests {
     }
 
     #[test]
-    fn the_statement_completes_the_body_into_the_run_with_the_database_time() {
+    fn the_body_completed_with_a_time_in_front_reads_back_as_the_run() {
         let run = run();
         let body = body_without_finished_at(&run).unwrap();
         assert!(body.starts_with('{'), "{body}");
-        // What the statement does: the clock first, then the rest of the object.
+        // What the statement does (the server side is checked by
+        // `a_remembered_run_finishes_in_one_statement_exactly_as_stored`): the time first, then
+        // the rest of the object.
         let at = Timestamp::from_millis(1_763_800_000_123);
         let stored = format!(
             "{{\"finished_at\":\"2025-11-22T08:26:40.123Z\",{}",
@@ -276,7 +280,7 @@ mod tests {
         ) {
             let url = test_server::shared().url();
             let pool = crate::PostgresConfig::default()
-                .max_connections(4)
+                .max_connections(6)
                 .connect(url)
                 .await
                 .unwrap_or_else(|e| {
@@ -451,6 +455,59 @@ mod tests {
 
             declines(&a, &lease, run.id, &finish).await;
             let done = a.finish_run(&lease, run.id, finish).await.unwrap();
+            assert_eq!(done.cursors_at_end, [(s(), value(2)), (t, value(7))].into());
+            assert_eq!(a.get_run(run.id).await.unwrap(), done);
+        }
+
+        /// Waits until a statement containing `sql` waits for a lock.
+        async fn waiting_for_a_lock(a: &PostgresCatalog, sql: &str) {
+            for _ in 0..200 {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+                )
+                .bind(sql)
+                .fetch_one(a.pool())
+                .await
+                .unwrap();
+                if waiting > 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no statement containing {sql:?} waited for a lock within 10 s");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_cursor_created_while_the_finish_waits_is_in_the_finished_run() {
+            let (a, b, pipeline, lease, run) = setup("created").await;
+            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            // Hold the pipeline's row, as an operator's transaction might, so that what follows
+            // queues behind it in order: another catalog creating stream `t`, then the finish —
+            // whose statement takes its snapshot before `t` exists.
+            let mut holder = a.pool().begin().await.unwrap();
+            sqlx::query("SELECT 1 FROM pipelines WHERE project = $1 AND id = $2 FOR UPDATE")
+                .bind(a.project.as_str())
+                .bind(pipeline.as_str())
+                .execute(&mut *holder)
+                .await
+                .unwrap();
+            let t = StreamName::new("t").unwrap();
+            let creating = tokio::spawn({
+                let (b, lease, t) = (b.clone(), lease.clone(), t.clone());
+                async move { b.advance(&lease, run.id, &t, value(7)).await }
+            });
+            waiting_for_a_lock(&a, "DO NOTHING RETURNING updated_at").await;
+            let finishing = tokio::spawn({
+                let (a, lease) = (a.clone(), lease.clone());
+                let finish = FinishRun::succeeded().with_cursor(s(), value(2));
+                async move { a.finish_run(&lease, run.id, finish).await }
+            });
+            waiting_for_a_lock(&a, "cursor_kind, cursor_count FROM pipelines").await;
+            holder.commit().await.unwrap();
+
+            creating.await.unwrap().unwrap();
+            let done = finishing.await.unwrap().unwrap();
             assert_eq!(done.cursors_at_end, [(s(), value(2)), (t, value(7))].into());
             assert_eq!(a.get_run(run.id).await.unwrap(), done);
         }

@@ -44,7 +44,8 @@ pub(crate) use now_ms;
 /// The columns of `pipelines` that [`pipeline_from`] decodes, in order.
 macro_rules! pipeline_columns {
     () => {
-        "body::text AS body, cursor_kind, lease_epoch, lease_holder, lease_expires_at, running_run, last_run"
+        "body::text AS body, cursor_kind, lease_epoch, lease_holder, lease_expires_at, running_run, \
+         last_run, cursor_count"
     };
 }
 
@@ -294,7 +295,8 @@ impl CursorWrite {
 
 /// Writes cursors `$6` (streams), `$7` (versions), `$8` (values), `$9` (changes) of pipeline `$2`
 /// with their history — each only if the stored version is the one before (compare-and-set) — as
-/// written by run `$3` under epoch `$4`, actor `$5`, at `$10`. Returns how many were written.
+/// written by run `$3` under epoch `$4`, actor `$5`, at `$10`, and counts the cursors it created
+/// (version 1) on the pipeline's row. Returns how many were written.
 const WRITE_CURSORS: &str = "WITH w AS ( \
        INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, updated_by, updated_at) \
        SELECT $1, $2, t.stream, t.version, t.value::json, $3, $4, $5::json, $10 \
@@ -303,12 +305,14 @@ const WRITE_CURSORS: &str = "WITH w AS ( \
          value = EXCLUDED.value, run = EXCLUDED.run, epoch = EXCLUDED.epoch, \
          updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at \
        WHERE cursors.version = EXCLUDED.version - 1 \
-       RETURNING stream), \
+       RETURNING stream, version), \
      h AS ( \
        INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, epoch, by_actor, at) \
        SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $3, $4, $5::json, $10 \
        FROM unnest($6::text[], $7::bigint[], $8::text[], $9::text[]) AS t(stream, version, value, change) \
-       WHERE t.stream IN (SELECT stream FROM w)) \
+       WHERE t.stream IN (SELECT stream FROM w)), \
+     n AS (UPDATE pipelines SET cursor_count = cursor_count + (SELECT count(*) FROM w WHERE version = 1) \
+       WHERE project = $1 AND id = $2 AND EXISTS (SELECT 1 FROM w WHERE version = 1)) \
      SELECT count(*) AS written FROM w";
 
 pub(crate) struct CursorBatch {
@@ -856,8 +860,10 @@ impl PostgresCatalog {
     ) -> Result<Option<Run>> {
         let mut inner = self.pool.begin().await.map_err(db)?;
         // The lock and the reads in one statement: the run and cursors may be read from a snapshot
-        // older than the lock, but only the holder writes them, and the cursor writes below
-        // compare versions, so a stale read makes this attempt roll back, never write wrongly.
+        // older than the lock. Only the holder writes them; the cursor writes below compare
+        // versions, and a cursor created since the snapshot shows in the locked row's
+        // `cursor_count` (checked below), so a stale read makes this attempt roll back, never
+        // write wrongly.
         let sql = concat!(
             "WITH p AS MATERIALIZED (SELECT ",
             pipeline_columns!(),
@@ -896,6 +902,10 @@ impl PostgresCatalog {
             "run",
         )?;
         let mut cursors = cursor_rows(get(&row, "cursors")?)?;
+        if usize::try_from(get::<i32>(&row, "cursor_count")?).ok() != Some(cursors.len()) {
+            // A cursor was created after this statement's snapshot: read again.
+            return Ok(None);
+        }
         let holder = Actor::Holder(lease.holder.clone());
 
         // Every rule that can refuse runs before anything is written.
@@ -968,14 +978,16 @@ impl PostgresCatalog {
                  value = EXCLUDED.value, run = EXCLUDED.run, epoch = EXCLUDED.epoch, \
                  updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at \
                WHERE cursors.version = EXCLUDED.version - 1 \
-               RETURNING stream), \
+               RETURNING stream, version), \
              h AS ( \
                INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, epoch, by_actor, at) \
                SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $3, $4, $5::json, $6 \
                FROM unnest($7::text[], $8::bigint[], $9::text[], $10::text[]) AS t(stream, version, value, change) \
                WHERE t.stream IN (SELECT stream FROM w)), \
              r AS (UPDATE runs SET status = $11, body = $12::json WHERE project = $1 AND id = $3), \
-             p AS (UPDATE pipelines SET running_run = NULL WHERE project = $1 AND id = $2), \
+             p AS (UPDATE pipelines SET running_run = NULL, \
+               cursor_count = cursor_count + (SELECT count(*) FROM w WHERE version = 1) \
+               WHERE project = $1 AND id = $2), \
              e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
                SELECT $1, $6, t.actor::json, t.pipeline, t.kind::json \
                FROM unnest($13::text[], $14::text[], $15::text[]) WITH ORDINALITY AS t(actor, pipeline, kind, n) \
