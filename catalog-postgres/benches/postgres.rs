@@ -37,7 +37,19 @@ use hakiri_core::{
 };
 use serde_json::json;
 
-const ROUNDS: usize = 12;
+/// Rounds: the full measurement under `cargo bench`; under `cargo test --all-targets` (which
+/// runs bench targets without `--bench`) one round of small batches, a smoke run of the same code.
+fn rounds() -> usize {
+    if full() {
+        12
+    } else {
+        1
+    }
+}
+
+fn full() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
 
 /// The floor's schema: the catalog's tables cut to the rows and indexes an advance and a finish
 /// must write (a cursor, its history entry, events, a run, the pipeline's running run).
@@ -89,6 +101,15 @@ const FLOOR_FINISH: &str = "WITH w AS (UPDATE floor_cursors SET version = $2, va
      SELECT count(*) FROM r";
 /// Operations per client per batch.
 const BATCH: [(usize, usize); 2] = [(1, 150), (16, 25)];
+
+/// Operations per client per batch for this run (see [`rounds`]).
+fn batches() -> [(usize, usize); 2] {
+    if full() {
+        BATCH
+    } else {
+        BATCH.map(|(clients, _)| (clients, 4))
+    }
+}
 
 fn fsync_latency() -> Duration {
     let dir = tempfile::tempdir().expect("probe dir");
@@ -389,7 +410,8 @@ async fn measure(pool: &PgPool, clients_n: usize, per_client: usize, sides: Side
     }
     let (mut hakiri, mut base, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ratios, mut floor_ratios) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         // Each round starts with a different side, so none always follows another.
         let mut rates = [0.0; 3];
         for k in 0..3 {
@@ -453,10 +475,10 @@ fn main() {
             "floor: raw statements writing the rows the operation must write (cursor, history, \
              events, run), one round trip, nothing checked"
         );
-        for (clients, per_client) in BATCH {
+        for (clients, per_client) in batches() {
             measure(&pool, clients, per_client, ADVANCE, "cursor advance").await;
         }
-        for (clients, per_client) in BATCH {
+        for (clients, per_client) in batches() {
             measure(&pool, clients, per_client, FINISH, "run finish").await;
         }
         pool.close().await;
