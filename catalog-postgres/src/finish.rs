@@ -542,6 +542,38 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn an_expired_lease_makes_it_write_nothing_and_the_finish_is_refused() {
+            let (a, ..) = setup("expired").await;
+            // A second pipeline, under a lease that expires while its run is running.
+            let other = PipelineId::new("q").unwrap();
+            let spec = PipelineSpec::new(
+                other.clone(),
+                ConnectorRef::new("c").unwrap(),
+                CursorKind::Monotonic,
+            );
+            a.create_pipeline(spec, &Actor::System).await.unwrap();
+            let lease = a
+                .acquire(
+                    &other,
+                    &HolderId::new("h").unwrap(),
+                    Duration::from_millis(800),
+                )
+                .await
+                .unwrap();
+            let run = a
+                .begin_run(&lease, BeginRun::new(Trigger::Manual))
+                .await
+                .unwrap();
+            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let finish = FinishRun::succeeded().with_cursor(s(), value(2));
+
+            declines(&a, &lease, run.id, &finish).await;
+            let error = a.finish_run(&lease, run.id, finish).await.unwrap_err();
+            assert!(matches!(error, Error::Fenced { .. }), "{error:?}");
+        }
+
+        #[tokio::test]
         async fn a_first_cursor_or_a_refusal_is_left_to_the_transactional_finish() {
             let (a, _, pipeline, lease, run) = setup("first").await;
             a.advance(&lease, run.id, &s(), value(5)).await.unwrap();
