@@ -190,10 +190,6 @@ impl PostgresCatalog {
 }
 
 #[cfg(test)]
-#[path = "../tests/support/postgres.rs"]
-mod test_server;
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use hakiri_core::{
@@ -262,8 +258,8 @@ mod tests {
             StreamName,
         };
 
-        use super::super::test_server;
         use super::*;
+        use crate::test_server;
 
         const TTL: Duration = Duration::from_secs(60);
 

@@ -77,6 +77,12 @@ mod error;
 mod finish;
 mod store;
 
+#[cfg(test)]
+mod pages_at_scale;
+#[cfg(test)]
+#[path = "../tests/support/postgres.rs"]
+mod test_server;
+
 /// Connection-pool and timeout settings for [`PostgresConfig::connect`]. Plain data with
 /// `#[must_use]` setters; the defaults suit a reconciler process.
 #[derive(Debug, Clone, PartialEq, Eq)]

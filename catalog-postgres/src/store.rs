@@ -274,10 +274,54 @@ const INSERT_EVENTS: &str = "INSERT INTO events (project, at, actor, pipeline, k
      FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(actor, pipeline, kind, n) \
      ORDER BY t.n";
 
-/// One of the fixed `list_runs` statements (only literals go in).
-fn const_format(base: &str, filter: &str, tail: &str) -> String {
-    format!("{base}{filter}{tail}")
+/// The `list_runs` statement for a filter combination: `$1` project, `$2` before (exclusive),
+/// `$3` limit, `$4` pipeline, `$5` status. Each combination has its own statement and an index
+/// ending in `id`, so every listing is a backwards keyset scan (a statement with optional filters
+/// would get one generic plan for all of them).
+pub(crate) fn runs_page(by_pipeline: bool, by_status: bool) -> String {
+    const BASE: &str = "SELECT body::text FROM runs WHERE project = $1 AND id < $2";
+    const TAIL: &str = " ORDER BY id DESC LIMIT $3";
+    let filter = match (by_pipeline, by_status) {
+        (false, false) => "",
+        (true, false) => " AND pipeline = $4",
+        (false, true) => " AND status = $5",
+        (true, true) => " AND pipeline = $4 AND status = $5",
+    };
+    format!("{BASE}{filter}{TAIL}")
 }
+
+/// A page of a cursor's history, newest first: `$1` project, `$2` pipeline, `$3` stream, `$4`
+/// before (exclusive), `$5` limit. One row of NULLs when the pipeline has none; no row when the
+/// pipeline does not exist.
+pub(crate) const CURSOR_HISTORY_PAGE: &str =
+    "SELECT h.version, h.value::text AS value, h.change::text AS change, h.run, h.epoch, \
+            h.by_actor::text AS by_actor, h.at \
+     FROM pipelines p LEFT JOIN LATERAL ( \
+       SELECT * FROM cursor_history h WHERE h.project = $1 AND h.pipeline = $2 \
+         AND h.stream = $3 AND h.version < $4 ORDER BY h.version DESC LIMIT $5) h ON true \
+     WHERE p.project = $1 AND p.id = $2 ORDER BY h.version DESC";
+
+/// A page of the reconciler snapshot: `$1` project, `$2` after (exclusive), `$3` limit — the page
+/// of pipelines (primary key range), each one's newest run by primary key (`last_run`), and its
+/// held decisions through the partial index.
+pub(crate) const STATUS_PAGE: &str = concat!(
+    "SELECT ",
+    now_ms!(),
+    " AS now, p.body::text AS body, p.lease_epoch, p.lease_holder, p.lease_expires_at, \
+       r.body::text AS last_run, \
+       ARRAY(SELECT d.id FROM decisions d WHERE d.project = $1 AND d.pipeline = p.id \
+             AND d.held ORDER BY d.id) AS held \
+     FROM (VALUES (1)) AS one(x) \
+     LEFT JOIN (SELECT * FROM pipelines WHERE project = $1 AND id > $2 ORDER BY id LIMIT $3) p \
+       ON true \
+     LEFT JOIN runs r ON r.project = $1 AND r.id = p.last_run \
+     ORDER BY p.id"
+);
+
+/// A page of the numbered event log: `$1` project, `$2` after (exclusive), `$3` limit.
+pub(crate) const EVENTS_PAGE: &str =
+    "SELECT seq, at, actor::text AS actor, pipeline, kind::text AS kind FROM events \
+     WHERE project = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
 /// A cursor write decided by a rule, ready to apply.
 pub(crate) struct CursorWrite {
@@ -1039,17 +1083,7 @@ impl PostgresCatalog {
     }
 
     pub(crate) async fn op_list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunId>> {
-        // Each filter combination has its own statement and an index ending in `id`, so every
-        // listing is a backwards keyset scan (a statement with optional filters would get one
-        // generic plan for all of them).
-        const BASE: &str = "SELECT body::text FROM runs WHERE project = $1 AND id < $2";
-        const TAIL: &str = " ORDER BY id DESC LIMIT $3";
-        let sql = match (query.pipeline.is_some(), query.status.is_some()) {
-            (false, false) => const_format(BASE, "", TAIL),
-            (true, false) => const_format(BASE, " AND pipeline = $4", TAIL),
-            (false, true) => const_format(BASE, " AND status = $5", TAIL),
-            (true, true) => const_format(BASE, " AND pipeline = $4 AND status = $5", TAIL),
-        };
+        let sql = runs_page(query.pipeline.is_some(), query.status.is_some());
         let before = query.before.map_or(Uuid::max(), |b| *b.as_uuid());
         let bodies: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(self.project_str())
@@ -1127,22 +1161,15 @@ impl PostgresCatalog {
         limit: Limit,
     ) -> Result<Page<CursorHistoryEntry, u64>> {
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-        let rows = sqlx::query(
-            "SELECT h.version, h.value::text AS value, h.change::text AS change, h.run, h.epoch, \
-                    h.by_actor::text AS by_actor, h.at \
-             FROM pipelines p LEFT JOIN LATERAL ( \
-               SELECT * FROM cursor_history h WHERE h.project = $1 AND h.pipeline = $2 \
-                 AND h.stream = $3 AND h.version < $4 ORDER BY h.version DESC LIMIT $5) h ON true \
-             WHERE p.project = $1 AND p.id = $2 ORDER BY h.version DESC",
-        )
-        .bind(self.project_str())
-        .bind(pipeline.as_str())
-        .bind(stream.as_str())
-        .bind(before)
-        .bind(i64::from(limit.get()) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows = sqlx::query(CURSOR_HISTORY_PAGE)
+            .bind(self.project_str())
+            .bind(pipeline.as_str())
+            .bind(stream.as_str())
+            .bind(before)
+            .bind(i64::from(limit.get()) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         if rows.is_empty() {
             return Err(Error::pipeline_not_found(pipeline));
         }
@@ -1562,22 +1589,7 @@ impl PostgresCatalog {
         after: Option<&PipelineId>,
         limit: Limit,
     ) -> Result<StatusPage> {
-        // One statement per page: the page of pipelines (primary key range), each one's newest
-        // run by primary key (`last_run`), and its held decisions through the partial index.
-        let sql = concat!(
-            "SELECT ",
-            now_ms!(),
-            " AS now, p.body::text AS body, p.lease_epoch, p.lease_holder, p.lease_expires_at, \
-               r.body::text AS last_run, \
-               ARRAY(SELECT d.id FROM decisions d WHERE d.project = $1 AND d.pipeline = p.id \
-                     AND d.held ORDER BY d.id) AS held \
-             FROM (VALUES (1)) AS one(x) \
-             LEFT JOIN (SELECT * FROM pipelines WHERE project = $1 AND id > $2 ORDER BY id LIMIT $3) p \
-               ON true \
-             LEFT JOIN runs r ON r.project = $1 AND r.id = p.last_run \
-             ORDER BY p.id"
-        );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(STATUS_PAGE)
             .bind(self.project_str())
             .bind(after.map_or("", PipelineId::as_str))
             .bind(i64::from(limit.get()) + 1)
@@ -1658,16 +1670,13 @@ impl PostgresCatalog {
 
     pub(crate) async fn op_events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
         self.number_events().await?;
-        let rows = sqlx::query(
-            "SELECT seq, at, actor::text AS actor, pipeline, kind::text AS kind FROM events \
-             WHERE project = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(self.project_str())
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::from(limit.get()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows = sqlx::query(EVENTS_PAGE)
+            .bind(self.project_str())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit.get()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter()
             .map(|r| {
                 Ok(Event {
