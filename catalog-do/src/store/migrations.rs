@@ -15,19 +15,20 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order. One database holds one project, so no table has a project column.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "catalog",
-    statements: &[
-        // Counters that must never repeat: lease epochs (project-wide, ADR 0007), decision ids,
-        // and the run counter that makes run ids unique and ordered within a millisecond.
-        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-        // Which project this database holds (one database, one project), set on first open.
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-        "INSERT INTO counters (name, value) VALUES ('epoch', 0), ('decision', 0), ('run', 0)",
-        // The hot columns of a pipeline (lease, running run, cursor kind) live beside the JSON
-        // document so that a checkpoint reads one row and parses no document.
-        "CREATE TABLE pipelines (
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "catalog",
+        statements: &[
+            // Counters that must never repeat: lease epochs (project-wide, ADR 0007), decision ids,
+            // and the run counter that makes run ids unique and ordered within a millisecond.
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+            // Which project this database holds (one database, one project), set on first open.
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+            "INSERT INTO counters (name, value) VALUES ('epoch', 0), ('decision', 0), ('run', 0)",
+            // The hot columns of a pipeline (lease, running run, cursor kind) live beside the JSON
+            // document so that a checkpoint reads one row and parses no document.
+            "CREATE TABLE pipelines (
             id TEXT PRIMARY KEY,
             body TEXT NOT NULL,
             cursor_kind TEXT NOT NULL,
@@ -36,16 +37,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             lease_expires_at INTEGER,
             running_run TEXT
         ) WITHOUT ROWID",
-        // Run ids are UUIDv7 text: lexical order is time order, so listing is a keyset scan.
-        "CREATE TABLE runs (
+            // Run ids are UUIDv7 text: lexical order is time order, so listing is a keyset scan.
+            "CREATE TABLE runs (
             id TEXT PRIMARY KEY,
             pipeline TEXT NOT NULL,
             status TEXT NOT NULL,
             body TEXT NOT NULL
         ) WITHOUT ROWID",
-        "CREATE INDEX runs_by_pipeline ON runs (pipeline, id)",
-        "CREATE INDEX runs_by_status ON runs (status, id)",
-        "CREATE TABLE cursors (
+            "CREATE INDEX runs_by_pipeline ON runs (pipeline, id)",
+            "CREATE INDEX runs_by_status ON runs (status, id)",
+            "CREATE TABLE cursors (
             pipeline TEXT NOT NULL,
             stream TEXT NOT NULL,
             version INTEGER NOT NULL,
@@ -56,41 +57,49 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             updated_at INTEGER NOT NULL,
             PRIMARY KEY (pipeline, stream)
         ) WITHOUT ROWID",
-        "CREATE TABLE cursor_history (
+            "CREATE TABLE cursor_history (
             pipeline TEXT NOT NULL,
             stream TEXT NOT NULL,
             version INTEGER NOT NULL,
             body TEXT NOT NULL,
             PRIMARY KEY (pipeline, stream, version)
         ) WITHOUT ROWID",
-        "CREATE TABLE schema_versions (
+            "CREATE TABLE schema_versions (
             pipeline TEXT NOT NULL,
             stream TEXT NOT NULL,
             version INTEGER NOT NULL,
             body TEXT NOT NULL,
             PRIMARY KEY (pipeline, stream, version)
         ) WITHOUT ROWID",
-        "CREATE TABLE decisions (
+            "CREATE TABLE decisions (
             id INTEGER PRIMARY KEY,
             pipeline TEXT NOT NULL,
             stream TEXT NOT NULL,
             held INTEGER NOT NULL,
             body TEXT NOT NULL
         )",
-        "CREATE INDEX decisions_by_pipeline ON decisions (pipeline, id)",
-        // The reconciler asks for held decisions of every pipeline on every tick.
-        "CREATE INDEX decisions_held ON decisions (pipeline, id) WHERE held = 1",
-        // `seq` is the rowid: SQLite assigns max + 1, and rows are never deleted, so the log has
-        // no gaps (a rolled-back insert consumes nothing, unlike AUTOINCREMENT).
-        "CREATE TABLE events (
+            "CREATE INDEX decisions_by_pipeline ON decisions (pipeline, id)",
+            // The reconciler asks for held decisions of every pipeline on every tick.
+            "CREATE INDEX decisions_held ON decisions (pipeline, id) WHERE held = 1",
+            // `seq` is the rowid: SQLite assigns max + 1, and rows are never deleted, so the log has
+            // no gaps (a rolled-back insert consumes nothing, unlike AUTOINCREMENT).
+            "CREATE TABLE events (
             seq INTEGER PRIMARY KEY,
             at INTEGER NOT NULL,
             actor TEXT NOT NULL,
             pipeline TEXT NOT NULL,
             kind TEXT NOT NULL
         )",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "runs_by_pipeline_status",
+        // Listing one pipeline's runs with one status read every run of the pipeline to find a page
+        // of them; this keeps it a keyset scan (`store/pages_at_scale.rs`).
+        statements: &["CREATE INDEX runs_by_pipeline_status ON runs (pipeline, status, id)"],
+    },
+];
 
 /// Creates the tracking table and applies every pending migration. Run it inside an atomic unit.
 ///

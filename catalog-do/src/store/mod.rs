@@ -8,6 +8,8 @@
 
 pub mod exec;
 mod migrations;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod pages_at_scale;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -126,6 +128,73 @@ fn kind_text(kind: CursorKind) -> &'static str {
         CursorKind::Opaque => "opaque",
     }
 }
+
+// The paged reads (SPEC §6: O(page) however long the history grows; `pages_at_scale.rs` holds
+// them to it).
+
+/// The `list_runs` statement and its arguments: every filter combination is a backwards scan of
+/// an index ending in `id` (`runs`' primary key, `runs_by_pipeline`, `runs_by_status`,
+/// `runs_by_pipeline_status`).
+pub(crate) fn runs_page(query: &RunQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from("SELECT body FROM runs WHERE 1 = 1");
+    let mut args = Vec::new();
+    if let Some(before) = query.before {
+        sql.push_str(" AND id < ?");
+        args.push(SqlValue::from(before.to_string()));
+    }
+    if let Some(pipeline) = &query.pipeline {
+        sql.push_str(" AND pipeline = ?");
+        args.push(SqlValue::from(pipeline.as_str()));
+    }
+    if let Some(status) = query.status {
+        sql.push_str(" AND status = ?");
+        args.push(SqlValue::from(status.to_string()));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    args.push(SqlValue::from(query.limit.get() + 1));
+    (sql, args)
+}
+
+/// The `list_decisions` statement and its arguments (`decisions_by_pipeline`, `decisions_held`).
+pub(crate) fn decisions_page(query: &DecisionQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from("SELECT body FROM decisions WHERE id > ?");
+    let mut args = vec![SqlValue::from(query.after.map_or(0, DecisionId::get))];
+    if let Some(pipeline) = &query.pipeline {
+        sql.push_str(" AND pipeline = ?");
+        args.push(SqlValue::from(pipeline.as_str()));
+    }
+    if query.held_only {
+        sql.push_str(" AND held = 1");
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    args.push(SqlValue::from(query.limit.get() + 1));
+    (sql, args)
+}
+
+/// A page of a cursor's history, newest first: pipeline, stream, before (exclusive), limit.
+pub(crate) const CURSOR_HISTORY_PAGE: &str =
+    "SELECT body FROM cursor_history WHERE pipeline = ? AND stream = ? AND version < ? \
+     ORDER BY version DESC LIMIT ?";
+
+/// A page of the event log: after (exclusive), limit.
+pub(crate) const EVENTS_PAGE: &str =
+    "SELECT seq, at, actor, pipeline, kind FROM events WHERE seq > ? ORDER BY seq LIMIT ?";
+
+/// A page of the reconciler snapshot's pipelines: after (exclusive), limit; then, for each,
+/// [`LAST_RUN`] and [`HELD_DECISIONS`].
+pub(crate) const STATUS_PAGE: &str = concat!(
+    "SELECT body, ",
+    hot_columns!(),
+    " FROM pipelines WHERE id > ? ORDER BY id LIMIT ?"
+);
+
+/// A pipeline's newest run.
+pub(crate) const LAST_RUN: &str =
+    "SELECT body FROM runs WHERE pipeline = ? ORDER BY id DESC LIMIT 1";
+
+/// A pipeline's held decisions.
+pub(crate) const HELD_DECISIONS: &str =
+    "SELECT id FROM decisions WHERE pipeline = ? AND held = 1 ORDER BY id";
 
 /// A cursor write decided by a rule, ready to apply.
 struct CursorWrite {
@@ -674,22 +743,7 @@ impl<E: Exec> Store<'_, E> {
     }
 
     fn list_runs(&mut self, query: &RunQuery) -> Result<Page<Run, RunId>> {
-        let mut sql = String::from("SELECT body FROM runs WHERE 1 = 1");
-        let mut args = Vec::new();
-        if let Some(before) = query.before {
-            sql.push_str(" AND id < ?");
-            args.push(SqlValue::from(before.to_string()));
-        }
-        if let Some(pipeline) = &query.pipeline {
-            sql.push_str(" AND pipeline = ?");
-            args.push(SqlValue::from(pipeline.as_str()));
-        }
-        if let Some(status) = query.status {
-            sql.push_str(" AND status = ?");
-            args.push(SqlValue::from(status.to_string()));
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
-        args.push(SqlValue::from(query.limit.get() + 1));
+        let (sql, args) = runs_page(query);
         let rows = self.exec.query(&sql, &args)?;
         let items = rows
             .iter()
@@ -877,8 +931,7 @@ impl<E: Exec> Store<'_, E> {
             i64::try_from(b).unwrap_or(NO_BOUND).min(NO_BOUND)
         });
         let rows = self.exec.query(
-            "SELECT body FROM cursor_history WHERE pipeline = ? AND stream = ? AND version < ?
-             ORDER BY version DESC LIMIT ?",
+            CURSOR_HISTORY_PAGE,
             params![pipeline.as_str(), stream.as_str(), before, limit.get() + 1],
         )?;
         let items = rows
@@ -1075,17 +1128,7 @@ impl<E: Exec> Store<'_, E> {
     }
 
     fn list_decisions(&mut self, query: &DecisionQuery) -> Result<Page<Decision, DecisionId>> {
-        let mut sql = String::from("SELECT body FROM decisions WHERE id > ?");
-        let mut args = vec![SqlValue::from(query.after.map_or(0, DecisionId::get))];
-        if let Some(pipeline) = &query.pipeline {
-            sql.push_str(" AND pipeline = ?");
-            args.push(SqlValue::from(pipeline.as_str()));
-        }
-        if query.held_only {
-            sql.push_str(" AND held = 1");
-        }
-        sql.push_str(" ORDER BY id LIMIT ?");
-        args.push(SqlValue::from(query.limit.get() + 1));
+        let (sql, args) = decisions_page(query);
         let rows = self.exec.query(&sql, &args)?;
         let items = rows
             .iter()
@@ -1136,12 +1179,9 @@ impl<E: Exec> Store<'_, E> {
         limit: Limit,
     ) -> Result<StatusPage> {
         let after = after.map_or("", PipelineId::as_str);
-        let sql = concat!(
-            "SELECT body, ",
-            hot_columns!(),
-            " FROM pipelines WHERE id > ? ORDER BY id LIMIT ?"
-        );
-        let rows = self.exec.query(sql, params![after, limit.get() + 1])?;
+        let rows = self
+            .exec
+            .query(STATUS_PAGE, params![after, limit.get() + 1])?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
             let pipeline: Pipeline = row.json(0)?;
@@ -1149,18 +1189,12 @@ impl<E: Exec> Store<'_, E> {
             let id = pipeline.id().as_str().to_owned();
             let last_run = self
                 .exec
-                .query_row(
-                    "SELECT body FROM runs WHERE pipeline = ? ORDER BY id DESC LIMIT 1",
-                    params![id.as_str()],
-                )?
+                .query_row(LAST_RUN, params![id.as_str()])?
                 .map(|r| r.json(0))
                 .transpose()?;
             let held_decisions = self
                 .exec
-                .query(
-                    "SELECT id FROM decisions WHERE pipeline = ? AND held = 1 ORDER BY id",
-                    params![id],
-                )?
+                .query(HELD_DECISIONS, params![id])?
                 .iter()
                 .map(|r| r.uint(0).map(DecisionId))
                 .collect::<Result<_>>()?;
@@ -1180,10 +1214,7 @@ impl<E: Exec> Store<'_, E> {
     }
 
     fn events(&mut self, after: u64, limit: Limit) -> Result<Vec<Event>> {
-        let rows = self.exec.query(
-            "SELECT seq, at, actor, pipeline, kind FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            params![after, limit.get()],
-        )?;
+        let rows = self.exec.query(EVENTS_PAGE, params![after, limit.get()])?;
         rows.iter()
             .map(|r| {
                 Ok(Event {
