@@ -10,8 +10,10 @@ use std::time::Duration;
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
 use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, plan_request, PutPlan};
-use hakiri_core::run::check_writable;
+use hakiri_core::pipeline::{
+    check_delete, pause_event, plan_pause, plan_put, plan_request, PutPlan,
+};
+use hakiri_core::run::{check_begin, check_writable};
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorReset,
     CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error, Event,
@@ -213,12 +215,7 @@ impl ProjectState {
         let Some(paused) = plan_pause(&state.pipeline, change, by, state.held.len(), now)? else {
             return Ok(state.pipeline.clone());
         };
-        let kind = match &paused {
-            Some(pause) => EventKind::PipelinePaused {
-                reason: pause.reason.clone(),
-            },
-            None => EventKind::PipelineResumed,
-        };
+        let kind = pause_event(paused.as_ref());
         state.pipeline.paused = paused;
         state.pipeline.updated_at = now;
         let pipeline = state.pipeline.clone();
@@ -357,18 +354,7 @@ impl ProjectState {
     ) -> Result<Run> {
         begin.validate()?;
         let state = self.fenced_pipeline(lease, now)?;
-        if let Some(pause) = &state.pipeline.paused {
-            return Err(Error::precondition(format!(
-                "pipeline {} is paused ({}); resume it first",
-                lease.pipeline, pause.reason
-            )));
-        }
-        if let Some(running) = state.running {
-            return Err(Error::precondition(format!(
-                "pipeline {} already has a running run {running}; finish it first",
-                lease.pipeline
-            )));
-        }
+        check_begin(&state.pipeline, state.running)?;
         let cursors = state.cursor_values();
         let id = self.next_run_id(now);
         let run = Run {

@@ -13,8 +13,10 @@ use std::time::Duration;
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
 use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, plan_request, PutPlan};
-use hakiri_core::run::check_writable;
+use hakiri_core::pipeline::{
+    check_delete, pause_event, plan_pause, plan_put, plan_request, PutPlan,
+};
+use hakiri_core::run::{check_begin, check_writable};
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
     CursorReset, CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
@@ -571,12 +573,7 @@ impl PostgresCatalog {
         let Some(paused) = plan_pause(&pipeline, change, by, held, tx.now)? else {
             return Ok(pipeline);
         };
-        let kind = match &paused {
-            Some(pause) => EventKind::PipelinePaused {
-                reason: pause.reason.clone(),
-            },
-            None => EventKind::PipelineResumed,
-        };
+        let kind = pause_event(paused.as_ref());
         pipeline.paused = paused;
         pipeline.updated_at = tx.now;
         self.save_pipeline(&mut tx, &pipeline).await?;
@@ -803,18 +800,7 @@ impl PostgresCatalog {
         begin.validate()?;
         let (mut tx, row) = self.begin_locked(&lease.pipeline).await?;
         let row = Self::fenced(row, lease, tx.now)?;
-        if let Some(pause) = &row.pipeline.paused {
-            return Err(Error::precondition(format!(
-                "pipeline {} is paused ({}); resume it first",
-                lease.pipeline, pause.reason
-            )));
-        }
-        if let Some(running) = row.running {
-            return Err(Error::precondition(format!(
-                "pipeline {} already has a running run {running}; finish it first",
-                lease.pipeline
-            )));
-        }
+        check_begin(&row.pipeline, row.running)?;
         let cursors: Option<String> = sqlx::query_scalar(concat!("SELECT ", cursors_agg!()))
             .bind(self.project_str())
             .bind(lease.pipeline.as_str())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{Actor, Reason};
+use crate::audit::{Actor, EventKind, Reason};
 use crate::cursor::CursorKind;
 use crate::error::{Entity, Error, Result};
 use crate::evolution::SchemaPolicy;
@@ -615,6 +615,16 @@ pub fn plan_pause(
     }
 }
 
+/// The audit event for a pipeline's new pause state, as [`plan_pause`] planned it.
+pub fn pause_event(paused: Option<&Pause>) -> EventKind {
+    match paused {
+        Some(pause) => EventKind::PipelinePaused {
+            reason: pause.reason.clone(),
+        },
+        None => EventKind::PipelineResumed,
+    }
+}
+
 /// The pause a held schema decision puts on its pipeline; `None` if the pipeline is already paused
 /// (the existing pause, and its reason, stand).
 pub fn hold_pause(
@@ -655,6 +665,47 @@ mod tests {
             ConnectorRef::new("jsonl").unwrap(),
             CursorKind::Monotonic,
         )
+    }
+
+    #[test]
+    fn a_run_begins_only_on_a_pipeline_neither_paused_nor_running() {
+        let now = Timestamp::from_millis(0);
+        let PutPlan::Create(mut pipeline) = plan_put(None, spec(), PutMode::Create, now).unwrap()
+        else {
+            panic!("a new pipeline is created");
+        };
+        let running = crate::ids::RunId::from_parts(now, [7; 10]);
+        assert!(crate::run::check_begin(&pipeline, None).is_ok());
+        let busy = crate::run::check_begin(&pipeline, Some(running)).unwrap_err();
+        assert!(
+            busy.to_string().contains("already has a running run"),
+            "{busy}"
+        );
+
+        let reason = Reason::new("maintenance").unwrap();
+        let paused = plan_pause(
+            &pipeline,
+            &PauseChange::Pause(reason.clone()),
+            &Actor::System,
+            0,
+            now,
+        )
+        .unwrap()
+        .expect("pausing a running pipeline changes it");
+        assert_eq!(
+            pause_event(paused.as_ref()),
+            EventKind::PipelinePaused {
+                reason: reason.clone()
+            }
+        );
+        assert_eq!(pause_event(None), EventKind::PipelineResumed);
+        pipeline.paused = paused;
+        let error = crate::run::check_begin(&pipeline, None).unwrap_err();
+        assert!(matches!(error, Error::FailedPrecondition(_)), "{error}");
+        assert!(
+            error.to_string().contains("is paused (maintenance)"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::ids::{Epoch, HolderId, PipelineId, RunId, StreamName};
 use crate::lease::Lease;
 use crate::page::Limit;
+use crate::pipeline::Pipeline;
 use crate::schema::Schema;
 use crate::time::Timestamp;
 
@@ -286,6 +287,28 @@ pub fn check_writable(run: &Run, lease: &Lease) -> Result<()> {
         return Err(Error::precondition(format!(
             "run {} belongs to epoch {}, not the lease's epoch {}",
             run.id, run.epoch, lease.epoch
+        )));
+    }
+    Ok(())
+}
+
+/// The rule for beginning a run on a pipeline under a valid lease: the pipeline must not be
+/// paused, and must have no run in progress (`running`).
+///
+/// # Errors
+/// `FailedPrecondition` for a paused pipeline, or one with a running run.
+pub fn check_begin(pipeline: &Pipeline, running: Option<RunId>) -> Result<()> {
+    if let Some(pause) = &pipeline.paused {
+        return Err(Error::precondition(format!(
+            "pipeline {} is paused ({}); resume it first",
+            pipeline.id(),
+            pause.reason
+        )));
+    }
+    if let Some(running) = running {
+        return Err(Error::precondition(format!(
+            "pipeline {} already has a running run {running}; finish it first",
+            pipeline.id()
         )));
     }
     Ok(())

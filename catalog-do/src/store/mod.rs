@@ -17,8 +17,10 @@ use std::time::Duration;
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
 use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
-use hakiri_core::pipeline::{check_delete, plan_pause, plan_put, plan_request, PutPlan};
-use hakiri_core::run::check_writable;
+use hakiri_core::pipeline::{
+    check_delete, pause_event, plan_pause, plan_put, plan_request, PutPlan,
+};
+use hakiri_core::run::{check_begin, check_writable};
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
     CursorReset, CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
@@ -485,12 +487,7 @@ impl<E: Exec> Store<'_, E> {
         let Some(paused) = plan_pause(&pipeline, change, by, held, self.now)? else {
             return Ok(pipeline);
         };
-        let kind = match &paused {
-            Some(pause) => EventKind::PipelinePaused {
-                reason: pause.reason.clone(),
-            },
-            None => EventKind::PipelineResumed,
-        };
+        let kind = pause_event(paused.as_ref());
         pipeline.paused = paused;
         pipeline.updated_at = self.now;
         self.save_pipeline(&pipeline)?;
@@ -629,18 +626,7 @@ impl<E: Exec> Store<'_, E> {
         begin.validate()?;
         self.fenced(lease)?;
         let (mut pipeline, hot) = self.pipeline(&lease.pipeline)?;
-        if let Some(pause) = &pipeline.paused {
-            return Err(Error::precondition(format!(
-                "pipeline {} is paused ({}); resume it first",
-                lease.pipeline, pause.reason
-            )));
-        }
-        if let Some(running) = hot.running {
-            return Err(Error::precondition(format!(
-                "pipeline {} already has a running run {running}; finish it first",
-                lease.pipeline
-            )));
-        }
+        check_begin(&pipeline, hot.running)?;
         // A persistent counter, not randomness: unique across processes sharing the file (they
         // serialise on the write lock) and ordered within a millisecond.
         let mut entropy = [0u8; 10];
