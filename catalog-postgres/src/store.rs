@@ -339,27 +339,53 @@ impl CursorWrite {
     }
 }
 
-/// Writes cursors `$6` (streams), `$7` (versions), `$8` (values), `$9` (changes) of pipeline `$2`
-/// with their history — each only if the stored version is the one before (compare-and-set) — as
-/// written by run `$3` under epoch `$4`, actor `$5`, at `$10`, and counts the cursors it created
-/// (version 1) on the pipeline's row. Returns how many were written.
-const WRITE_CURSORS: &str = "WITH w AS ( \
-       INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, updated_by, updated_at) \
-       SELECT $1, $2, t.stream, t.version, t.value::json, $3, $4, $5::json, $10 \
-       FROM unnest($6::text[], $7::bigint[], $8::text[]) AS t(stream, version, value) \
-       ON CONFLICT (project, pipeline, stream) DO UPDATE SET version = EXCLUDED.version, \
-         value = EXCLUDED.value, run = EXCLUDED.run, epoch = EXCLUDED.epoch, \
-         updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at \
-       WHERE cursors.version = EXCLUDED.version - 1 \
-       RETURNING stream, version), \
-     h AS ( \
-       INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, epoch, by_actor, at) \
-       SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $3, $4, $5::json, $10 \
-       FROM unnest($6::text[], $7::bigint[], $8::text[], $9::text[]) AS t(stream, version, value, change) \
-       WHERE t.stream IN (SELECT stream FROM w)), \
-     n AS (UPDATE pipelines SET cursor_count = cursor_count + (SELECT count(*) FROM w WHERE version = 1) \
+/// The cursor writes of pipeline `$2` (project `$1`): cursors `$6` (streams), `$7` (versions),
+/// `$8` (values), `$9` (changes), each only if the stored version is the one before
+/// (compare-and-set), as written by run `$3` under epoch `$4`, actor `$5`, at `$10` — `w` returns
+/// the written streams and versions — and the history of those written (`h`).
+macro_rules! cursor_writes {
+    () => {
+        "WITH w AS ( \
+           INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, updated_by, updated_at) \
+           SELECT $1, $2, t.stream, t.version, t.value::json, $3, $4, $5::json, $10 \
+           FROM unnest($6::text[], $7::bigint[], $8::text[]) AS t(stream, version, value) \
+           ON CONFLICT (project, pipeline, stream) DO UPDATE SET version = EXCLUDED.version, \
+             value = EXCLUDED.value, run = EXCLUDED.run, epoch = EXCLUDED.epoch, \
+             updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at \
+           WHERE cursors.version = EXCLUDED.version - 1 \
+           RETURNING stream, version), \
+         h AS ( \
+           INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, epoch, by_actor, at) \
+           SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $3, $4, $5::json, $10 \
+           FROM unnest($6::text[], $7::bigint[], $8::text[], $9::text[]) AS t(stream, version, value, change) \
+           WHERE t.stream IN (SELECT stream FROM w)), "
+    };
+}
+
+/// The cursor writes ([`cursor_writes!`]), counting the cursors they created (version 1) on the
+/// pipeline's row. Returns how many were written.
+const WRITE_CURSORS: &str = concat!(
+    cursor_writes!(),
+    "n AS (UPDATE pipelines SET cursor_count = cursor_count + (SELECT count(*) FROM w WHERE version = 1) \
        WHERE project = $1 AND id = $2 AND EXISTS (SELECT 1 FROM w WHERE version = 1)) \
-     SELECT count(*) AS written FROM w";
+     SELECT count(*) AS written FROM w"
+);
+
+/// A finish's writes: the cursor writes ([`cursor_writes!`]), the run's status `$11` and document
+/// `$12`, the pipeline's running run and cursor count, and the events — actors `$13`, pipelines
+/// `$14`, kinds `$15`, in order. Returns how many cursors were written.
+const FINISH_WRITES: &str = concat!(
+    cursor_writes!(),
+    "r AS (UPDATE runs SET status = $11, body = $12::json WHERE project = $1 AND id = $3), \
+     p AS (UPDATE pipelines SET running_run = NULL, \
+       cursor_count = cursor_count + (SELECT count(*) FROM w WHERE version = 1) \
+       WHERE project = $1 AND id = $2), \
+     e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
+       SELECT $1, $10, t.actor::json, t.pipeline, t.kind::json \
+       FROM unnest($13::text[], $14::text[], $15::text[]) WITH ORDINALITY AS t(actor, pipeline, kind, n) \
+       ORDER BY t.n) \
+     SELECT count(*) AS written FROM w"
+);
 
 pub(crate) struct CursorBatch {
     pub(crate) streams: Vec<String>,
@@ -1000,40 +1026,17 @@ impl PostgresCatalog {
 
         let batch = CursorBatch::of(&writes)?;
         let (actors, pipelines, kinds) = tx.take_events()?;
-        let sql = "WITH w AS ( \
-               INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, updated_by, updated_at) \
-               SELECT $1, $2, t.stream, t.version, t.value::json, $3, $4, $5::json, $6 \
-               FROM unnest($7::text[], $8::bigint[], $9::text[]) AS t(stream, version, value) \
-               ON CONFLICT (project, pipeline, stream) DO UPDATE SET version = EXCLUDED.version, \
-                 value = EXCLUDED.value, run = EXCLUDED.run, epoch = EXCLUDED.epoch, \
-                 updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at \
-               WHERE cursors.version = EXCLUDED.version - 1 \
-               RETURNING stream, version), \
-             h AS ( \
-               INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, epoch, by_actor, at) \
-               SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $3, $4, $5::json, $6 \
-               FROM unnest($7::text[], $8::bigint[], $9::text[], $10::text[]) AS t(stream, version, value, change) \
-               WHERE t.stream IN (SELECT stream FROM w)), \
-             r AS (UPDATE runs SET status = $11, body = $12::json WHERE project = $1 AND id = $3), \
-             p AS (UPDATE pipelines SET running_run = NULL, \
-               cursor_count = cursor_count + (SELECT count(*) FROM w WHERE version = 1) \
-               WHERE project = $1 AND id = $2), \
-             e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
-               SELECT $1, $6, t.actor::json, t.pipeline, t.kind::json \
-               FROM unnest($13::text[], $14::text[], $15::text[]) WITH ORDINALITY AS t(actor, pipeline, kind, n) \
-               ORDER BY t.n) \
-             SELECT count(*) AS written FROM w";
-        let written: i64 = sqlx::query_scalar(sql)
+        let written: i64 = sqlx::query_scalar(FINISH_WRITES)
             .bind(self.project_str())
             .bind(lease.pipeline.as_str())
             .bind(*run.as_uuid())
             .bind(to_i64(lease.epoch.get())?)
             .bind(to_json(&holder)?)
-            .bind(tx.now.as_millis())
             .bind(batch.streams)
             .bind(batch.versions)
             .bind(batch.values)
             .bind(batch.changes)
+            .bind(tx.now.as_millis())
             .bind(record.status.to_string())
             .bind(to_json(&record)?)
             .bind(actors)
