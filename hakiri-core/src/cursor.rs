@@ -212,7 +212,8 @@ impl Position {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+/// A JSON value's kind as error messages name it ("a string", "an object" …).
+pub fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

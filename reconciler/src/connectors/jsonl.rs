@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use hakiri_core::cursor::Position;
+use hakiri_core::cursor::{json_type, Position};
 use hakiri_core::{CursorKind, CursorValue, Schema, StreamName};
 use serde_json::{Map, Value};
 use tokio::fs::{self, File};
@@ -454,7 +454,7 @@ impl<'a> StreamRun<'a> {
                 return Err(ConnectorError::permanent(format!(
                     "{}: expected a JSON object, found {}",
                     at(),
-                    super::json_kind(&other)
+                    json_type(&other)
                 )))
             }
             Err(e) => {

@@ -83,6 +83,7 @@ mod tail;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use hakiri_core::cursor::json_type;
 use hakiri_core::{ConnectorConfig, StreamName};
 use serde_json::{Map, Value};
 use tokio::fs::{self, File, OpenOptions};
@@ -144,7 +145,7 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) => Ok(s),
             Some(other) => Err(self.error(
                 field,
-                format!("must be a string ({what}), not {}", json_kind(other)),
+                format!("must be a string ({what}), not {}", json_type(other)),
             )),
         }
     }
@@ -162,14 +163,14 @@ impl<'a> Fields<'a> {
                     Value::String(s) => Ok(s.clone()),
                     other => Err(self.error(
                         field,
-                        format!("must list strings, not {}", json_kind(other)),
+                        format!("must list strings, not {}", json_type(other)),
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(other) => Err(self.error(
                 field,
-                format!("must be an array of strings, not {}", json_kind(other)),
+                format!("must be an array of strings, not {}", json_type(other)),
             )),
         }
     }
@@ -183,7 +184,7 @@ impl<'a> Fields<'a> {
             },
             Some(other) => Err(self.error(
                 field,
-                format!("must be a positive integer, not {}", json_kind(other)),
+                format!("must be a positive integer, not {}", json_type(other)),
             )),
         }
     }
@@ -203,17 +204,6 @@ fn stream_dir_name(name: &str) -> Result<StreamName, String> {
         ));
     }
     Ok(stream)
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// An input problem retrying cannot fix.
