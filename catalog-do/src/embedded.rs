@@ -1,12 +1,19 @@
 //! The embedded host: the store on a local SQLite file (the CLI's default catalog).
 //!
-//! One thread owns the connection, mirroring the Durable Object's one-request-at-a-time model.
-//! Requests that arrive while a commit is in flight queue up and are **group-committed**: the
-//! thread opens one `BEGIN IMMEDIATE` transaction for the whole queue and runs each request in its
-//! own savepoint, so each stays all-or-nothing while they share one fsync. Other processes on the
-//! same file (an operator CLI beside a running reconciler) serialise on SQLite's write lock; every
-//! read the store makes before a write happens inside that lock, so fencing is checked in the same
-//! transaction as the write.
+//! One writer thread owns the write connection, mirroring the Durable Object's
+//! one-request-at-a-time model. Writes that arrive while a commit is in flight queue up and are
+//! **group-committed**: the thread opens one `BEGIN IMMEDIATE` transaction for the whole queue and
+//! runs each request in its own savepoint, so each stays all-or-nothing while they share one
+//! fsync. Other processes on the same file (an operator CLI beside a running reconciler) serialise
+//! on SQLite's write lock; every read the store makes before a write happens inside that lock, so
+//! fencing is checked in the same transaction as the write.
+//!
+//! Reads never take the write lock: a reader thread answers them on a second, read-only
+//! connection, each in a deferred transaction (one consistent WAL snapshot), and opening a file
+//! whose schema is current and whose project is bound only reads it. So a process stalled inside
+//! a write transaction (stopped, paused by a debugger, its VM frozen) delays other processes'
+//! *writes* by at most their busy timeout, after which they fail `Unavailable`, and never their
+//! reads: an operator can always look at a stuck catalog (ADR 0015).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,10 +25,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hakiri_core::{Clock, Error, ProjectId, Result, SystemClock, Timestamp};
 use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
-use rusqlite::{Connection, ToSql};
+use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::oneshot;
 
-use crate::protocol::{Request, Response};
+use crate::protocol::{Access, Request, Response};
 use crate::remote::{RemoteCatalog, Transport};
 use crate::store::{self, Atomic, Exec, Row, SqlValue};
 
@@ -106,34 +113,47 @@ impl SqliteCatalog {
     pub fn open(path: impl AsRef<Path>, project: ProjectId, config: SqliteConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut conn = SqliteConnection::open(&path, &config)?;
-        conn.with_immediate(|conn| {
-            store::migrate_in_place(conn, config.clock.now())?;
-            store::bind_project(conn, &project)
-        })?;
-        let (sender, receiver) = mpsc::channel::<Job>();
+        conn.prepare(&project, config.clock.now())?;
+        let reader = Reader {
+            conn: SqliteConnection::open_reader(&path, &config)?,
+            clock: config.clock.clone(),
+        };
         let writer = Writer {
             conn,
-            receiver,
             clock: config.clock.clone(),
             max_batch: config.max_batch,
         };
-        thread::Builder::new()
-            .name(format!("hakiri-sqlite-{project}"))
-            .spawn(move || writer.run())
-            .map_err(|e| {
-                Error::Unavailable(format!("cannot start the catalog writer thread: {e}"))
-            })?;
-        Ok(RemoteCatalog::new(
-            project,
-            EmbeddedTransport { path, sender },
-        ))
+        let transport = EmbeddedTransport {
+            path,
+            writer: spawn(format!("hakiri-sqlite-{project}"), move |jobs| {
+                writer.run(jobs);
+            })?,
+            reader: spawn(format!("hakiri-sqlite-read-{project}"), move |jobs| {
+                reader.run(jobs);
+            })?,
+        };
+        Ok(RemoteCatalog::new(project, transport))
     }
 }
 
-/// Hands requests to the writer thread of one database file.
+/// Starts a thread that serves the jobs sent to the returned sender until every sender is gone.
+fn spawn(
+    name: String,
+    serve: impl FnOnce(mpsc::Receiver<Job>) + Send + 'static,
+) -> Result<mpsc::Sender<Job>> {
+    let (sender, receiver) = mpsc::channel::<Job>();
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || serve(receiver))
+        .map_err(|e| Error::Unavailable(format!("cannot start a catalog thread: {e}")))?;
+    Ok(sender)
+}
+
+/// Hands writes to the writer thread and reads to the reader thread of one database file.
 pub struct EmbeddedTransport {
     path: PathBuf,
-    sender: mpsc::Sender<Job>,
+    writer: mpsc::Sender<Job>,
+    reader: mpsc::Sender<Job>,
 }
 
 impl fmt::Debug for EmbeddedTransport {
@@ -155,10 +175,13 @@ impl EmbeddedTransport {
 impl Transport for EmbeddedTransport {
     async fn call(&self, request: Request) -> Result<Response> {
         let (reply, answer) = oneshot::channel();
-        let gone = || Error::Unavailable("the catalog writer thread has stopped".into());
-        self.sender
-            .send(Job { request, reply })
-            .map_err(|_| gone())?;
+        let gone = || Error::Unavailable("the catalog's thread has stopped".into());
+        let thread = if request.access() == Access::Read {
+            &self.reader
+        } else {
+            &self.writer
+        };
+        thread.send(Job { request, reply }).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
@@ -168,21 +191,40 @@ struct Job {
     reply: oneshot::Sender<Result<Response>>,
 }
 
-/// The thread that owns the connection.
+/// The thread that answers reads, each in a deferred transaction of its own: a consistent
+/// snapshot that never waits for a writer (WAL).
+struct Reader {
+    conn: SqliteConnection,
+    clock: Arc<dyn Clock>,
+}
+
+impl Reader {
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        // Ends when every sender is gone, closing the connection.
+        while let Ok(job) = jobs.recv() {
+            let (request, now) = (job.request.clone(), self.clock.now());
+            let result = self
+                .conn
+                .with_deferred(|conn| store::handle(conn, request, now));
+            answer(job, result);
+        }
+    }
+}
+
+/// The thread that owns the write connection.
 struct Writer {
     conn: SqliteConnection,
-    receiver: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     max_batch: usize,
 }
 
 impl Writer {
-    fn run(mut self) {
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
         // Ends when every sender is gone, closing the connection.
-        while let Ok(first) = self.receiver.recv() {
+        while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
-                match self.receiver.try_recv() {
+                match jobs.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }
@@ -313,6 +355,42 @@ impl SqliteConnection {
         }
     }
 
+    /// Opens `path` for reading only (`PRAGMA query_only`: a statement that would write fails
+    /// instead of taking the write lock). The file must exist: open the writer first.
+    ///
+    /// # Errors
+    /// `Unavailable` if the file cannot be opened.
+    pub fn open_reader(path: &Path, config: &SqliteConfig) -> Result<Self> {
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|e| {
+                Error::Unavailable(format!(
+                    "cannot open the catalog database {}: {e}",
+                    path.display()
+                ))
+            })?;
+        conn.busy_timeout(config.busy_timeout).map_err(convert)?;
+        conn.set_prepared_statement_cache_capacity(128);
+        conn.execute_batch("PRAGMA query_only = ON;")
+            .map_err(convert)?;
+        Ok(Self { conn })
+    }
+
+    /// Brings the file to the current schema and binds it to `project`, taking the write lock
+    /// only when there is something to write: opening a current, bound file only reads it, so it
+    /// never waits for another process's write transaction.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the file holds another project; the database's error otherwise.
+    pub fn prepare(&mut self, project: &ProjectId, now: Timestamp) -> Result<()> {
+        if self.with_deferred(|conn| store::is_prepared(conn, project))? {
+            return Ok(());
+        }
+        self.with_immediate(|conn| {
+            store::migrate_in_place(conn, now)?;
+            store::bind_project(conn, project)
+        })
+    }
+
     /// Runs `unit` in a `BEGIN IMMEDIATE` transaction: the write lock is taken before the first
     /// read, so no other process can change what the unit reads before it commits.
     ///
@@ -322,7 +400,27 @@ impl SqliteConnection {
         &mut self,
         unit: impl FnOnce(&mut Self) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.control("BEGIN IMMEDIATE")?;
+        self.transaction("BEGIN IMMEDIATE", unit)
+    }
+
+    /// Runs `unit` in a deferred transaction: its reads see one snapshot and, in WAL mode, never
+    /// wait for a writer. A unit that writes takes the write lock at its first write.
+    ///
+    /// # Errors
+    /// The unit's error, or the commit's.
+    pub fn with_deferred<T, E: From<Error>>(
+        &mut self,
+        unit: impl FnOnce(&mut Self) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.transaction("BEGIN DEFERRED", unit)
+    }
+
+    fn transaction<T, E: From<Error>>(
+        &mut self,
+        begin: &str,
+        unit: impl FnOnce(&mut Self) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.control(begin)?;
         match unit(self) {
             Ok(value) => match self.control("COMMIT") {
                 Ok(()) => Ok(value),

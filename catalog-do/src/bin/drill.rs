@@ -8,6 +8,10 @@
 //! hakiri-sqlite-drill race <db> <project> <holder> <rounds> <pipelines>
 //!     <rounds> times: take a lease on one of <pipelines> pipelines (waiting while others hold
 //!     it), begin, add 1 to its cursor with compare-and-set, finish, release.
+//! hakiri-sqlite-drill hold <write|read> <db>
+//!     Opens a transaction on the file — a write transaction holding SQLite's write lock, or a
+//!     read transaction holding a snapshot — prints `holding`, and never ends it: what a process
+//!     stopped inside a transaction looks like to the others (the stall tests then SIGSTOP it).
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -24,7 +28,8 @@ mod native {
     use std::process::ExitCode;
     use std::time::Duration;
 
-    use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
+    use hakiri_catalog_do::store::Exec;
+    use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
     use hakiri_core::{
         Actor, BeginRun, Catalog, CatalogExt, Column, ColumnType, ConnectorRef, CursorAdvance,
         CursorKind, CursorValue, Error, FinishRun, HolderId, OperatorName, PipelineId,
@@ -52,8 +57,9 @@ mod native {
                     _ => Err(Error::invalid("rounds and pipelines must be numbers")),
                 }
             }
+            ["hold", kind @ ("write" | "read"), db] => hold(kind, db),
             _ => Err(Error::invalid(
-                "usage: hakiri-sqlite-drill crash-loop <db> <project> | race <db> <project> <holder> <rounds> <pipelines>",
+                "usage: hakiri-sqlite-drill crash-loop <db> <project> | race <db> <project> <holder> <rounds> <pipelines> | hold <write|read> <db>",
             )),
         };
         match outcome {
@@ -194,5 +200,29 @@ mod native {
             catalog.release(&lease).await?;
         }
         Ok(())
+    }
+
+    fn hold(kind: &str, db: &str) -> Result<()> {
+        let mut conn = SqliteConnection::open(std::path::Path::new(db), &SqliteConfig::default())?;
+        let hold = |conn: &mut SqliteConnection| -> Result<()> {
+            if kind == "write" {
+                // A write, as a lease renewal or a checkpoint would make.
+                conn.execute("UPDATE pipelines SET body = body", &[])?;
+            } else {
+                conn.query("SELECT count(*) FROM events", &[])?;
+            }
+            println!("holding");
+            std::io::stdout()
+                .flush()
+                .map_err(|e| Error::Backend(e.to_string()))?;
+            loop {
+                std::thread::park();
+            }
+        };
+        if kind == "write" {
+            conn.with_immediate(hold)
+        } else {
+            conn.with_deferred(hold)
+        }
     }
 }

@@ -114,15 +114,7 @@ pub(crate) fn migrate(exec: &mut impl Exec, now: Timestamp) -> Result<()> {
         )",
         &[],
     )?;
-    let applied = exec
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM migrations", &[])?
-        .map_or(Ok(0), |row| row.int(0))?;
-    let latest = MIGRATIONS.last().map_or(0, |m| m.version);
-    if applied > latest {
-        return Err(Error::Backend(format!(
-            "the catalog database is at schema version {applied}, newer than this build's {latest}; upgrade Hakiri"
-        )));
-    }
+    let applied = applied(exec)?;
     for migration in MIGRATIONS.iter().filter(|m| m.version > applied) {
         for statement in migration.statements {
             exec.execute(statement, &[])?;
@@ -133,4 +125,33 @@ pub(crate) fn migrate(exec: &mut impl Exec, now: Timestamp) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Whether the database is at this build's schema, found by reading only.
+pub(crate) fn is_current(exec: &mut impl Exec) -> Result<bool> {
+    let tracked = exec
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'",
+            &[],
+        )?
+        .is_some();
+    Ok(tracked && applied(exec)? == latest())
+}
+
+fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// The newest migration applied; refuses a database migrated by a newer build.
+fn applied(exec: &mut impl Exec) -> Result<i64> {
+    let applied = exec
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM migrations", &[])?
+        .map_or(Ok(0), |row| row.int(0))?;
+    let latest = latest();
+    if applied > latest {
+        return Err(Error::Backend(format!(
+            "the catalog database is at schema version {applied}, newer than this build's {latest}; upgrade Hakiri"
+        )));
+    }
+    Ok(applied)
 }

@@ -61,10 +61,35 @@ pub fn bind_project(exec: &mut impl Exec, project: &ProjectId) -> Result<()> {
         "INSERT INTO meta (key, value) VALUES ('project', ?) ON CONFLICT (key) DO NOTHING",
         params![project.as_str()],
     )?;
-    let stored = exec
-        .query_row("SELECT value FROM meta WHERE key = 'project'", &[])?
+    let stored = bound_project(exec)?
         .ok_or_else(|| Error::Backend("the project record is missing".into()))?;
-    let stored = stored.text(0)?;
+    check_project(&stored, project)
+}
+
+/// Whether the database is at this build's schema and bound to `project`, found by reading only:
+/// when it is, a host has nothing to write on open ([`migrate`] and [`bind_project`] would change
+/// nothing).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if the database belongs to another project; [`Error::Backend`] for
+/// a database migrated by a newer build.
+pub fn is_prepared(exec: &mut impl Exec, project: &ProjectId) -> Result<bool> {
+    if !migrations::is_current(exec)? {
+        return Ok(false);
+    }
+    match bound_project(exec)? {
+        Some(stored) => check_project(&stored, project).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+fn bound_project(exec: &mut impl Exec) -> Result<Option<String>> {
+    exec.query_row("SELECT value FROM meta WHERE key = 'project'", &[])?
+        .map(|row| row.text(0).map(str::to_owned))
+        .transpose()
+}
+
+fn check_project(stored: &str, project: &ProjectId) -> Result<()> {
     if stored == project.as_str() {
         Ok(())
     } else {
