@@ -11,7 +11,8 @@ use hakiri_core::{Entity, Error};
 /// - `23505` (unique violation) → `AlreadyExists(unique)`: constraints decide, the code never
 ///   checks before inserting. Without an entity it is a bug in the catalog → `Backend`.
 /// - `40001` / `40P01` (serialization failure, deadlock), `55P03` (lock not available), `57014`
-///   (statement timeout), `53300` (too many connections), class `08` (connection exception),
+///   (statement timeout), `53300` (too many connections), `25P03` (the server ended a session
+///   idle in its transaction for too long: ADR 0015), class `08` (connection exception),
 ///   class `57P` (server shutting down or restarting), and every I/O, TLS, protocol or pool
 ///   failure → `Unavailable`: retryable, the next attempt gets a fresh connection.
 /// - anything else → `Backend`, with the driver's message.
@@ -25,7 +26,7 @@ pub(crate) fn convert(e: sqlx::Error, unique: Option<Entity>) -> Error {
                     Some(entity) => Error::AlreadyExists(entity),
                     None => Error::Backend(format!("unexpected unique violation: {e}")),
                 },
-                "40001" | "40P01" | "55P03" | "57014" | "53300" => {
+                "40001" | "40P01" | "55P03" | "57014" | "53300" | "25P03" => {
                     Error::Unavailable(format!("postgres asked to retry ({code}): {e}"))
                 }
                 c if c.starts_with("08") || c.starts_with("57P") => {

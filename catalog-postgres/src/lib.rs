@@ -93,6 +93,8 @@ pub struct PostgresConfig {
     idle_timeout: Option<Duration>,
     max_lifetime: Option<Duration>,
     statement_timeout: Option<Duration>,
+    idle_in_transaction_timeout: Option<Duration>,
+    lock_timeout: Option<Duration>,
     test_before_acquire: bool,
     application_name: String,
 }
@@ -106,6 +108,8 @@ impl Default for PostgresConfig {
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             statement_timeout: Some(Duration::from_secs(30)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(5)),
+            lock_timeout: Some(Duration::from_secs(10)),
             test_before_acquire: false,
             application_name: "hakiri".to_owned(),
         }
@@ -166,6 +170,39 @@ impl PostgresConfig {
         self
     }
 
+    /// The server ends a session that sits idle inside a transaction longer than this (default
+    /// 5 s; `None`: the server's setting), rolling the transaction back and releasing its locks.
+    ///
+    /// A catalog transaction never waits on its client for more than a round trip, so only a
+    /// stalled process (stopped, paused by a debugger, its VM frozen) reaches this; without it,
+    /// such a process keeps its pipeline's row locked — no takeover, pause or reset — until it
+    /// resumes (ADR 0015). Keep it well below the lease ttl (the reconciler's default is 30 s).
+    ///
+    /// # Warning
+    /// Longer, and a stalled holder blocks its pipeline that long; shorter than a slow network's
+    /// round trip, and healthy transactions are ended (they fail `Unavailable` and change nothing).
+    #[must_use]
+    pub fn idle_in_transaction_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_in_transaction_timeout = d;
+        self
+    }
+
+    /// A statement gives up waiting for a row lock after this (default 10 s; `None`: the server's
+    /// setting), failing `Unavailable` and changing nothing.
+    ///
+    /// No catalog transaction can hold a lock idle for longer than the idle-in-transaction
+    /// timeout, so a longer wait means a stuck statement, for which waiting on is pointless; the
+    /// caller retries instead of hanging until the statement timeout (ADR 0015).
+    ///
+    /// # Warning
+    /// Keep it above [`idle_in_transaction_timeout`](Self::idle_in_transaction_timeout), or a
+    /// takeover behind a stalled holder fails before the server ends that holder's session.
+    #[must_use]
+    pub fn lock_timeout(mut self, d: Option<Duration>) -> Self {
+        self.lock_timeout = d;
+        self
+    }
+
     /// Ping every connection before each use (default off).
     ///
     /// # Warning
@@ -197,8 +234,18 @@ impl PostgresConfig {
         // statement serves every call; without this the server re-plans a statement on every call
         // while it judges custom plans cheaper, which costs more than executing it.
         options = options.options([("plan_cache_mode", "force_generic_plan")]);
-        if let Some(timeout) = self.statement_timeout {
-            options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+        let timeouts = [
+            ("statement_timeout", self.statement_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout,
+            ),
+            ("lock_timeout", self.lock_timeout),
+        ];
+        for (setting, timeout) in timeouts {
+            if let Some(timeout) = timeout {
+                options = options.options([(setting, timeout.as_millis().to_string())]);
+            }
         }
         Ok(options)
     }
@@ -241,6 +288,33 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
             sqlx::migrate::MigrateError::Execute(e) => error::db(e),
             other => Error::Backend(format!("catalog migration failed: {other}")),
         })
+}
+
+/// Registers `project` in the database (creating a pipeline registers its project too), so that
+/// [`projects`] lists it before it has a pipeline. Registering twice changes nothing.
+///
+/// # Errors
+/// `Unavailable` if the server cannot be reached; `Backend` if the database is not migrated.
+pub async fn register_project(pool: &PgPool, project: &ProjectId) -> Result<()> {
+    sqlx::query("INSERT INTO projects (project) VALUES ($1) ON CONFLICT (project) DO NOTHING")
+        .bind(project.as_str())
+        .execute(pool)
+        .await
+        .map_err(error::db)?;
+    Ok(())
+}
+
+/// The projects the database holds — every project registered or with a pipeline ever created —
+/// in byte order. A CLI refuses a project missing from it instead of showing an empty catalog.
+///
+/// # Errors
+/// `Unavailable` if the server cannot be reached; `Backend` if the database is not migrated.
+pub async fn projects(pool: &PgPool) -> Result<Vec<ProjectId>> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT project FROM projects ORDER BY project")
+        .fetch_all(pool)
+        .await
+        .map_err(error::db)?;
+    names.into_iter().map(ProjectId::new).collect()
 }
 
 /// The catalog of one project in a Postgres database.

@@ -419,6 +419,22 @@ impl PostgresCatalog {
 
     /// Begins a transaction and locks `id`'s row; `None` if there is no such pipeline (nothing is
     /// locked then, so a create races on the primary key instead).
+    /// Draws the project's next `counter` (`epoch` or `decision`) in `tx`: its row stays locked
+    /// until `tx` ends, so draws are ordered as their transactions commit, and a rolled-back draw
+    /// leaves no gap.
+    async fn draw(&self, tx: &mut Tx, counter: &str) -> Result<u64> {
+        let next: i64 = sqlx::query_scalar(
+            "INSERT INTO counters AS c (project, name, value) VALUES ($1, $2, 1) \
+             ON CONFLICT (project, name) DO UPDATE SET value = c.value + 1 RETURNING value",
+        )
+        .bind(self.project_str())
+        .bind(counter)
+        .fetch_one(&mut *tx.inner)
+        .await
+        .map_err(db)?;
+        to_u64(next, counter)
+    }
+
     async fn begin_locked(&self, id: &PipelineId) -> Result<(Tx, Option<PipelineRow>)> {
         let mut inner = self.pool.begin().await.map_err(db)?;
         let sql = concat!(
@@ -502,8 +518,11 @@ impl PostgresCatalog {
         match plan_put(existing.as_ref(), spec, mode, tx.now)? {
             PutPlan::Unchanged(pipeline) => Ok(pipeline),
             PutPlan::Create(pipeline) => {
+                // A pipeline's creation registers its project (`projects`), in the same statement.
                 sqlx::query(
-                    "INSERT INTO pipelines (project, id, body, generation, cursor_kind) \
+                    "WITH registered AS (INSERT INTO projects (project) VALUES ($1) \
+                                         ON CONFLICT (project) DO NOTHING) \
+                     INSERT INTO pipelines (project, id, body, generation, cursor_kind) \
                      VALUES ($1, $2, $3::json, $4, $5)",
                 )
                 .bind(self.project_str())
@@ -691,11 +710,7 @@ impl PostgresCatalog {
         let row = row.ok_or_else(|| Error::pipeline_not_found(id))?;
         // Drawn only now, under the row lock: an epoch drawn before it could be lower than the
         // one a concurrent acquisition commits first.
-        let next: i64 = sqlx::query_scalar("SELECT nextval('epochs')")
-            .fetch_one(&mut *tx.inner)
-            .await
-            .map_err(db)?;
-        let next_epoch = Epoch(to_u64(next, "epoch")?);
+        let next_epoch = Epoch(self.draw(&mut tx, "epoch").await?);
         let lease = plan_acquire(
             row.lease.as_ref(),
             id,
@@ -1372,22 +1387,29 @@ impl PostgresCatalog {
             .iter()
             .map(|b| from_json(b, "decision"))
             .collect::<Result<Vec<Decision>>>()?;
-        // Drawn up front because the sequence is only reachable asynchronously; an id the
-        // observation does not use leaves a gap, which decision ids may have.
-        let next: i64 = sqlx::query_scalar("SELECT nextval('decision_ids')")
-            .fetch_one(&mut *tx.inner)
-            .await
-            .map_err(db)?;
-        let next = DecisionId(to_u64(next, "decision id")?);
-        let observed = Observed {
+        let now = tx.now;
+        let observed = |pipeline| Observed {
             pipeline,
             stream,
             run,
             observer,
-            schema,
-            now: tx.now,
+            schema: schema.clone(),
+            now,
         };
-        let write = observe(observed, current, held, || Ok(next))?;
+        // The counter is only reachable asynchronously and the rule asks for an id only when it
+        // records a decision: ask it once without one, and again with an id drawn only then, so
+        // ids have no gaps, as on every backend.
+        let mut needs_id = false;
+        let probe = observe(observed(&*pipeline), current.clone(), held.clone(), || {
+            needs_id = true;
+            Ok(DecisionId(0))
+        })?;
+        let write = if needs_id {
+            let id = DecisionId(self.draw(tx, "decision").await?);
+            observe(observed(&*pipeline), current, held, || Ok(id))?
+        } else {
+            probe
+        };
         if let Some(version) = &write.version {
             self.insert_schema_version(tx, version).await?;
         }
@@ -1617,7 +1639,9 @@ impl PostgresCatalog {
         })
     }
 
-    /// Numbers the project's committed, unnumbered events, continuing its gapless sequence.
+    /// Numbers the project's committed, unnumbered events, continuing its gapless sequence: one
+    /// autocommitted call of the `number_events` function, so no client can stall while holding
+    /// the project's numbering lock (ADR 0015).
     async fn number_events(&self) -> Result<()> {
         let pending: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events WHERE project = $1 AND seq IS NULL)",
@@ -1629,32 +1653,12 @@ impl PostgresCatalog {
         if !pending {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // Locks the project's row: numberers take turns, writers never wait for it.
-        let last: i64 = sqlx::query_scalar(
-            "INSERT INTO projects (project) VALUES ($1) ON CONFLICT (project) \
-             DO UPDATE SET last_seq = projects.last_seq RETURNING last_seq",
-        )
-        .bind(self.project_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        // A new statement, so a new snapshot: it sees every event committed before the lock.
-        sqlx::query(
-            "WITH todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events \
-                           WHERE project = $1 AND seq IS NULL), \
-                  numbered AS (UPDATE events e SET seq = $2 + todo.n FROM todo \
-                               WHERE e.project = $1 AND e.seq IS NULL AND e.id = todo.id \
-                               RETURNING e.seq) \
-             UPDATE projects SET last_seq = (SELECT coalesce(max(seq), $2) FROM numbered) \
-             WHERE project = $1",
-        )
-        .bind(self.project_str())
-        .bind(last)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
+        sqlx::query("SELECT number_events($1)")
+            .bind(self.project_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     pub(crate) async fn op_events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use hakiri_catalog_postgres::{migrate as run_migrations, PostgresCatalog, PostgresConfig};
+use hakiri_catalog_postgres::{
+    migrate as run_migrations, projects, register_project, PostgresCatalog, PostgresConfig,
+};
 use hakiri_core::ProjectId;
 
 use crate::error::{CliError, CliResult};
-use crate::target::{CatalogUrl, Opened};
+use crate::target::{missing_project, Access, CatalogUrl, Opened};
 
 /// Connects a small pool: `raw` is the URL as given, `url` the parsed form (shown redacted).
 async fn pool(raw: &str, url: &CatalogUrl) -> CliResult<hakiri_catalog_postgres::PgPool> {
@@ -30,8 +32,30 @@ async fn pool(raw: &str, url: &CatalogUrl) -> CliResult<hakiri_catalog_postgres:
 
 /// Opens the catalog of `project` on a Postgres URL. The database must have been migrated
 /// (`hakiri migrate`): other commands never change the schema, which needs more privileges.
-pub(crate) async fn open(raw: &str, url: &CatalogUrl, project: &ProjectId) -> CliResult<Opened> {
+/// With [`Access::Existing`] the project must exist, as a SQLite catalog's file must: a mistyped
+/// `--project` is refused, naming the projects there.
+pub(crate) async fn open(
+    raw: &str,
+    url: &CatalogUrl,
+    project: &ProjectId,
+    access: Access,
+) -> CliResult<Opened> {
     let pool = pool(raw, url).await?;
+    if access == Access::Existing {
+        let projects = projects(&pool).await.map_err(|e| {
+            CliError::from(e).replace_hint(format!(
+                "run `hakiri --catalog {url} migrate` once to create the catalog's tables"
+            ))
+        })?;
+        if !projects.contains(project) {
+            let names: Vec<&str> = projects.iter().map(ProjectId::as_str).collect();
+            return Err(missing_project(
+                &format!("the Postgres catalog at {url}"),
+                project,
+                &names,
+            ));
+        }
+    }
     Ok(Opened {
         catalog: Arc::new(PostgresCatalog::new(pool, project.clone())),
         url: url.clone(),
@@ -47,6 +71,8 @@ pub(crate) async fn migrate(raw: &str, url: &CatalogUrl, project: &ProjectId) ->
             "the role needs CREATE on the database's schema; a database migrated by a newer hakiri needs that newer hakiri",
         )
     })?;
+    // As migrating a SQLite catalog creates the project's file, the project exists from now on.
+    register_project(&pool, project).await?;
     Ok(Opened {
         catalog: Arc::new(PostgresCatalog::new(pool, project.clone())),
         url: url.clone(),

@@ -124,7 +124,7 @@ pub(crate) async fn open(
         CatalogUrl::SqliteDir(dir) => {
             let file = dir.join(format!("{project}.db"));
             if access == Access::Existing && !file.exists() {
-                return Err(missing_project(dir, project));
+                return Err(missing_file(dir, project));
             }
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -180,7 +180,7 @@ pub(crate) async fn open(
                 file: None,
             })
         }
-        CatalogUrl::Postgres(raw) => crate::postgres::open(raw, url, project).await,
+        CatalogUrl::Postgres(raw) => crate::postgres::open(raw, url, project, access).await,
     }
 }
 
@@ -208,7 +208,7 @@ fn open_sqlite(url: &CatalogUrl, file: &Path, project: &ProjectId) -> CliResult<
 }
 
 /// The error for a project with no file in a catalog directory, naming the projects there.
-fn missing_project(dir: &Path, project: &ProjectId) -> CliError {
+fn missing_file(dir: &Path, project: &ProjectId) -> CliError {
     let mut projects: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -218,21 +218,33 @@ fn missing_project(dir: &Path, project: &ProjectId) -> CliError {
         })
         .collect();
     projects.sort();
+    let projects: Vec<&str> = projects.iter().map(String::as_str).collect();
+    missing_project(
+        &format!("{} (no {project}.db)", dir.display()),
+        project,
+        &projects,
+    )
+}
+
+/// The error for a project that `catalog` does not hold, naming the `projects` it does.
+pub(crate) fn missing_project(catalog: &str, project: &ProjectId, projects: &[&str]) -> CliError {
     let error = CliError::invalid(
         "no_catalog",
-        format!(
-            "project {project} has no catalog in {} (no {project}.db)",
-            dir.display()
-        ),
+        format!("project {project} has no catalog in {catalog}"),
     );
     if projects.is_empty() {
         error.hint(format!(
             "create it with `hakiri --project {project} apply -f hakiri.toml`, or point --catalog at an existing catalog"
         ))
     } else {
+        // A shared database may hold many projects: name a few.
+        const SHOWN: usize = 10;
+        let mut named = projects[..projects.len().min(SHOWN)].join(", ");
+        if projects.len() > SHOWN {
+            named.push_str(&format!(" and {} more", projects.len() - SHOWN));
+        }
         error.hint(format!(
-            "projects in this catalog: {}; choose one with --project, or create {project} with `hakiri apply`",
-            projects.join(", ")
+            "projects in this catalog: {named}; choose one with --project, or create {project} with `hakiri apply`"
         ))
     }
 }

@@ -375,6 +375,48 @@ pub async fn isolation_runs_decisions_events_stay_in_their_project(cx: &Ctx) {
     assert_eq!(cx.list_runs(&RunQuery::all()).await.unwrap().items.len(), 1);
 }
 
+/// Lease epochs and decision ids are counted per project: a project's first are 1 whatever
+/// other projects did, so they reveal nothing of another project's activity.
+pub async fn isolation_epochs_and_decision_ids_count_per_project(cx: &Ctx) {
+    let held = |catalog: Arc<dyn Catalog>, lease: Lease, run: hakiri_core::RunId| async move {
+        catalog
+            .observe_schema(&lease, run, &stream("s"), id_schema(ColumnType::Integer))
+            .await
+            .unwrap();
+        catalog
+            .observe_schema(&lease, run, &stream("s"), id_schema(ColumnType::Boolean))
+            .await
+            .unwrap()
+            .decision
+            .expect("a breaking change records a decision")
+    };
+    let (lease, run) = cx.running("p").await;
+    assert_eq!(lease.epoch.get(), 1, "a project's first epoch");
+    let decision = held(cx.catalog.clone(), lease, run.id).await;
+    assert_eq!(decision.id.get(), 1, "a project's first decision id");
+
+    let b = cx.other_project().await;
+    b.create_pipeline(spec("q", hakiri_core::CursorKind::Monotonic), &operator())
+        .await
+        .unwrap();
+    let lease_b = lease_in(cx, &b, "q", "b").await;
+    assert_eq!(lease_b.epoch.get(), 1, "epochs count per project");
+    let run_b = b
+        .begin_run(&lease_b, BeginRun::new(Trigger::Manual))
+        .await
+        .unwrap();
+    let decision_b = held(b.clone(), lease_b, run_b.id).await;
+    assert_eq!(decision_b.id.get(), 1, "decision ids count per project");
+
+    // And the first project goes on from its own counters.
+    cx.expire_leases().await;
+    let again = cx
+        .acquire(&pid("p"), &holder_id("w2"), cx.ttl())
+        .await
+        .unwrap();
+    assert_eq!(again.epoch.get(), 2);
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __contract_isolation {
@@ -384,6 +426,7 @@ macro_rules! __contract_isolation {
             isolation_same_pipeline_id_is_independent,
             isolation_lease_cannot_write_in_another_project,
             isolation_runs_decisions_events_stay_in_their_project,
+            isolation_epochs_and_decision_ids_count_per_project,
         );
     };
 }

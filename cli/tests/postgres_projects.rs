@@ -1,0 +1,60 @@
+//! A mistyped `--project` on a Postgres catalog is refused, naming the projects there, as it is on
+//! a directory of SQLite files — never an empty catalog with exit 0.
+//!
+//! The server comes from catalog-postgres's test support (`HAKIRI_TEST_POSTGRES_URL`, else a
+//! Docker container, else a throwaway `initdb`/`pg_ctl` server on loopback).
+
+#[path = "../../catalog-postgres/tests/support/postgres.rs"]
+mod postgres;
+
+use std::process::{Command, Output};
+
+fn hakiri(url: &str, project: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hakiri"))
+        .args(args)
+        .env("HAKIRI_CATALOG", url)
+        .env("HAKIRI_PROJECT", project)
+        .env("USER", "tester")
+        .env_remove("HAKIRI_TOKEN")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run hakiri")
+}
+
+#[test]
+fn a_mistyped_project_is_refused_and_the_existing_ones_are_named() {
+    let url = postgres::shared().url();
+    let project = format!("acme-{}", std::process::id());
+    let migrated = hakiri(url, &project, &["migrate"]);
+    assert!(
+        migrated.status.success(),
+        "{}\n(no server? {})",
+        String::from_utf8_lossy(&migrated.stderr),
+        postgres::HOW_TO_GET_ONE
+    );
+    // The migrated project exists, pipelines or not.
+    let listed = hakiri(url, &project, &["pipelines", "list"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+
+    let typo = format!("acme-{}x", std::process::id());
+    let refused = hakiri(url, &typo, &["runs", "list"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("project {typo} has no catalog")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("projects in this catalog:"), "{stderr}");
+    // (A shared server may hold more projects than the hint names.)
+    assert!(
+        stderr.contains(&project) || stderr.contains(" more;"),
+        "{stderr}"
+    );
+    // The refusal created nothing: the typo is still unknown.
+    let again = hakiri(url, &typo, &["events"]);
+    assert_eq!(again.status.code(), Some(2));
+}
