@@ -29,6 +29,11 @@
 //! - [`mod@plan`]: the pure planner and the [`Plan`] it produces (JSON and a table).
 //! - [`connector`]: the [`Connector`] trait, the registry and the [`RunContext`].
 //! - [`connectors`]: the built-in `jsonl` and `tail` connectors and their config reference.
+//! - [`process`]: child processes for connectors that run a program (Singer taps and targets,
+//!   Airbyte sources): a process group per child, a minimal environment, bounded stdout lines,
+//!   stderr logged with its tail kept, SIGTERM → drain → SIGKILL stops.
+//! - `src/bin/fake_tap.rs`: `hakiri-fake-tap`, a scriptable stand-in for a Singer tap used by
+//!   the process tests.
 //! - [`engine`]: the [`Reconciler`]: ticks, dispatch with concurrency limits, lease renewal,
 //!   graceful shutdown, metrics.
 
@@ -36,6 +41,7 @@ pub mod connector;
 pub mod connectors;
 pub mod engine;
 pub mod plan;
+pub mod process;
 
 pub use connector::{Connector, ConnectorError, Connectors, RunContext};
 pub use connectors::{builtin, JsonlConnector, TailConnector};
