@@ -99,12 +99,16 @@ async fn run(args: &[String]) -> Result<u8, String> {
             }
         } else if let Some(ms) = step.get("sleep_ms").and_then(Value::as_u64) {
             let sleep = tokio::time::sleep(Duration::from_millis(ms));
+            tokio::pin!(sleep);
             match &mut term {
-                Some((signal, on_term)) => tokio::select! {
-                    () = sleep => {}
-                    _ = signal.recv() => if let Some(code) = finish(on_term) {
-                        return Ok(code);
-                    },
+                // An ignored SIGTERM goes on sleeping.
+                Some((signal, on_term)) => loop {
+                    tokio::select! {
+                        () = &mut sleep => break,
+                        _ = signal.recv() => if let Some(code) = finish(on_term) {
+                            return Ok(code);
+                        },
+                    }
                 },
                 None => sleep.await,
             }

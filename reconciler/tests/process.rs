@@ -1,0 +1,353 @@
+//! The process core on real processes: `hakiri-fake-tap` scripted to do what real taps do
+//! rarely (ignore SIGTERM, leave a grandchild, print huge lines, fail).
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use hakiri_reconciler::process::{ChildProcess, ProcessError, ProcessSpec};
+use hakiri_reconciler::ConnectorError;
+use serde_json::{json, Value};
+
+const FAKE_TAP: &str = env!("CARGO_BIN_EXE_hakiri-fake-tap");
+
+/// How long anything here may take before the test fails instead of hanging: a liveness bound.
+const LIVENESS: Duration = Duration::from_secs(20);
+
+fn tap(steps: Value) -> ProcessSpec {
+    ProcessSpec::new(FAKE_TAP, "run-0001")
+        .arg("--script-json")
+        .arg(steps.to_string())
+}
+
+fn spawn(spec: ProcessSpec) -> ChildProcess {
+    ChildProcess::spawn(spec).expect("the fake tap starts")
+}
+
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIVENESS, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {LIVENESS:?}"))
+}
+
+/// Reads stdout to its end, each line as JSON.
+async fn json_lines(child: &mut ChildProcess) -> Vec<Value> {
+    let mut lines = Vec::new();
+    while let Some(line) = within("reading stdout", child.next_line())
+        .await
+        .expect("a line")
+    {
+        lines.push(serde_json::from_slice(&line).expect("a JSON line"));
+    }
+    lines
+}
+
+/// Reads one stdout line, as JSON.
+async fn next_json(child: &mut ChildProcess) -> Value {
+    let line = within("reading stdout", child.next_line())
+        .await
+        .expect("a line")
+        .expect("not the end of stdout");
+    serde_json::from_slice(&line).expect("a JSON line")
+}
+
+/// Whether `pid` is a running process (a zombie waiting to be reaped is not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next()),
+            Some('Z' | 'X') | None
+        ),
+        Err(_) => false,
+    }
+}
+
+async fn gone(pid: u32) -> bool {
+    let deadline = tokio::time::Instant::now() + LIVENESS;
+    while alive(pid) {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+async fn read_pid(path: &Path) -> u32 {
+    within("the grandchild's pid file", async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                return text.trim().parse().expect("a pid");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+fn state(n: u64) -> Value {
+    json!({"type": "STATE", "value": {"bookmarks": {"orders": {"n": n}}}})
+}
+
+/// Stdout lines arrive whole and in order, including malformed ones, and a clean exit passes.
+#[tokio::test]
+async fn lines_are_read_in_order() {
+    let record = json!({"type": "RECORD", "stream": "orders", "record": {"id": 1}});
+    let mut child = spawn(tap(json!([
+        {"json": record},
+        {"print": "not json {"},
+        {"json": state(1)},
+    ])));
+    let mut lines = Vec::new();
+    while let Some(line) = within("reading", child.next_line()).await.expect("a line") {
+        lines.push(String::from_utf8(line).expect("utf-8"));
+    }
+    assert_eq!(
+        lines,
+        [
+            record.to_string(),
+            "not json {".to_owned(),
+            state(1).to_string()
+        ]
+    );
+    let exit = within("wait", child.wait()).await.expect("exit");
+    assert!(
+        exit.success() && !exit.terminated && !exit.killed,
+        "{exit:?}"
+    );
+    exit.check().expect("a clean exit passes");
+}
+
+/// A line over the limit is a typed error naming the limit; reading goes on after it.
+#[tokio::test]
+async fn a_line_over_the_limit_is_a_typed_error() {
+    let mut child = spawn(
+        tap(json!([{"json": state(1)}, {"huge": 200_000}, {"json": state(2)}]))
+            .max_line_bytes(1000),
+    );
+    assert_eq!(next_json(&mut child).await, state(1), "the line before");
+    let error = within("reading", child.next_line())
+        .await
+        .expect_err("the huge line");
+    match &error {
+        ProcessError::LineTooLong {
+            line, limit, read, ..
+        } => {
+            assert_eq!((*line, *limit), (2, 1000));
+            assert!(*read > 1000, "read {read}");
+        }
+        other => panic!("expected LineTooLong, got {other:?}"),
+    }
+    assert!(error.to_string().contains("limit of 1000 bytes"), "{error}");
+    assert!(
+        matches!(
+            ConnectorError::from(error),
+            ConnectorError::Failed {
+                retryable: false,
+                ..
+            }
+        ),
+        "a tap printing oversized lines will print them again: permanent"
+    );
+    assert_eq!(json_lines(&mut child).await, [state(2)], "the line after");
+    assert!(within("wait", child.wait()).await.expect("exit").success());
+}
+
+/// Stderr goes to a tail that keeps the last lines within its bytes.
+#[tokio::test]
+async fn stderr_keeps_a_bounded_tail() {
+    let mut child = spawn(
+        tap(json!([
+            {"stderr": "first line", "times": 1},
+            {"stderr": "INFO noise", "times": 500},
+            {"stderr": "CRITICAL last line"},
+        ]))
+        .stderr_tail_bytes(200),
+    );
+    let exit = within("wait", child.wait()).await.expect("exit");
+    assert!(exit.stderr_tail.len() <= 200, "{:?}", exit.stderr_tail);
+    assert!(
+        exit.stderr_tail.ends_with("INFO noise\nCRITICAL last line"),
+        "{:?}",
+        exit.stderr_tail
+    );
+    assert!(!exit.stderr_tail.contains("first line"));
+}
+
+/// A non-zero exit fails with the exit code and the end of stderr in the message.
+#[tokio::test]
+async fn a_non_zero_exit_is_reported_with_the_stderr_tail() {
+    let mut child = spawn(tap(json!([
+        {"stderr": "CRITICAL cannot reach the API"},
+        {"exit": 3},
+    ])));
+    assert_eq!(json_lines(&mut child).await, Vec::<Value>::new());
+    let exit = within("wait", child.wait()).await.expect("exit");
+    assert_eq!(exit.status.code(), Some(3));
+    let error = exit.check().expect_err("exit 3 fails");
+    let message = error.to_string();
+    assert!(message.contains("exit status: 3"), "{message}");
+    assert!(
+        message.contains("CRITICAL cannot reach the API"),
+        "{message}"
+    );
+}
+
+/// A tap that honours SIGTERM prints its final STATE, which the caller reads, and exits before
+/// the grace period ends.
+#[tokio::test]
+async fn terminate_collects_the_final_state_of_a_tap_that_honours_sigterm() {
+    let mut child = spawn(tap(json!([
+        {"on_sigterm": {"json": [state(2)], "exit": 0}},
+        {"json": state(1)},
+        {"sleep_ms": 600_000},
+    ])));
+    assert_eq!(next_json(&mut child).await, state(1));
+    child.terminate(Duration::from_secs(600));
+    assert_eq!(json_lines(&mut child).await, [state(2)], "the final STATE");
+    let exit = within("wait", child.wait()).await.expect("exit");
+    assert!(exit.terminated && !exit.killed, "{exit:?}");
+    assert_eq!(exit.status.code(), Some(0));
+}
+
+/// A tap that ignores SIGTERM is killed with its group once the grace period has passed.
+#[tokio::test]
+async fn stop_kills_a_tap_that_ignores_sigterm_after_the_grace() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut child = spawn(tap(json!([
+        {"on_sigterm": "ignore"},
+        {"json": state(1)},
+        {"sleep_ms": 600_000},
+    ])));
+    assert_eq!(next_json(&mut child).await, state(1));
+    let pid = child.id();
+    let exit = within("stop", child.stop(Duration::from_millis(300)))
+        .await
+        .expect("exit");
+    assert!(exit.terminated && exit.killed, "{exit:?}");
+    assert_eq!(exit.status.signal(), Some(9), "{exit:?}");
+    assert!(gone(pid).await);
+}
+
+/// Stopping reaches the whole group: a grandchild that ignores SIGTERM is gone afterwards.
+#[tokio::test]
+async fn a_grandchild_is_gone_after_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("grandchild.pid");
+    let mut child = spawn(tap(json!([
+        {"on_sigterm": {"json": [], "exit": 0}},
+        {"grandchild": {"pid_file": pid_file, "ignore_sigterm": true}},
+        {"sleep_ms": 600_000},
+    ])));
+    let grandchild = read_pid(&pid_file).await;
+    assert!(alive(grandchild), "the grandchild runs before the stop");
+    let exit = within("stop", child.stop(Duration::from_secs(600)))
+        .await
+        .expect("exit");
+    assert_eq!(
+        exit.status.code(),
+        Some(0),
+        "the tap itself honoured SIGTERM"
+    );
+    assert!(gone(grandchild).await, "grandchild {grandchild} still runs");
+}
+
+/// A tap that exits by itself takes what it left in its group with it, and a grandchild
+/// holding stdout open does not keep the caller from seeing the end.
+#[tokio::test]
+async fn a_grandchild_is_gone_after_the_tap_exits_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("grandchild.pid");
+    let mut child = spawn(tap(json!([
+        {"grandchild": {"pid_file": pid_file, "ignore_sigterm": true}},
+        {"json": state(1)},
+    ])));
+    let grandchild = read_pid(&pid_file).await;
+    assert_eq!(json_lines(&mut child).await, [state(1)]);
+    let exit = within("wait", child.wait()).await.expect("exit");
+    assert!(exit.success() && !exit.terminated, "{exit:?}");
+    assert!(gone(grandchild).await, "grandchild {grandchild} still runs");
+}
+
+/// Dropping the handle (a cancelled run) kills the tap and its grandchild.
+#[tokio::test]
+async fn dropping_the_handle_kills_the_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("grandchild.pid");
+    let child = spawn(tap(json!([
+        {"on_sigterm": "ignore"},
+        {"grandchild": {"pid_file": pid_file, "ignore_sigterm": true}},
+        {"sleep_ms": 600_000},
+    ])));
+    let grandchild = read_pid(&pid_file).await;
+    let pid = child.id();
+    assert!(alive(pid) && alive(grandchild));
+    drop(child);
+    assert!(gone(pid).await, "tap {pid} still runs");
+    assert!(gone(grandchild).await, "grandchild {grandchild} still runs");
+}
+
+/// The child sees only the base variables, the allow-listed ones and the explicit ones.
+#[tokio::test]
+async fn the_child_sees_a_minimal_environment() {
+    // Cargo sets these for the test process; they must not leak to the child unless asked.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+    let mut child = spawn(
+        tap(json!([{"env": true}]))
+            .inherit_env("CARGO_PKG_NAME")
+            .env("TAP_TOKEN", "secret"),
+    );
+    let lines = json_lines(&mut child).await;
+    let env = lines[0].as_object().expect("an object");
+    let mut names: Vec<&str> = env.keys().map(String::as_str).collect();
+    names.retain(|n| !hakiri_reconciler::process::BASE_ENV.contains(n));
+    assert_eq!(names, ["CARGO_PKG_NAME", "TAP_TOKEN"]);
+    assert_eq!(env["TAP_TOKEN"], "secret");
+    assert_eq!(env["CARGO_PKG_NAME"], "hakiri-reconciler");
+    assert!(env.contains_key("PATH"));
+    within("wait", child.wait()).await.expect("exit");
+}
+
+/// A piped stdin carries lines to the child (a Singer target's input); closing it ends them.
+#[tokio::test]
+async fn a_piped_stdin_feeds_the_child() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = spawn(ProcessSpec::new("cat", "run-0001").stdin_piped());
+    let mut stdin = child.take_stdin().expect("a stdin pipe");
+    assert!(child.take_stdin().is_none(), "taken once");
+    stdin
+        .write_all(format!("{}\n{}\n", state(1), state(2)).as_bytes())
+        .await
+        .expect("write");
+    drop(stdin);
+    assert_eq!(json_lines(&mut child).await, [state(1), state(2)]);
+    assert!(within("wait", child.wait()).await.expect("exit").success());
+}
+
+/// Without a pipe, stdin is empty: a program reading it sees its end at once.
+#[tokio::test]
+async fn stdin_is_closed_by_default() {
+    let mut child = spawn(ProcessSpec::new("cat", "run-0001"));
+    assert!(child.take_stdin().is_none());
+    assert_eq!(json_lines(&mut child).await, Vec::<Value>::new());
+    assert!(within("wait", child.wait()).await.expect("exit").success());
+}
+
+/// A program that does not exist fails to spawn, permanently.
+#[tokio::test]
+async fn a_missing_program_is_a_permanent_spawn_error() {
+    let error = ChildProcess::spawn(ProcessSpec::new("/nonexistent/tap-nothing", "run-0001"))
+        .expect_err("no such program");
+    assert!(matches!(error, ProcessError::Spawn { .. }), "{error:?}");
+    assert!(error.to_string().contains("/nonexistent/tap-nothing"));
+    assert!(matches!(
+        ConnectorError::from(error),
+        ConnectorError::Failed {
+            retryable: false,
+            ..
+        }
+    ));
+}
