@@ -351,3 +351,88 @@ async fn a_missing_program_is_a_permanent_spawn_error() {
         }
     ));
 }
+
+/// SIGTERM goes to the whole group, not only the tap: a grandchild that honours it ends while
+/// the tap that ignores it still runs inside its grace period.
+#[tokio::test]
+async fn terminate_signals_the_whole_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("grandchild.pid");
+    let mut child = spawn(tap(json!([
+        {"on_sigterm": "ignore"},
+        {"grandchild": {"pid_file": pid_file, "ignore_sigterm": false}},
+        {"sleep_ms": 600_000},
+    ])));
+    let grandchild = read_pid(&pid_file).await;
+    child.terminate(Duration::from_secs(600));
+    assert!(
+        gone(grandchild).await,
+        "grandchild {grandchild} got no SIGTERM"
+    );
+    assert!(
+        alive(child.id()),
+        "the tap ignores SIGTERM and its grace runs"
+    );
+    child.kill();
+    let exit = within("wait", child.wait()).await.expect("exit");
+    assert!(exit.killed, "{exit:?}");
+}
+
+/// Set in the environment of a copy of this test binary that plays a reconciler to be killed.
+const DOOMED_RECONCILER: &str = "HAKIRI_TEST_DOOMED_RECONCILER";
+
+/// When the reconciler itself is SIGKILLed (no `Drop`, no signal), a tap that goes on writing
+/// dies at its next write: the read end of its stdout closed with the reconciler.
+#[tokio::test]
+async fn a_tap_dies_at_its_next_write_once_the_reconciler_is_killed() {
+    if std::env::var_os(DOOMED_RECONCILER).is_some() {
+        return doomed_reconciler().await;
+    }
+    let mut reconciler = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "--exact",
+            "a_tap_dies_at_its_next_write_once_the_reconciler_is_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DOOMED_RECONCILER, "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("a copy of this test");
+    let stdout = reconciler.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let tap: u32 = within("the tap's pid", async {
+        loop {
+            let line = lines.next_line().await.expect("read").expect("a pid line");
+            // libtest may print the test's name on the same line first.
+            if let Some((_, pid)) = line.split_once("tap pid ") {
+                return pid.parse().expect("a pid");
+            }
+        }
+    })
+    .await;
+    assert!(alive(tap), "the tap runs under the doomed reconciler");
+    reconciler.start_kill().expect("SIGKILL");
+    within("the reconciler's end", reconciler.wait())
+        .await
+        .expect("reaped");
+    assert!(gone(tap).await, "tap {tap} outlived its killed reconciler");
+}
+
+/// The doomed reconciler: starts a tap that writes a line every 100 ms for 40 s (longer than
+/// [`LIVENESS`], so it cannot pass by ending on its own), reads one line, says the tap's pid,
+/// then waits to be killed without reading more.
+async fn doomed_reconciler() {
+    let mut steps = Vec::new();
+    for n in 0..400 {
+        steps.push(json!({"json": state(n)}));
+        steps.push(json!({"sleep_ms": 100}));
+    }
+    let mut child = spawn(tap(Value::Array(steps)));
+    next_json(&mut child).await;
+    println!("tap pid {}", child.id());
+    tokio::time::sleep(LIVENESS * 2).await;
+    // Never reached in the real test: the parent kills this process first.
+    std::mem::forget(child);
+}
