@@ -75,8 +75,9 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// runaway line must not push every other line out of the tail.
 const MAX_STDERR_LINE_BYTES: usize = 8 << 10;
 
-/// How long [`ChildProcess::wait`] waits for the pipes to close once the group is gone: only a
-/// process that left the group can still hold them, and it must not hang the run.
+/// How long a read waits for more output once the child has exited and its group was killed:
+/// only a process that left the group can still hold the pipes open, and it must not hang the
+/// run. Output already in the pipe is read at once, so this only ends an idle pipe.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to run, and the limits to run it under. Build with [`ProcessSpec::new`] and the setters,
@@ -338,8 +339,6 @@ pub struct ChildProcess {
     /// Set by [`ChildProcess::terminate`]: when the group gets SIGKILL.
     kill_at: Option<Instant>,
     killed: bool,
-    /// Once the child has exited: how long the pipes may stay open (see [`CLOSE_TIMEOUT`]).
-    close_by: Option<Instant>,
 }
 
 impl fmt::Debug for ChildProcess {
@@ -419,7 +418,6 @@ impl ChildProcess {
             status: None,
             kill_at: None,
             killed: false,
-            close_by: None,
         })
     }
 
@@ -446,7 +444,8 @@ impl ChildProcess {
 
     /// The next stdout line without its line ending (`\n` or `\r\n`), or `None` at the end of
     /// stdout. A last line without a newline is returned as it is; after a SIGKILL it may be
-    /// cut short.
+    /// cut short. Once the child has exited, stdout that stays idle for 5 s (held open by a
+    /// process that left the group) counts as ended.
     ///
     /// Cancel-safe: a partly read line is kept for the next call, so it can sit in a
     /// `tokio::select!` beside a cancellation.
@@ -458,6 +457,7 @@ impl ChildProcess {
         loop {
             let kill_due = self.kill_due();
             let kill_at = self.kill_at.unwrap_or_else(Instant::now);
+            let exited = self.status.is_some();
             let Some(stdout) = self.stdout.as_mut() else {
                 return Ok(None);
             };
@@ -484,8 +484,9 @@ impl ChildProcess {
                         Err(source) => Err(self.io_error("read stdout", source)),
                     };
                 }
-                status = self.child.wait(), if self.status.is_none() => self.exited(status)?,
+                status = self.child.wait(), if !exited => self.exited(status)?,
                 () = sleep_until(kill_at), if kill_due => self.kill(),
+                () = tokio::time::sleep(CLOSE_TIMEOUT), if exited => self.abandon_stdout(),
             }
         }
     }
@@ -562,7 +563,6 @@ impl ChildProcess {
     async fn wait_step(&mut self) -> Result<(), ProcessError> {
         let kill_due = self.kill_due();
         let kill_at = self.kill_at.unwrap_or_else(Instant::now);
-        let close_by = self.close_by.unwrap_or_else(Instant::now);
         let exited = self.status.is_some();
         tokio::select! {
             read = next_or_pending(&mut self.stdout) => {
@@ -572,13 +572,16 @@ impl ChildProcess {
             }
             status = self.child.wait(), if !exited => self.exited(status)?,
             () = sleep_until(kill_at), if kill_due => self.kill(),
-            () = sleep_until(close_by), if exited => {
-                tracing::warn!(run = %self.run, program = %self.program,
-                    "stdout still open after the process group ended; a process that left the group may still run");
-                self.stdout = None;
-            }
+            () = tokio::time::sleep(CLOSE_TIMEOUT), if exited => self.abandon_stdout(),
         }
         Ok(())
+    }
+
+    /// Gives up on a stdout that stays open, idle, after the group was killed.
+    fn abandon_stdout(&mut self) {
+        tracing::warn!(run = %self.run, program = %self.program,
+            "stdout still open after the process group was killed; a process that left the group may still run");
+        self.stdout = None;
     }
 
     fn kill_due(&self) -> bool {
@@ -590,7 +593,6 @@ impl ChildProcess {
         let status = status.map_err(|e| self.io_error("wait", e))?;
         tracing::debug!(run = %self.run, program = %self.program, %status, "exited");
         self.status = Some(status);
-        self.close_by = Some(Instant::now() + CLOSE_TIMEOUT);
         self.signal_group(Signal::KILL);
         // The group id is now free for reuse once its last member is gone: signal it no more.
         self.group_live = false;

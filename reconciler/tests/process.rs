@@ -436,3 +436,38 @@ async fn doomed_reconciler() {
     // Never reached in the real test: the parent kills this process first.
     std::mem::forget(child);
 }
+
+/// A process that left the group (`setsid`) and holds stdout open cannot keep the reader from
+/// seeing the end once the program itself has exited (it is given up on after an idle 5 s).
+#[tokio::test]
+async fn a_process_that_left_the_group_cannot_hang_the_reader() {
+    let mut child = spawn(
+        ProcessSpec::new("sh", "run-0001")
+            .arg("-c")
+            .arg("setsid sh -c 'echo $$; exec sleep 60 2>/dev/null' &"),
+    );
+    let escaped = within("the escaped pid", child.next_line())
+        .await
+        .expect("a line")
+        .expect("the escaped process's pid");
+    let escaped = String::from_utf8(escaped).expect("utf-8");
+    assert_eq!(
+        within("the end of stdout", child.next_line())
+            .await
+            .expect("no error"),
+        None
+    );
+    let exit = within("wait", child.wait()).await.expect("exit");
+    assert!(exit.success(), "{exit:?}");
+    // It escaped on purpose: ending it is the test's job.
+    let pid: u32 = escaped.trim().parse().expect("a pid");
+    assert!(
+        alive(pid),
+        "the escaped process outlives the group, as documented"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+}
