@@ -441,10 +441,17 @@ async fn doomed_reconciler() {
 /// seeing the end once the program itself has exited (it is given up on after an idle 5 s).
 #[tokio::test]
 async fn a_process_that_left_the_group_cannot_hang_the_reader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The program waits until the other process has left the group: were it to exit first,
+    // the group would be killed with the other process still in it.
     let mut child = spawn(
         ProcessSpec::new("sh", "run-0001")
+            .current_dir(dir.path())
             .arg("-c")
-            .arg("setsid sh -c 'echo $$; exec sleep 60 2>/dev/null' &"),
+            .arg(
+                "setsid sh -c 'echo $$; touch left; exec sleep 60 2>/dev/null' & \
+                 while [ ! -e left ]; do sleep 0.05; done",
+            ),
     );
     let escaped = within("the escaped pid", child.next_line())
         .await
