@@ -298,7 +298,9 @@ impl Exit {
         self.status.success()
     }
 
-    /// Fails unless it exited with status 0; the error carries the stderr tail.
+    /// Fails unless it exited with status 0; the error carries the end of the stderr tail,
+    /// as much as fits in a run's error ([`hakiri_core::run::MAX_ERROR_LEN`], which keeps a
+    /// message's start and would otherwise cut off its most telling last lines).
     ///
     /// # Errors
     /// A transient [`ConnectorError::Failed`]: a program's exit code does not say whether
@@ -310,7 +312,8 @@ impl Exit {
         let mut message = format!("{} ended with {}", self.program, self.status);
         if !self.stderr_tail.is_empty() {
             message.push_str("; its stderr ended with:\n");
-            message.push_str(&self.stderr_tail);
+            let room = hakiri_core::run::MAX_ERROR_LEN.saturating_sub(message.len());
+            message.push_str(last_lines(&self.stderr_tail, room));
         }
         Err(ConnectorError::transient(message))
     }
@@ -789,6 +792,23 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
+/// The longest end of `text` within `max` bytes that starts at a line (or, when its last line
+/// alone is longer, at a character).
+fn last_lines(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let end = &text[start..];
+    match end.find('\n') {
+        Some(newline) if newline + 1 < end.len() => &end[newline + 1..],
+        _ => end,
+    }
+}
+
 /// Locks a mutex that is never held across an await and never poisoned by a panic inside.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -824,6 +844,28 @@ mod tests {
             ["ab", "too long: abcd (5 read)", "abcd", "", "last"],
             "a too-long line is reported once, cut, and reading resumes after it"
         );
+    }
+
+    #[test]
+    fn an_exit_error_keeps_the_end_of_a_long_stderr_tail() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let noise = "INFO noise\n".repeat(10_000);
+        let exit = Exit {
+            program: "tap-x".into(),
+            status: ExitStatus::from_raw(3 << 8),
+            terminated: false,
+            killed: false,
+            stderr_tail: format!("{noise}CRITICAL the last line"),
+        };
+        let message = exit.check().expect_err("exit 3").to_string();
+        assert!(
+            message.starts_with("tap-x ended with exit status: 3"),
+            "{message}"
+        );
+        assert!(message.ends_with("\nINFO noise\nCRITICAL the last line"));
+        assert!(message.len() <= hakiri_core::run::MAX_ERROR_LEN);
+        assert_eq!(last_lines("ab\ncd\nef", 4), "ef", "starts at a line");
+        assert_eq!(last_lines("abcdef", 4), "cdef", "or inside one too long");
     }
 
     #[test]
