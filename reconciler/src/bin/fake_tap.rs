@@ -25,6 +25,19 @@
 //! | `{"argv": true}` | prints its arguments as one JSON array line |
 //! | `{"exit": C}` | exits with code `C` (the end of the script exits 0) |
 //!
+//! A tap that emits a schema, a record and a state, then waits, and prints a final state
+//! when it is asked to stop (RECORD before SCHEMA, a record of the wrong type, states after a
+//! held schema are the same steps in another order or with other values):
+//!
+//! ```json
+//! [{"on_sigterm": {"json": [{"type": "STATE", "value": {"bookmarks": {"orders": {"id": 2}}}}], "exit": 0}},
+//!  {"json": {"type": "SCHEMA", "stream": "orders", "key_properties": ["id"],
+//!            "schema": {"properties": {"id": {"type": "integer"}}}}},
+//!  {"json": {"type": "RECORD", "stream": "orders", "record": {"id": 1}}},
+//!  {"json": {"type": "STATE", "value": {"bookmarks": {"orders": {"id": 1}}}}},
+//!  {"sleep_ms": 60000}]
+//! ```
+//!
 //! `json`, `print` and `stderr` steps take an optional `"times": N` to repeat. Until an
 //! `on_sigterm` step, SIGTERM kills the process (as it kills an Airbyte CDK source). A stdout
 //! write that fails (the reader is gone) exits with code 1, like a Python tap.
