@@ -846,6 +846,21 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_cancelled_read_keeps_the_partial_line() {
+        use tokio::io::AsyncWriteExt as _;
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let mut lines = LineReader::new(BufReader::new(reader), 100);
+        writer.write_all(b"par").await.unwrap();
+        let cancelled = tokio::time::timeout(Duration::from_millis(20), lines.next()).await;
+        assert!(cancelled.is_err(), "no line yet");
+        writer.write_all(b"tial\n").await.unwrap();
+        match lines.next().await.unwrap() {
+            Read::Line(line) => assert_eq!(line, b"partial"),
+            other => panic!("expected a line, got {other:?}"),
+        }
+    }
+
     #[test]
     fn an_exit_error_keeps_the_end_of_a_long_stderr_tail() {
         use std::os::unix::process::ExitStatusExt as _;
