@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
+use hakiri_catalog_do::store::Exec;
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
 use hakiri_core::{
     BeginRun, Catalog, CursorAdvance, CursorValue, Error, HolderId, PipelineId, ProjectId,
     StreamName, Trigger,
@@ -1154,6 +1155,54 @@ async fn cursor_reset_changes_type_or_creates_a_cursor_only_when_told() {
         ],
     );
     assert!(stderr.contains("--create"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// reconcile --once must not report success over a catalog failure
+
+#[test]
+fn reconcile_once_fails_naming_the_dispatch_the_catalog_failed() {
+    let env = Env::quickstart();
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    // The catalog refuses to record any run: every dispatch fails at `begin_run`, after the
+    // lease was taken, the way a full disk or a broken database would.
+    let mut sqlite = SqliteConnection::open(&env.catalog_file(), &SqliteConfig::default())
+        .expect("open the catalog file");
+    sqlite
+        .execute(
+            "CREATE TRIGGER refuse_runs BEFORE INSERT ON runs \
+             BEGIN SELECT RAISE(ABORT, 'injected: runs cannot be written'); END",
+            &[],
+        )
+        .expect("create the trigger");
+    drop(sqlite);
+
+    let out = env.run(&["--output", "json", "reconcile", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for pipeline in ["shop", "app-log"] {
+        assert!(
+            stderr.contains(&format!("could not dispatch pipeline {pipeline}: "))
+                && stderr.contains("injected: runs cannot be written"),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("--max-ticks"), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed = summary["failures"].as_array().expect("a list of failures");
+    assert_eq!(failed.len(), 2, "each pipeline once: {summary}");
+    assert!(
+        failed.iter().all(|f| f["operation"] == "dispatch"),
+        "{summary}"
+    );
+    // The table form names the failure instead of blaming --max-ticks.
+    let out = env.run(&["reconcile", "--once"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("stopped (the catalog failed a dispatch or reap)"),
+        "{stdout}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
