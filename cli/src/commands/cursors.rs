@@ -264,7 +264,7 @@ async fn guarded(ctx: &Ctx, catalog: &dyn Catalog, request: Request<'_>) -> CliR
     let changes_type =
         next.is_some_and(|next| cursor::changes_type(kind, current.map(|(v, _)| v), next));
     plan_reset(kind, &id, &stream, current, old_value.as_ref(), &reset)
-        .map_err(|e| refusal(e, &id, &stream, &reset, changes_type))?;
+        .map_err(|e| refusal(e, &id, &stream, &reset, changes_type, Stage::Checked))?;
 
     let lease = if guard.force {
         catalog
@@ -307,7 +307,10 @@ async fn guarded(ctx: &Ctx, catalog: &dyn Catalog, request: Request<'_>) -> CliR
     }
     // The catalog's own check, atomic with the write, is the one that counts; it can only
     // disagree with the one above if the cursor changed in between.
-    let after = result.map_err(|e| refusal(e, &id, &stream, &reset, changes_type))?;
+    let written = Stage::Written {
+        forced: guard.force,
+    };
+    let after = result.map_err(|e| refusal(e, &id, &stream, &reset, changes_type, written))?;
 
     let outcome = Outcome {
         pipeline: id,
@@ -365,6 +368,15 @@ async fn version_value(
         .map(|e| e.value))
 }
 
+/// When a reset was refused.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// By the check before the lease: nothing was taken.
+    Checked,
+    /// By the catalog, under the lease taken for it (`forced`: with --force).
+    Written { forced: bool },
+}
+
 /// A refused reset, with a hint naming the flag or command that gets past it.
 ///
 /// `changes_type`: whether the request switches a monotonic cursor between number and string.
@@ -374,23 +386,41 @@ fn refusal(
     stream: &StreamName,
     reset: &CursorReset,
     changes_type: bool,
+    stage: Stage,
 ) -> CliError {
-    match error {
+    // What the check before the lease would have refused, had the cursor been so then.
+    let checkable = matches!(
+        error,
+        Error::Conflict { .. } | Error::NotFound(_) | Error::InvalidArgument(_)
+    );
+    let unchanged = match stage {
+        Stage::Checked => "nothing was changed",
+        Stage::Written { .. } => "the cursor was not changed",
+    };
+    let error = match error {
         Error::Conflict { .. } => CliError::from(error).replace_hint(format!(
-            "nothing was changed: the cursor is not at --expect-version; see `hakiri cursors show {id} {stream}` and run the command again"
+            "{unchanged}: the cursor is not at --expect-version; see `hakiri cursors show {id} {stream}` and run the command again"
         )),
         Error::NotFound(Entity::Cursor { .. }) if matches!(reset.target, ResetTarget::Value(_)) => {
             CliError::from(error)
                 .replace_hint(format!(
-                    "nothing was changed: {id} has no cursor for stream {stream}; its streams are in `hakiri cursors list {id}`"
+                    "{unchanged}: {id} has no cursor for stream {stream}; its streams are in `hakiri cursors list {id}`"
                 ))
                 .hint("if the stream is new and its cursor should start there, add --create")
         }
         Error::InvalidArgument(_) if changes_type => CliError::from(error)
-            .hint("nothing was changed; pass a value of the cursor's current type")
+            .hint(format!("{unchanged}; pass a value of the cursor's current type"))
             .hint(
                 "if the source's cursor really changed type (and the connector now checkpoints the new one), add --allow-type-change",
             ),
         other => other.into(),
+    };
+    match stage {
+        // The check passed and the catalog refused: the cursor moved in between (see the
+        // module docs), after --force had already fenced the holder.
+        Stage::Written { forced: true } if checkable => error.hint(
+            "the cursor changed after it was checked, and --force had already taken the lease: its previous holder was fenced",
+        ),
+        _ => error,
     }
 }
