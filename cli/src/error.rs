@@ -71,6 +71,13 @@ impl CliError {
         error
     }
 
+    /// The catalog could not be reached: a retry may succeed.
+    pub(crate) fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        let mut error = Self::failed(code, message);
+        error.0.kind = Kind::Unavailable;
+        error
+    }
+
     /// Adds a line saying what to do next.
     #[must_use]
     pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {

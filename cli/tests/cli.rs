@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
+use hakiri_catalog_do::store::Exec;
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
 use hakiri_core::{
     BeginRun, Catalog, CursorAdvance, CursorValue, Error, HolderId, PipelineId, ProjectId,
     StreamName, Trigger,
@@ -942,6 +943,265 @@ async fn cursor_reset_refuses_while_a_run_holds_the_lease_and_force_fences_it() 
     assert!(
         no_version.contains("version 99 of cursor orders/orders not found"),
         "{no_version}"
+    );
+}
+
+/// What a refused reset must leave exactly as it was: the audit log, the lease (holder and
+/// epoch), the run and the cursor.
+fn guarded_state(env: &Env, run: hakiri_core::RunId) -> [Value; 4] {
+    [
+        env.json(&["events", "--limit", "1000"]),
+        env.json(&["pipelines", "show", "orders"])["lease"].clone(),
+        env.json(&["runs", "show", &run.to_string()])["status"].clone(),
+        env.json(&["cursors", "history", "orders", "orders", "--limit", "1000"]),
+    ]
+}
+
+/// `cursors reset orders EXTRA… --reason replay --force`.
+fn forced_reset<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["cursors", "reset", "orders"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--reason", "replay", "--force"]);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_forced_reset_takes_no_lease_and_fences_no_run() {
+    let env = Env::new();
+    let (catalog, lease, run) = leased_pipeline(&env).await;
+    let before = guarded_state(&env, run);
+    assert_eq!(before[2], "running");
+
+    // (exit code, arguments, what the error must say)
+    let refusals: [(i32, Vec<&str>, &[&str]); 7] = [
+        (
+            2,
+            forced_reset(&["orders", "--value", "\"20\""]),
+            &[
+                "holds a number (20)",
+                "a string (\"20\")",
+                "hint: nothing was changed",
+                "--allow-type-change",
+            ],
+        ),
+        (
+            2,
+            forced_reset(&["ordres", "--value", "5"]),
+            &[
+                "cursor orders/ordres not found",
+                "hakiri cursors list orders",
+                "add --create",
+            ],
+        ),
+        (
+            2,
+            forced_reset(&["ordres", "--initial"]),
+            &["cursor orders/ordres not found"],
+        ),
+        (
+            2,
+            forced_reset(&["orders", "--value", "{\"offset\": 5}"]),
+            &["must be a JSON number or string"],
+        ),
+        (
+            1,
+            forced_reset(&["orders", "--value", "5", "--expect-version", "1"]),
+            &[
+                "expected version 1, found version 2",
+                "nothing was changed: the cursor is not at --expect-version",
+            ],
+        ),
+        (
+            2,
+            vec![
+                "cursors",
+                "rollback",
+                "orders",
+                "orders",
+                "--to-version",
+                "99",
+                "--reason",
+                "undo",
+                "--force",
+            ],
+            &["version 99 of cursor orders/orders not found"],
+        ),
+        (
+            2,
+            vec![
+                "cursors",
+                "rollback",
+                "orders",
+                "orders",
+                "--to-version",
+                "0",
+                "--reason",
+                "undo",
+                "--force",
+            ],
+            &["version 0 of cursor orders/orders not found"],
+        ),
+    ];
+    for (code, args, says) in &refusals {
+        let stderr = env.fails(*code, args);
+        for text in *says {
+            assert!(stderr.contains(text), "{args:?}: {text:?} in\n{stderr}");
+        }
+        assert_eq!(
+            guarded_state(&env, run),
+            before,
+            "{args:?} changed something:\n{stderr}"
+        );
+    }
+
+    // The run was never fenced: it goes on checkpointing under its lease.
+    let stream = StreamName::new("orders").unwrap();
+    let next = catalog
+        .checkpoint(
+            &lease,
+            run,
+            &stream,
+            CursorAdvance::to(CursorValue::new(json!(30)).unwrap()),
+        )
+        .await
+        .expect("the run still holds its lease");
+    assert_eq!(next.version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cursor_reset_changes_type_or_creates_a_cursor_only_when_told() {
+    let env = Env::new();
+    let (catalog, lease, run) = leased_pipeline(&env).await;
+    catalog
+        .finish_run(&lease, run, hakiri_core::FinishRun::succeeded())
+        .await
+        .unwrap();
+    catalog.release(&lease).await.unwrap();
+
+    let retyped = env.json(&[
+        "cursors",
+        "reset",
+        "orders",
+        "orders",
+        "--value",
+        "\"2026-01-01T00:00:00.000Z\"",
+        "--allow-type-change",
+        "--reason",
+        "the source now pages by timestamp",
+    ]);
+    assert_eq!(retyped["after"]["value"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(retyped["after"]["version"], 3);
+    // Back to a number by rollback is a type change too.
+    let stderr = env.fails(
+        2,
+        &[
+            "cursors",
+            "rollback",
+            "orders",
+            "orders",
+            "--to-version",
+            "2",
+            "--reason",
+            "undo",
+        ],
+    );
+    assert!(stderr.contains("--allow-type-change"), "{stderr}");
+    let rolled = env.json(&[
+        "cursors",
+        "rollback",
+        "orders",
+        "orders",
+        "--to-version",
+        "2",
+        "--allow-type-change",
+        "--reason",
+        "undo",
+    ]);
+    assert_eq!(rolled["after"]["value"], 20);
+
+    let created = env.json(&[
+        "cursors",
+        "reset",
+        "orders",
+        "refunds",
+        "--value",
+        "7",
+        "--create",
+        "--reason",
+        "a new stream starts at 7",
+    ]);
+    assert!(created["before"].is_null(), "{created}");
+    assert_eq!(created["after"]["value"], 7);
+    assert_eq!(created["after"]["version"], 1);
+    let streams: Vec<Value> = env
+        .json(&["cursors", "list", "orders"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["stream"].clone())
+        .collect();
+    assert_eq!(streams, [json!("orders"), json!("refunds")]);
+    let stderr = env.fails(
+        2,
+        &[
+            "cursors",
+            "reset",
+            "orders",
+            "x",
+            "--initial",
+            "--create",
+            "--reason",
+            "x",
+        ],
+    );
+    assert!(stderr.contains("--create"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// reconcile --once must not report success over a catalog failure
+
+#[test]
+fn reconcile_once_fails_naming_the_dispatch_the_catalog_failed() {
+    let env = Env::quickstart();
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    // The catalog refuses to record any run: every dispatch fails at `begin_run`, after the
+    // lease was taken, the way a full disk or a broken database would.
+    let mut sqlite = SqliteConnection::open(&env.catalog_file(), &SqliteConfig::default())
+        .expect("open the catalog file");
+    sqlite
+        .execute(
+            "CREATE TRIGGER refuse_runs BEFORE INSERT ON runs \
+             BEGIN SELECT RAISE(ABORT, 'injected: runs cannot be written'); END",
+            &[],
+        )
+        .expect("create the trigger");
+    drop(sqlite);
+
+    let out = env.run(&["--output", "json", "reconcile", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for pipeline in ["shop", "app-log"] {
+        assert!(
+            stderr.contains(&format!("could not dispatch pipeline {pipeline}: "))
+                && stderr.contains("injected: runs cannot be written"),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("--max-ticks"), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed = summary["failures"].as_array().expect("a list of failures");
+    assert_eq!(failed.len(), 2, "each pipeline once: {summary}");
+    assert!(
+        failed.iter().all(|f| f["operation"] == "dispatch"),
+        "{summary}"
+    );
+    // The table form names the failure instead of blaming --max-ticks.
+    let out = env.run(&["reconcile", "--once"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("stopped (the catalog failed a dispatch or reap)"),
+        "{stdout}"
     );
 }
 
