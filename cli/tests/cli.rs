@@ -1177,3 +1177,24 @@ fn pipelines_run_requests_a_backfill_that_the_next_reconcile_dispatches() {
     let bad = env.fails(2, &["pipelines", "run", "nope"]);
     assert!(bad.contains("pipeline nope not found"), "{bad}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// errors that say what to do
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_escapes() {
+    let env = Env::quickstart();
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    // -vv: the reconciler logs each run's end at INFO.
+    let out = env
+        .command(&["-vv", "reconcile", "--once"])
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run hakiri");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run ended"), "no logs: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour escapes on a pipe: {stderr:?}"
+    );
+}
