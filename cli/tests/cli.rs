@@ -1182,6 +1182,46 @@ fn pipelines_run_requests_a_backfill_that_the_next_reconcile_dispatches() {
 // errors that say what to do
 
 #[test]
+fn a_hakiri_toml_that_is_not_utf8_names_the_line_and_column_of_the_first_bad_byte() {
+    let env = Env::new();
+    let mut bytes = b"[[pipeline]]\nid = \"orders\"\nconnector = \"caf".to_vec();
+    bytes.push(0xe9); // Latin-1 é
+    bytes.extend_from_slice(b"\"\ncursor_kind = \"monotonic\"\n");
+    std::fs::write(env.path().join("hakiri.toml"), bytes).unwrap();
+    let stderr = env.fails(2, &["apply", "-f", "hakiri.toml"]);
+    assert!(
+        stderr.contains("error: hakiri.toml:3:17: byte 0xe9 is not UTF-8"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 | connector = \"caf"), "{stderr}");
+    assert!(
+        stderr.contains("hint: save hakiri.toml as UTF-8"),
+        "{stderr}"
+    );
+    let json = env.run(&["--output", "json", "apply", "-f", "hakiri.toml"]);
+    let error: Value = serde_json::from_slice(&json.stderr).expect("a JSON error");
+    assert_eq!(
+        error["error"]["location"],
+        json!({ "file": "hakiri.toml", "line": 3, "column": 17 })
+    );
+}
+
+#[test]
+fn a_too_deeply_dotted_key_in_hakiri_toml_names_its_line() {
+    let env = Env::new();
+    let key = vec!["a"; 100].join(".");
+    env.write(
+        "hakiri.toml",
+        &format!("[[pipeline]]\nid = \"orders\"\n{key} = 1\n"),
+    );
+    let stderr = env.fails(2, &["apply", "-f", "hakiri.toml"]);
+    assert!(
+        stderr.contains("error: hakiri.toml:3:1: recursion limit"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn logs_written_to_a_pipe_carry_no_colour_escapes() {
     let env = Env::quickstart();
     env.ok(&["apply", "-f", "hakiri.toml"]);
