@@ -1238,3 +1238,35 @@ fn logs_written_to_a_pipe_carry_no_colour_escapes() {
         "colour escapes on a pipe: {stderr:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_run_shows_its_records_as_unknown_and_what_it_checkpointed() {
+    let env = Env::new();
+    let (catalog, lease, run) = leased_pipeline(&env).await;
+    // The holder lets go while running: the run is abandoned, never finished.
+    catalog.release(&lease).await.unwrap();
+    let run = run.to_string();
+
+    let list = env.ok(&["runs", "list"]);
+    let row = list
+        .lines()
+        .find(|l| l.contains(&run))
+        .unwrap_or_else(|| panic!("no row for {run}:\n{list}"));
+    assert!(
+        row.contains("abandoned") && row.contains("unknown"),
+        "{list}"
+    );
+    assert!(!row.contains(" 0 "), "{list}");
+
+    let show = env.ok(&["runs", "show", &run]);
+    assert!(
+        show.contains("records") && show.contains("unknown"),
+        "{show}"
+    );
+    assert!(show.contains("orders (none) → 20"), "{show}");
+
+    // JSON keeps the data as stored.
+    let json = env.json(&["runs", "show", &run]);
+    assert_eq!(json["status"], "abandoned");
+    assert_eq!(json["cursors_at_end"]["orders"], 20);
+}

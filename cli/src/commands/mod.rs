@@ -9,6 +9,7 @@ mod reconcile;
 mod runs;
 mod schemas;
 
+pub(crate) use runs::{checkpointed, records as run_records};
 pub(crate) use schemas::summary as schema_summary;
 
 use std::process::ExitCode;
