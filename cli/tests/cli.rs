@@ -1222,6 +1222,39 @@ fn a_too_deeply_dotted_key_in_hakiri_toml_names_its_line() {
 }
 
 #[test]
+fn apply_without_user_or_logname_records_the_os_account_as_the_operator() {
+    let env = Env::new();
+    env.write("hakiri.toml", TWO_PIPELINES);
+    let out = env
+        .command(&["apply", "-f", "hakiri.toml"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .expect("run hakiri");
+    assert!(
+        out.status.success(),
+        "apply without $USER failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let account = Command::new("id").arg("-un").output().expect("run id -un");
+    let account = String::from_utf8(account.stdout).unwrap().trim().to_owned();
+    let events = env.json(&["events"]);
+    let actors: Vec<&Value> = events
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|e| &e["actor"])
+        .collect();
+    assert!(
+        !actors.is_empty()
+            && actors
+                .iter()
+                .all(|a| a.to_string().contains(&format!("\"{account}\""))),
+        "every change is by the OS account {account}: {actors:?}"
+    );
+}
+
+#[test]
 fn logs_written_to_a_pipe_carry_no_colour_escapes() {
     let env = Env::quickstart();
     env.ok(&["apply", "-f", "hakiri.toml"]);
