@@ -1303,3 +1303,93 @@ async fn an_abandoned_run_shows_its_records_as_unknown_and_what_it_checkpointed(
     assert_eq!(json["status"], "abandoned");
     assert_eq!(json["cursors_at_end"]["orders"], 20);
 }
+
+// Postgres connection errors: the server named, the cause said, the documented exit code.
+
+#[path = "../../catalog-postgres/tests/support/postgres.rs"]
+mod postgres;
+
+/// `url` (`postgres://user@host:port/db?…`) with another user and database.
+fn postgres_url_with(url: &str, user: Option<&str>, database: Option<&str>) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, rest) = rest.split_once('@').unwrap();
+    let (host, rest) = rest.split_once('/').unwrap();
+    let (db, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let userinfo = user.unwrap_or(userinfo);
+    let db = database.unwrap_or(db);
+    format!("{scheme}://{userinfo}@{host}/{db}?{query}")
+}
+
+#[test]
+fn postgres_refused_names_host_port_and_cause_and_exits_3() {
+    let env = Env::new();
+    let port = free_port();
+    let url = format!("postgres://hakiri@127.0.0.1:{port}/hakiri?sslmode=disable");
+    let started = Instant::now();
+    let stderr = env.fails(3, &["--catalog", &url, "pipelines", "list"]);
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to postgres at 127.0.0.1:{port}: connection refused"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "hint: check that a Postgres server runs at 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    // A refusal is known at once; it is not waited out.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn postgres_missing_database_and_unknown_role_name_the_server_and_exit_2() {
+    let server = postgres::shared();
+    let env = Env::new();
+    // host:port of the server, as the messages name it.
+    let address = server
+        .url()
+        .split_once('@')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap();
+    let host = address.rsplit_once(':').unwrap().0;
+
+    let no_db = postgres_url_with(server.url(), None, Some("hakiri_no_such_db"));
+    let missing = env.fails(2, &["--catalog", &no_db, "pipelines", "list"]);
+    assert!(
+        missing.contains(&format!(
+            "postgres at {address} has no such database (3D000): database \"hakiri_no_such_db\" does not exist"
+        )),
+        "{missing}"
+    );
+    assert!(
+        missing.contains(&format!("hint: create it (`createdb -h {host} -p ")),
+        "{missing}"
+    );
+
+    let no_role = postgres_url_with(server.url(), Some("no_such_role"), None);
+    let refused = env.fails(2, &["--catalog", &no_role, "pipelines", "list"]);
+    assert!(
+        refused.contains(&format!("postgres at {address} refused the login (28"))
+            && refused.contains("no_such_role"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("hint: check the user (no_such_role)"),
+        "{refused}"
+    );
+
+    // Never the server's C source line (the driver's "… at line N").
+    for stderr in [missing, refused] {
+        assert!(!stderr.contains(" at line "), "{stderr}");
+    }
+}
