@@ -82,7 +82,8 @@ pub(crate) struct Global {
     )]
     pub(crate) output: OutputFormat,
 
-    /// The operator name recorded in the audit log for changes made by hand (default: $USER).
+    /// The operator name recorded in the audit log for changes made by hand (default: $USER,
+    /// else $LOGNAME, else the OS account name).
     #[arg(
         long = "as",
         global = true,

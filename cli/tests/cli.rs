@@ -1437,3 +1437,219 @@ fn pipelines_run_requests_a_backfill_that_the_next_reconcile_dispatches() {
     let bad = env.fails(2, &["pipelines", "run", "nope"]);
     assert!(bad.contains("pipeline nope not found"), "{bad}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// errors that say what to do
+
+#[test]
+fn a_hakiri_toml_that_is_not_utf8_names_the_line_and_column_of_the_first_bad_byte() {
+    let env = Env::new();
+    let mut bytes = b"[[pipeline]]\nid = \"orders\"\nconnector = \"caf".to_vec();
+    bytes.push(0xe9); // Latin-1 é
+    bytes.extend_from_slice(b"\"\ncursor_kind = \"monotonic\"\n");
+    std::fs::write(env.path().join("hakiri.toml"), bytes).unwrap();
+    let stderr = env.fails(2, &["apply", "-f", "hakiri.toml"]);
+    assert!(
+        stderr.contains("error: hakiri.toml:3:17: byte 0xe9 is not UTF-8"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 | connector = \"caf"), "{stderr}");
+    assert!(
+        stderr.contains("hint: save hakiri.toml as UTF-8"),
+        "{stderr}"
+    );
+    let json = env.run(&["--output", "json", "apply", "-f", "hakiri.toml"]);
+    let error: Value = serde_json::from_slice(&json.stderr).expect("a JSON error");
+    assert_eq!(
+        error["error"]["location"],
+        json!({ "file": "hakiri.toml", "line": 3, "column": 17 })
+    );
+}
+
+#[test]
+fn a_too_deeply_dotted_key_in_hakiri_toml_names_its_line() {
+    let env = Env::new();
+    let key = vec!["a"; 100].join(".");
+    env.write(
+        "hakiri.toml",
+        &format!("[[pipeline]]\nid = \"orders\"\n{key} = 1\n"),
+    );
+    let stderr = env.fails(2, &["apply", "-f", "hakiri.toml"]);
+    assert!(
+        stderr.contains("error: hakiri.toml:3:1: recursion limit"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_without_user_or_logname_records_the_os_account_as_the_operator() {
+    let env = Env::new();
+    env.write("hakiri.toml", TWO_PIPELINES);
+    let out = env
+        .command(&["apply", "-f", "hakiri.toml"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .expect("run hakiri");
+    assert!(
+        out.status.success(),
+        "apply without $USER failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let account = Command::new("id").arg("-un").output().expect("run id -un");
+    let account = String::from_utf8(account.stdout).unwrap().trim().to_owned();
+    let events = env.json(&["events"]);
+    let actors: Vec<&Value> = events
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|e| &e["actor"])
+        .collect();
+    assert!(
+        !actors.is_empty()
+            && actors
+                .iter()
+                .all(|a| a.to_string().contains(&format!("\"{account}\""))),
+        "every change is by the OS account {account}: {actors:?}"
+    );
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_escapes() {
+    let env = Env::quickstart();
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    // -vv: the reconciler logs each run's end at INFO.
+    let out = env
+        .command(&["-vv", "reconcile", "--once"])
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run hakiri");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run ended"), "no logs: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour escapes on a pipe: {stderr:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_run_shows_its_records_as_unknown_and_what_it_checkpointed() {
+    let env = Env::new();
+    let (catalog, lease, run) = leased_pipeline(&env).await;
+    // The holder lets go while running: the run is abandoned, never finished.
+    catalog.release(&lease).await.unwrap();
+    let run = run.to_string();
+
+    let list = env.ok(&["runs", "list"]);
+    let row = list
+        .lines()
+        .find(|l| l.contains(&run))
+        .unwrap_or_else(|| panic!("no row for {run}:\n{list}"));
+    assert!(
+        row.contains("abandoned") && row.contains("unknown"),
+        "{list}"
+    );
+    assert!(!row.contains(" 0 "), "{list}");
+
+    let show = env.ok(&["runs", "show", &run]);
+    assert!(
+        show.contains("records") && show.contains("unknown"),
+        "{show}"
+    );
+    assert!(show.contains("orders (none) → 20"), "{show}");
+
+    // JSON keeps the data as stored.
+    let json = env.json(&["runs", "show", &run]);
+    assert_eq!(json["status"], "abandoned");
+    assert_eq!(json["cursors_at_end"]["orders"], 20);
+}
+
+// Postgres connection errors: the server named, the cause said, the documented exit code.
+
+#[path = "../../catalog-postgres/tests/support/postgres.rs"]
+mod postgres;
+
+/// `url` (`postgres://user@host:port/db?…`) with another user and database.
+fn postgres_url_with(url: &str, user: Option<&str>, database: Option<&str>) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, rest) = rest.split_once('@').unwrap();
+    let (host, rest) = rest.split_once('/').unwrap();
+    let (db, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let userinfo = user.unwrap_or(userinfo);
+    let db = database.unwrap_or(db);
+    format!("{scheme}://{userinfo}@{host}/{db}?{query}")
+}
+
+#[test]
+fn postgres_refused_names_host_port_and_cause_and_exits_3() {
+    let env = Env::new();
+    let port = free_port();
+    let url = format!("postgres://hakiri@127.0.0.1:{port}/hakiri?sslmode=disable");
+    let started = Instant::now();
+    let stderr = env.fails(3, &["--catalog", &url, "pipelines", "list"]);
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to postgres at 127.0.0.1:{port}: connection refused"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "hint: check that a Postgres server runs at 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    // A refusal is known at once; it is not waited out.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn postgres_missing_database_and_unknown_role_name_the_server_and_exit_2() {
+    let server = postgres::shared();
+    let env = Env::new();
+    // host:port of the server, as the messages name it.
+    let address = server
+        .url()
+        .split_once('@')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap();
+    let host = address.rsplit_once(':').unwrap().0;
+
+    let no_db = postgres_url_with(server.url(), None, Some("hakiri_no_such_db"));
+    let missing = env.fails(2, &["--catalog", &no_db, "pipelines", "list"]);
+    assert!(
+        missing.contains(&format!(
+            "postgres at {address} has no such database (3D000): database \"hakiri_no_such_db\" does not exist"
+        )),
+        "{missing}"
+    );
+    assert!(
+        missing.contains(&format!("hint: create it (`createdb -h {host} -p ")),
+        "{missing}"
+    );
+
+    let no_role = postgres_url_with(server.url(), Some("no_such_role"), None);
+    let refused = env.fails(2, &["--catalog", &no_role, "pipelines", "list"]);
+    assert!(
+        refused.contains(&format!("postgres at {address} refused the login (28"))
+            && refused.contains("no_such_role"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("hint: check the user (no_such_role)"),
+        "{refused}"
+    );
+
+    // Never the server's C source line (the driver's "… at line N").
+    for stderr in [missing, refused] {
+        assert!(!stderr.contains(" at line "), "{stderr}");
+    }
+}
