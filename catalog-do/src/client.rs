@@ -4,7 +4,8 @@
 //! typed error is returned as is, so a `Fenced` raised in the Durable Object is a `Fenced` here.
 //! Transport trouble becomes `Unavailable`; reads (and requests that provably never left, such as
 //! refused connections) are retried with exponential backoff, writes are not: the client cannot
-//! tell whether a write whose answer was lost landed.
+//! tell whether a write whose answer was lost landed. A request and its retries share one time
+//! budget ([`DoConfig::timeout`]), so the wait an error reports is the wait the caller had.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use hakiri_core::{Error, ProjectId, Result};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
+use tokio::time::Instant;
 
 use crate::protocol::{decode_reply, encode, Reply, Request, Response};
 use crate::remote::{RemoteCatalog, Transport};
@@ -45,7 +47,8 @@ impl Default for DoConfig {
 }
 
 impl DoConfig {
-    /// How long one attempt may take, answer included (default 30 s).
+    /// How long a request may take in all, its answer and its retries included (default 30 s):
+    /// each attempt gets what is left of it, and no retry starts that could not end in time.
     ///
     /// # Warning
     /// A write that times out may still have landed: the caller gets `Unavailable` and must
@@ -196,14 +199,14 @@ impl HttpTransport {
         self.endpoint.as_str()
     }
 
-    /// One attempt.
-    async fn attempt(&self, body: &[u8]) -> std::result::Result<Response, Failed> {
+    /// One attempt, given `time` to complete.
+    async fn attempt(&self, body: &[u8], time: Duration) -> std::result::Result<Response, Failed> {
         let sent = self
             .client
             .post(self.endpoint.clone())
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, "application/json")
-            .timeout(self.config.timeout)
+            .timeout(time)
             .body(body.to_vec())
             .send()
             .await;
@@ -239,6 +242,7 @@ impl HttpTransport {
                 maybe_sent: false,
             };
         }
+        // An attempt times out only when the request's whole budget is spent.
         let error = if e.is_timeout() {
             Error::Unavailable(format!(
                 "the catalog at {endpoint} did not answer within {:?}",
@@ -289,9 +293,11 @@ impl Transport for HttpTransport {
     async fn call(&self, request: Request) -> Result<Response> {
         let body = encode(&request);
         let idempotent = request.is_idempotent();
+        let deadline = Instant::now() + self.config.timeout;
         let mut attempt = 0;
         loop {
-            match self.attempt(&body).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.attempt(&body, left).await {
                 Ok(response) => return Ok(response),
                 // Reads are retried on retryable errors (for a read, only `Unavailable` occurs);
                 // writes only when they provably never left, since a lost answer may hide a
@@ -301,7 +307,11 @@ impl Transport for HttpTransport {
                         && (idempotent || !failed.maybe_sent)
                         && attempt < self.config.retries =>
                 {
-                    tokio::time::sleep(self.config.delay(attempt)).await;
+                    let delay = self.config.delay(attempt);
+                    if delay >= deadline.saturating_duration_since(Instant::now()) {
+                        return Err(failed.error);
+                    }
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 Err(failed) => return Err(failed.error),
@@ -361,6 +371,42 @@ mod tests {
                 "attempt {attempt}: {d:?} vs {exp:?}"
             );
         }
+    }
+
+    /// A Worker URL whose server accepts connections and never answers: the caller waits the
+    /// time the error names, retries included, not that time once per attempt.
+    #[tokio::test]
+    async fn a_server_that_never_answers_costs_the_timeout_the_error_names() {
+        use hakiri_core::Catalog;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Holds every connection open without writing a byte (the thread ends with the test
+        // process).
+        std::thread::spawn(move || listener.incoming().collect::<Vec<_>>());
+        let timeout = Duration::from_millis(400);
+        let catalog = DoCatalog::connect(
+            &format!("http://127.0.0.1:{port}"),
+            project(),
+            "t",
+            DoConfig::default().timeout(timeout),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        // A read: retried on `Unavailable` (3 retries by default).
+        let error = catalog
+            .get_pipeline(&hakiri_core::PipelineId::new("orders").unwrap())
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        assert!(
+            matches!(&error, Error::Unavailable(m) if m.contains("did not answer within 400ms")),
+            "{error}"
+        );
+        assert!(
+            waited < timeout * 2,
+            "waited {waited:?} where the error says {timeout:?}"
+        );
     }
 
     #[test]

@@ -65,8 +65,13 @@ use hakiri_core::{
     Limit, Observation, Page, PauseChange, Pipeline, PipelineId, PipelineSpec, ProjectId, PutMode,
     Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Trigger,
 };
+use log::LevelFilter;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection};
+
+/// Statements slower than this are logged at `INFO` (with their text).
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 
 // The test server (`tests/support/postgres.rs`) names this crate, as the integration tests see it.
 #[cfg(test)]
@@ -224,12 +229,17 @@ impl PostgresConfig {
 
     /// Parses `url` and applies these settings to it.
     ///
+    /// Statements are logged at `TRACE` and those slower than a second at `INFO` (the driver's
+    /// defaults, `DEBUG` and `WARN`, put whole statements in a program's warnings).
+    ///
     /// # Errors
     /// `InvalidArgument` for a malformed URL.
     pub fn connect_options(&self, url: &str) -> Result<PgConnectOptions> {
         let mut options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::invalid(format!("postgres URL is not valid: {e}")))?
-            .application_name(&self.application_name);
+            .application_name(&self.application_name)
+            .log_statements(LevelFilter::Trace)
+            .log_slow_statements(LevelFilter::Info, SLOW_STATEMENT);
         // The catalog's statements look rows up by key prefixes, so one generic plan per prepared
         // statement serves every call; without this the server re-plans a statement on every call
         // while it judges custom plans cheaper, which costs more than executing it.
@@ -261,16 +271,33 @@ impl PostgresConfig {
             .test_before_acquire(self.test_before_acquire)
     }
 
-    /// Opens a pool on `url` (connecting once, so a wrong URL fails here).
+    /// Opens a pool on `url`, connecting once first so that a wrong URL fails here, with what
+    /// is wrong: within the acquire timeout, the server named and the cause given.
     ///
     /// # Errors
-    /// `InvalidArgument` for a malformed URL; `Unavailable` when the server cannot be reached.
+    /// `InvalidArgument` for a malformed URL or a database the server does not have;
+    /// `Unauthenticated` when the server refuses the role or its password; `Unavailable` when the
+    /// server cannot be reached (refused, no such host, no answer within the acquire timeout).
     pub async fn connect(&self, url: &str) -> Result<PgPool> {
         let options = self.connect_options(url)?;
-        self.pool_options()
-            .connect_with(options)
+        let server = match options.get_socket() {
+            Some(socket) => format!("{} (socket)", socket.display()),
+            None => format!("{}:{}", options.get_host(), options.get_port()),
+        };
+        // One connection of our own: a pool that cannot connect retries until its acquire
+        // timeout and then says only "pool timed out", whatever the cause.
+        let first = tokio::time::timeout(self.acquire_timeout, options.connect())
             .await
-            .map_err(error::db)
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "cannot connect to postgres at {server}: no answer within {:?}",
+                    self.acquire_timeout
+                ))
+            })?
+            .map_err(|e| error::connect(e, &server))?;
+        // The pool opens its own connections as they are needed.
+        let _ = first.close().await;
+        Ok(self.pool_options().connect_lazy_with(options))
     }
 }
 
@@ -533,5 +560,103 @@ impl Catalog for PostgresCatalog {
 
     async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
         self.op_events(after, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A loopback port where nothing listens.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn connect_names_the_server_and_the_cause_when_refused() {
+        let port = closed_port();
+        let url = format!("postgres://hakiri@127.0.0.1:{port}/hakiri?sslmode=disable");
+        let error = PostgresConfig::default().connect(&url).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Unavailable(m)
+                if m.contains(&format!("postgres at 127.0.0.1:{port}: connection refused"))),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_to_a_server_that_never_answers_names_it_within_the_acquire_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Holds every connection open without a byte of answer.
+        std::thread::spawn(move || listener.incoming().collect::<Vec<_>>());
+        let url = format!("postgres://hakiri@127.0.0.1:{port}/hakiri?sslmode=disable");
+        let error = PostgresConfig::default()
+            .acquire_timeout(Duration::from_millis(300))
+            .connect(&url)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Unavailable(m)
+                if m.contains(&format!("postgres at 127.0.0.1:{port}: no answer within 300ms"))),
+            "{error}"
+        );
+    }
+
+    /// Log output, shared with the subscriber that writes it.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn statements_even_slow_ones_are_logged_below_warn() {
+        let url = test_server::shared().url();
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let pool = PostgresConfig::default()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", test_server::HOW_TO_GET_ONE));
+        // Slower than the one-second threshold for slow statements.
+        sqlx::query("SELECT pg_sleep(1.1)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("pg_sleep")).collect();
+        assert!(
+            !lines.is_empty(),
+            "the statement was not logged at all:\n{text}"
+        );
+        // A program logging warnings (the CLI by default) shows no SQL.
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.contains(" WARN ") && !l.contains(" ERROR ")),
+            "{lines:#?}"
+        );
     }
 }

@@ -82,7 +82,8 @@ pub(crate) struct Global {
     )]
     pub(crate) output: OutputFormat,
 
-    /// The operator name recorded in the audit log for changes made by hand (default: $USER).
+    /// The operator name recorded in the audit log for changes made by hand (default: $USER,
+    /// else $LOGNAME, else the OS account name).
     #[arg(
         long = "as",
         global = true,
@@ -304,11 +305,13 @@ pub(crate) enum CursorsCommand {
         #[arg(long, value_name = "VERSION")]
         before: Option<u64>,
     },
-    /// Set a cursor to a value, or back to the start. Takes the pipeline's writer lease; refused
-    /// while a run holds it unless --force.
+    /// Set a cursor to a value, or back to the start. Checks the request first (a refused one
+    /// changes nothing), then takes the pipeline's writer lease; refused while a run holds it
+    /// unless --force.
     Reset(ResetArgs),
-    /// Set a cursor back to the value of an older version (a new, audited version). Takes the
-    /// pipeline's writer lease; refused while a run holds it unless --force.
+    /// Set a cursor back to the value of an older version (a new, audited version). Checks the
+    /// request first (a refused one changes nothing), then takes the pipeline's writer lease;
+    /// refused while a run holds it unless --force.
     Rollback(RollbackArgs),
 }
 
@@ -318,12 +321,17 @@ pub(crate) struct GuardArgs {
     #[arg(long)]
     pub(crate) reason: String,
     /// Take the lease even while a run holds it: the run is fenced (its writes fail and it
-    /// stops).
+    /// stops). Only once the request has passed every check: a refused one fences nothing.
     #[arg(long)]
     pub(crate) force: bool,
     /// Only if the cursor is still at this version (compare-and-set).
     #[arg(long, value_name = "VERSION")]
     pub(crate) expect_version: Option<u64>,
+    /// Let a monotonic cursor switch between number and string (refused otherwise: the
+    /// connector would keep checkpointing the old type and every run would fail). Deploy a
+    /// connector that checkpoints the new type first.
+    #[arg(long)]
+    pub(crate) allow_type_change: bool,
 }
 
 #[derive(Debug, Args)]
@@ -339,6 +347,10 @@ pub(crate) struct ResetArgs {
     /// Back to the start: the next run reads from the beginning.
     #[arg(long)]
     pub(crate) initial: bool,
+    /// Create the cursor if the stream has none (refused otherwise, so that a mistyped stream
+    /// name does not become a cursor nobody reads). With --value only.
+    #[arg(long, conflicts_with = "initial")]
+    pub(crate) create: bool,
     #[command(flatten)]
     pub(crate) guard: GuardArgs,
 }

@@ -71,6 +71,13 @@ impl CliError {
         error
     }
 
+    /// The catalog could not be reached: a retry may succeed.
+    pub(crate) fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        let mut error = Self::failed(code, message);
+        error.0.kind = Kind::Unavailable;
+        error
+    }
+
     /// Adds a line saying what to do next.
     #[must_use]
     pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -177,6 +184,9 @@ impl From<Error> for CliError {
             Error::InvalidArgument(_) => (Kind::Invalid, "invalid_argument"),
             Error::FailedPrecondition(_) => (Kind::Failed, "failed_precondition"),
             Error::Unavailable(_) => (Kind::Unavailable, "unavailable"),
+            // The credentials given (a token, a URL's user and password) are bad input.
+            Error::Unauthenticated(_) => (Kind::Invalid, "unauthenticated"),
+            Error::PermissionDenied(_) => (Kind::Failed, "permission_denied"),
             _ => (Kind::Failed, "backend"),
         };
         Self(Box::new(Inner {
@@ -228,6 +238,9 @@ fn default_hint(error: &Error) -> Option<String> {
         ),
         Error::Unavailable(_) => {
             "check that the catalog (--catalog / HAKIRI_CATALOG) is reachable, then retry".to_owned()
+        }
+        Error::Unauthenticated(_) => {
+            "check the credentials: --token (or HAKIRI_TOKEN) for a Worker, the user and password in a postgres:// URL".to_owned()
         }
         Error::Backend(_) => {
             "the catalog failed in a way a retry will not fix; run with -v for details".to_owned()

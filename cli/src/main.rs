@@ -27,6 +27,8 @@ mod postgres;
 mod progress;
 mod target;
 
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -84,7 +86,8 @@ fn report(format: OutputFormat, error: &CliError) -> ExitCode {
     error.exit_code()
 }
 
-/// Logs to stderr: warnings by default, more with each -v; `RUST_LOG` overrides.
+/// Logs to stderr: warnings by default, more with each -v; `RUST_LOG` overrides. Coloured only
+/// on a terminal and without `NO_COLOR`.
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -96,6 +99,29 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_target(verbose >= 2)
         .try_init();
+}
+
+/// Whether logs may use colour escapes: only for a person at a terminal, and not when `NO_COLOR`
+/// is set to anything but the empty string (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsString::new())));
+        assert!(!colour(true, Some(OsString::from("1"))));
+        assert!(!colour(false, None));
+    }
 }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
+use hakiri_core::pipeline::CRON_FORMAT;
 use hakiri_core::{PipelineId, PipelineSpec};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
@@ -37,11 +38,31 @@ struct ManifestFile {
 /// An invalid-input error naming the file, line and column, or one saying the file cannot be read.
 pub(crate) fn load(path: &Path) -> CliResult<Vec<PipelineSpec>> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         CliError::invalid("manifest", format!("cannot read {name}: {e}"))
             .hint("pass the file with -f PATH (the default is ./hakiri.toml)")
     })?;
-    parse(&name, &text)
+    parse(&name, &decode(&name, bytes)?)
+}
+
+/// The file's text, or an error at its first byte that is not UTF-8 (TOML is UTF-8 only).
+fn decode(name: &str, bytes: Vec<u8>) -> CliResult<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let byte = e.as_bytes()[offset];
+        // The valid prefix is kept as is, so `offset` is the same in the lossy text, where the
+        // bad bytes show as U+FFFD.
+        let text = String::from_utf8_lossy(e.as_bytes());
+        at(
+            name,
+            &text,
+            Some(offset..offset + char::REPLACEMENT_CHARACTER.len_utf8()),
+            &format!("byte 0x{byte:02x} is not UTF-8 (TOML files must be UTF-8 text)"),
+        )
+        .hint(format!(
+            "save {name} as UTF-8 (from Latin-1: `iconv -f latin1 -t utf-8`)"
+        ))
+    })
 }
 
 /// Parses and validates manifest text; `name` is used in messages.
@@ -123,6 +144,44 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A position for an error the TOML parser reports without one. Its only such error is a dotted
+/// key with more parts than its nesting limit (`recursion limit`): the first key with that many
+/// parts is the one. `None` for anything else.
+fn spanless(text: &str, message: &str) -> Option<Range<usize>> {
+    // toml's limit: a key whose path (all parts but the last) has this many parts.
+    const KEY_PARTS: usize = 81;
+    if message != "recursion limit" {
+        return None;
+    }
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = line.len() - line.trim_start().len();
+        let key = line[start..].trim_start_matches('[');
+        let key_start = offset + line.len() - key.len();
+        let end = key.find(['=', ']', '{', '#']).unwrap_or(key.len());
+        if dotted_parts(&key[..end]) >= KEY_PARTS {
+            return Some(key_start..key_start + key[..end].trim_end().len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The parts of a dotted key: dots outside quotes, plus one.
+fn dotted_parts(key: &str) -> usize {
+    let mut quote = None;
+    let mut parts = 1;
+    for c in key.chars() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '.') => parts += 1,
+            _ => {}
+        }
+    }
+    parts
+}
+
 /// An error at `span` of `name`: the message with `file:line:column`, the line quoted with a caret.
 fn at(name: &str, text: &str, span: Option<Range<usize>>, message: &str) -> CliError {
     // Messages from the TOML parser and from serde may start with the core error's prefix.
@@ -130,9 +189,25 @@ fn at(name: &str, text: &str, span: Option<Range<usize>>, message: &str) -> CliE
         .trim()
         .trim_start_matches("invalid argument: ")
         .to_owned();
-    let hint = format!("fix {name} and apply it again; nothing was applied");
-    let Some(span) = span else {
-        return CliError::invalid("manifest", format!("{name}: {message}")).hint(hint);
+    let mut hints = vec![format!(
+        "fix {name} and apply it again; nothing was applied"
+    )];
+    // A cron error ends with how to write one: shown as a hint of its own.
+    let message = match message.strip_suffix(CRON_FORMAT) {
+        Some(reason) => {
+            let mut format = CRON_FORMAT.to_owned();
+            format[..1].make_ascii_lowercase();
+            hints.insert(0, format);
+            reason.trim_end().to_owned()
+        }
+        None => message,
+    };
+    let Some(span) = span.or_else(|| spanless(text, &message)) else {
+        let error = CliError::invalid(
+            "manifest",
+            format!("{name}: {message} (the TOML parser gives no position for this error)"),
+        );
+        return hints.into_iter().fold(error, CliError::hint);
     };
     let (line, column) = line_col(text, span.start);
     let source_line = text.lines().nth(line - 1).unwrap_or("");
@@ -155,14 +230,14 @@ fn at(name: &str, text: &str, span: Option<Range<usize>>, message: &str) -> CliE
         " ".repeat(column - 1),
         "^".repeat(width),
     );
-    CliError::invalid("manifest", format!("{name}:{line}:{column}: {message}"))
+    let error = CliError::invalid("manifest", format!("{name}:{line}:{column}: {message}"))
         .context(context)
         .location(Location {
             file: name.to_owned(),
             line,
             column,
-        })
-        .hint(hint)
+        });
+    hints.into_iter().fold(error, CliError::hint)
 }
 
 #[cfg(test)]
@@ -224,6 +299,17 @@ schedule = { cron = "*/5 * * * *" }
         assert!(e.contains("hakiri.toml:13:"), "{e}");
         assert!(e.contains("cron expression"), "{e}");
         assert!(!e.contains("invalid argument: "), "{e}");
+        // The parser's reason, on the error's line, and a hint with valid expressions.
+        assert!(
+            e.starts_with("error: hakiri.toml:13:12: cron expression \"61 * * * *\" is invalid: Minutes must be less than 59. ('61' specified.)\n"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "\nhint: write five fields, `minute hour day-of-month month day-of-week` (UTC)"
+            ) && e.contains("\"*/15 * * * *\" is every 15 minutes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,22 +12,35 @@ use crate::target::{missing_project, Access, CatalogUrl, Opened};
 
 /// Connects a small pool: `raw` is the URL as given, `url` the parsed form (shown redacted).
 async fn pool(raw: &str, url: &CatalogUrl) -> CliResult<hakiri_catalog_postgres::PgPool> {
-    PostgresConfig::default()
+    let config = PostgresConfig::default()
         .max_connections(4)
-        .application_name("hakiri-cli")
-        .connect(raw)
-        .await
-        .map_err(|e| {
-            let hint = match &e {
-                hakiri_core::Error::InvalidArgument(_) => {
-                    "write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full&sslrootcert=…]".to_owned()
-                }
-                _ => format!(
-                    "check that the server at {url} is up and reachable and the credentials are right (PGPASSWORD works too)"
-                ),
-            };
-            CliError::from(e).replace_hint(hint)
-        })
+        .application_name("hakiri-cli");
+    // Parsed first, so that an `InvalidArgument` from connecting is about the database.
+    let options = config.connect_options(raw).map_err(|e| {
+        CliError::from(e).replace_hint(
+            "write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full&sslrootcert=…]",
+        )
+    })?;
+    let host = options.get_host();
+    let port = options.get_port();
+    config.connect(raw).await.map_err(|e| {
+        let hint = match &e {
+            hakiri_core::Error::InvalidArgument(_) => {
+                let database = options.get_database().unwrap_or(options.get_username());
+                format!(
+                    "create it (`createdb -h {host} -p {port} {database}`) and run `hakiri --catalog {url} migrate`, or fix the database name at the end of the URL"
+                )
+            }
+            hakiri_core::Error::Unauthenticated(_) => format!(
+                "check the user ({}) and password in the URL (or PGPASSWORD), and that the server's pg_hba.conf lets this user in from here",
+                options.get_username()
+            ),
+            _ => format!(
+                "check that a Postgres server runs at {host}:{port} and is reachable from here (the host and port of --catalog / HAKIRI_CATALOG), then retry"
+            ),
+        };
+        CliError::from(e).replace_hint(hint)
+    })
 }
 
 /// Opens the catalog of `project` on a Postgres URL. The database must have been migrated

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::commands::schema_summary as summary;
+use crate::commands::{checkpointed, run_records};
 use crate::output;
 
 /// Where progress goes.
@@ -179,13 +180,20 @@ fn describe(event: &Event, run: Option<&Run>, decision: Option<&Decision>) -> St
             None => format!("run {id} dispatched"),
         },
         EventKind::RunFinished { run: id, status } => {
-            let records = run.map(|r| r.stats.values().map(|s| s.records).sum::<u64>());
-            let detail = match (status, run.and_then(|r| r.error.as_ref())) {
-                (RunStatus::Succeeded, _) => {
-                    format!(": {} records", records.unwrap_or(0))
+            let error = run
+                .and_then(|r| r.error.as_ref())
+                .map(|e| output::truncate(&e.message, 160));
+            let detail = match (status, run) {
+                (RunStatus::Succeeded, Some(run)) => {
+                    run_records(run).map_or_else(String::new, |n| format!(": {n} records"))
                 }
-                (_, Some(error)) => format!(": {}", output::truncate(&error.message, 160)),
-                _ => String::new(),
+                // Only a finish records stats: what it read is unknown, what it saved is not.
+                (RunStatus::Abandoned, Some(run)) => format!(
+                    ": records unknown (its holder did not finish it); checkpointed {}{}",
+                    checkpointed(run).unwrap_or_else(|| "nothing".to_owned()),
+                    error.map_or_else(String::new, |e| format!("; {e}")),
+                ),
+                _ => error.map_or_else(String::new, |e| format!(": {e}")),
             };
             format!("run {id} {status}{detail}")
         }
@@ -256,9 +264,59 @@ pub(crate) async fn last_seq(catalog: &dyn Catalog) -> hakiri_core::Result<u64> 
 #[cfg(test)]
 mod tests {
     use hakiri_catalog_memory::MemoryCatalog;
-    use hakiri_core::{CatalogExt, ConnectorRef, CursorKind, PipelineSpec, ProjectId};
+    use hakiri_core::{
+        BeginRun, CatalogExt, ConnectorRef, CursorAdvance, CursorKind, CursorValue, PipelineSpec,
+        ProjectId, StreamName, Trigger,
+    };
 
     use super::*;
+
+    #[tokio::test]
+    async fn an_abandoned_run_ends_with_records_unknown_and_what_it_checkpointed() {
+        let catalog = MemoryCatalog::new(ProjectId::new("p").unwrap());
+        let pipeline = PipelineId::new("orders").unwrap();
+        let spec = PipelineSpec::new(
+            pipeline.clone(),
+            ConnectorRef::new("jsonl").unwrap(),
+            CursorKind::Monotonic,
+        );
+        catalog.create_pipeline(spec, &Actor::System).await.unwrap();
+        let holder = HolderId::new("reconciler-1").unwrap();
+        let lease = catalog
+            .acquire(&pipeline, &holder, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let run = catalog
+            .begin_run(&lease, BeginRun::new(Trigger::Schedule))
+            .await
+            .unwrap();
+        let value = CursorValue::new(serde_json::json!(20)).unwrap();
+        catalog
+            .checkpoint(
+                &lease,
+                run.id,
+                &StreamName::new("orders").unwrap(),
+                CursorAdvance::to(value),
+            )
+            .await
+            .unwrap();
+        // Its holder lets go while it runs: abandoned, never finished.
+        catalog.release(&lease).await.unwrap();
+
+        let events = catalog.events(0, Limit::new(100).unwrap()).await.unwrap();
+        let end = events
+            .iter()
+            .find(|e| matches!(e.kind, EventKind::RunFinished { .. }))
+            .expect("a run-finished event");
+        let run = catalog.get_run(run.id).await.unwrap();
+        let line = describe(end, Some(&run), None);
+        assert!(
+            line.contains(
+                "abandoned: records unknown (its holder did not finish it); checkpointed orders (none) → 20"
+            ),
+            "{line}"
+        );
+    }
 
     #[tokio::test]
     async fn last_seq_finds_the_end_of_the_log() {

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
+use hakiri_catalog_do::store::Exec;
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
 use hakiri_core::{
     BeginRun, Catalog, CursorAdvance, CursorValue, Error, HolderId, PipelineId, ProjectId,
     StreamName, Trigger,
@@ -945,6 +946,265 @@ async fn cursor_reset_refuses_while_a_run_holds_the_lease_and_force_fences_it() 
     );
 }
 
+/// What a refused reset must leave exactly as it was: the audit log, the lease (holder and
+/// epoch), the run and the cursor.
+fn guarded_state(env: &Env, run: hakiri_core::RunId) -> [Value; 4] {
+    [
+        env.json(&["events", "--limit", "1000"]),
+        env.json(&["pipelines", "show", "orders"])["lease"].clone(),
+        env.json(&["runs", "show", &run.to_string()])["status"].clone(),
+        env.json(&["cursors", "history", "orders", "orders", "--limit", "1000"]),
+    ]
+}
+
+/// `cursors reset orders EXTRA… --reason replay --force`.
+fn forced_reset<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["cursors", "reset", "orders"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--reason", "replay", "--force"]);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_forced_reset_takes_no_lease_and_fences_no_run() {
+    let env = Env::new();
+    let (catalog, lease, run) = leased_pipeline(&env).await;
+    let before = guarded_state(&env, run);
+    assert_eq!(before[2], "running");
+
+    // (exit code, arguments, what the error must say)
+    let refusals: [(i32, Vec<&str>, &[&str]); 7] = [
+        (
+            2,
+            forced_reset(&["orders", "--value", "\"20\""]),
+            &[
+                "holds a number (20)",
+                "a string (\"20\")",
+                "hint: nothing was changed",
+                "--allow-type-change",
+            ],
+        ),
+        (
+            2,
+            forced_reset(&["ordres", "--value", "5"]),
+            &[
+                "cursor orders/ordres not found",
+                "hakiri cursors list orders",
+                "add --create",
+            ],
+        ),
+        (
+            2,
+            forced_reset(&["ordres", "--initial"]),
+            &["cursor orders/ordres not found"],
+        ),
+        (
+            2,
+            forced_reset(&["orders", "--value", "{\"offset\": 5}"]),
+            &["must be a JSON number or string"],
+        ),
+        (
+            1,
+            forced_reset(&["orders", "--value", "5", "--expect-version", "1"]),
+            &[
+                "expected version 1, found version 2",
+                "nothing was changed: the cursor is not at --expect-version",
+            ],
+        ),
+        (
+            2,
+            vec![
+                "cursors",
+                "rollback",
+                "orders",
+                "orders",
+                "--to-version",
+                "99",
+                "--reason",
+                "undo",
+                "--force",
+            ],
+            &["version 99 of cursor orders/orders not found"],
+        ),
+        (
+            2,
+            vec![
+                "cursors",
+                "rollback",
+                "orders",
+                "orders",
+                "--to-version",
+                "0",
+                "--reason",
+                "undo",
+                "--force",
+            ],
+            &["version 0 of cursor orders/orders not found"],
+        ),
+    ];
+    for (code, args, says) in &refusals {
+        let stderr = env.fails(*code, args);
+        for text in *says {
+            assert!(stderr.contains(text), "{args:?}: {text:?} in\n{stderr}");
+        }
+        assert_eq!(
+            guarded_state(&env, run),
+            before,
+            "{args:?} changed something:\n{stderr}"
+        );
+    }
+
+    // The run was never fenced: it goes on checkpointing under its lease.
+    let stream = StreamName::new("orders").unwrap();
+    let next = catalog
+        .checkpoint(
+            &lease,
+            run,
+            &stream,
+            CursorAdvance::to(CursorValue::new(json!(30)).unwrap()),
+        )
+        .await
+        .expect("the run still holds its lease");
+    assert_eq!(next.version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cursor_reset_changes_type_or_creates_a_cursor_only_when_told() {
+    let env = Env::new();
+    let (catalog, lease, run) = leased_pipeline(&env).await;
+    catalog
+        .finish_run(&lease, run, hakiri_core::FinishRun::succeeded())
+        .await
+        .unwrap();
+    catalog.release(&lease).await.unwrap();
+
+    let retyped = env.json(&[
+        "cursors",
+        "reset",
+        "orders",
+        "orders",
+        "--value",
+        "\"2026-01-01T00:00:00.000Z\"",
+        "--allow-type-change",
+        "--reason",
+        "the source now pages by timestamp",
+    ]);
+    assert_eq!(retyped["after"]["value"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(retyped["after"]["version"], 3);
+    // Back to a number by rollback is a type change too.
+    let stderr = env.fails(
+        2,
+        &[
+            "cursors",
+            "rollback",
+            "orders",
+            "orders",
+            "--to-version",
+            "2",
+            "--reason",
+            "undo",
+        ],
+    );
+    assert!(stderr.contains("--allow-type-change"), "{stderr}");
+    let rolled = env.json(&[
+        "cursors",
+        "rollback",
+        "orders",
+        "orders",
+        "--to-version",
+        "2",
+        "--allow-type-change",
+        "--reason",
+        "undo",
+    ]);
+    assert_eq!(rolled["after"]["value"], 20);
+
+    let created = env.json(&[
+        "cursors",
+        "reset",
+        "orders",
+        "refunds",
+        "--value",
+        "7",
+        "--create",
+        "--reason",
+        "a new stream starts at 7",
+    ]);
+    assert!(created["before"].is_null(), "{created}");
+    assert_eq!(created["after"]["value"], 7);
+    assert_eq!(created["after"]["version"], 1);
+    let streams: Vec<Value> = env
+        .json(&["cursors", "list", "orders"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["stream"].clone())
+        .collect();
+    assert_eq!(streams, [json!("orders"), json!("refunds")]);
+    let stderr = env.fails(
+        2,
+        &[
+            "cursors",
+            "reset",
+            "orders",
+            "x",
+            "--initial",
+            "--create",
+            "--reason",
+            "x",
+        ],
+    );
+    assert!(stderr.contains("--create"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// reconcile --once must not report success over a catalog failure
+
+#[test]
+fn reconcile_once_fails_naming_the_dispatch_the_catalog_failed() {
+    let env = Env::quickstart();
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    // The catalog refuses to record any run: every dispatch fails at `begin_run`, after the
+    // lease was taken, the way a full disk or a broken database would.
+    let mut sqlite = SqliteConnection::open(&env.catalog_file(), &SqliteConfig::default())
+        .expect("open the catalog file");
+    sqlite
+        .execute(
+            "CREATE TRIGGER refuse_runs BEFORE INSERT ON runs \
+             BEGIN SELECT RAISE(ABORT, 'injected: runs cannot be written'); END",
+            &[],
+        )
+        .expect("create the trigger");
+    drop(sqlite);
+
+    let out = env.run(&["--output", "json", "reconcile", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for pipeline in ["shop", "app-log"] {
+        assert!(
+            stderr.contains(&format!("could not dispatch pipeline {pipeline}: "))
+                && stderr.contains("injected: runs cannot be written"),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("--max-ticks"), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed = summary["failures"].as_array().expect("a list of failures");
+    assert_eq!(failed.len(), 2, "each pipeline once: {summary}");
+    assert!(
+        failed.iter().all(|f| f["operation"] == "dispatch"),
+        "{summary}"
+    );
+    // The table form names the failure instead of blaming --max-ticks.
+    let out = env.run(&["reconcile", "--once"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("stopped (the catalog failed a dispatch or reap)"),
+        "{stdout}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // the reconcile loop: metrics and graceful shutdown
 
@@ -1176,4 +1436,220 @@ fn pipelines_run_requests_a_backfill_that_the_next_reconcile_dispatches() {
     );
     let bad = env.fails(2, &["pipelines", "run", "nope"]);
     assert!(bad.contains("pipeline nope not found"), "{bad}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors that say what to do
+
+#[test]
+fn a_hakiri_toml_that_is_not_utf8_names_the_line_and_column_of_the_first_bad_byte() {
+    let env = Env::new();
+    let mut bytes = b"[[pipeline]]\nid = \"orders\"\nconnector = \"caf".to_vec();
+    bytes.push(0xe9); // Latin-1 é
+    bytes.extend_from_slice(b"\"\ncursor_kind = \"monotonic\"\n");
+    std::fs::write(env.path().join("hakiri.toml"), bytes).unwrap();
+    let stderr = env.fails(2, &["apply", "-f", "hakiri.toml"]);
+    assert!(
+        stderr.contains("error: hakiri.toml:3:17: byte 0xe9 is not UTF-8"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 | connector = \"caf"), "{stderr}");
+    assert!(
+        stderr.contains("hint: save hakiri.toml as UTF-8"),
+        "{stderr}"
+    );
+    let json = env.run(&["--output", "json", "apply", "-f", "hakiri.toml"]);
+    let error: Value = serde_json::from_slice(&json.stderr).expect("a JSON error");
+    assert_eq!(
+        error["error"]["location"],
+        json!({ "file": "hakiri.toml", "line": 3, "column": 17 })
+    );
+}
+
+#[test]
+fn a_too_deeply_dotted_key_in_hakiri_toml_names_its_line() {
+    let env = Env::new();
+    let key = vec!["a"; 100].join(".");
+    env.write(
+        "hakiri.toml",
+        &format!("[[pipeline]]\nid = \"orders\"\n{key} = 1\n"),
+    );
+    let stderr = env.fails(2, &["apply", "-f", "hakiri.toml"]);
+    assert!(
+        stderr.contains("error: hakiri.toml:3:1: recursion limit"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_without_user_or_logname_records_the_os_account_as_the_operator() {
+    let env = Env::new();
+    env.write("hakiri.toml", TWO_PIPELINES);
+    let out = env
+        .command(&["apply", "-f", "hakiri.toml"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .expect("run hakiri");
+    assert!(
+        out.status.success(),
+        "apply without $USER failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let account = Command::new("id").arg("-un").output().expect("run id -un");
+    let account = String::from_utf8(account.stdout).unwrap().trim().to_owned();
+    let events = env.json(&["events"]);
+    let actors: Vec<&Value> = events
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|e| &e["actor"])
+        .collect();
+    assert!(
+        !actors.is_empty()
+            && actors
+                .iter()
+                .all(|a| a.to_string().contains(&format!("\"{account}\""))),
+        "every change is by the OS account {account}: {actors:?}"
+    );
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_escapes() {
+    let env = Env::quickstart();
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    // -vv: the reconciler logs each run's end at INFO.
+    let out = env
+        .command(&["-vv", "reconcile", "--once"])
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run hakiri");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run ended"), "no logs: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour escapes on a pipe: {stderr:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_run_shows_its_records_as_unknown_and_what_it_checkpointed() {
+    let env = Env::new();
+    let (catalog, lease, run) = leased_pipeline(&env).await;
+    // The holder lets go while running: the run is abandoned, never finished.
+    catalog.release(&lease).await.unwrap();
+    let run = run.to_string();
+
+    let list = env.ok(&["runs", "list"]);
+    let row = list
+        .lines()
+        .find(|l| l.contains(&run))
+        .unwrap_or_else(|| panic!("no row for {run}:\n{list}"));
+    assert!(
+        row.contains("abandoned") && row.contains("unknown"),
+        "{list}"
+    );
+    assert!(!row.contains(" 0 "), "{list}");
+
+    let show = env.ok(&["runs", "show", &run]);
+    assert!(
+        show.contains("records") && show.contains("unknown"),
+        "{show}"
+    );
+    assert!(show.contains("orders (none) → 20"), "{show}");
+
+    // JSON keeps the data as stored.
+    let json = env.json(&["runs", "show", &run]);
+    assert_eq!(json["status"], "abandoned");
+    assert_eq!(json["cursors_at_end"]["orders"], 20);
+}
+
+// Postgres connection errors: the server named, the cause said, the documented exit code.
+
+#[path = "../../catalog-postgres/tests/support/postgres.rs"]
+mod postgres;
+
+/// `url` (`postgres://user@host:port/db?…`) with another user and database.
+fn postgres_url_with(url: &str, user: Option<&str>, database: Option<&str>) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, rest) = rest.split_once('@').unwrap();
+    let (host, rest) = rest.split_once('/').unwrap();
+    let (db, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let userinfo = user.unwrap_or(userinfo);
+    let db = database.unwrap_or(db);
+    format!("{scheme}://{userinfo}@{host}/{db}?{query}")
+}
+
+#[test]
+fn postgres_refused_names_host_port_and_cause_and_exits_3() {
+    let env = Env::new();
+    let port = free_port();
+    let url = format!("postgres://hakiri@127.0.0.1:{port}/hakiri?sslmode=disable");
+    let started = Instant::now();
+    let stderr = env.fails(3, &["--catalog", &url, "pipelines", "list"]);
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to postgres at 127.0.0.1:{port}: connection refused"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "hint: check that a Postgres server runs at 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    // A refusal is known at once; it is not waited out.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn postgres_missing_database_and_unknown_role_name_the_server_and_exit_2() {
+    let server = postgres::shared();
+    let env = Env::new();
+    // host:port of the server, as the messages name it.
+    let address = server
+        .url()
+        .split_once('@')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap();
+    let host = address.rsplit_once(':').unwrap().0;
+
+    let no_db = postgres_url_with(server.url(), None, Some("hakiri_no_such_db"));
+    let missing = env.fails(2, &["--catalog", &no_db, "pipelines", "list"]);
+    assert!(
+        missing.contains(&format!(
+            "postgres at {address} has no such database (3D000): database \"hakiri_no_such_db\" does not exist"
+        )),
+        "{missing}"
+    );
+    assert!(
+        missing.contains(&format!("hint: create it (`createdb -h {host} -p ")),
+        "{missing}"
+    );
+
+    let no_role = postgres_url_with(server.url(), Some("no_such_role"), None);
+    let refused = env.fails(2, &["--catalog", &no_role, "pipelines", "list"]);
+    assert!(
+        refused.contains(&format!("postgres at {address} refused the login (28"))
+            && refused.contains("no_such_role"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("hint: check the user (no_such_role)"),
+        "{refused}"
+    );
+
+    // Never the server's C source line (the driver's "… at line N").
+    for stderr in [missing, refused] {
+        assert!(!stderr.contains(" at line "), "{stderr}");
+    }
 }

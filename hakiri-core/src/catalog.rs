@@ -264,8 +264,14 @@ pub trait Catalog: Debug + Send + Sync {
     /// An operator's reset or rollback of one cursor, under a lease they hold. May move a
     /// monotonic cursor backwards; appends a new, audited version.
     ///
+    /// # Contract
+    /// Judged by [`plan_reset`](crate::cursor::plan_reset) in the same atomic step as the write:
+    /// switching a monotonic cursor between number and string, and creating the cursor of a
+    /// stream that has none, happen only when `reset.allow` says so.
+    ///
     /// # Errors
-    /// `Fenced`, `NotFound` (cursor or version), `Conflict`, `InvalidArgument`.
+    /// `Fenced`, `NotFound` (cursor or version; a missing cursor without `allow.create`),
+    /// `Conflict`, `InvalidArgument` (including a type change without `allow.type_change`).
     async fn reset_cursor(
         &self,
         lease: &Lease,

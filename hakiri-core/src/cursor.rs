@@ -424,6 +424,21 @@ pub enum ResetTarget {
     Initial,
 }
 
+/// What an operator's reset may do that a plain one refuses. Everything is refused by default:
+/// each is something an operator does on purpose, rarely, and a slip of the keyboard otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Absent fields are `false`: a payload from before a permission existed asks for none.
+#[serde(default)]
+pub struct ResetPermissions {
+    /// Let a monotonic cursor switch between number and string. Without it the reset is
+    /// `InvalidArgument`: the connector still checkpoints the old type, and every later advance
+    /// would be refused, failing each run until someone resets the cursor again.
+    pub type_change: bool,
+    /// Let a reset to a value create the cursor of a stream that has none. Without it the reset
+    /// is `NotFound`: a mistyped stream name would otherwise become a cursor nobody reads.
+    pub create: bool,
+}
+
 /// An operator's reset or rollback of one cursor. Always audited.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CursorReset {
@@ -435,16 +450,29 @@ pub struct CursorReset {
     pub by: Actor,
     /// Why (recorded in history and events).
     pub reason: Reason,
+    /// What the operator explicitly allows beyond a plain reset.
+    // Defaulted so that requests serialised before it existed (the Durable Object protocol)
+    // still decode, asking for no permission.
+    #[serde(default)]
+    pub allow: ResetPermissions,
 }
 
-/// The rule for a reset: compare-and-set, the kind's value rule, and the history entry to append.
+/// The rule for a reset: compare-and-set, the kind's value rule, what the operator must allow
+/// explicitly, and the history entry to append.
 ///
 /// `current` is the stored cursor and version; `old_value` is the value of the target version when
 /// the target is [`ResetTarget::Version`] (looked up by the backend, `None` if it does not exist).
 ///
+/// Callers may also run it before taking anything (a lease) to refuse a bad request early; the
+/// backend runs it again inside its atomic write, and that verdict is the one that counts.
+///
 /// # Errors
-/// `NotFound` for a missing cursor or version; `Conflict` on a version mismatch; `InvalidArgument`
-/// for a value the kind does not allow.
+/// - `Conflict` when `expected_version` is not the stored version;
+/// - `InvalidArgument` for a value the kind does not allow, or for a monotonic cursor switching
+///   between number and string without [`ResetPermissions::type_change`];
+/// - `NotFound` for a missing version, for a reset to [`ResetTarget::Initial`] of a cursor that
+///   does not exist, and for a reset to a value of a cursor that does not exist without
+///   [`ResetPermissions::create`].
 pub fn plan_reset(
     kind: CursorKind,
     pipeline: &PipelineId,
@@ -456,7 +484,13 @@ pub fn plan_reset(
     let current_version = current.map_or(0, |(_, v)| v);
     check_expected(pipeline, stream, reset.expected_version, current_version)?;
     let reason = reset.reason.clone();
-    match &reset.target {
+    let missing_cursor = || {
+        Error::NotFound(Entity::Cursor {
+            pipeline: pipeline.clone(),
+            stream: stream.clone(),
+        })
+    };
+    let (value, change) = match &reset.target {
         ResetTarget::Value(value) => {
             let value = match kind {
                 CursorKind::Opaque => value.clone(),
@@ -464,28 +498,53 @@ pub fn plan_reset(
                     CursorValue(Position::from_json(value.as_json())?.to_json())
                 }
             };
-            Ok((value, CursorChange::Reset { reason }))
+            if current.is_none() && !reset.allow.create {
+                return Err(missing_cursor());
+            }
+            (value, CursorChange::Reset { reason })
         }
-        ResetTarget::Initial if current.is_none() => Err(Error::NotFound(Entity::Cursor {
-            pipeline: pipeline.clone(),
-            stream: stream.clone(),
-        })),
-        ResetTarget::Initial => Ok((CursorValue::initial(), CursorChange::Reset { reason })),
+        ResetTarget::Initial if current.is_none() => return Err(missing_cursor()),
+        ResetTarget::Initial => (CursorValue::initial(), CursorChange::Reset { reason }),
         ResetTarget::Version(version) => match old_value {
-            Some(value) if *version >= 1 && *version <= current_version => Ok((
+            Some(value) if *version >= 1 && *version <= current_version => (
                 value.clone(),
                 CursorChange::Rollback {
                     to_version: *version,
                     reason,
                 },
-            )),
-            _ => Err(Error::NotFound(Entity::CursorVersion {
-                pipeline: pipeline.clone(),
-                stream: stream.clone(),
-                version: *version,
-            })),
+            ),
+            _ => {
+                return Err(Error::NotFound(Entity::CursorVersion {
+                    pipeline: pipeline.clone(),
+                    stream: stream.clone(),
+                    version: *version,
+                }))
+            }
         },
+    };
+    match current {
+        Some((from, _)) if !reset.allow.type_change && changes_type(kind, Some(from), &value) => {
+            let (from_type, to_type) = (json_type(from.as_json()), json_type(value.as_json()));
+            Err(Error::invalid(format!(
+                "cursor {pipeline}/{stream} is monotonic and holds {from_type} ({from}); a reset \
+                 to {to_type} ({value}) would refuse every later checkpoint of {from_type}, \
+                 failing each run; allow the type change explicitly if the source's cursor \
+                 really changed type"
+            )))
+        }
+        _ => Ok((value, change)),
     }
+}
+
+/// Whether setting a `kind` cursor that holds `current` to `next` switches it between number and
+/// string: for a monotonic cursor, a change [`plan_reset`] makes only when explicitly allowed.
+/// `null` (the initial value) has no type: anything may follow it, and it may follow anything.
+pub fn changes_type(kind: CursorKind, current: Option<&CursorValue>, next: &CursorValue) -> bool {
+    kind == CursorKind::Monotonic
+        && !next.is_initial()
+        && current.is_some_and(|current| {
+            !current.is_initial() && json_type(current.as_json()) != json_type(next.as_json())
+        })
 }
 
 #[cfg(test)]
@@ -602,6 +661,7 @@ mod tests {
             expected_version: None,
             by: Actor::System,
             reason: Reason::new("replay").unwrap(),
+            allow: ResetPermissions::default(),
         };
         let old = value(json!(3));
         let (v, change) = plan_reset(
@@ -649,5 +709,144 @@ mod tests {
             &reset(ResetTarget::Value(value(json!([1])))),
         );
         assert!(matches!(bad, Err(Error::InvalidArgument(_))));
+    }
+
+    fn reset_of(target: ResetTarget, allow: ResetPermissions) -> CursorReset {
+        CursorReset {
+            target,
+            expected_version: None,
+            by: Actor::System,
+            reason: Reason::new("replay").unwrap(),
+            allow,
+        }
+    }
+
+    #[test]
+    fn reset_keeps_a_monotonic_cursors_type_unless_allowed() {
+        let (p, s) = ids();
+        let number = value(json!(9));
+        let to_text = ResetTarget::Value(value(json!("9")));
+        let refused = plan_reset(
+            CursorKind::Monotonic,
+            &p,
+            &s,
+            Some((&number, 2)),
+            None,
+            &reset_of(to_text.clone(), ResetPermissions::default()),
+        );
+        match refused {
+            Err(Error::InvalidArgument(message)) => assert!(
+                message.contains("holds a number (9)") && message.contains("a string (\"9\")"),
+                "{message}"
+            ),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+        let allowed = ResetPermissions {
+            type_change: true,
+            ..ResetPermissions::default()
+        };
+        let (v, _) = plan_reset(
+            CursorKind::Monotonic,
+            &p,
+            &s,
+            Some((&number, 2)),
+            None,
+            &reset_of(to_text, allowed),
+        )
+        .unwrap();
+        assert_eq!(v, value(json!("9")));
+        // A rollback to a version of the other type is the same change.
+        let text = value(json!("b"));
+        let rollback = plan_reset(
+            CursorKind::Monotonic,
+            &p,
+            &s,
+            Some((&text, 3)),
+            Some(&number),
+            &reset_of(ResetTarget::Version(1), ResetPermissions::default()),
+        );
+        assert!(
+            matches!(rollback, Err(Error::InvalidArgument(_))),
+            "{rollback:?}"
+        );
+        // Integers and floats are both numbers; `null` has no type, either way.
+        for (from, to) in [
+            (json!(9), json!(2.5)),
+            (Value::Null, json!("a")),
+            (json!("a"), Value::Null),
+        ] {
+            let stored = value(from);
+            let target = if to.is_null() {
+                ResetTarget::Initial
+            } else {
+                ResetTarget::Value(value(to))
+            };
+            assert!(plan_reset(
+                CursorKind::Monotonic,
+                &p,
+                &s,
+                Some((&stored, 1)),
+                None,
+                &reset_of(target, ResetPermissions::default()),
+            )
+            .is_ok());
+        }
+        // Opaque cursors have no type to keep.
+        assert!(plan_reset(
+            CursorKind::Opaque,
+            &p,
+            &s,
+            Some((&number, 1)),
+            None,
+            &reset_of(
+                ResetTarget::Value(value(json!({"t": 1}))),
+                ResetPermissions::default()
+            ),
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn reset_creates_a_cursor_only_when_allowed() {
+        let (p, s) = ids();
+        let target = ResetTarget::Value(value(json!(5)));
+        let refused = plan_reset(
+            CursorKind::Monotonic,
+            &p,
+            &s,
+            None,
+            None,
+            &reset_of(target.clone(), ResetPermissions::default()),
+        );
+        assert!(
+            matches!(refused, Err(Error::NotFound(Entity::Cursor { .. }))),
+            "{refused:?}"
+        );
+        let create = ResetPermissions {
+            create: true,
+            ..ResetPermissions::default()
+        };
+        let (v, _) = plan_reset(
+            CursorKind::Monotonic,
+            &p,
+            &s,
+            None,
+            None,
+            &reset_of(target, create),
+        )
+        .unwrap();
+        assert_eq!(v, value(json!(5)));
+    }
+
+    #[test]
+    fn reset_payloads_without_permissions_still_decode() {
+        let old = json!({
+            "target": {"value": 5},
+            "expected_version": null,
+            "by": {"kind": "system"},
+            "reason": "replay",
+        });
+        let reset: CursorReset = serde_json::from_value(old).unwrap();
+        assert_eq!(reset.allow, ResetPermissions::default());
     }
 }

@@ -37,7 +37,7 @@ pub use audit::{Actor, Event, EventKind, Reason};
 pub use catalog::{Catalog, CatalogExt, DecisionQuery, PipelineStatus, StatusPage};
 pub use cursor::{
     Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind, CursorReset, CursorValue,
-    ResetTarget,
+    ResetPermissions, ResetTarget,
 };
 pub use error::{Entity, Error, FenceReason, Result};
 pub use evolution::{

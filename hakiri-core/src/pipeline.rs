@@ -208,13 +208,22 @@ impl CronSchedule {
     pub fn parse(text: &str) -> Result<Self> {
         let trimmed = text.trim();
         let fields = trimmed.split_whitespace().count();
-        let full = if fields == 5 {
-            format!("0 {trimmed}")
-        } else {
-            trimmed.to_owned()
+        let full = match fields {
+            5 => format!("0 {trimmed}"),
+            6 | 7 => trimmed.to_owned(),
+            // The parser would read the first word as seconds and complain about that.
+            n => {
+                return Err(Error::invalid(format!(
+                    "cron expression {text:?} is invalid: it has {n} field(s). {CRON_FORMAT}"
+                )))
+            }
         };
-        let schedule = cron::Schedule::from_str(&full)
-            .map_err(|e| Error::invalid(format!("cron expression {text:?} is invalid: {e}")))?;
+        let schedule = cron::Schedule::from_str(&full).map_err(|e| {
+            Error::invalid(format!(
+                "cron expression {text:?} is invalid: {} {CRON_FORMAT}",
+                cron_reason(&e.to_string())
+            ))
+        })?;
         Ok(Self {
             text: trimmed.to_owned(),
             schedule: Arc::new(schedule),
@@ -232,6 +241,29 @@ impl CronSchedule {
             .after(&after.to_datetime())
             .next()
             .map(Timestamp::from_datetime)
+    }
+}
+
+/// What a cron expression looks like, with examples: the last sentence of every error about one
+/// (a program showing errors may present it as a hint).
+pub const CRON_FORMAT: &str = "Write five fields, `minute hour day-of-month month day-of-week` (UTC), \
+     or six with seconds first: \"*/15 * * * *\" is every 15 minutes, \"0 2 * * 1-5\" 02:00 on weekdays";
+
+/// The reason in the cron parser's error. Its text is the expression (with the seconds field
+/// this type adds), a line with a caret, then the reason; only the reason means something to
+/// the person who wrote the expression.
+fn cron_reason(error: &str) -> String {
+    let reason = error
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty() && !line.chars().all(|c| c == '^'))
+        .unwrap_or(error);
+    if reason.is_empty() {
+        "it is not a cron expression.".to_owned()
+    } else if reason.ends_with('.') || reason.ends_with(".)") {
+        reason.to_owned()
+    } else {
+        format!("{reason}.")
     }
 }
 
@@ -721,6 +753,35 @@ mod tests {
         let err = CronSchedule::parse("61 * * * *").unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
         assert!(CronSchedule::parse("every tuesday").is_err());
+    }
+
+    #[test]
+    fn a_bad_cron_says_why_and_shows_a_valid_one() {
+        for (text, reason) in [
+            (
+                "61 * * * *",
+                "Minutes must be less than 59. ('61' specified.)",
+            ),
+            ("* * * * bogus", "'bogus' is not a valid day of the week."),
+            ("every tuesday", "it has 2 field(s)."),
+        ] {
+            let message = CronSchedule::parse(text).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "invalid argument: cron expression {text:?} is invalid: {reason} Write five fields"
+                )),
+                "{message}"
+            );
+            assert!(
+                message.contains("\"*/15 * * * *\" is every 15 minutes"),
+                "{message}"
+            );
+            // Not the parser's rendering of the expression it was given (with a seconds field).
+            assert!(
+                !message.contains('\n') && !message.contains('^'),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -195,6 +195,50 @@ pub struct TickReport {
     pub deferred: Vec<PipelineId>,
     /// Runs reaped.
     pub reaped: Vec<RunId>,
+    /// Reaps and dispatches the catalog failed (not lost races): the pipeline stays as it was
+    /// and is planned again on the next tick. The loop logs them and goes on; a one-shot caller
+    /// should report them as a failure.
+    pub failed: Vec<TickFailure>,
+}
+
+/// A reap or dispatch that the catalog failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickFailure {
+    /// The pipeline.
+    pub pipeline: PipelineId,
+    /// What the tick was doing.
+    pub operation: TickOperation,
+    /// The catalog's error.
+    pub error: Error,
+}
+
+impl std::fmt::Display for TickFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "could not {} pipeline {}: {}",
+            self.operation, self.pipeline, self.error
+        )
+    }
+}
+
+/// The per-pipeline steps of a tick that can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TickOperation {
+    /// Taking the lease of a pipeline whose run's holder vanished.
+    Reap,
+    /// Taking the lease and beginning a run.
+    Dispatch,
+}
+
+impl std::fmt::Display for TickOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TickOperation::Reap => "reap",
+            TickOperation::Dispatch => "dispatch",
+        })
+    }
 }
 
 /// How a dispatched run ended, as seen by this reconciler.
@@ -284,7 +328,8 @@ impl Reconciler {
     /// One level-triggered step: plan, reap, dispatch what is due within the limits.
     ///
     /// # Errors
-    /// The catalog's, for the snapshot; per-pipeline failures are logged and reported.
+    /// The catalog's, for the snapshot; per-pipeline failures are logged and reported in
+    /// [`TickReport::failed`].
     pub async fn tick(&self) -> Result<TickReport> {
         let started = Instant::now();
         let span = info_span!("tick", holder = %self.config.holder);
@@ -296,12 +341,20 @@ impl Reconciler {
                 lost_races: Vec::new(),
                 deferred: Vec::new(),
                 reaped: Vec::new(),
+                failed: Vec::new(),
             };
             for (item, run) in plan.reaps() {
                 match self.reap(item, run).await {
                     Ok(true) => report.reaped.push(run),
                     Ok(false) => report.lost_races.push(item.pipeline.clone()),
-                    Err(error) => warn!(pipeline = %item.pipeline, %error, "could not reap"),
+                    Err(error) => {
+                        warn!(pipeline = %item.pipeline, %error, "could not reap");
+                        report.failed.push(TickFailure {
+                            pipeline: item.pipeline.clone(),
+                            operation: TickOperation::Reap,
+                            error,
+                        });
+                    }
                 }
             }
             for (item, trigger, attempt) in plan.dispatches() {
@@ -322,7 +375,14 @@ impl Reconciler {
                 match self.dispatch(item, begin, planned_after, permits).await {
                     Ok(Some(run)) => report.dispatched.push((item.pipeline.clone(), run)),
                     Ok(None) => report.lost_races.push(item.pipeline.clone()),
-                    Err(error) => warn!(pipeline = %item.pipeline, %error, "could not dispatch"),
+                    Err(error) => {
+                        warn!(pipeline = %item.pipeline, %error, "could not dispatch");
+                        report.failed.push(TickFailure {
+                            pipeline: item.pipeline.clone(),
+                            operation: TickOperation::Dispatch,
+                            error,
+                        });
+                    }
                 }
             }
             Ok::<_, Error>(report)
@@ -487,10 +547,13 @@ impl Reconciler {
     }
 
     /// Ticks until nothing is due now (waits and skips only), letting each tick's runs finish
-    /// before the next; stops after `max_ticks`. For `hakiri reconcile --once` and tests.
+    /// before the next; stops after `max_ticks`, or after a tick that dispatched and reaped
+    /// nothing (a pipeline the catalog failed to dispatch is then still due). For
+    /// `hakiri reconcile --once` and tests.
     ///
     /// # Errors
-    /// The catalog's.
+    /// The catalog's, for a snapshot. Per-pipeline failures are in each [`TickReport::failed`]
+    /// passed to `progress`: a caller that must not report success over them checks those.
     pub async fn run_until_idle(
         &self,
         max_ticks: usize,

@@ -45,5 +45,7 @@ pub mod process;
 
 pub use connector::{Connector, ConnectorError, Connectors, RunContext};
 pub use connectors::{builtin, JsonlConnector, TailConnector};
-pub use engine::{Metrics, Reconciler, ReconcilerConfig, RunEnd, TickReport};
+pub use engine::{
+    Metrics, Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickOperation, TickReport,
+};
 pub use plan::{plan, plan_one, Action, Plan, PlanItem, SkipReason, WaitReason};

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use common::*;
 use hakiri_core::{
-    Actor, Catalog, CursorKind, DecisionQuery, PipelineId, PolicyAction, PutMode, RunStatus,
+    Actor, Catalog, CursorKind, DecisionQuery, Error, PipelineId, PolicyAction, PutMode, RunStatus,
     SchemaPolicy, Verdict,
 };
-use hakiri_reconciler::{Action, WaitReason};
+use hakiri_reconciler::{Action, TickFailure, TickOperation, WaitReason};
 use serde_json::json;
 
 /// A schema change the policy rejects fails the run permanently; it is not a cancellation the
@@ -99,4 +99,55 @@ async fn cancel_runs_stops_dispatching() {
         .await
         .expect("runs");
     assert!(runs.items.is_empty());
+}
+
+/// A dispatch the catalog fails is reported in the tick's `failed` (pipeline, step, error), not
+/// only logged, so that a one-shot caller cannot mistake it for "nothing was due"; the lease is
+/// given back and the next tick dispatches the pipeline once the catalog works again.
+#[tokio::test]
+async fn a_dispatch_the_catalog_fails_is_reported_and_retried_next_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (inner, _clock) = catalog();
+    let faulty = Faulty::new(inner);
+    let catalog: Arc<dyn Catalog> = Arc::new(faulty.clone());
+    let config = json!({
+        "input": dir.path().join("in"), "output": dir.path().join("out"), "cursor_field": "seq",
+    });
+    pipeline(&*catalog, "p", "jsonl", CursorKind::Monotonic, config).await;
+    write_jsonl(&dir.path().join("in/s/001.jsonl"), &[json!({"seq": 1})]);
+    let reconciler = reconciler(catalog.clone());
+
+    faulty.fail_begin_runs(Some(Error::Unavailable(
+        "injected: connection reset".into(),
+    )));
+    let mut failed: Vec<TickFailure> = Vec::new();
+    let mut ends = Vec::new();
+    let plan = reconciler
+        .run_until_idle(5, |report, e| {
+            failed.extend(report.failed.iter().cloned());
+            ends.extend_from_slice(e);
+        })
+        .await
+        .expect("the snapshot is readable");
+    assert!(ends.is_empty(), "{ends:?}");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let failure = &failed[0];
+    assert_eq!(failure.pipeline, PipelineId::new("p").expect("id"));
+    assert_eq!(failure.operation, TickOperation::Dispatch);
+    assert!(
+        matches!(&failure.error, Error::Unavailable(m) if m.contains("injected")),
+        "{failure:?}"
+    );
+    assert_eq!(
+        failure.to_string(),
+        "could not dispatch pipeline p: catalog unavailable: injected: connection reset"
+    );
+    assert!(
+        matches!(plan.items[0].action, Action::Dispatch { .. }),
+        "still due: {plan:?}"
+    );
+
+    faulty.fail_begin_runs(None);
+    let end = only(reconcile(&reconciler).await);
+    assert_eq!(end.status, Some(RunStatus::Succeeded), "{end:?}");
 }

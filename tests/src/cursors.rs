@@ -3,8 +3,8 @@
 
 use hakiri_core::{
     Actor, BeginRun, CatalogExt, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
-    CursorReset, Entity, Error, EventKind, FenceReason, FinishRun, Lease, Limit, ResetTarget, Run,
-    Trigger,
+    CursorReset, Entity, Error, EventKind, FenceReason, FinishRun, Lease, Limit, ResetPermissions,
+    ResetTarget, Run, Trigger,
 };
 use serde_json::json;
 
@@ -32,6 +32,7 @@ fn reset_to(target: ResetTarget) -> CursorReset {
         expected_version: None,
         by: operator(),
         reason: reason("replay"),
+        allow: ResetPermissions::default(),
     }
 }
 
@@ -700,6 +701,104 @@ pub async fn cursors_reset_to_initial_accepts_any_next_value(cx: &Ctx) {
     assert!(matches!(err, Error::CursorRegression { .. }), "{err:?}");
 }
 
+/// A reset that would switch a monotonic cursor between number and string is `InvalidArgument`
+/// and changes nothing, unless it allows the type change; then later advances follow the new type.
+pub async fn cursors_reset_type_change_needs_permission(cx: &Ctx) {
+    let (lease, run) = cx.running("p").await;
+    let s = stream("s");
+    let current = cx
+        .advance(&lease, run.id, &s, value(json!(10)))
+        .await
+        .unwrap();
+    let run = next_run(cx, &lease, &run).await;
+    let events = event_count(cx).await;
+    for target in [
+        ResetTarget::Value(value(json!("10"))),
+        ResetTarget::Value(value(json!("2026-01-01T00:00:00.000Z"))),
+    ] {
+        let err = cx
+            .reset_cursor(&lease, &s, reset_to(target))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+    assert_eq!(cx.get_cursor(&pid("p"), &s).await.unwrap(), Some(current));
+    assert_eq!(history(cx, "s").await.len(), 1);
+    assert_eq!(
+        event_count(cx).await,
+        events,
+        "a refused reset appends no event"
+    );
+
+    let allowed = CursorReset {
+        allow: ResetPermissions {
+            type_change: true,
+            ..ResetPermissions::default()
+        },
+        ..reset_to(ResetTarget::Value(value(json!("a"))))
+    };
+    let reset = cx.reset_cursor(&lease, &s, allowed).await.unwrap();
+    assert_eq!((reset.value, reset.version), (value(json!("a")), 2));
+    let moved = cx
+        .advance(&lease, run.id, &s, value(json!("b")))
+        .await
+        .unwrap();
+    assert_eq!(moved.version, 3);
+    // Back to a number is a type change again, rollback included.
+    let err = cx
+        .reset_cursor(&lease, &s, reset_to(ResetTarget::Version(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert_eq!(history(cx, "s").await.len(), 3);
+}
+
+/// A reset to a value of a stream that has no cursor is `NotFound` and creates nothing, unless it
+/// allows creating the cursor.
+pub async fn cursors_reset_of_unknown_stream_needs_permission(cx: &Ctx) {
+    cx.pipeline("p").await;
+    let lease = cx.lease("p", "worker-1").await;
+    let fresh = stream("fresh");
+    let events = event_count(cx).await;
+    let err = cx
+        .reset_cursor(
+            &lease,
+            &fresh,
+            reset_to(ResetTarget::Value(value(json!(5)))),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound(Entity::Cursor { pipeline, stream }) if *pipeline == pid("p") && *stream == fresh),
+        "{err:?}"
+    );
+    assert_eq!(cx.get_cursor(&pid("p"), &fresh).await.unwrap(), None);
+    assert!(cx.list_cursors(&pid("p")).await.unwrap().is_empty());
+    assert_eq!(
+        event_count(cx).await,
+        events,
+        "a refused reset appends no event"
+    );
+
+    let create = CursorReset {
+        allow: ResetPermissions {
+            create: true,
+            ..ResetPermissions::default()
+        },
+        ..reset_to(ResetTarget::Value(value(json!(5))))
+    };
+    let created = cx.reset_cursor(&lease, &fresh, create).await.unwrap();
+    assert_eq!((created.value, created.version), (value(json!(5)), 1));
+    assert_eq!(created.updated_by, operator());
+    let entry = history(cx, "fresh").await.remove(0);
+    assert_eq!(
+        entry.change,
+        CursorChange::Reset {
+            reason: reason("replay")
+        }
+    );
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __contract_cursors {
@@ -722,6 +821,8 @@ macro_rules! __contract_cursors {
             cursors_rollback_to_missing_version_is_not_found,
             cursors_reset_with_stale_lease_is_fenced,
             cursors_reset_to_initial_accepts_any_next_value,
+            cursors_reset_type_change_needs_permission,
+            cursors_reset_of_unknown_stream_needs_permission,
         );
     };
 }

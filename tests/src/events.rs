@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use hakiri_core::{
     Actor, BeginRun, CatalogExt, Column, ColumnType, CursorAdvance, CursorKind, CursorReset, Error,
-    Event, EventKind, FinishRun, Generation, Limit, PauseChange, PutMode, ResetTarget, RunStatus,
-    Schedule, Schema, Trigger,
+    Event, EventKind, FinishRun, Generation, Limit, PauseChange, PutMode, ResetPermissions,
+    ResetTarget, RunStatus, Schedule, Schema, Trigger,
 };
 use serde_json::json;
 
@@ -239,6 +239,7 @@ pub async fn events_record_each_mutation_with_its_actor(cx: &Ctx) {
         expected_version: Some(2),
         by: op.clone(),
         reason: reason("replay"),
+        allow: ResetPermissions::default(),
     };
     cx.reset_cursor(&lease, &stream("s"), reset).await.unwrap();
     let got = appended(cx, &mut seen).await;

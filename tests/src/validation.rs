@@ -10,8 +10,8 @@ use std::time::Duration;
 use hakiri_core::{
     BeginRun, CatalogExt, Column, ColumnType, ConnectorConfig, CronSchedule, Cursor, CursorReset,
     CursorValue, Error, FinishRun, HolderId, Limit, OperatorName, PipelineId, PipelineSpec,
-    PipelineStatus, ProjectId, PutMode, Reason, ResetTarget, RetryPolicy, Run, RunId, RunQuery,
-    Schedule, Schema, StreamName, Trigger,
+    PipelineStatus, ProjectId, PutMode, Reason, ResetPermissions, ResetTarget, RetryPolicy, Run,
+    RunId, RunQuery, Schedule, Schema, StreamName, Trigger,
 };
 use serde_json::json;
 
@@ -165,6 +165,7 @@ pub async fn validation_monotonic_cursor_value_kind(cx: &Ctx) {
             expected_version: None,
             by: operator(),
             reason: reason("bad reset"),
+            allow: ResetPermissions::default(),
         };
         assert_invalid(
             cx.reset_cursor(&lease, &s, reset).await,
@@ -180,7 +181,8 @@ pub async fn validation_monotonic_cursor_value_kind(cx: &Ctx) {
     assert_eq!(max.version, 2);
 }
 
-/// A monotonic cursor cannot switch between number and string (only a reset may change its type).
+/// A monotonic cursor cannot switch between number and string (only a reset that allows it may
+/// change its type).
 pub async fn validation_monotonic_cursor_keeps_its_type(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let (n, t) = (stream("n"), stream("t"));
@@ -206,12 +208,17 @@ pub async fn validation_monotonic_cursor_keeps_its_type(cx: &Ctx) {
         "finish number to string",
     );
     assert_eq!(snapshot(cx).await, before);
-    // An operator reset may change the type; later advances follow the new type.
+    // An operator reset that explicitly allows it may change the type; later advances follow
+    // the new type.
     let reset = CursorReset {
         target: ResetTarget::Value(value(json!("a"))),
         expected_version: None,
         by: operator(),
         reason: reason("switch to string offsets"),
+        allow: ResetPermissions {
+            type_change: true,
+            ..ResetPermissions::default()
+        },
     };
     cx.reset_cursor(&lease, &n, reset).await.unwrap();
     cx.advance(&lease, run.id, &n, value(json!("b")))

@@ -9,6 +9,7 @@ mod reconcile;
 mod runs;
 mod schemas;
 
+pub(crate) use runs::{checkpointed, records as run_records};
 pub(crate) use schemas::summary as schema_summary;
 
 use std::process::ExitCode;
@@ -59,7 +60,8 @@ impl Ctx {
         .await
     }
 
-    /// The operator acting by hand: `--as`, else `$USER`, else `$LOGNAME`.
+    /// The operator acting by hand: `--as`, else `$USER`, else `$LOGNAME`, else the OS account
+    /// (as git does: containers and CI often set neither variable).
     pub(crate) fn operator(&self) -> CliResult<Actor> {
         let name = self
             .global
@@ -67,9 +69,13 @@ impl Ctx {
             .clone()
             .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
             .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+            .or_else(|| whoami::username().ok().filter(|u| !u.is_empty()))
             .ok_or_else(|| {
-                CliError::invalid("no_operator", "no operator name for the audit log")
-                    .hint("pass --as NAME (recorded with every change you make)")
+                CliError::invalid(
+                    "no_operator",
+                    "no operator name for the audit log: $USER and $LOGNAME are unset and this process's account has no name",
+                )
+                .hint("pass --as NAME (recorded with every change you make)")
             })?;
         let name = OperatorName::new(name)
             .map_err(|e| CliError::from(e).replace_hint("pass --as NAME with a printable name"))?;

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hakiri_core::{Catalog, CatalogExt, ConnectorRef, HolderId, RunStatus};
-use hakiri_reconciler::{Connectors, Plan, Reconciler, ReconcilerConfig, RunEnd, TickReport};
+use hakiri_core::{Catalog, CatalogExt, ConnectorRef, Error, HolderId, RunStatus};
+use hakiri_reconciler::{
+    Connectors, Plan, Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickReport,
+};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +76,8 @@ struct OnceSummary {
     ticks: usize,
     interrupted: bool,
     runs: Vec<RunSummary>,
+    /// Reaps and dispatches the catalog failed, the last failure of each pipeline and step.
+    failures: Vec<TickFailure>,
     plan: Plan,
 }
 
@@ -207,11 +211,19 @@ async fn once(
     } = session;
     let mut ticks = 0usize;
     let mut ends: Vec<RunEnd> = Vec::new();
+    let mut failures: Vec<TickFailure> = Vec::new();
     let idle = reconciler
         .run_until_idle(args.max_ticks, |report, finished| {
             ticks += 1;
             tick_notes(report, ctx.json());
             ends.extend(finished.iter().cloned());
+            for failure in &report.failed {
+                // A pipeline the catalog keeps failing is tried on every tick: report it once.
+                failures.retain(|f| {
+                    (&f.pipeline, f.operation) != (&failure.pipeline, failure.operation)
+                });
+                failures.push(failure.clone());
+            }
         })
         .await;
     stop_progress.cancel();
@@ -236,13 +248,22 @@ async fn once(
         ticks,
         interrupted,
         runs,
+        failures,
         plan,
     };
     let still_due = !summary.plan.is_idle();
     output::emit(ctx.format(), &summary, || {
         output::line(format!(
             "{} after {} tick(s): {} run(s) — {} succeeded, {} failed, {} cancelled, {} lost to another holder",
-            if interrupted { "interrupted" } else if still_due { "stopped (--max-ticks)" } else { "idle" },
+            if interrupted {
+                "interrupted"
+            } else if !summary.failures.is_empty() {
+                "stopped (the catalog failed a dispatch or reap)"
+            } else if still_due {
+                "stopped (--max-ticks)"
+            } else {
+                "idle"
+            },
             summary.ticks,
             summary.runs.len(),
             count(Some(RunStatus::Succeeded))(&summary.runs),
@@ -256,6 +277,9 @@ async fn once(
     if interrupted {
         return Ok(ExitCode::from(130));
     }
+    if !summary.failures.is_empty() {
+        return Err(catalog_failures(&summary.failures, failed));
+    }
     if failed > 0 {
         output::note(format!(
             "{failed} run(s) failed; see `hakiri runs list --status failed` and `hakiri runs show RUN`"
@@ -265,10 +289,46 @@ async fn once(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Notes about a tick that the event log does not show: races lost, runs deferred, reaps.
+/// What `reconcile --once` fails with when the catalog failed some reaps or dispatches: exit 3
+/// if each failure was the catalog being unreachable (a retry may succeed), else exit 1.
+fn catalog_failures(failures: &[TickFailure], failed_runs: usize) -> CliError {
+    let what = failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = format!(
+        "the catalog failed {} step(s) of reconcile --once, so not everything due ran: {what}",
+        failures.len()
+    );
+    let unreachable = failures
+        .iter()
+        .all(|f| matches!(f.error, Error::Unavailable(_)));
+    let error = if unreachable {
+        CliError::unavailable("unavailable", message).hint(
+            "check that the catalog (--catalog / HAKIRI_CATALOG) is reachable, then run it again",
+        )
+    } else {
+        CliError::failed("reconcile_failed", message).hint(
+            "run it again with -v for the catalog's logs; `hakiri plan` shows what is still due",
+        )
+    };
+    if failed_runs > 0 {
+        return error.hint(format!(
+            "{failed_runs} run(s) also failed; see `hakiri runs list --status failed`"
+        ));
+    }
+    error
+}
+
+/// Notes about a tick that the event log does not show: races lost, runs deferred, reaps,
+/// catalog failures.
 fn tick_notes(report: &TickReport, json: bool) {
     if json {
         return;
+    }
+    for failure in &report.failed {
+        output::note(format!("warning: {failure}; trying again on the next tick"));
     }
     for pipeline in &report.lost_races {
         output::note(format!("{pipeline}: another reconciler holds it; skipped"));

@@ -40,7 +40,7 @@ pub(super) async fn run(ctx: &Ctx, command: RunsCommand) -> CliResult {
                         r.status.to_string(),
                         output::time(r.started_at),
                         took(r),
-                        records(r).to_string(),
+                        records_cell(r),
                         r.error
                             .as_ref()
                             .map_or_else(String::new, |e| output::truncate(&e.message, 60)),
@@ -70,8 +70,44 @@ fn status_of(status: RunStatusArg) -> RunStatus {
     }
 }
 
-fn records(run: &Run) -> u64 {
-    run.stats.values().map(|s| s.records).sum()
+/// The records a run read, over all its streams, or `None` when unknown: its stats are written
+/// only by its holder's finish, so a run still running, or abandoned (its lease lost before its
+/// holder finished it), has none — though it may have checkpointed.
+pub(crate) fn records(run: &Run) -> Option<u64> {
+    match run.status {
+        RunStatus::Running | RunStatus::Abandoned => None,
+        _ => Some(run.stats.values().map(|s| s.records).sum()),
+    }
+}
+
+/// [`records`] for a table: the count, `-` while running, `unknown` for an abandoned run.
+fn records_cell(run: &Run) -> String {
+    match (records(run), run.status) {
+        (Some(n), _) => n.to_string(),
+        (None, RunStatus::Running) => "-".to_owned(),
+        (None, _) => "unknown".to_owned(),
+    }
+}
+
+/// What a run checkpointed: `stream a → b` for each cursor that moved during it, or `None` if
+/// none did.
+pub(crate) fn checkpointed(run: &Run) -> Option<String> {
+    let moved: Vec<String> = run
+        .cursors_at_end
+        .iter()
+        .filter(|(stream, end)| run.cursors_at_start.get(*stream) != Some(*end))
+        .map(|(stream, end)| {
+            let start = run.cursors_at_start.get(stream).map_or_else(
+                || "(none)".to_owned(),
+                |v| output::truncate(&v.to_string(), 40),
+            );
+            format!(
+                "{stream} {start} → {}",
+                output::truncate(&end.to_string(), 40)
+            )
+        })
+        .collect();
+    (!moved.is_empty()).then(|| moved.join(", "))
 }
 
 fn took(run: &Run) -> String {
@@ -97,6 +133,17 @@ fn print_run(run: &Run) {
     t.add_row(["started".to_owned(), output::time(run.started_at)]);
     t.add_row(["finished".to_owned(), output::time_opt(run.finished_at)]);
     t.add_row(["took".to_owned(), took(run)]);
+    if run.status == RunStatus::Abandoned {
+        t.add_row([
+            "records".to_owned(),
+            "unknown: its holder lost the lease before finishing it, and only a finish records them"
+                .to_owned(),
+        ]);
+        t.add_row([
+            "checkpointed".to_owned(),
+            checkpointed(run).unwrap_or_else(|| "nothing (no cursor moved)".to_owned()),
+        ]);
+    }
     if let Some(error) = &run.error {
         t.add_row([
             "error".to_owned(),
@@ -123,16 +170,24 @@ fn print_run(run: &Run) {
         "CURSOR AT START",
         "CURSOR AT END",
     ]);
+    let known = records(run).is_some();
     for stream in streams {
         let stats = run.stats.get(stream).copied().unwrap_or_default();
+        let count = |n: u64| {
+            if known {
+                n.to_string()
+            } else {
+                records_cell(run)
+            }
+        };
         let cursor = |m: &std::collections::BTreeMap<_, hakiri_core::CursorValue>| {
             m.get(stream)
                 .map_or_else(|| "-".to_owned(), |v| output::truncate(&v.to_string(), 40))
         };
         s.add_row([
             stream.to_string(),
-            stats.records.to_string(),
-            stats.bytes.to_string(),
+            count(stats.records),
+            count(stats.bytes),
             cursor(&run.cursors_at_start),
             cursor(&run.cursors_at_end),
         ]);

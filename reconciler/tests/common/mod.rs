@@ -190,12 +190,14 @@ pub enum Fault {
 }
 
 /// A catalog that forwards everything to another and injects one [`Fault`] at the `n`th
-/// checkpoint call. It stands in for a crash or a kill, not for a backend.
+/// checkpoint call, or fails every `begin_run` while told to. It stands in for a crash, a kill
+/// or a failing database, not for a backend.
 #[derive(Clone)]
 pub struct Faulty {
     inner: Arc<dyn Catalog>,
     calls: Arc<AtomicU64>,
     fault: Arc<Mutex<Option<(u64, Fault)>>>,
+    begin_run_error: Arc<Mutex<Option<Error>>>,
 }
 
 impl std::fmt::Debug for Faulty {
@@ -212,7 +214,13 @@ impl Faulty {
             inner,
             calls: Arc::default(),
             fault: Arc::default(),
+            begin_run_error: Arc::default(),
         }
+    }
+
+    /// Fails every `begin_run` with `error` from now on (`None`: stop failing them).
+    pub fn fail_begin_runs(&self, error: Option<Error>) {
+        *self.begin_run_error.lock().expect("lock") = error;
     }
 
     /// Arms `fault` for the `n`th checkpoint call from now (1-based).
@@ -310,7 +318,11 @@ impl Catalog for Faulty {
         self.inner.release(lease).await
     }
     async fn begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run> {
-        self.inner.begin_run(lease, begin).await
+        let error = self.begin_run_error.lock().expect("lock").clone();
+        match error {
+            Some(error) => Err(error),
+            None => self.inner.begin_run(lease, begin).await,
+        }
     }
     async fn checkpoint(
         &self,
