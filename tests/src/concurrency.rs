@@ -243,7 +243,17 @@ pub async fn concurrency_spec_generation_compare_and_set(cx: &Ctx) {
 /// retry on `Conflict`: the final value and version are exactly N × M.
 pub async fn concurrency_cursor_compare_and_set_exact_total(cx: &Ctx) {
     const INCREMENTS: usize = 10;
-    let (lease, run) = cx.running("p").await;
+    cx.pipeline("p").await;
+    // Hundreds of round trips under one lease: a lease of the harness's short ttl would expire
+    // on a loaded machine (fencing the writers), which is not what this check is about.
+    let lease = cx
+        .acquire(&pid("p"), &holder_id("worker-1"), Duration::from_secs(600))
+        .await
+        .expect("acquire");
+    let run = cx
+        .begin_run(&lease, BeginRun::new(Trigger::Manual))
+        .await
+        .expect("begin run");
     let barrier = Arc::new(Barrier::new(TASKS));
     let mut handles = Vec::new();
     for _ in 0..TASKS {
