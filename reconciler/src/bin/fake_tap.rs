@@ -5,7 +5,11 @@
 //! hakiri-fake-tap --script-json '<steps>' [other arguments, ignored]
 //! hakiri-fake-tap --script <file of steps> [other arguments, ignored]
 //! hakiri-fake-tap --sleep-ms <ms> [--ignore-sigterm]    (what a `grandchild` step runs)
+//! hakiri-fake-tap --discover [--catalog-json '<catalog>'] [other arguments, ignored]
 //! ```
+//! With `--discover` it prints the catalog given with `--catalog-json` (default
+//! `{"streams": []}`) as a Singer tap's discovery mode does, pretty-printed over several lines
+//! as SDK taps print it, and exits.
 //! Other arguments (`--config c.json --state s.json`) are accepted so that a connector can pass
 //! what it passes a real tap; the `argv` step shows them.
 //!
@@ -23,6 +27,7 @@
 //! | `{"grandchild": {"pid_file": P, "ignore_sigterm": B}}` | starts a copy of itself that sleeps an hour (ignoring SIGTERM if `B`), sharing stdout and stderr, and writes its pid to the file `P` |
 //! | `{"env": true}` | prints its environment as one JSON object line |
 //! | `{"argv": true}` | prints its arguments as one JSON array line |
+//! | `{"arg_file": {"arg": A, "to": P}}` | writes to the file `P` what it was given as the file after argument `A` (`--config`, `--state`): `{"path", "mode", "contents"}`, or `{"contents": null}` when `A` was not given |
 //! | `{"exit": C}` | exits with code `C` (the end of the script exits 0) |
 //!
 //! A tap that emits a schema, a record and a state, then waits, and prints a final state
@@ -80,6 +85,16 @@ async fn run(args: &[String]) -> Result<u8, String> {
             None
         };
         tokio::time::sleep(Duration::from_millis(ms)).await;
+        return Ok(0);
+    }
+    if args.iter().any(|a| a == "--discover") {
+        let catalog = flag(args, "--catalog-json").unwrap_or(r#"{"streams": []}"#);
+        let catalog: Value =
+            serde_json::from_str(catalog).map_err(|e| format!("--catalog-json: {e}"))?;
+        let pretty = serde_json::to_string_pretty(&catalog).map_err(|e| e.to_string())?;
+        for line in pretty.lines() {
+            stdout_line(line.as_bytes());
+        }
         return Ok(0);
     }
     let script = match (flag(args, "--script-json"), flag(args, "--script")) {
@@ -146,6 +161,8 @@ async fn run(args: &[String]) -> Result<u8, String> {
             stdout_line(Value::Object(env).to_string().as_bytes());
         } else if step.contains_key("argv") {
             stdout_line(json!(args).to_string().as_bytes());
+        } else if let Some(spec) = step.get("arg_file") {
+            arg_file(args, spec)?;
         } else if step.contains_key("exit") {
             return exit_code(step.get("exit"));
         } else {
@@ -176,6 +193,33 @@ fn finish(on_term: &OnTerm) -> Option<u8> {
             Some(*code)
         }
     }
+}
+
+/// Describes the file passed after an argument (its path, mode and JSON contents) in a file the
+/// test reads.
+fn arg_file(args: &[String], spec: &Value) -> Result<(), String> {
+    let (Some(arg), Some(to)) = (
+        spec.get("arg").and_then(Value::as_str),
+        spec.get("to").and_then(Value::as_str),
+    ) else {
+        return Err("arg_file: arg and to are required".into());
+    };
+    let described = match flag(args, arg) {
+        None => json!({ "contents": null }),
+        Some(path) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| format!("{path}: {e}"))?
+                .permissions()
+                .mode()
+                & 0o777;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            let contents: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+            json!({ "path": path, "mode": mode, "contents": contents })
+        }
+    };
+    std::fs::write(to, described.to_string()).map_err(|e| format!("{to}: {e}"))
 }
 
 fn grandchild(spec: &Value) -> Result<(), String> {

@@ -1,6 +1,7 @@
 //! The built-in connectors: `jsonl` (newline-delimited JSON files read incrementally by a
-//! monotonic cursor field) and `tail` (an append-only file read by byte offset, an opaque
-//! cursor). [`builtin`] registers both under those names.
+//! monotonic cursor field), `tail` (an append-only file read by byte offset, an opaque cursor)
+//! and `singer` (a Singer tap, with Hakiri as its loader: see [`SingerConnector`]). [`builtin`]
+//! registers them under those names.
 //!
 //! Paths in configs are taken relative to the reconciler process's working directory.
 //!
@@ -78,6 +79,7 @@
 
 mod infer;
 mod jsonl;
+mod singer;
 mod tail;
 
 use std::io;
@@ -90,16 +92,18 @@ use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 pub use jsonl::JsonlConnector;
+pub use singer::SingerConnector;
 pub use tail::TailConnector;
 
 use crate::connector::{ConnectorError, Connectors};
 
-/// A registry holding the built-in connectors: [`JsonlConnector`] as `"jsonl"` and
-/// [`TailConnector`] as `"tail"`.
+/// A registry holding the built-in connectors: [`JsonlConnector`] as `"jsonl"`,
+/// [`TailConnector`] as `"tail"` and [`SingerConnector`] as `"singer"`.
 pub fn builtin() -> Connectors {
     Connectors::new()
         .with("jsonl", JsonlConnector)
         .with("tail", TailConnector)
+        .with("singer", SingerConnector)
 }
 
 /// Default of `checkpoint_every`.
