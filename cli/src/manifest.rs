@@ -18,6 +18,7 @@ use std::path::Path;
 
 use hakiri_core::pipeline::CRON_FORMAT;
 use hakiri_core::{PipelineId, PipelineSpec};
+use hakiri_reconciler::Connectors;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -36,13 +37,13 @@ struct ManifestFile {
 ///
 /// # Errors
 /// An invalid-input error naming the file, line and column, or one saying the file cannot be read.
-pub(crate) fn load(path: &Path) -> CliResult<Vec<PipelineSpec>> {
+pub(crate) fn load(path: &Path, connectors: &Connectors) -> CliResult<Vec<PipelineSpec>> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| {
         CliError::invalid("manifest", format!("cannot read {name}: {e}"))
             .hint("pass the file with -f PATH (the default is ./hakiri.toml)")
     })?;
-    parse(&name, &decode(&name, bytes)?)
+    parse(&name, &decode(&name, bytes)?, connectors)
 }
 
 /// The file's text, or an error at its first byte that is not UTF-8 (TOML is UTF-8 only).
@@ -69,8 +70,13 @@ fn decode(name: &str, bytes: Vec<u8>) -> CliResult<String> {
 ///
 /// # Errors
 /// An invalid-input error at the first problem: TOML syntax, an unknown field, a bad value
-/// (cron, duration, id, retry policy…), a duplicate pipeline id, an interval under one second.
-pub(crate) fn parse(name: &str, text: &str) -> CliResult<Vec<PipelineSpec>> {
+/// (cron, duration, id, retry policy…), a duplicate pipeline id, an interval under one second, a
+/// config or cursor kind its connector (one of `connectors`) refuses.
+pub(crate) fn parse(
+    name: &str,
+    text: &str,
+    connectors: &Connectors,
+) -> CliResult<Vec<PipelineSpec>> {
     // Parsed once for its spans, which locate the problems serde cannot see (duplicates).
     let document = DeTable::parse(text).map_err(|e| at(name, text, e.span(), e.message()))?;
     let file: ManifestFile =
@@ -100,6 +106,16 @@ pub(crate) fn parse(name: &str, text: &str) -> CliResult<Vec<PipelineSpec>> {
                 Some(key_span("schedule")),
                 &core_message(&e),
             ));
+        }
+        if let Some(connector) = connectors.get(spec.connector.as_str()) {
+            if let Err(problem) = connector.check(&spec) {
+                return Err(at(
+                    name,
+                    text,
+                    Some(key_span(problem.field)),
+                    &format!("pipeline {}: {problem}", spec.id),
+                ));
+            }
         }
         first_seen.insert(spec.id.clone(), line_col(text, key_span("id").start).0);
         specs.push(spec);
@@ -245,6 +261,7 @@ mod tests {
     use std::time::Duration;
 
     use hakiri_core::Schedule;
+    use hakiri_reconciler::builtin;
 
     use super::*;
 
@@ -264,12 +281,14 @@ schedule = { cron = "*/5 * * * *" }
 "#;
 
     fn error(text: &str) -> String {
-        parse("hakiri.toml", text).unwrap_err().render_text()
+        parse("hakiri.toml", text, &builtin())
+            .unwrap_err()
+            .render_text()
     }
 
     #[test]
     fn a_valid_file_gives_every_pipeline_in_order() {
-        let specs = parse("hakiri.toml", GOOD).unwrap();
+        let specs = parse("hakiri.toml", GOOD, &builtin()).unwrap();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].id.as_str(), "orders");
         assert_eq!(
@@ -278,7 +297,7 @@ schedule = { cron = "*/5 * * * *" }
         );
         assert_eq!(specs[0].config.as_map()["cursor_field"], "updated_at");
         assert!(matches!(specs[1].schedule, Schedule::Cron(_)));
-        assert!(parse("empty.toml", "").unwrap().is_empty());
+        assert!(parse("empty.toml", "", &builtin()).unwrap().is_empty());
     }
 
     #[test]
@@ -354,5 +373,35 @@ schedule = { cron = "*/5 * * * *" }
     fn line_and_column_count_characters() {
         assert_eq!(line_col("ab\ncé d", 7), (2, 4));
         assert_eq!(line_col("x", 99), (1, 2));
+    }
+
+    #[test]
+    fn a_config_its_connector_refuses_is_named_with_its_line() {
+        let singer = |kind: &str, config: &str| {
+            format!(
+                "[[pipeline]]\nid = \"taps\"\nconnector = \"singer\"\ncursor_kind = \"{kind}\"\nconfig = {config}\n"
+            )
+        };
+        let good = r#"{ command = "tap-jsonl", output = "out" }"#;
+        assert_eq!(
+            parse("hakiri.toml", &singer("opaque", good), &builtin())
+                .unwrap()
+                .len(),
+            1
+        );
+        let e = error(&singer("monotonic", good));
+        assert!(e.starts_with("error: hakiri.toml:4:15: pipeline taps: singer pipelines need cursor_kind = \"opaque\""), "{e}");
+        let e = error(&singer("opaque", r#"{ output = "out" }"#));
+        assert!(
+            e.starts_with(
+                "error: hakiri.toml:5:10: pipeline taps: singer config: \"command\" is required"
+            ),
+            "{e}"
+        );
+        let e = error(&singer(
+            "opaque",
+            r#"{ command = "t", output = "o", stream = ["x"] }"#,
+        ));
+        assert!(e.contains("unknown field \"stream\""), "{e}");
     }
 }

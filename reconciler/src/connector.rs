@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use hakiri_core::{
-    Catalog, ConnectorConfig, CursorAdvance, CursorValue, Entity, Error, Lease, Pipeline, Run,
-    Schema, StreamName, StreamStats, Verdict,
+    Catalog, ConnectorConfig, CursorAdvance, CursorValue, Entity, Error, Lease, Pipeline,
+    PipelineSpec, Run, Schema, StreamName, StreamStats, Verdict,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +61,27 @@ pub trait Connector: Send + Sync + 'static {
     /// # Errors
     /// [`ConnectorError`]: the run is finished as failed, or cancelled when it was stopped.
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError>;
+
+    /// Checks a pipeline's spec for this connector without running anything, so that declaring
+    /// a pipeline (`hakiri apply`) refuses a config every run would fail on. The default accepts
+    /// every spec; a run checks again in any case.
+    ///
+    /// # Errors
+    /// [`SpecProblem`]: what is wrong, and in which part of the spec.
+    fn check(&self, spec: &PipelineSpec) -> Result<(), SpecProblem> {
+        let _ = spec;
+        Ok(())
+    }
+}
+
+/// What [`Connector::check`] found wrong with a pipeline's spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SpecProblem {
+    /// The spec field at fault: `"config"` or `"cursor_kind"`.
+    pub field: &'static str,
+    /// What is wrong, naming the config field.
+    pub message: String,
 }
 
 /// The connectors a reconciler can run, by the name pipelines' specs refer to.

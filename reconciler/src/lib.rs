@@ -43,8 +43,8 @@ pub mod engine;
 pub mod plan;
 pub mod process;
 
-pub use connector::{Connector, ConnectorError, Connectors, RunContext};
-pub use connectors::{builtin, JsonlConnector, TailConnector};
+pub use connector::{Connector, ConnectorError, Connectors, RunContext, SpecProblem};
+pub use connectors::{builtin, JsonlConnector, SingerConnector, TailConnector};
 pub use engine::{
     Metrics, Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickOperation, TickReport,
 };

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::cli::ApplyArgs;
-use crate::commands::reconcile::known_connectors;
+use crate::commands::reconcile::{connectors, known_connectors};
 use crate::error::{CliError, CliResult};
 use crate::manifest;
 use crate::output;
@@ -51,7 +51,7 @@ struct FieldChange {
 }
 
 pub(super) async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
-    let specs = manifest::load(&args.file)?;
+    let specs = manifest::load(&args.file, &connectors())?;
     let file = args.file.display().to_string();
     let by = ctx.operator()?;
 

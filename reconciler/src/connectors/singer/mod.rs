@@ -49,13 +49,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hakiri_core::cursor::json_type;
-use hakiri_core::{CursorKind, Schema, StreamName};
+use hakiri_core::{ConnectorConfig, CursorKind, PipelineSpec, Schema, StreamName};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use self::message::Message;
 use super::{stream_dir_name, Fields, Output};
-use crate::connector::{Connector, ConnectorError, RunContext};
+use crate::connector::{Connector, ConnectorError, RunContext, SpecProblem};
 use crate::process::{ChildProcess, ProcessSpec};
 
 /// The `singer` connector (see the module docs).
@@ -82,21 +82,30 @@ struct Config {
     args: Vec<String>,
     output: PathBuf,
     settings: Map<String, Value>,
+    /// Settings whose values come from the reconciler's environment when a run starts.
+    settings_env: Vec<(String, String)>,
     env: Vec<String>,
     streams: Option<Vec<String>>,
     checkpoint_interval: Duration,
     stop_grace: Duration,
 }
 
+/// Refused before anything runs: a singer pipeline's cursors are its tap's bookmarks.
+fn check_kind(kind: CursorKind) -> Result<(), String> {
+    if kind == CursorKind::Opaque {
+        Ok(())
+    } else {
+        Err(
+            "singer pipelines need cursor_kind = \"opaque\": a tap's bookmark is an object of \
+             its own making, not a number or a string Hakiri can order"
+                .to_owned(),
+        )
+    }
+}
+
 impl Config {
-    fn parse(ctx: &RunContext) -> Result<Self, ConnectorError> {
-        let fields = Fields::new("singer", ctx.config(), FIELDS)?;
-        if ctx.pipeline().spec.cursor_kind != CursorKind::Opaque {
-            return Err(ConnectorError::permanent(
-                "singer pipelines need cursor_kind = \"opaque\": a tap's bookmark is an object of \
-                 its own making, not a number or a string Hakiri can order",
-            ));
-        }
+    fn parse(config: &ConnectorConfig) -> Result<Self, ConnectorError> {
+        let fields = Fields::new("singer", config, FIELDS)?;
         let (program, args) = match fields.map.get("command") {
             Some(Value::String(program)) if !program.trim().is_empty() => {
                 (PathBuf::from(program), Vec::new())
@@ -125,7 +134,7 @@ impl Config {
                 ))
             }
         };
-        let mut settings = match fields.map.get("config") {
+        let settings = match fields.map.get("config") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(settings)) => settings.clone(),
             Some(other) => {
@@ -135,25 +144,20 @@ impl Config {
                 ))
             }
         };
-        match fields.map.get("config_env") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(refs)) => {
-                for (setting, variable) in refs {
-                    let variable = variable.as_str().ok_or_else(|| {
-                        fields.error(
-                            "config_env",
-                            format!("{setting:?} must name an environment variable"),
-                        )
-                    })?;
-                    let value = std::env::var(variable).map_err(|_| {
-                        fields.error(
-                            "config_env",
-                            format!("{setting:?} comes from ${variable}, which is not set in the reconciler's environment"),
-                        )
-                    })?;
-                    settings.insert(setting.clone(), Value::String(value));
-                }
-            }
+        let settings_env = match fields.map.get("config_env") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(refs)) => refs
+                .iter()
+                .map(|(setting, variable)| match variable {
+                    Value::String(variable) if !variable.is_empty() => {
+                        Ok((setting.clone(), variable.clone()))
+                    }
+                    _ => Err(fields.error(
+                        "config_env",
+                        format!("{setting:?} must name an environment variable"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
             Some(other) => {
                 return Err(fields.error(
                     "config_env",
@@ -163,7 +167,7 @@ impl Config {
                     ),
                 ))
             }
-        }
+        };
         let millis = |field, default| {
             fields
                 .positive_int(field, default)
@@ -174,11 +178,27 @@ impl Config {
             args,
             output: fields.required_path("output", "the directory records are written to")?,
             settings,
+            settings_env,
             env: fields.optional_strings("env")?.unwrap_or_default(),
             streams: fields.optional_strings("streams")?,
             checkpoint_interval: millis("checkpoint_interval_ms", 1000)?,
             stop_grace: millis("stop_grace_ms", 10_000)?,
         })
+    }
+
+    /// The tap's settings, with those taken from the environment filled in.
+    fn settings(&self) -> Result<Value, ConnectorError> {
+        let mut settings = self.settings.clone();
+        for (setting, variable) in &self.settings_env {
+            let value = std::env::var(variable).map_err(|_| {
+                ConnectorError::permanent(format!(
+                    "singer config: \"config_env\" {setting:?} comes from ${variable}, which is \
+                     not set in the reconciler's environment"
+                ))
+            })?;
+            settings.insert(setting.clone(), Value::String(value));
+        }
+        Ok(Value::Object(settings))
     }
 
     /// The tap's process, with `args` after the configured ones.
@@ -230,10 +250,24 @@ impl RunFiles {
 
 #[async_trait]
 impl Connector for SingerConnector {
+    fn check(&self, spec: &PipelineSpec) -> Result<(), SpecProblem> {
+        check_kind(spec.cursor_kind).map_err(|message| SpecProblem {
+            field: "cursor_kind",
+            message,
+        })?;
+        Config::parse(&spec.config)
+            .map(drop)
+            .map_err(|e| SpecProblem {
+                field: "config",
+                message: e.to_string(),
+            })
+    }
+
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {
-        let config = Config::parse(ctx)?;
+        check_kind(ctx.pipeline().spec.cursor_kind).map_err(ConnectorError::permanent)?;
+        let config = Config::parse(ctx.config())?;
         let files = RunFiles::new()?;
-        let settings = files.write("config.json", &Value::Object(config.settings.clone()))?;
+        let settings = files.write("config.json", &config.settings()?)?;
 
         let mut catalog = discover(ctx, &config, &settings).await?;
         let selected = catalog::select(&mut catalog, config.streams.as_deref())
