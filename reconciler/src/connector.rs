@@ -131,6 +131,9 @@ pub struct RunContext {
     run: Run,
     pipeline: Pipeline,
     cancel: CancellationToken,
+    /// Fires before `cancel` when the reconciler shuts down: a connector that can end early
+    /// with its progress recorded (stop its source, drain it, checkpoint) does so now.
+    stopping: CancellationToken,
     cursors: Mutex<BTreeMap<StreamName, CursorValue>>,
     stats: Mutex<BTreeMap<StreamName, StreamStats>>,
 }
@@ -160,9 +163,28 @@ impl RunContext {
             run,
             pipeline,
             cancel,
+            stopping: CancellationToken::new(),
             cursors: Mutex::new(cursors),
             stats: Mutex::default(),
         }
+    }
+
+    /// Asks for a soft stop when `stopping` fires (the reconciler's shutdown), before the
+    /// cancel: see [`RunContext::stopping`].
+    #[must_use]
+    pub fn with_stopping(mut self, stopping: CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
+    }
+
+    /// Resolves when the run is asked to end early but may still write: the reconciler is
+    /// shutting down and gives running runs a grace period before it cancels them. A connector
+    /// that can (a process connector) stops its source, records what it already has —
+    /// checkpoints still work until [`RunContext::cancelled`] — and returns
+    /// [`ConnectorError::Stopped`]. Ignoring it is fine: the run then goes on until it ends or
+    /// is cancelled.
+    pub async fn stopping(&self) {
+        self.stopping.cancelled().await;
     }
 
     /// The pipeline.

@@ -264,6 +264,9 @@ pub struct Reconciler {
     runs: Mutex<JoinSet<RunEnd>>,
     active: Arc<Mutex<HashMap<PipelineId, CancellationToken>>>,
     stop_runs: CancellationToken,
+    /// Fired when a shutdown begins, before the grace period: runs that can end early with
+    /// their progress recorded do (`RunContext::stopping`).
+    stopping: CancellationToken,
     metrics: Arc<Metrics>,
 }
 
@@ -297,6 +300,7 @@ impl Reconciler {
             runs: Mutex::new(JoinSet::new()),
             active: Arc::default(),
             stop_runs: CancellationToken::new(),
+            stopping: CancellationToken::new(),
             metrics: Arc::default(),
         }
     }
@@ -509,7 +513,8 @@ impl Reconciler {
             run,
             pipeline,
             cancel.clone(),
-        );
+        )
+        .with_stopping(self.stopping.clone());
         let task = RunTask {
             catalog: self.catalog.clone(),
             lease,
@@ -592,7 +597,8 @@ impl Reconciler {
                 () = tokio::time::sleep(self.config.interval) => {}
             }
         }
-        info!(grace = ?self.config.grace, "shutting down: no new runs; waiting for running ones");
+        info!(grace = ?self.config.grace, "shutting down: no new runs; asking running ones to stop");
+        self.stopping.cancel();
         if tokio::time::timeout(self.config.grace, self.wait_runs())
             .await
             .is_err()

@@ -29,6 +29,11 @@
 //! | `checkpoint_interval_ms` | no | at most one checkpoint per this many ms while the tap runs (default 1000) |
 //! | `stop_grace_ms` | no | how long a stopped tap has to exit after SIGTERM before SIGKILL (default 10000) |
 //!
+//! When the reconciler shuts down it asks runs to stop before it cancels them
+//! ([`RunContext::stopping`]): the tap gets SIGTERM, everything it prints until it exits (an SDK
+//! tap's final STATE included) is written and checkpointed, and the run ends cancelled, to resume
+//! from there. A cancel, a lost lease or a held schema discard what it prints instead.
+//!
 //! The tap's config, catalog and state files live in a private temporary directory (mode 0700,
 //! files 0600) removed when the run ends.
 //!
@@ -339,7 +344,7 @@ async fn discover(
     })
 }
 
-/// One run of the tap: its messages applied's messages applied to outputs and the catalog.
+/// One run of the tap: its messages applied to outputs and the catalog.
 struct Loader<'a> {
     ctx: &'a RunContext,
     config: &'a Config,
@@ -376,10 +381,18 @@ impl<'a> Loader<'a> {
 
     /// Reads the tap to its end (or to a stop), then checkpoints its last state.
     async fn run(mut self, mut tap: ChildProcess) -> Result<(), ConnectorError> {
+        // Set when the reconciler shuts down: the tap was asked to stop (SIGTERM) and what it
+        // prints until it exits — records and the final state that covers them — still counts.
+        let mut stopping = false;
         let halt = loop {
             let line = tokio::select! {
                 line = tap.next_line() => line,
                 () = self.ctx.cancelled() => break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
+                () = self.ctx.stopping(), if !stopping => {
+                    tap.terminate(self.config.stop_grace);
+                    stopping = true;
+                    continue;
+                }
             };
             let line = match line {
                 Ok(Some(line)) => line,
@@ -406,6 +419,13 @@ impl<'a> Loader<'a> {
             None => {
                 // A state printed before a failure still covers the records before it.
                 self.checkpoint().await?;
+                if stopping {
+                    // The tap exits 0 after a SIGTERM, but it did not finish: the run is
+                    // cancelled, to be resumed from this checkpoint.
+                    return Err(ConnectorError::Stopped(
+                        "the reconciler is shutting down; the tap was stopped after its last state was recorded".into(),
+                    ));
+                }
                 exit.check()
             }
         }
