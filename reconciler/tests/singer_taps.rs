@@ -12,7 +12,7 @@
 //!   second) and one `partitions` entry per file.
 //! - It never skips a file it has read: it looks for `_sdc_last_modified` in each file's
 //!   partition state, where the SDK keeps `replication_key_value`, so every run re-reads every
-//!   file whatever `--state` says. A second run therefore reads the new file *and* the old ones;
+//!   file whatever `--state` its own bookmarks make (one set by hand with that key does work). A second run therefore reads the new file *and* the old ones;
 //!   what Hakiri controls — which bookmark goes back to the tap — is checked by recording the
 //!   `--state` file each run hands it (a shell wrapper around the real tap).
 //! - Given a state that knows `k` files, it emits every record `k` times: the SDK takes the
@@ -29,8 +29,9 @@ use std::time::{Duration, SystemTime};
 use common::*;
 use hakiri_core::{
     Actor, Catalog, CatalogExt, ChangeClass, ColumnType, ConnectorConfig, ConnectorRef, CursorKind,
-    CursorReset, Decision, DecisionQuery, HolderId, PipelineId, PipelineSpec, PolicyAction, Reason,
-    ResetPermissions, ResetTarget, RunStatus, Schedule, SchemaPolicy, StreamName,
+    CursorReset, CursorValue, Decision, DecisionQuery, HolderId, PipelineId, PipelineSpec,
+    PolicyAction, Reason, ResetPermissions, ResetTarget, RunStatus, Schedule, SchemaPolicy,
+    StreamName,
 };
 use serde_json::{json, Value};
 
@@ -256,6 +257,49 @@ async fn bookmarks_go_back_to_the_real_tap_and_follow_resets_and_rollbacks() {
     assert_eq!(files.state_given(3), json!({"bookmarks": {"orders": v1}}));
     let v5 = cursor(&*catalog, "files", "orders").await.expect("cursor");
     assert_eq!(partition(&v5, "orders-002.jsonl"), day(1), "{v5}");
+}
+
+/// tap-jsonl does skip a file it has read when the file's partition state holds
+/// `_sdc_last_modified` — which its own bookmarks never do. An operator who sets the stream's
+/// cursor to such a bookmark gets what an incremental run should be: the next run reads only the
+/// new file, and the tap keeps that key in the bookmark it prints, so the cursor carries it on.
+#[tokio::test]
+async fn a_bookmark_set_by_hand_in_the_form_the_tap_reads_makes_the_next_run_read_only_new_files() {
+    let (catalog, clock) = catalog();
+    let files = Files::new(&*catalog, SchemaPolicy::default()).await;
+    let reconciler = reconciler(catalog.clone());
+    files.write(
+        "orders-001.jsonl",
+        &[json!({"id": 1, "note": "a"}), json!({"id": 2, "note": "b"})],
+        0,
+    );
+    let first = only(reconcile(&reconciler).await);
+    assert_eq!(first.status, Some(RunStatus::Succeeded), "{first:?}");
+
+    let read = format!("{}/data/orders-001.jsonl", files.dir.path().display());
+    let bookmark = json!({"partitions": [{"context": {"_sdc_filename": read, "_sdc_stream": "orders"},
+                                          "_sdc_last_modified": day(0)}]});
+    reset(
+        &*catalog,
+        ResetTarget::Value(CursorValue::new(bookmark.clone()).unwrap()),
+    )
+    .await;
+    files.write("orders-002.jsonl", &[json!({"id": 3, "note": "c"})], 1);
+    clock.advance(HOUR);
+    let second = only(reconcile(&reconciler).await);
+    assert_eq!(second.status, Some(RunStatus::Succeeded), "{second:?}");
+    assert_eq!(
+        files.state_given(1),
+        json!({"bookmarks": {"orders": bookmark}})
+    );
+    assert_eq!(files.ids_of_run(2), [json!(3)]);
+    let after = cursor(&*catalog, "files", "orders").await.expect("cursor");
+    assert_eq!(
+        after["partitions"][0]["_sdc_last_modified"],
+        day(0),
+        "{after}"
+    );
+    assert_eq!(partition(&after, "orders-002.jsonl"), day(1), "{after}");
 }
 
 /// A field that appears in a new file is a new, additive schema version and the run goes on; a
