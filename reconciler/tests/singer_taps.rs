@@ -10,9 +10,9 @@
 //!   connector discovers first, so a new field or a retype shows up before the tap syncs.
 //! - Its bookmark is one object per stream: `replication_key_value` (a file's mtime, to the
 //!   second) and one `partitions` entry per file.
-//! - It never skips a file it has read: it looks for `_sdc_last_modified` in each file's
-//!   partition state, where the SDK keeps `replication_key_value`, so every run re-reads every
-//!   file whatever `--state` its own bookmarks make (one set by hand with that key does work). A second run therefore reads the new file *and* the old ones;
+//! - Its own bookmarks never make it skip a file: it looks for `_sdc_last_modified` in each
+//!   file's partition state, where the SDK keeps `replication_key_value` (a bookmark set by hand
+//!   with that key does work). A second run therefore reads the new file *and* the old ones, so
 //!   what Hakiri controls — which bookmark goes back to the tap — is checked by recording the
 //!   `--state` file each run hands it (a shell wrapper around the real tap).
 //! - Given a state that knows `k` files, it emits every record `k` times: the SDK takes the
