@@ -126,8 +126,8 @@ impl Files {
             .expect("set mtime");
     }
 
-    /// The `id`s of the records run number `run` (1-based) wrote, in order.
-    fn ids_of_run(&self, run: usize) -> Vec<Value> {
+    /// The records run number `run` (1-based) wrote, in order.
+    fn records_of_run(&self, run: usize) -> Vec<Value> {
         let files = output_files(&self.dir.path().join("out/orders"));
         let file = files
             .get(run - 1)
@@ -135,7 +135,15 @@ impl Files {
         std::fs::read_to_string(file)
             .expect("read output")
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("json")["id"].clone())
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    }
+
+    /// The `id`s of the records run number `run` (1-based) wrote, in order.
+    fn ids_of_run(&self, run: usize) -> Vec<Value> {
+        self.records_of_run(run)
+            .iter()
+            .map(|r| r["id"].clone())
             .collect()
     }
 
@@ -340,7 +348,11 @@ async fn the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted() {
         versions[1].schema.column("coupon").map(|c| c.ty),
         Some(ColumnType::String)
     );
-    assert_eq!(files.ids_of_run(2), [json!(1), json!(2)]);
+    // The new field reaches the records: the run's catalog comes from this run's discovery.
+    let written = files.records_of_run(2);
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert_eq!(written[1]["coupon"], "SAVE5", "{written:?}");
+    assert_eq!(written[1]["id"], 2, "{written:?}");
     let before = catalog
         .get_cursor(&pipeline, &orders())
         .await
