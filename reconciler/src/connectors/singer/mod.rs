@@ -521,16 +521,18 @@ impl<'a> Loader<'a> {
     }
 
     /// Makes every output durable, then checkpoints the pending state's cursors that changed.
+    /// Records written after the last state are made durable too (a run's file holds every
+    /// record the run read), but no checkpoint covers them: the next run reads them again.
     async fn checkpoint(&mut self) -> Result<(), ConnectorError> {
+        for output in self.outputs.values_mut() {
+            output.sync().await?;
+        }
         let Some(value) = self.pending.take() else {
             return Ok(());
         };
         let cursors = state::split(&value).map_err(|e| {
             ConnectorError::permanent(format!("{}: {e}", self.config.program.display()))
         })?;
-        for output in self.outputs.values_mut() {
-            output.sync().await?;
-        }
         for (stream, cursor) in cursors {
             if self.ctx.cursor(&stream).as_ref() != Some(&cursor) {
                 self.ctx.checkpoint(&stream, cursor).await?;

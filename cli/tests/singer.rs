@@ -1,0 +1,277 @@
+//! A Singer tap under `hakiri reconcile`, with real processes on both sides: the tap is a small
+//! POSIX shell script speaking the Singer protocol (so these tests need no Python), the
+//! reconciler the `hakiri` binary on the embedded SQLite catalog.
+//!
+//! - Killed with SIGKILL mid-run, the reconciler leaves no tap behind (it dies at its next
+//!   write), and the next reconcile reaps the run and resumes from the last checkpoint: no record
+//!   is lost.
+//! - Stopped with SIGSTOP past its lease while another reconciler takes over, then continued:
+//!   nothing of the first reconciler's tap reaches the catalog.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PROJECT: &str = "taps";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let env = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        let manifest = format!(
+            "[[pipeline]]\nid = \"orders\"\nconnector = \"singer\"\ncursor_kind = \"opaque\"\n\
+             schedule = {{ every = \"1h\" }}\n\
+             config = {{ command = [\"sh\", \"{}\"], output = \"{}\", checkpoint_interval_ms = 1 }}\n",
+            env.path().join("tap.sh").display(),
+            env.path().join("out").display()
+        );
+        std::fs::write(env.path().join("hakiri.toml"), manifest).unwrap();
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the tap: it prints `count` records after the state's `n`, a STATE every 5, one
+    /// record every `pause` seconds, and appends its pid to `tap-pids`.
+    fn tap(&self, count: u32, pause: &str) {
+        let script = format!(
+            r#"#!/bin/sh
+set -u
+case " $* " in *" --discover "*)
+  echo '{{"streams": [{{"tap_stream_id": "orders", "key_properties": ["id"], "schema": {{"properties": {{"id": {{"type": ["integer"]}}}}}}}}]}}'
+  exit 0;;
+esac
+state=""
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--state" ]; then state="$2"; fi
+  shift
+done
+start=0
+if [ -n "$state" ]; then start=$(sed -n 's/.*"n": *\([0-9]*\).*/\1/p' "$state"); fi
+echo $$ >> "{pids}"
+echo '{{"type": "SCHEMA", "stream": "orders", "key_properties": ["id"], "schema": {{"properties": {{"id": {{"type": ["integer"]}}}}}}}}'
+i=$start
+end=$((start + {count}))
+while [ $i -lt $end ]; do
+  i=$((i + 1))
+  echo "{{\"type\": \"RECORD\", \"stream\": \"orders\", \"record\": {{\"id\": $i}}}}"
+  if [ $((i % 5)) -eq 0 ]; then
+    echo "{{\"type\": \"STATE\", \"value\": {{\"bookmarks\": {{\"orders\": {{\"n\": $i}}}}}}}}"
+  fi
+  sleep {pause}
+done
+"#,
+            pids = self.path().join("tap-pids").display(),
+        );
+        std::fs::write(self.path().join("tap.sh"), script).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hakiri"));
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env(
+                "HAKIRI_CATALOG",
+                format!("sqlite://{}/.hakiri/", self.path().display()),
+            )
+            .env("HAKIRI_PROJECT", PROJECT)
+            .env("USER", "tester")
+            .env_remove("HAKIRI_TOKEN")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run hakiri")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "hakiri {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["--output", "json"]);
+        serde_json::from_str(&self.ok(&args)).expect("json output")
+    }
+
+    /// A `hakiri reconcile` loop in the background.
+    fn reconciler(&self, lease_ttl: &str) -> Child {
+        self.command(&["reconcile", "--interval", "1s", "--lease-ttl", lease_ttl])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hakiri reconcile")
+    }
+
+    /// The stream's checkpointed `n`, 0 before any.
+    fn checkpoint(&self) -> u64 {
+        let out = self.run(&["cursors", "show", "orders", "orders", "--output", "json"]);
+        if !out.status.success() {
+            return 0;
+        }
+        let cursor: Value = serde_json::from_slice(&out.stdout).unwrap();
+        cursor["value"]["n"].as_u64().unwrap_or(0)
+    }
+
+    fn wait_for_checkpoint(&self, at_least: u64) -> u64 {
+        let started = Instant::now();
+        loop {
+            let n = self.checkpoint();
+            if n >= at_least {
+                return n;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the tap never checkpointed {at_least} (at {n})"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn tap_pids(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.path().join("tap-pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Every record id written, over every run's file.
+    fn written(&self) -> Vec<u64> {
+        let dir = self.path().join("out/orders");
+        let mut ids = Vec::new();
+        for file in std::fs::read_dir(&dir).into_iter().flatten() {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+            for line in text.lines() {
+                let record: Value = serde_json::from_str(line).unwrap();
+                ids.push(record["id"].as_u64().unwrap());
+            }
+        }
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// Whether `pid` is gone: no process, or a zombie nobody reaped yet.
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Err(_) => true,
+        Ok(status) => status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+    }
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn runs(env: &Env) -> Vec<Value> {
+    env.json(&["runs", "list"])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_killed_reconciler_leaves_no_tap_and_the_next_run_loses_no_record() {
+    let env = Env::new();
+    env.tap(100_000, "0.01");
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    let mut reconciler = env.reconciler("2s");
+    let checkpoint = env.wait_for_checkpoint(10);
+    reconciler.kill().unwrap();
+    reconciler.wait().unwrap();
+
+    // The tap dies at its next write, with its reconciler gone.
+    let pids = env.tap_pids();
+    assert_eq!(pids.len(), 1);
+    let started = Instant::now();
+    while !gone(pids[0]) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the tap outlived its reconciler"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let checkpointed = env.checkpoint();
+    assert!(checkpointed >= checkpoint);
+
+    // Once the dead reconciler's lease has expired, the next one reaps the run and resumes
+    // from the last checkpoint.
+    env.tap(7, "0");
+    std::thread::sleep(Duration::from_millis(2500));
+    env.ok(&["pipelines", "run", "orders"]);
+    env.ok(&["reconcile", "--once", "--lease-ttl", "2s"]);
+    let statuses: Vec<String> = runs(&env)
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(statuses.contains(&"abandoned".to_owned()), "{statuses:?}");
+    assert_eq!(statuses[0], "succeeded", "{statuses:?}");
+    let written = env.written();
+    let last = *written.last().unwrap();
+    assert_eq!(
+        last,
+        checkpointed + 7,
+        "the resumed run starts after the checkpoint"
+    );
+    for id in 1..=last {
+        assert!(written.contains(&id), "record {id} was lost");
+    }
+}
+
+#[test]
+fn a_reconciler_stopped_past_its_lease_writes_nothing_after_a_takeover() {
+    let env = Env::new();
+    env.tap(100_000, "0.01");
+    env.ok(&["apply", "-f", "hakiri.toml"]);
+    let mut first = env.reconciler("2s");
+    env.wait_for_checkpoint(10);
+    signal(&first, "-STOP");
+    let frozen_at = env.checkpoint();
+
+    // Past the frozen reconciler's lease, another one takes the pipeline over.
+    std::thread::sleep(Duration::from_millis(2500));
+    env.tap(7, "0");
+    env.ok(&["pipelines", "run", "orders"]);
+    env.ok(&["reconcile", "--once", "--lease-ttl", "2s"]);
+    let after_takeover = env.json(&["cursors", "history", "orders", "orders"]);
+
+    // The first one wakes up: its tap's output must not reach the catalog.
+    signal(&first, "-CONT");
+    std::thread::sleep(Duration::from_secs(2));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(
+        env.json(&["cursors", "history", "orders", "orders"]),
+        after_takeover,
+        "the fenced reconciler changed the cursor"
+    );
+    assert_eq!(env.checkpoint(), frozen_at + 5);
+    let first_run = runs(&env).last().cloned().unwrap();
+    assert_eq!(first_run["status"], "abandoned");
+}
