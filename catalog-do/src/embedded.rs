@@ -325,14 +325,7 @@ impl SqliteConnection {
     /// # Errors
     /// `Unavailable` if the file cannot be opened.
     pub fn open(path: &Path, config: &SqliteConfig) -> Result<Self> {
-        let conn = Connection::open(path).map_err(|e| {
-            Error::Unavailable(format!(
-                "cannot open the catalog database {}: {e}",
-                path.display()
-            ))
-        })?;
-        conn.busy_timeout(config.busy_timeout).map_err(convert)?;
-        conn.set_prepared_statement_cache_capacity(128);
+        let conn = connect(path, config, OpenFlags::default())?;
         let synchronous = match config.durability {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
@@ -361,15 +354,9 @@ impl SqliteConnection {
     /// # Errors
     /// `Unavailable` if the file cannot be opened.
     pub fn open_reader(path: &Path, config: &SqliteConfig) -> Result<Self> {
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|e| {
-                Error::Unavailable(format!(
-                    "cannot open the catalog database {}: {e}",
-                    path.display()
-                ))
-            })?;
-        conn.busy_timeout(config.busy_timeout).map_err(convert)?;
-        conn.set_prepared_statement_cache_capacity(128);
+        // Without SQLITE_OPEN_CREATE: a reader never creates the file.
+        let flags = OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE;
+        let conn = connect(path, config, flags)?;
         conn.execute_batch("PRAGMA query_only = ON;")
             .map_err(convert)?;
         Ok(Self { conn })
@@ -512,6 +499,19 @@ impl ToSql for SqlValue {
             SqlValue::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
         })
     }
+}
+
+/// A connection to `path` with the config's busy timeout and a statement cache.
+fn connect(path: &Path, config: &SqliteConfig, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        Error::Unavailable(format!(
+            "cannot open the catalog database {}: {e}",
+            path.display()
+        ))
+    })?;
+    conn.busy_timeout(config.busy_timeout).map_err(convert)?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
 }
 
 /// Whether another connection holds a lock this one needs.
