@@ -565,9 +565,6 @@ impl Catalog for PostgresCatalog {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::Arc;
-
     use super::*;
 
     /// A loopback port where nothing listens.
@@ -604,59 +601,6 @@ mod tests {
             matches!(&error, Error::Unavailable(m)
                 if m.contains(&format!("postgres at 127.0.0.1:{port}: no answer within 300ms"))),
             "{error}"
-        );
-    }
-
-    /// Log output, shared with the subscriber that writes it.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn statements_even_slow_ones_are_logged_below_warn() {
-        let url = test_server::shared().url();
-        let logs = Captured::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
-
-        let pool = PostgresConfig::default()
-            .max_connections(1)
-            .connect(url)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", test_server::HOW_TO_GET_ONE));
-        // Slower than the one-second threshold for slow statements.
-        sqlx::query("SELECT pg_sleep(1.1)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-
-        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<&str> = text.lines().filter(|l| l.contains("pg_sleep")).collect();
-        assert!(
-            !lines.is_empty(),
-            "the statement was not logged at all:\n{text}"
-        );
-        // A program logging warnings (the CLI by default) shows no SQL.
-        assert!(
-            lines
-                .iter()
-                .all(|l| !l.contains(" WARN ") && !l.contains(" ERROR ")),
-            "{lines:#?}"
         );
     }
 }
