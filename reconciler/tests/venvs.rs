@@ -1,13 +1,19 @@
 //! Installing a real package from PyPI into a venv (`Venvs`): built once even when two installs
-//! race, reused after, listed, and its executable runs.
+//! race, reused after, listed, and its executable runs; a singer run that cannot install its tap
+//! fails for good.
 //!
 //! Needs `python3` (or `$HAKIRI_PYTHON`) able to make venvs, and PyPI (or `PIP_INDEX_URL` /
 //! `PIP_FIND_LINKS` holding `cowsay==6.1`, a 25 kB wheel with no dependencies). Without them
 //! the test fails, saying so: it never passes by skipping.
 
+mod common;
+
 use std::time::Instant;
 
-use hakiri_reconciler::Venvs;
+use common::*;
+use hakiri_core::{CursorKind, HolderId, RunStatus};
+use hakiri_reconciler::{builtin, Reconciler, ReconcilerConfig, SingerConnector, Venvs};
+use serde_json::json;
 
 const PIP_URL: &str = "cowsay==6.1";
 
@@ -93,4 +99,40 @@ async fn a_package_pip_cannot_find_fails_with_pips_reason_and_leaves_no_venv() {
     );
     assert!(venvs.list().unwrap().is_empty());
     assert!(!venvs.dir(pip_url).unwrap().join(".hakiri-pip-url").exists());
+}
+
+/// A run of a pipeline whose tap must be installed first fails for good (not retried) when
+/// there is no Python, saying how to get one; nothing is left in the venvs root.
+#[tokio::test]
+async fn a_run_that_cannot_install_its_tap_fails_permanently_with_the_hint() {
+    let root = tempfile::tempdir().unwrap();
+    let venvs = Venvs::new(root.path()).with_python("/nonexistent/python3");
+    let (catalog, _clock) = catalog();
+    let reconciler = Reconciler::new(
+        catalog.clone(),
+        builtin().with("singer", SingerConnector::with_venvs(venvs.clone())),
+        ReconcilerConfig::new(HolderId::new("test-reconciler").unwrap()),
+    );
+    pipeline(
+        &*catalog,
+        "taps",
+        "singer",
+        CursorKind::Opaque,
+        json!({"pip_url": "tap-jsonl==0.3.1", "output": root.path().join("out")}),
+    )
+    .await;
+    let end = only(reconcile(&reconciler).await);
+    assert_eq!(end.status, Some(RunStatus::Failed), "{end:?}");
+    let message = end.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("/nonexistent/python3") && message.contains("HAKIRI_PYTHON"),
+        "{message}"
+    );
+    let run = run(&*catalog, &end).await;
+    let error = run.error.expect("the run's error");
+    assert!(
+        !error.retryable,
+        "retrying will not bring Python: {error:?}"
+    );
+    assert!(venvs.list().unwrap().is_empty());
 }
