@@ -15,7 +15,8 @@
 //!   retyped one is held for review.
 //! - `tail` ([`TailConnector`]): complete lines appended to one file, resumed from a byte offset
 //!   (an opaque resume token that also detects truncated or replaced files).
-//! - `singer` ([`SingerConnector`]): a Singer tap with Hakiri as its loader; each stream's
+//! - `singer` ([`SingerConnector`]): a Singer tap (a program on `PATH`, or one installed from a
+//!   `pip_url` into a venv of its own, see [`venvs`]) with Hakiri as its loader; each stream's
 //!   bookmark is its own (opaque) cursor, schemas are observed before records, and the tap's
 //!   state is checkpointed only once the records before it are on disk.
 //!
