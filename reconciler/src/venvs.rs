@@ -159,7 +159,7 @@ impl Venvs {
                 self.root.display()
             ))
         })?;
-        let _lock = Lock::acquire(dir.with_extension("lock")).await?;
+        let _lock = Lock::acquire(lock_path(&dir)).await?;
         // Another process may have built it while this one waited for the lock.
         if self.is_built(&dir, &pip_url) {
             return self
@@ -392,6 +392,14 @@ fn last_chars(text: &str, n: usize) -> &str {
     &text[start..]
 }
 
+/// `<dir>.lock`, beside the venv (not `Path::with_extension`, which would cut a name such as
+/// `my.tap-<hash>` at its dot and give two venvs one lock).
+fn lock_path(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    dir.with_file_name(name)
+}
+
 /// An exclusive lock on one venv: a file created with `create_new` (atomic on local file
 /// systems), holding the owner's pid; removed when dropped.
 struct Lock {
@@ -547,11 +555,19 @@ mod tests {
         assert!(message.contains("/nonexistent/python3"), "{message}");
         assert!(message.contains("HAKIRI_PYTHON"), "{message}");
         // The lock was released.
-        assert!(!venvs
-            .dir("tap-a==1")
-            .unwrap()
-            .with_extension("lock")
-            .exists());
+        assert!(!lock_path(&venvs.dir("tap-a==1").unwrap()).exists());
+    }
+
+    #[test]
+    fn each_venv_has_a_lock_of_its_own_beside_it() {
+        assert_eq!(
+            lock_path(Path::new("/v/my.tap-0123")),
+            Path::new("/v/my.tap-0123.lock")
+        );
+        assert_ne!(
+            lock_path(Path::new("/v/my.tap-1")),
+            lock_path(Path::new("/v/my.other-2"))
+        );
     }
 
     #[tokio::test]

@@ -41,7 +41,11 @@ async fn a_requirement_is_installed_once_reused_listed_and_runs() {
     let dir = venvs.dir(PIP_URL).unwrap();
     assert_eq!(a.executable, dir.join("bin/cowsay"));
     assert!(
-        !dir.with_extension("lock").exists(),
+        !dir.with_file_name(format!(
+            "{}.lock",
+            dir.file_name().unwrap().to_str().unwrap()
+        ))
+        .exists(),
         "the lock was released"
     );
 
