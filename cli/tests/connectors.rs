@@ -209,3 +209,51 @@ fn naming_a_pipeline_without_a_pip_url_or_an_unknown_one_is_refused() {
         assert!(stderr.contains(words), "{name}: {stderr}");
     }
 }
+
+#[test]
+fn two_processes_installing_the_same_tap_take_turns() {
+    let env = Env::new();
+    let root = env.path().join("shared");
+    let spawn = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hakiri"));
+        command
+            .args(["--output", "json", "connectors", "install", "--venvs"])
+            .arg(&root)
+            .current_dir(env.path())
+            .env(
+                "HAKIRI_CATALOG",
+                format!("sqlite://{}/.hakiri/", env.path().display()),
+            )
+            .env("HAKIRI_PROJECT", PROJECT)
+            .env_remove("HAKIRI_PYTHON")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start hakiri")
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut statuses: Vec<String> = [a, b]
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{out:?}\n{NEEDS}");
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            report["requirements"][0]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        ["built", "present"],
+        "one built it, the other waited and reused it"
+    );
+    let listing = env.json(&["connectors", "list", "--venvs", root.to_str().unwrap()]);
+    assert_eq!(
+        listing["installed"].as_array().unwrap().len(),
+        1,
+        "{listing}"
+    );
+}

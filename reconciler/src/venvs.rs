@@ -260,8 +260,8 @@ impl Venvs {
         // Whatever it made is not a venv to reuse.
         let _ = std::fs::remove_dir_all(dir);
         Err(ConnectorError::permanent(format!(
-            "{python} -m venv {} failed ({}): {}; this Python cannot make virtual environments \
-             with pip (Debian: apt-get install python3-venv), or set HAKIRI_PYTHON",
+            "{python} -m venv {} failed ({}): {}\nhint: check that this Python can make virtual \
+             environments with pip (Debian: apt-get install python3-venv), or set HAKIRI_PYTHON",
             dir.display(),
             exit.status,
             exit.stderr_tail.trim_end()
