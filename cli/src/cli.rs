@@ -116,6 +116,10 @@ pub(crate) enum Command {
     Plan,
     /// Run the reconciler: dispatch due pipelines to their connectors under writer leases.
     Reconcile(ReconcileArgs),
+    /// List the connectors (built-in, and Singer taps installed from a `pip_url`); install
+    /// taps ahead of their first run.
+    #[command(subcommand)]
+    Connectors(ConnectorsCommand),
     /// List, inspect, pause, resume or delete pipelines.
     #[command(subcommand)]
     Pipelines(PipelinesCommand),
@@ -198,6 +202,41 @@ pub(crate) struct ReconcileArgs {
     /// The holder name written on leases and runs (default: hakiri@HOST:PID, unique per process).
     #[arg(long, value_name = "NAME")]
     pub(crate) holder: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) venvs: VenvsArgs,
+}
+
+/// Where Singer taps named by a `pip_url` are installed.
+#[derive(Debug, Args)]
+pub(crate) struct VenvsArgs {
+    /// The directory holding the taps' virtual environments, one per `pip_url` (default: DIR/venvs
+    /// for a sqlite://DIR/ catalog, the SQLite file's directory/venvs for sqlite://FILE.db,
+    /// .hakiri/venvs otherwise).
+    #[arg(long = "venvs", env = "HAKIRI_VENVS", value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConnectorsCommand {
+    /// List the built-in connectors and the taps installed under the venvs directory (their
+    /// pip_url and executables).
+    List(VenvsArgs),
+    /// Install the taps of singer pipelines that name a `pip_url`: one virtual environment per
+    /// requirement, built with `python3 -m venv` and pip ($HAKIRI_PYTHON picks the
+    /// interpreter). Idempotent: an installed requirement is left as it is. `reconcile` installs
+    /// a missing one when its pipeline first runs; this does it ahead of time.
+    Install(InstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InstallArgs {
+    /// Only these pipelines' taps (default: every singer pipeline with a pip_url).
+    #[arg(value_name = "PIPELINE")]
+    pub(crate) pipelines: Vec<String>,
+
+    #[command(flatten)]
+    pub(crate) venvs: VenvsArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,7 +15,8 @@
 //!   retyped one is held for review.
 //! - `tail` ([`TailConnector`]): complete lines appended to one file, resumed from a byte offset
 //!   (an opaque resume token that also detects truncated or replaced files).
-//! - `singer` ([`SingerConnector`]): a Singer tap with Hakiri as its loader; each stream's
+//! - `singer` ([`SingerConnector`]): a Singer tap (a program on `PATH`, or one installed from a
+//!   `pip_url` into a venv of its own, see [`venvs`]) with Hakiri as its loader; each stream's
 //!   bookmark is its own (opaque) cursor, schemas are observed before records, and the tap's
 //!   state is checkpointed only once the records before it are on disk.
 //!
@@ -36,6 +37,8 @@
 //! - [`process`]: child processes for connectors that run a program (Singer taps and targets,
 //!   Airbyte sources): a process group per child, a minimal environment, bounded stdout lines,
 //!   stderr logged with its tail kept, SIGTERM → drain → SIGKILL stops.
+//! - [`venvs`]: Python virtual environments for taps named by a pip requirement (`pip_url`):
+//!   one per requirement, built once under a root directory, with a lock between processes.
 //! - `src/bin/fake_tap.rs`: `hakiri-fake-tap`, a scriptable stand-in for a Singer tap used by
 //!   the process tests.
 //! - [`engine`]: the [`Reconciler`]: ticks, dispatch with concurrency limits, lease renewal,
@@ -46,6 +49,7 @@ pub mod connectors;
 pub mod engine;
 pub mod plan;
 pub mod process;
+pub mod venvs;
 
 pub use connector::{Connector, ConnectorError, Connectors, RunContext, SpecProblem};
 pub use connectors::{builtin, JsonlConnector, SingerConnector, TailConnector};
@@ -53,3 +57,4 @@ pub use engine::{
     Metrics, Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickOperation, TickReport,
 };
 pub use plan::{plan, plan_one, Action, Plan, PlanItem, SkipReason, WaitReason};
+pub use venvs::{Installed, Venvs};

@@ -1,6 +1,7 @@
 //! One module per verb, and what they share: the [`Ctx`] and argument parsing into core ids.
 
 mod apply;
+mod connectors;
 mod cursors;
 mod decisions;
 mod events;
@@ -130,6 +131,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<ExitCode> {
         Command::Apply(args) => apply::run(ctx, &args).await?,
         Command::Plan => reconcile::plan(ctx).await?,
         Command::Reconcile(args) => return reconcile::run(ctx, &args).await,
+        Command::Connectors(command) => connectors::run(ctx, command).await?,
         Command::Pipelines(command) => pipelines::run(ctx, command).await?,
         Command::Runs(command) => runs::run(ctx, command).await?,
         Command::Cursors(command) => cursors::run(ctx, command).await?,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use hakiri_core::{Catalog, CatalogExt, ConnectorRef, Error, HolderId, RunStatus};
 use hakiri_reconciler::{
-    Connectors, Plan, Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickReport,
+    Connectors, Plan, Reconciler, ReconcilerConfig, RunEnd, SingerConnector, TickFailure,
+    TickReport, Venvs,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -19,9 +20,15 @@ use crate::output;
 use crate::progress::{Follower, Sink};
 use crate::target::{Access, CatalogUrl};
 
-/// The connectors built into this binary.
+/// The connectors built into this binary (taps named by a `pip_url` install under the
+/// default root: enough to check specs, which installs nothing).
 pub(crate) fn connectors() -> Connectors {
     hakiri_reconciler::connectors::builtin()
+}
+
+/// The connectors built into this binary, the `singer` one installing taps under `venvs`.
+pub(crate) fn connectors_with(venvs: Venvs) -> Connectors {
+    connectors().with("singer", SingerConnector::with_venvs(venvs))
 }
 
 /// The names of the connectors built into this binary, sorted.
@@ -105,7 +112,12 @@ pub(super) async fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult<ExitCode> 
     for (name, limit) in &args.connector_limits {
         config = config.per_connector(ConnectorRef::new(name.clone())?, *limit);
     }
-    let reconciler = Arc::new(Reconciler::new(catalog.clone(), connectors(), config));
+    let venvs = super::connectors::venvs(ctx, &args.venvs);
+    let reconciler = Arc::new(Reconciler::new(
+        catalog.clone(),
+        connectors_with(venvs),
+        config,
+    ));
 
     // Bind before any work so that a taken port fails at once.
     let stop_metrics = CancellationToken::new();

@@ -92,7 +92,7 @@ use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 pub use jsonl::JsonlConnector;
-pub use singer::SingerConnector;
+pub use singer::{PipRequirement, SingerConnector};
 pub use tail::TailConnector;
 
 use crate::connector::{ConnectorError, Connectors};
@@ -103,7 +103,7 @@ pub fn builtin() -> Connectors {
     Connectors::new()
         .with("jsonl", JsonlConnector)
         .with("tail", TailConnector)
-        .with("singer", SingerConnector)
+        .with("singer", SingerConnector::default())
 }
 
 /// Default of `checkpoint_every`.

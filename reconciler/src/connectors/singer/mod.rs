@@ -20,7 +20,9 @@
 //!
 //! | field | required | meaning |
 //! |---|---|---|
-//! | `command` | yes | the tap: an executable (looked up on `PATH`) or an array of it and its first arguments |
+//! | `command` | one of `command`, `pip_url` | the tap: an executable (looked up on `PATH`) or an array of it and its first arguments |
+//! | `pip_url` | one of `command`, `pip_url` | the tap as pip requirements (`"tap-jsonl==0.3.1"`; several, space-separated, as Meltano allows), installed into a virtual environment of its own (see below) |
+//! | `executable` | no, with `pip_url` only | the program in that venv's `bin/` (default: the first requirement's package name, `tap-jsonl`) |
 //! | `output` | yes | directory; each run writes `<output>/<stream>/<run id>.jsonl` |
 //! | `config` | no | the tap's settings (an object), written to a file only the run can read |
 //! | `config_env` | no | settings taken from the reconciler's environment when the run starts, `{"password": "PG_PASSWORD"}`: secrets stay out of the catalog |
@@ -28,6 +30,19 @@
 //! | `streams` | no | the streams to sync, by `tap_stream_id` (default: every stream the tap offers) |
 //! | `checkpoint_interval_ms` | no | at most one checkpoint per this many ms while the tap runs (default 1000) |
 //! | `stop_grace_ms` | no | how long a stopped tap has to exit after SIGTERM before SIGKILL (default 10000) |
+//!
+//! # Taps installed from `pip_url`
+//! A tap named by `pip_url` runs from `<venvs>/<package>-<hash of pip_url>/bin/<executable>`
+//! ([`crate::venvs`]): when a run starts and that venv is not built yet, the run builds it
+//! first (`python3 -m venv`, `pip install`; `$HAKIRI_PYTHON` picks the interpreter), which takes
+//! seconds to minutes; `hakiri connectors install` builds them ahead of time. A changed
+//! `pip_url` gets a new venv. `<venvs>` is the root given to [`SingerConnector::with_venvs`]:
+//! the `hakiri` CLI uses the catalog's local directory (`DIR/venvs` for `sqlite://DIR/`), and
+//! [`SingerConnector::default`] (so [`crate::builtin`]) uses
+//! [`crate::venvs::DEFAULT_ROOT`], `.hakiri/venvs` under the working directory. `command` and
+//! `pip_url` are exclusive, so the program's name inside a venv is always `executable`, never
+//! a `command` that might mean a program on `PATH`. A missing Python or a failing pip fails
+//! the run permanently, with pip's last words and a hint.
 //!
 //! When the reconciler shuts down it asks runs to stop before it cancels them
 //! ([`RunContext::stopping`]): the tap gets SIGTERM, everything it prints until it exits (an SDK
@@ -41,8 +56,15 @@
 //! { "command": ".venv/bin/tap-jsonl", "output": "data/out",
 //!   "config": {"path": "data/in/*.jsonl", "stream_name": "orders"}, "streams": ["orders"] }
 //! ```
+//! or, installed by Hakiri:
+//! ```json
+//! { "pip_url": "tap-jsonl==0.3.1", "output": "data/out",
+//!   "config": {"path": "data/in/*.jsonl", "stream_name": "orders"}, "streams": ["orders"] }
+//! ```
 
 mod catalog;
+#[cfg(test)]
+mod config_tests;
 mod message;
 mod records;
 mod state;
@@ -62,13 +84,76 @@ use self::message::Message;
 use super::{stream_dir_name, Fields, Output};
 use crate::connector::{Connector, ConnectorError, RunContext, SpecProblem};
 use crate::process::{ChildProcess, ProcessSpec};
+use crate::venvs::Venvs;
 
 /// The `singer` connector (see the module docs).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SingerConnector;
+#[derive(Debug, Clone, Default)]
+pub struct SingerConnector {
+    /// Where taps named by `pip_url` are installed.
+    venvs: Venvs,
+}
+
+impl SingerConnector {
+    /// The connector, installing taps named by `pip_url` under `venvs`' root.
+    pub fn with_venvs(venvs: Venvs) -> Self {
+        Self { venvs }
+    }
+
+    /// Where taps named by `pip_url` are installed.
+    pub fn venvs(&self) -> &Venvs {
+        &self.venvs
+    }
+
+    /// The pip requirement a singer pipeline's config installs its tap from, if it names one
+    /// (`None` for a tap given by `command`).
+    ///
+    /// # Errors
+    /// The config is not a valid singer config (the error names the field).
+    pub fn pip_requirement(
+        config: &ConnectorConfig,
+    ) -> Result<Option<PipRequirement>, ConnectorError> {
+        let config = Config::parse(config)?;
+        Ok(config.pip_url.map(|pip_url| PipRequirement {
+            pip_url,
+            executable: config.program.display().to_string(),
+        }))
+    }
+
+    /// Builds the venv of `pip_url` unless it is built, logging progress; gives up when the
+    /// run is cancelled (the unfinished venv is rebuilt next time).
+    async fn install(
+        &self,
+        ctx: &RunContext,
+        pip_url: &str,
+        executable: &str,
+    ) -> Result<PathBuf, ConnectorError> {
+        let install = self.venvs.install(pip_url, executable);
+        let installed = tokio::select! {
+            installed = install => installed?,
+            () = ctx.cancelled() => {
+                return Err(ConnectorError::Stopped("cancelled while installing the tap".into()))
+            }
+        };
+        if installed.built {
+            tracing::info!(run = %ctx.run().id, pip_url, "tap installed");
+        }
+        Ok(installed.executable)
+    }
+}
+
+/// A tap to install: what [`SingerConnector::pip_requirement`] finds in a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipRequirement {
+    /// The requirement(s), as pip takes them.
+    pub pip_url: String,
+    /// The program's name in the venv's `bin/`.
+    pub executable: String,
+}
 
 const FIELDS: &[&str] = &[
     "command",
+    "pip_url",
+    "executable",
     "output",
     "config",
     "config_env",
@@ -83,7 +168,11 @@ const MAX_CATALOG_BYTES: usize = 64 << 20;
 
 /// The connector's config, checked.
 struct Config {
+    /// With `pip_url`: the executable's name, until the run has installed it and puts its path
+    /// in the venv here.
     program: PathBuf,
+    /// The tap's pip requirements, when it is installed by Hakiri.
+    pip_url: Option<String>,
     args: Vec<String>,
     output: PathBuf,
     settings: Map<String, Value>,
@@ -111,7 +200,66 @@ fn check_kind(kind: CursorKind) -> Result<(), String> {
 impl Config {
     fn parse(config: &ConnectorConfig) -> Result<Self, ConnectorError> {
         let fields = Fields::new("singer", config, FIELDS)?;
-        let (program, args) = match fields.map.get("command") {
+        let pip_url = match fields.map.get("pip_url") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(pip_url)) if !pip_url.trim().is_empty() => Some(pip_url.clone()),
+            Some(other) => {
+                return Err(fields.error(
+                    "pip_url",
+                    format!(
+                        "must be pip requirements as one string (\"tap-x==1.2.3\"), not {}",
+                        json_type(other)
+                    ),
+                ))
+            }
+        };
+        let executable = match fields.map.get("executable") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name))
+                if !name.trim().is_empty()
+                    && !name.contains('/')
+                    && name != "."
+                    && name != ".." =>
+            {
+                Some(name.clone())
+            }
+            Some(_) => {
+                return Err(fields.error(
+                    "executable",
+                    "must be a program's name in the venv's bin/ directory (no '/')",
+                ))
+            }
+        };
+        let (program, args) = match (&pip_url, fields.map.get("command")) {
+            (Some(_), Some(command)) if !command.is_null() => {
+                return Err(fields.error(
+                    "command",
+                    "cannot be given with \"pip_url\": name the program in the venv with \"executable\"",
+                ))
+            }
+            (Some(pip_url), _) => {
+                let name = executable.or_else(|| {
+                    pip_url
+                        .split_whitespace()
+                        .find(|word| !word.starts_with('-'))
+                        .and_then(crate::venvs::package_name)
+                        .map(str::to_owned)
+                });
+                let name = name.ok_or_else(|| {
+                    fields.error(
+                        "executable",
+                        "is needed: the program's name cannot be told from this \"pip_url\"",
+                    )
+                })?;
+                (PathBuf::from(name), Vec::new())
+            }
+            (None, _) if executable.is_some() => {
+                return Err(fields.error(
+                    "executable",
+                    "goes with \"pip_url\" (for a program on PATH, use \"command\")",
+                ))
+            }
+            (None, command) => match command {
             Some(Value::String(program)) if !program.trim().is_empty() => {
                 (PathBuf::from(program), Vec::new())
             }
@@ -127,7 +275,10 @@ impl Config {
                 (PathBuf::from(&words[0]), words[1..].to_vec())
             }
             None | Some(Value::Null) => {
-                return Err(fields.error("command", "is required (the tap's executable)"))
+                return Err(fields.error(
+                    "command",
+                    "or \"pip_url\" is required (the tap's executable, or the pip requirement that installs it)",
+                ))
             }
             Some(other) => {
                 return Err(fields.error(
@@ -138,6 +289,7 @@ impl Config {
                     ),
                 ))
             }
+            },
         };
         let settings = match fields.map.get("config") {
             None | Some(Value::Null) => Map::new(),
@@ -180,6 +332,7 @@ impl Config {
         };
         Ok(Self {
             program,
+            pip_url,
             args,
             output: fields.required_path("output", "the directory records are written to")?,
             settings,
@@ -270,7 +423,11 @@ impl Connector for SingerConnector {
 
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {
         check_kind(ctx.pipeline().spec.cursor_kind).map_err(ConnectorError::permanent)?;
-        let config = Config::parse(ctx.config())?;
+        let mut config = Config::parse(ctx.config())?;
+        if let Some(pip_url) = &config.pip_url {
+            let executable = config.program.display().to_string();
+            config.program = self.install(ctx, pip_url, &executable).await?;
+        }
         let files = RunFiles::new()?;
         let settings = files.write("config.json", &config.settings()?)?;
 
