@@ -122,6 +122,31 @@ done
             .expect("start hakiri reconcile")
     }
 
+    /// Stops `child` (SIGSTOP) at a moment it holds no write transaction on the catalog file. A
+    /// process stopped inside one keeps SQLite's write lock until it resumes (ADR 0015): no
+    /// takeover is possible on one file then, which is not what these tests are about.
+    fn freeze_outside_a_write(&self, child: &Child) {
+        let db = self.path().join(format!(".hakiri/{PROJECT}.db"));
+        let probe = "import sqlite3, sys\n\
+                     c = sqlite3.connect(sys.argv[1], timeout=0.2, isolation_level=None)\n\
+                     c.execute('BEGIN IMMEDIATE')\n\
+                     c.execute('ROLLBACK')\n";
+        for _ in 0..100 {
+            signal(child, "-STOP");
+            let free = Command::new("python3")
+                .args(["-c", probe, db.to_str().unwrap()])
+                .stderr(Stdio::null())
+                .status()
+                .expect("python3 probes the catalog's write lock (apt install python3)");
+            if free.success() {
+                return;
+            }
+            signal(child, "-CONT");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the reconciler was inside a write transaction every time it was stopped");
+    }
+
     /// The stream's checkpointed `n`, 0 before any.
     fn checkpoint(&self) -> u64 {
         let out = self.run(&["cursors", "show", "orders", "orders", "--output", "json"]);
@@ -251,7 +276,7 @@ fn a_reconciler_stopped_past_its_lease_writes_nothing_after_a_takeover() {
     env.ok(&["apply", "-f", "hakiri.toml"]);
     let mut first = env.reconciler("2s");
     env.wait_for_checkpoint(10);
-    signal(&first, "-STOP");
+    env.freeze_outside_a_write(&first);
     let frozen_at = env.checkpoint();
 
     // Past the frozen reconciler's lease, another one takes the pipeline over.
