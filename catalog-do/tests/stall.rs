@@ -8,12 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
+use hakiri_contract::{assert_operator_reads, running_with_a_checkpoint};
 use hakiri_core::{
-    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, Error, HolderId,
-    Limit, OperatorName, PipelineId, PipelineSpec, ProjectId, Reason, RunQuery, RunStatus,
-    StreamName, Trigger,
+    Actor, BeginRun, Catalog, Error, HolderId, Limit, OperatorName, PipelineId, ProjectId, Reason,
+    RunQuery, RunStatus, Trigger,
 };
-use serde_json::json;
 
 /// Far longer than any read or open takes, far shorter than a stalled process's stall.
 const BOUND: Duration = Duration::from_secs(5);
@@ -71,62 +70,16 @@ fn signal(child: &Child, signal: &str) {
     assert!(status.success(), "kill {signal} failed");
 }
 
-/// A project with a run in progress under a live lease, and some history.
-async fn running_project(db: &std::path::Path) -> PipelineId {
-    let catalog = open(db);
-    let pipeline = PipelineId::new("orders").unwrap();
-    let spec = PipelineSpec::new(
-        pipeline.clone(),
-        ConnectorRef::new("jsonl").unwrap(),
-        CursorKind::Monotonic,
-    );
-    catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-    let lease = catalog
-        .acquire(
-            &pipeline,
-            &HolderId::new("worker-1").unwrap(),
-            Duration::from_secs(600),
-        )
-        .await
-        .unwrap();
-    let run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .unwrap();
-    catalog
-        .advance(
-            &lease,
-            run.id,
-            &StreamName::new("orders").unwrap(),
-            CursorValue::new(json!(7)).unwrap(),
-        )
-        .await
-        .unwrap();
-    pipeline
-}
-
 /// What an operator looks at: each must answer, within the bound.
 async fn operator_reads(catalog: &SqliteCatalog, pipeline: &PipelineId) {
-    let started = Instant::now();
-    catalog.get_pipeline(pipeline).await.unwrap();
-    let runs = catalog.list_runs(&RunQuery::all()).await.unwrap();
-    assert_eq!(runs.items.len(), 1);
-    assert_eq!(catalog.list_cursors(pipeline).await.unwrap().len(), 1);
-    assert!(!catalog
-        .events(0, Limit::new(50).unwrap())
-        .await
-        .unwrap()
-        .is_empty());
-    let statuses = catalog
-        .pipeline_statuses(None, Limit::new(50).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(statuses.items.len(), 1);
-    assert!(
-        started.elapsed() < BOUND,
-        "operator reads took {:?}",
-        started.elapsed()
-    );
+    assert_operator_reads(catalog, pipeline, BOUND).await;
+    let events = catalog.events(0, Limit::new(50).unwrap()).await.unwrap();
+    assert!(!events.is_empty());
+}
+
+/// A project with a run in progress under a live lease, and some history.
+async fn running_project(db: &std::path::Path) -> PipelineId {
+    running_with_a_checkpoint(&open(db), Duration::from_secs(600)).await
 }
 
 #[tokio::test]

@@ -13,12 +13,11 @@ mod postgres;
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_postgres::{PgPool, PostgresCatalog, PostgresConfig};
+use hakiri_contract::{assert_operator_reads, running_with_a_checkpoint};
 use hakiri_core::{
-    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, HolderId, Limit,
-    OperatorName, PauseChange, PipelineId, PipelineSpec, ProjectId, Reason, RunQuery, RunStatus,
-    StreamName, Trigger,
+    Actor, Catalog, HolderId, Limit, OperatorName, PauseChange, PipelineId, ProjectId, Reason,
+    RunQuery, RunStatus,
 };
-use serde_json::json;
 
 /// Operator reads never wait on a lock: far under this.
 const READS: Duration = Duration::from_secs(3);
@@ -44,59 +43,9 @@ fn operator() -> Actor {
     Actor::Operator(OperatorName::new("oncall").unwrap())
 }
 
-/// A pipeline with a run in progress and a checkpoint, under a lease of `ttl`.
-async fn running(catalog: &PostgresCatalog, ttl: Duration) -> PipelineId {
-    let pipeline = PipelineId::new("orders").unwrap();
-    let spec = PipelineSpec::new(
-        pipeline.clone(),
-        ConnectorRef::new("jsonl").unwrap(),
-        CursorKind::Monotonic,
-    );
-    catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-    let lease = catalog
-        .acquire(&pipeline, &HolderId::new("worker-1").unwrap(), ttl)
-        .await
-        .unwrap();
-    let run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .unwrap();
-    catalog
-        .advance(
-            &lease,
-            run.id,
-            &StreamName::new("orders").unwrap(),
-            CursorValue::new(json!(7)).unwrap(),
-        )
-        .await
-        .unwrap();
-    pipeline
-}
-
 /// What an operator looks at, each within [`READS`].
 async fn operator_reads(catalog: &PostgresCatalog, pipeline: &PipelineId) {
-    let started = Instant::now();
-    catalog.get_pipeline(pipeline).await.unwrap();
-    assert_eq!(
-        catalog
-            .list_runs(&RunQuery::all())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
-    assert_eq!(catalog.list_cursors(pipeline).await.unwrap().len(), 1);
-    let statuses = catalog
-        .pipeline_statuses(None, Limit::new(50).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(statuses.items.len(), 1);
-    assert!(
-        started.elapsed() < READS,
-        "operator reads took {:?} beside a stalled session",
-        started.elapsed()
-    );
+    assert_operator_reads(catalog, pipeline, READS).await;
 }
 
 /// The session was ended by the server: its next statement fails.
@@ -112,7 +61,7 @@ async fn assert_ended(mut stalled: sqlx::Transaction<'static, sqlx::Postgres>) {
 async fn a_holder_stalled_with_its_pipeline_locked_cannot_stop_a_takeover() {
     let project = project("row");
     let worker = PostgresCatalog::new(pool().await, project.clone());
-    let pipeline = running(&worker, Duration::from_secs(1)).await;
+    let pipeline = running_with_a_checkpoint(&worker, Duration::from_secs(1)).await;
 
     // The worker's process stalls right after locking its pipeline's row, as its renewal, its
     // finish or any other write does first.
@@ -168,7 +117,7 @@ async fn a_holder_stalled_with_its_pipeline_locked_cannot_stop_a_takeover() {
 async fn a_reader_stalled_while_numbering_events_blocks_no_reader() {
     let project = project("events");
     let worker = PostgresCatalog::new(pool().await, project.clone());
-    let pipeline = running(&worker, Duration::from_secs(60)).await;
+    let pipeline = running_with_a_checkpoint(&worker, Duration::from_secs(60)).await;
     worker.events(0, Limit::new(50).unwrap()).await.unwrap();
     worker
         .set_paused(

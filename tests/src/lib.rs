@@ -210,6 +210,61 @@ pub fn assert_serial_runs(pipeline: &PipelineId, runs: &[Run]) -> BTreeMap<Strin
     })
 }
 
+/// For the stall tests of every backend: pipeline `orders` with a run in progress under a lease
+/// of `ttl` held by `worker-1`, and one checkpoint of stream `orders`.
+pub async fn running_with_a_checkpoint(catalog: &dyn Catalog, ttl: Duration) -> PipelineId {
+    let pipeline = pid("orders");
+    catalog
+        .create_pipeline(spec("orders", CursorKind::Monotonic), &Actor::System)
+        .await
+        .expect("create pipeline");
+    let lease = catalog
+        .acquire(&pipeline, &holder_id("worker-1"), ttl)
+        .await
+        .expect("acquire");
+    let run = catalog
+        .begin_run(&lease, BeginRun::new(Trigger::Manual))
+        .await
+        .expect("begin run");
+    catalog
+        .advance(
+            &lease,
+            run.id,
+            &stream("orders"),
+            value(serde_json::json!(7)),
+        )
+        .await
+        .expect("checkpoint");
+    pipeline
+}
+
+/// For the stall tests of every backend: what an operator looks at on the project
+/// [`running_with_a_checkpoint`] made — the pipeline, its one run, its one cursor, the reconciler
+/// snapshot — each answered, all within `bound`.
+pub async fn assert_operator_reads(catalog: &dyn Catalog, pipeline: &PipelineId, bound: Duration) {
+    let started = std::time::Instant::now();
+    catalog.get_pipeline(pipeline).await.expect("get pipeline");
+    let runs = catalog
+        .list_runs(&hakiri_core::RunQuery::all())
+        .await
+        .expect("list runs");
+    assert_eq!(runs.items.len(), 1);
+    assert_eq!(
+        catalog.list_cursors(pipeline).await.expect("cursors").len(),
+        1
+    );
+    let statuses = catalog
+        .pipeline_statuses(None, hakiri_core::Limit::new(50).expect("limit"))
+        .await
+        .expect("pipeline statuses");
+    assert_eq!(statuses.items.len(), 1);
+    assert!(
+        started.elapsed() < bound,
+        "operator reads took {:?} beside a stalled process",
+        started.elapsed()
+    );
+}
+
 /// How long one check may take before it counts as hung.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
