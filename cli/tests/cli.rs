@@ -4,6 +4,8 @@
 //! `--output json` is parsed and asserted on; a refusal is checked for its exit code, its
 //! message and for having changed nothing.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -53,18 +55,8 @@ impl Env {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hakiri"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env(
-                "HAKIRI_CATALOG",
-                format!("sqlite://{}/.hakiri/", self.path().display()),
-            )
-            .env("HAKIRI_PROJECT", PROJECT)
-            .env("USER", "tester")
-            .env_remove("HAKIRI_TOKEN")
-            .env_remove("RUST_LOG");
+        let mut command = common::hakiri(&common::sqlite_catalog(self.path()), PROJECT);
+        command.args(args).current_dir(self.path());
         command
     }
 

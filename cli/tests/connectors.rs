@@ -5,6 +5,8 @@
 //! dependencies) from PyPI: they need `python3` with venv (or `$HAKIRI_PYTHON`) and PyPI, or
 //! `PIP_INDEX_URL`/`PIP_FIND_LINKS` offering it. Without them they fail, saying so.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -62,18 +64,8 @@ impl Env {
     }
 
     fn run(&self, args: &[&str], python: Option<&str>) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hakiri"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env(
-                "HAKIRI_CATALOG",
-                format!("sqlite://{}/.hakiri/", self.path().display()),
-            )
-            .env("HAKIRI_PROJECT", PROJECT)
-            .env("USER", "tester")
-            .env_remove("HAKIRI_VENVS")
-            .env_remove("RUST_LOG");
+        let mut command = common::hakiri(&common::sqlite_catalog(self.path()), PROJECT);
+        command.args(args).current_dir(self.path());
         match python {
             Some(python) => command.env("HAKIRI_PYTHON", python),
             None => command.env_remove("HAKIRI_PYTHON"),

@@ -4,19 +4,16 @@
 //! The server comes from catalog-postgres's test support (`HAKIRI_TEST_POSTGRES_URL`, else a
 //! Docker container, else a throwaway `initdb`/`pg_ctl` server on loopback).
 
+mod common;
+
 #[path = "../../catalog-postgres/tests/support/postgres.rs"]
 mod postgres;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn hakiri(url: &str, project: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hakiri"))
+    common::hakiri(url, project)
         .args(args)
-        .env("HAKIRI_CATALOG", url)
-        .env("HAKIRI_PROJECT", project)
-        .env("USER", "tester")
-        .env_remove("HAKIRI_TOKEN")
-        .env_remove("RUST_LOG")
         .output()
         .expect("run hakiri")
 }

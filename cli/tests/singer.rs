@@ -8,6 +8,8 @@
 //! - Stopped with SIGSTOP past its lease while another reconciler takes over, then continued:
 //!   nothing of the first reconciler's tap reaches the catalog.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -76,18 +78,8 @@ done
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hakiri"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env(
-                "HAKIRI_CATALOG",
-                format!("sqlite://{}/.hakiri/", self.path().display()),
-            )
-            .env("HAKIRI_PROJECT", PROJECT)
-            .env("USER", "tester")
-            .env_remove("HAKIRI_TOKEN")
-            .env_remove("RUST_LOG");
+        let mut command = common::hakiri(&common::sqlite_catalog(self.path()), PROJECT);
+        command.args(args).current_dir(self.path());
         command
     }
 

@@ -3,6 +3,8 @@
 //! still lists pipelines, runs, cursors and events and prints the plan, while a write fails after
 //! the busy timeout saying the database is locked (ADR 0015).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -11,17 +13,9 @@ use std::time::{Duration, Instant};
 const PROJECT: &str = "stall";
 
 fn hakiri(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hakiri"))
+    common::hakiri(&common::sqlite_catalog(dir), PROJECT)
         .args(args)
         .current_dir(dir)
-        .env(
-            "HAKIRI_CATALOG",
-            format!("sqlite://{}/.hakiri/", dir.display()),
-        )
-        .env("HAKIRI_PROJECT", PROJECT)
-        .env("USER", "tester")
-        .env_remove("HAKIRI_TOKEN")
-        .env_remove("RUST_LOG")
         .output()
         .expect("run hakiri")
 }
