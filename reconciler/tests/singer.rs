@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::singer::*;
 use common::*;
 use hakiri_core::{
     Actor, Catalog, CursorKind, CursorReset, DecisionQuery, PipelineId, Reason, ResetPermissions,
@@ -15,32 +16,6 @@ use hakiri_core::{
 use serde_json::{json, Value};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn schema_message(stream: &str, id_type: &str) -> Value {
-    json!({"json": {"type": "SCHEMA", "stream": stream, "key_properties": ["id"],
-                    "schema": {"properties": {"id": {"type": [id_type]}, "note": {"type": ["string", "null"]}}}}})
-}
-
-fn record(stream: &str, id: Value) -> Value {
-    json!({"json": {"type": "RECORD", "stream": stream, "record": {"id": id, "note": "n"}}})
-}
-
-fn state(bookmarks: Value) -> Value {
-    json!({"json": {"type": "STATE", "value": {"bookmarks": bookmarks}}})
-}
-
-/// A discovered catalog offering `streams`, each keyed by an integer `id`.
-fn discovered(streams: &[&str]) -> Value {
-    let entries: Vec<Value> = streams
-        .iter()
-        .map(|stream| {
-            json!({"tap_stream_id": stream, "stream": stream, "key_properties": ["id"],
-                   "schema": {"properties": {"id": {"type": ["integer"]}, "note": {"type": ["string", "null"]}}},
-                   "metadata": [{"breadcrumb": [], "metadata": {}}]})
-        })
-        .collect();
-    json!({ "streams": entries })
-}
 
 /// A pipeline `taps` running the fake tap with `script` (rewritten before each run with
 /// [`script`]).
@@ -82,10 +57,6 @@ impl Tap {
     fn records(&self, stream: &str) -> Vec<Value> {
         output_records(&self.dir.path().join("out").join(stream))
     }
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
 
 fn stream(name: &str) -> StreamName {

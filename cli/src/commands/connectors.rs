@@ -228,25 +228,24 @@ fn wanted(pipelines: &[Pipeline], named: &[String]) -> CliResult<Wanted> {
         if !named.is_empty() && !is_named {
             continue;
         }
-        let requirement = if pipeline.spec.connector.as_str() == "singer" {
-            SingerConnector::pip_requirement(&pipeline.spec.config)
+        let requirements = if pipeline.spec.connector.as_str() == "singer" {
+            SingerConnector::pip_requirements(&pipeline.spec.config)
                 .map_err(|e| config_error(&id, &e))?
         } else {
-            None
+            Vec::new()
         };
-        match requirement {
-            Some(requirement) => wanted
+        if requirements.is_empty() && is_named {
+            return Err(CliError::invalid(
+                "no_pip_url",
+                format!("pipeline {id} names no pip_url: there is nothing to install"),
+            )
+            .hint("only singer pipelines with \"pip_url\" in their config (the tap's or the target's) install anything"));
+        }
+        for requirement in requirements {
+            wanted
                 .entry((requirement.pip_url, requirement.executable))
                 .or_default()
-                .push(id),
-            None if is_named => {
-                return Err(CliError::invalid(
-                    "no_pip_url",
-                    format!("pipeline {id} names no pip_url: there is no tap to install"),
-                )
-                .hint("only singer pipelines with \"pip_url\" in their config install a tap"))
-            }
-            None => {}
+                .push(id.clone());
         }
     }
     Ok(wanted)

@@ -115,6 +115,8 @@ const MAX_LINE_BYTES: usize = 16 << 20;
 /// Typed access to a connector's config, with errors that name the connector and the field.
 struct Fields<'a> {
     connector: &'static str,
+    /// The object field these fields sit in (`"target"`), for a nested config.
+    within: Option<&'static str>,
     map: &'a Map<String, Value>,
 }
 
@@ -125,19 +127,58 @@ impl<'a> Fields<'a> {
         config: &'a ConnectorConfig,
         allowed: &[&str],
     ) -> Result<Self, ConnectorError> {
-        let map = config.as_map();
-        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Self {
+            connector,
+            within: None,
+            map: config.as_map(),
+        }
+        .allowing(allowed)
+    }
+
+    /// The object in `field`, if given, checked against `allowed` as [`Fields::new`] does.
+    fn nested(
+        &self,
+        field: &'static str,
+        allowed: &[&str],
+    ) -> Result<Option<Fields<'a>>, ConnectorError> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(map)) => Self {
+                connector: self.connector,
+                within: Some(field),
+                map,
+            }
+            .allowing(allowed)
+            .map(Some),
+            Some(other) => Err(self.error(
+                field,
+                format!("must be an object, not {}", json_type(other)),
+            )),
+        }
+    }
+
+    fn allowing(self, allowed: &[&str]) -> Result<Self, ConnectorError> {
+        if let Some(unknown) = self.map.keys().find(|k| !allowed.contains(&k.as_str())) {
             let expected: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+            let unknown = match self.within {
+                Some(within) => format!("{within:?}.{unknown:?}"),
+                None => format!("{unknown:?}"),
+            };
             return Err(ConnectorError::permanent(format!(
-                "{connector} config: unknown field {unknown:?}; expected one of {}",
+                "{} config: unknown field {unknown}; expected one of {}",
+                self.connector,
                 expected.join(", ")
             )));
         }
-        Ok(Self { connector, map })
+        Ok(self)
     }
 
     fn error(&self, field: &str, problem: impl std::fmt::Display) -> ConnectorError {
-        ConnectorError::permanent(format!("{} config: {field:?} {problem}", self.connector))
+        let connector = self.connector;
+        ConnectorError::permanent(match self.within {
+            Some(within) => format!("{connector} config: {within:?}.{field:?} {problem}"),
+            None => format!("{connector} config: {field:?} {problem}"),
+        })
     }
 
     fn required_str(&self, field: &str, what: &str) -> Result<&'a str, ConnectorError> {

@@ -1,0 +1,36 @@
+//! Scripts for the fake tap (`hakiri-fake-tap`): its steps for Singer messages, and the catalog
+//! its discovery prints.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+pub fn schema_message(stream: &str, id_type: &str) -> Value {
+    json!({"json": {"type": "SCHEMA", "stream": stream, "key_properties": ["id"],
+                    "schema": {"properties": {"id": {"type": [id_type]}, "note": {"type": ["string", "null"]}}}}})
+}
+
+pub fn record(stream: &str, id: Value) -> Value {
+    json!({"json": {"type": "RECORD", "stream": stream, "record": {"id": id, "note": "n"}}})
+}
+
+pub fn state(bookmarks: Value) -> Value {
+    json!({"json": {"type": "STATE", "value": {"bookmarks": bookmarks}}})
+}
+
+/// A discovered catalog offering `streams`, each keyed by an integer `id`.
+pub fn discovered(streams: &[&str]) -> Value {
+    let entries: Vec<Value> = streams
+        .iter()
+        .map(|stream| {
+            json!({"tap_stream_id": stream, "stream": stream, "key_properties": ["id"],
+                   "schema": {"properties": {"id": {"type": ["integer"]}, "note": {"type": ["string", "null"]}}},
+                   "metadata": [{"breadcrumb": [], "metadata": {}}]})
+        })
+        .collect();
+    json!({ "streams": entries })
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
+}
