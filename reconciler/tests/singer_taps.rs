@@ -1,9 +1,11 @@
-//! The `singer` connector driving a real tap: `tap-jsonl` 0.3.1 from PyPI, installed by
-//! `scripts/singer-taps` (which `scripts/setup` runs) into a cached virtual environment, run
-//! through the `Reconciler` on the memory backend.
+//! The `singer` connector driving a real tap: `tap-jsonl` 0.3.1 from PyPI, with Hakiri as its
+//! loader and piped into a real target, `target-jsonl` 0.1.4; both installed by
+//! `scripts/singer-taps` (which `scripts/setup` runs) into cached virtual environments, run
+//! through the `Reconciler` on the memory backend. Each test runs in both modes.
 //!
-//! The tap is found through `HAKIRI_TAP_JSONL` or `scripts/singer-taps --where tap-jsonl`; when
-//! it is not installed every test here fails, saying how to install it.
+//! The programs are found through `HAKIRI_TAP_JSONL` / `HAKIRI_TARGET_JSONL` or
+//! `scripts/singer-taps --where <package>`; when one is not installed every test here fails,
+//! saying how to install it.
 //!
 //! What tap-jsonl 0.3.1 really does, and these tests hold it to:
 //! - Discovery samples every file matching `path` and infers each field's type; every run of the
@@ -20,6 +22,10 @@
 //! - A field whose type differs between files gets the union of the types (`id` integer in one
 //!   file, string in another: integer-or-string, JSON to Hakiri) — a widening change, not a
 //!   breaking one.
+//!
+//! And target-jsonl 0.1.4: it appends each stream's records to `<destination_path>/<stream>.jsonl`
+//! (with `do_timestamp_file: false`) and prints the last state it was given, once, at the end of
+//! its input — and only if no record came after that state.
 
 mod common;
 
@@ -40,29 +46,47 @@ const DAY: u64 = 24 * 3600;
 /// 2026-01-01T00:00:00Z: file mtimes are days after it.
 const JAN_1: u64 = 1_767_225_600;
 
-/// The installed tap-jsonl, or a panic saying how to install it.
-fn tap_jsonl() -> PathBuf {
-    if let Some(path) = std::env::var_os("HAKIRI_TAP_JSONL") {
+/// The installed `package` (`tap-jsonl`, `target-jsonl`), or a panic saying how to install it;
+/// `variable` names its path instead when set.
+fn installed(package: &str, variable: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
         let path = PathBuf::from(path);
         assert!(
             path.is_file(),
-            "HAKIRI_TAP_JSONL={} is not a file: unset it, or run scripts/singer-taps (or scripts/setup)",
+            "{variable}={} is not a file: unset it, or run scripts/singer-taps (or scripts/setup)",
             path.display()
         );
         return path;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/singer-taps");
     let out = std::process::Command::new(&script)
-        .args(["--where", "tap-jsonl"])
+        .args(["--where", package])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(
         out.status.success(),
-        "tap-jsonl is not installed: run scripts/singer-taps (or scripts/setup), which installs \
+        "{package} is not installed: run scripts/singer-taps (or scripts/setup), which installs \
          it from PyPI into a cached virtual environment\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
+
+fn tap_jsonl() -> PathBuf {
+    installed("tap-jsonl", "HAKIRI_TAP_JSONL")
+}
+
+fn target_jsonl() -> PathBuf {
+    installed("target-jsonl", "HAKIRI_TARGET_JSONL")
+}
+
+/// Who loads the tap's records.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Hakiri: `<dir>/out/orders/<run id>.jsonl`.
+    Loader,
+    /// target-jsonl: `<dir>/target/orders.jsonl`.
+    Target,
 }
 
 /// Runs the real tap after copying the `--state` file of each sync (not of discovery) to
@@ -76,28 +100,46 @@ done
 if [ -n "$sync" ]; then printf '%s' "$state" > "$SPY_DIR/$(ls "$SPY_DIR" | wc -l).json"; fi
 exec "$0" "$@""#;
 
-/// A pipeline `files` running tap-jsonl over `<dir>/data/*.jsonl` as stream `orders`.
+/// A pipeline `files` running tap-jsonl over `<dir>/data/*.jsonl` as stream `orders`, its
+/// records loaded as `mode` says.
 struct Files {
     dir: tempfile::TempDir,
+    mode: Mode,
+    /// How many records [`Files::new_records`] has returned.
+    seen: std::cell::Cell<usize>,
 }
 
 impl Files {
-    async fn new(catalog: &dyn Catalog, policy: SchemaPolicy) -> Self {
+    async fn new(catalog: &dyn Catalog, policy: SchemaPolicy, mode: Mode) -> Self {
         let files = Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            mode,
+            seen: std::cell::Cell::new(0),
         };
         let spy = files.dir.path().join("spy");
         std::fs::create_dir_all(&spy).expect("mkdir spy");
         let script = format!("SPY_DIR='{}'\n{SPY}", spy.display());
-        let config = json!({
+        let mut config = json!({
             "command": ["/bin/sh", "-c", script, tap_jsonl()],
-            "output": files.dir.path().join("out"),
             "config": {"path": format!("{}/data/*.jsonl", files.dir.path().display()),
                        "stream_name": "orders", "primary_keys": ["id"]},
             // Only the end of a run checkpoints: the number of cursor versions is then the
             // same however slowly the tap starts.
             "checkpoint_interval_ms": 3_600_000,
         });
+        let (field, sink) = match mode {
+            Mode::Loader => ("output", json!(files.dir.path().join("out"))),
+            Mode::Target => {
+                let destination = files.dir.path().join("target");
+                std::fs::create_dir_all(&destination).expect("mkdir target");
+                let settings = json!({"destination_path": destination, "do_timestamp_file": false});
+                (
+                    "target",
+                    json!({"command": target_jsonl(), "config": settings}),
+                )
+            }
+        };
+        config[field] = sink;
         let spec = PipelineSpec::new(
             PipelineId::new("files").unwrap(),
             ConnectorRef::new("singer").unwrap(),
@@ -126,29 +168,36 @@ impl Files {
             .expect("set mtime");
     }
 
-    /// The records run number `run` (1-based) wrote, in order.
-    fn records_of_run(&self, run: usize) -> Vec<Value> {
-        let files = output_files(&self.dir.path().join("out/orders"));
-        let file = files
-            .get(run - 1)
-            .unwrap_or_else(|| panic!("no output of run {run}: {files:?}"));
-        std::fs::read_to_string(file)
-            .expect("read output")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json"))
-            .collect()
-    }
-
-    /// The `id`s of the records run number `run` (1-based) wrote, in order.
-    fn ids_of_run(&self, run: usize) -> Vec<Value> {
-        self.records_of_run(run)
+    /// Every record loaded so far, in order: the runs' files in run order (Hakiri as the
+    /// loader), or the one file target-jsonl appends to.
+    fn loaded(&self) -> Vec<Value> {
+        let files = match self.mode {
+            Mode::Loader => output_files(&self.dir.path().join("out/orders")),
+            Mode::Target => vec![self.dir.path().join("target/orders.jsonl")],
+        };
+        files
             .iter()
-            .map(|r| r["id"].clone())
+            .filter(|file| file.exists())
+            .flat_map(|file| {
+                let text = std::fs::read_to_string(file).expect("read output");
+                text.lines()
+                    .map(|l| serde_json::from_str(l).expect("json"))
+                    .collect::<Vec<Value>>()
+            })
             .collect()
     }
 
-    fn runs_written(&self) -> usize {
-        output_files(&self.dir.path().join("out/orders")).len()
+    /// The records loaded since the last call, in order.
+    fn new_records(&self) -> Vec<Value> {
+        let loaded = self.loaded();
+        let new = loaded[self.seen.get()..].to_vec();
+        self.seen.set(loaded.len());
+        new
+    }
+
+    /// The `id`s of the records loaded since the last call, in order.
+    fn new_ids(&self) -> Vec<Value> {
+        self.new_records().iter().map(|r| r["id"].clone()).collect()
     }
 
     /// The `--state` the tap got in sync number `n` (0-based); `null` when it got none.
@@ -213,10 +262,9 @@ async fn reset(catalog: &dyn Catalog, target: ResetTarget) {
 /// The first run writes the file's records and checkpoints the tap's bookmark object; each
 /// later run hands the tap the bookmark of the stream's cursor — the latest, none after a
 /// reset, version 1's after a rollback — and the bookmark moves to a new file's mtime.
-#[tokio::test]
-async fn bookmarks_go_back_to_the_real_tap_and_follow_resets_and_rollbacks() {
+async fn bookmarks_go_back_to_the_real_tap_and_follow_resets_and_rollbacks(mode: Mode) {
     let (catalog, clock) = catalog();
-    let files = Files::new(&*catalog, SchemaPolicy::default()).await;
+    let files = Files::new(&*catalog, SchemaPolicy::default(), mode).await;
     let reconciler = reconciler(catalog.clone());
     files.write(
         "orders-001.jsonl",
@@ -226,7 +274,7 @@ async fn bookmarks_go_back_to_the_real_tap_and_follow_resets_and_rollbacks() {
 
     let first = only(reconcile(&reconciler).await);
     assert_eq!(first.status, Some(RunStatus::Succeeded), "{first:?}");
-    assert_eq!(files.ids_of_run(1), [json!(1), json!(2)]);
+    assert_eq!(files.new_ids(), [json!(1), json!(2)]);
     assert_eq!(files.state_given(0), Value::Null);
     let v1 = cursor(&*catalog, "files", "orders").await.expect("cursor");
     assert_eq!(v1["replication_key"], "_sdc_last_modified", "{v1}");
@@ -242,7 +290,7 @@ async fn bookmarks_go_back_to_the_real_tap_and_follow_resets_and_rollbacks() {
     let second = only(reconcile(&reconciler).await);
     assert_eq!(second.status, Some(RunStatus::Succeeded), "{second:?}");
     assert_eq!(files.state_given(1), json!({"bookmarks": {"orders": v1}}));
-    assert_eq!(files.ids_of_run(2), [json!(1), json!(2), json!(3)]);
+    assert_eq!(files.new_ids(), [json!(1), json!(2), json!(3)]);
     // The new file's partition holds its mtime. (tap-jsonl also moves the old file's partition
     // to it, and keeps the stream-level value it was given.)
     let v2 = cursor(&*catalog, "files", "orders").await.expect("cursor");
@@ -254,7 +302,7 @@ async fn bookmarks_go_back_to_the_real_tap_and_follow_resets_and_rollbacks() {
     let third = only(reconcile(&reconciler).await);
     assert_eq!(third.status, Some(RunStatus::Succeeded), "{third:?}");
     assert_eq!(files.state_given(2), Value::Null);
-    assert_eq!(files.ids_of_run(3), [json!(1), json!(2), json!(3)]);
+    assert_eq!(files.new_ids(), [json!(1), json!(2), json!(3)]);
 
     // A rollback to version 1: the next run resumes from run 1's bookmark.
     reset(&*catalog, ResetTarget::Version(1)).await;
@@ -271,10 +319,11 @@ async fn bookmarks_go_back_to_the_real_tap_and_follow_resets_and_rollbacks() {
 /// `_sdc_last_modified` — which its own bookmarks never do. An operator who sets the stream's
 /// cursor to such a bookmark gets what an incremental run should be: the next run reads only the
 /// new file, and the tap keeps that key in the bookmark it prints, so the cursor carries it on.
-#[tokio::test]
-async fn a_bookmark_set_by_hand_in_the_form_the_tap_reads_makes_the_next_run_read_only_new_files() {
+async fn a_bookmark_set_by_hand_in_the_form_the_tap_reads_makes_the_next_run_read_only_new_files(
+    mode: Mode,
+) {
     let (catalog, clock) = catalog();
-    let files = Files::new(&*catalog, SchemaPolicy::default()).await;
+    let files = Files::new(&*catalog, SchemaPolicy::default(), mode).await;
     let reconciler = reconciler(catalog.clone());
     files.write(
         "orders-001.jsonl",
@@ -283,6 +332,7 @@ async fn a_bookmark_set_by_hand_in_the_form_the_tap_reads_makes_the_next_run_rea
     );
     let first = only(reconcile(&reconciler).await);
     assert_eq!(first.status, Some(RunStatus::Succeeded), "{first:?}");
+    assert_eq!(files.new_ids(), [json!(1), json!(2)]);
 
     let read = format!("{}/data/orders-001.jsonl", files.dir.path().display());
     let bookmark = json!({"partitions": [{"context": {"_sdc_filename": read, "_sdc_stream": "orders"},
@@ -300,7 +350,7 @@ async fn a_bookmark_set_by_hand_in_the_form_the_tap_reads_makes_the_next_run_rea
         files.state_given(1),
         json!({"bookmarks": {"orders": bookmark}})
     );
-    assert_eq!(files.ids_of_run(2), [json!(3)]);
+    assert_eq!(files.new_ids(), [json!(3)]);
     let after = cursor(&*catalog, "files", "orders").await.expect("cursor");
     assert_eq!(
         after["partitions"][0]["_sdc_last_modified"],
@@ -314,8 +364,7 @@ async fn a_bookmark_set_by_hand_in_the_form_the_tap_reads_makes_the_next_run_rea
 /// field whose type changes (`id` integer → string) is held at discovery: the run ends cancelled
 /// naming the decision, the pipeline pauses, the tap never syncs, nothing is written and the
 /// cursor stays. Once the change is accepted the next run syncs and writes the rest.
-#[tokio::test]
-async fn the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted() {
+async fn the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted(mode: Mode) {
     let (catalog, clock) = catalog();
     // tap-jsonl types a field by the union of what every file holds, so `id` becoming a string
     // in one file makes it JSON (integer or string): a widening change, which the default
@@ -324,12 +373,13 @@ async fn the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted() {
         widening: PolicyAction::Hold,
         ..SchemaPolicy::default()
     };
-    let files = Files::new(&*catalog, policy).await;
+    let files = Files::new(&*catalog, policy, mode).await;
     let reconciler = reconciler(catalog.clone());
     let pipeline = PipelineId::new("files").unwrap();
     files.write("orders-001.jsonl", &[json!({"id": 1, "note": "a"})], 0);
     let first = only(reconcile(&reconciler).await);
     assert_eq!(first.status, Some(RunStatus::Succeeded), "{first:?}");
+    assert_eq!(files.new_ids(), [json!(1)]);
 
     files.write(
         "orders-002.jsonl",
@@ -349,7 +399,7 @@ async fn the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted() {
         Some(ColumnType::String)
     );
     // The new field reaches the records: the run's catalog comes from this run's discovery.
-    let written = files.records_of_run(2);
+    let written = files.new_records();
     assert_eq!(written.len(), 2, "{written:?}");
     assert_eq!(written[1]["coupon"], "SAVE5", "{written:?}");
     assert_eq!(written[1]["id"], 2, "{written:?}");
@@ -372,7 +422,11 @@ async fn the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted() {
         .paused
         .is_some());
     assert_eq!(files.syncs(), 2, "the tap synced after the held schema");
-    assert_eq!(files.runs_written(), 2, "the held run wrote records");
+    assert_eq!(
+        files.new_records(),
+        [] as [Value; 0],
+        "the held run loaded records"
+    );
     let after = catalog
         .get_cursor(&pipeline, &orders())
         .await
@@ -397,7 +451,7 @@ async fn the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted() {
     assert_eq!(resumed.status, Some(RunStatus::Succeeded), "{resumed:?}");
     // Every file is read once per file the given state knows: twice here (see the module doc).
     let once = [json!(1), json!(2), json!("C-3")];
-    assert_eq!(files.ids_of_run(3), [once.clone(), once].concat());
+    assert_eq!(files.new_ids(), [once.clone(), once].concat());
     assert_eq!(
         files.state_given(2),
         json!({"bookmarks": {"orders": before.value.into_json()}})
@@ -413,3 +467,27 @@ async fn the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted() {
         Some(ColumnType::Json)
     );
 }
+
+/// Each test above, in both modes.
+macro_rules! in_both_modes {
+    ($($test:ident),* $(,)?) => {
+        mod loader {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Mode::Loader).await
+            })*
+        }
+        mod target {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Mode::Target).await
+            })*
+        }
+    };
+}
+
+in_both_modes!(
+    bookmarks_go_back_to_the_real_tap_and_follow_resets_and_rollbacks,
+    a_bookmark_set_by_hand_in_the_form_the_tap_reads_makes_the_next_run_read_only_new_files,
+    the_real_tap_adds_a_column_then_a_retype_is_held_until_accepted,
+);
