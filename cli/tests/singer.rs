@@ -7,6 +7,10 @@
 //!   is lost.
 //! - Stopped with SIGSTOP past its lease while another reconciler takes over, then continued:
 //!   nothing of the first reconciler's tap reaches the catalog.
+//!
+//! Each runs with Hakiri as the loader and with the tap piped into a target (another shell
+//! script, which keeps every line it is given and confirms each state): killed, the reconciler
+//! leaves neither program behind.
 
 mod common;
 
@@ -18,21 +22,53 @@ use serde_json::Value;
 
 const PROJECT: &str = "taps";
 
+/// Who loads the tap's records.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Hakiri: `out/orders/<run id>.jsonl`.
+    Loader,
+    /// `target.sh`, which appends every line it gets to `received.jsonl`.
+    Target,
+}
+
+/// The target: keeps each line, confirms each state by printing its value, and notes its pid.
+const TARGET: &str = r#"#!/bin/sh
+echo $$ >> "$(dirname "$0")/target-pids"
+while IFS= read -r line; do
+  echo "$line" >> "$(dirname "$0")/received.jsonl"
+  case "$line" in
+    *'"type": "STATE"'*) echo "$line" | sed 's/^{"type": "STATE", "value": //; s/}$//';;
+  esac
+done
+"#;
+
 struct Env {
     dir: tempfile::TempDir,
+    mode: Mode,
 }
 
 impl Env {
-    fn new() -> Self {
+    fn new(mode: Mode) -> Self {
         let env = Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            mode,
+        };
+        let sink = match mode {
+            Mode::Loader => format!("output = \"{}\"", env.path().join("out").display()),
+            Mode::Target => {
+                let target = env.path().join("target.sh");
+                std::fs::write(&target, TARGET).unwrap();
+                format!(
+                    "target = {{ command = [\"sh\", \"{}\"] }}",
+                    target.display()
+                )
+            }
         };
         let manifest = format!(
             "[[pipeline]]\nid = \"orders\"\nconnector = \"singer\"\ncursor_kind = \"opaque\"\n\
              schedule = {{ every = \"1h\" }}\n\
-             config = {{ command = [\"sh\", \"{}\"], output = \"{}\", checkpoint_interval_ms = 1 }}\n",
+             config = {{ command = [\"sh\", \"{}\"], {sink}, checkpoint_interval_ms = 1 }}\n",
             env.path().join("tap.sh").display(),
-            env.path().join("out").display()
         );
         std::fs::write(env.path().join("hakiri.toml"), manifest).unwrap();
         env
@@ -164,22 +200,40 @@ done
         }
     }
 
-    fn tap_pids(&self) -> Vec<u32> {
-        std::fs::read_to_string(self.path().join("tap-pids"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
+    /// The pids of the taps, and of the targets, that ran.
+    fn pids(&self) -> Vec<u32> {
+        ["tap-pids", "target-pids"]
+            .iter()
+            .flat_map(|file| {
+                std::fs::read_to_string(self.path().join(file))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
-    /// Every record id written, over every run's file.
+    /// Every record id loaded, over every run.
     fn written(&self) -> Vec<u64> {
-        let dir = self.path().join("out/orders");
+        let files: Vec<_> = match self.mode {
+            Mode::Loader => std::fs::read_dir(self.path().join("out/orders"))
+                .into_iter()
+                .flatten()
+                .map(|file| file.unwrap().path())
+                .collect(),
+            Mode::Target => vec![self.path().join("received.jsonl")],
+        };
         let mut ids = Vec::new();
-        for file in std::fs::read_dir(&dir).into_iter().flatten() {
-            let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        for file in files {
+            let text = std::fs::read_to_string(file).unwrap();
             for line in text.lines() {
-                let record: Value = serde_json::from_str(line).unwrap();
+                let message: Value = serde_json::from_str(line).unwrap();
+                let record = match self.mode {
+                    Mode::Loader => &message,
+                    Mode::Target if message["type"] == "RECORD" => &message["record"],
+                    Mode::Target => continue,
+                };
                 ids.push(record["id"].as_u64().unwrap());
             }
         }
@@ -215,7 +269,26 @@ fn runs(env: &Env) -> Vec<Value> {
 
 #[test]
 fn a_killed_reconciler_leaves_no_tap_and_the_next_run_loses_no_record() {
-    let env = Env::new();
+    killed_reconciler(Mode::Loader);
+}
+
+#[test]
+fn a_killed_reconciler_leaves_no_tap_nor_target_and_the_next_run_loses_no_record() {
+    killed_reconciler(Mode::Target);
+}
+
+#[test]
+fn a_reconciler_stopped_past_its_lease_writes_nothing_after_a_takeover() {
+    stopped_reconciler(Mode::Loader);
+}
+
+#[test]
+fn a_reconciler_stopped_past_its_lease_checkpoints_nothing_its_target_confirms_after_a_takeover() {
+    stopped_reconciler(Mode::Target);
+}
+
+fn killed_reconciler(mode: Mode) {
+    let env = Env::new(mode);
     env.tap(100_000, "0.01");
     env.ok(&["apply", "-f", "hakiri.toml"]);
     let mut reconciler = env.reconciler("2s");
@@ -223,14 +296,21 @@ fn a_killed_reconciler_leaves_no_tap_and_the_next_run_loses_no_record() {
     reconciler.kill().unwrap();
     reconciler.wait().unwrap();
 
-    // The tap dies at its next write, with its reconciler gone.
-    let pids = env.tap_pids();
-    assert_eq!(pids.len(), 1);
+    // The tap dies at its next write, with its reconciler gone; a target at the end of its
+    // input.
+    let pids = env.pids();
+    assert_eq!(
+        pids.len(),
+        match mode {
+            Mode::Loader => 1,
+            Mode::Target => 2,
+        }
+    );
     let started = Instant::now();
-    while !gone(pids[0]) {
+    while !pids.iter().all(|&pid| gone(pid)) {
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "the tap outlived its reconciler"
+            "a tap or target outlived its reconciler"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -261,9 +341,8 @@ fn a_killed_reconciler_leaves_no_tap_and_the_next_run_loses_no_record() {
     }
 }
 
-#[test]
-fn a_reconciler_stopped_past_its_lease_writes_nothing_after_a_takeover() {
-    let env = Env::new();
+fn stopped_reconciler(mode: Mode) {
+    let env = Env::new(mode);
     env.tap(100_000, "0.01");
     env.ok(&["apply", "-f", "hakiri.toml"]);
     let mut first = env.reconciler("2s");
