@@ -13,13 +13,13 @@ use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
 use hakiri_core::pipeline::{
     check_delete, pause_event, plan_pause, plan_put, plan_request, PutPlan,
 };
-use hakiri_core::run::{check_begin, check_writable};
+use hakiri_core::run::{abandon, check_writable, plan_begin, plan_finish, Beginning};
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorReset,
-    CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error, Event,
-    EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
+    CursorValue, CursorWrite, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
+    Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, Result, Run,
-    RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Trigger,
+    RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Trigger, WriteStamp,
 };
 
 /// Everything of one project.
@@ -35,9 +35,8 @@ pub(crate) struct ProjectState {
     /// not even for a deleted and re-created pipeline.
     last_epoch: u64,
     last_decision: u64,
-    /// Feeds run ids' entropy, so ids of one millisecond still sort in begin order.
+    /// Feeds run ids' entropy ([`RunId::next`] keeps them in begin order).
     run_counter: u64,
-    last_run_millis: i64,
 }
 
 #[derive(Debug)]
@@ -67,6 +66,18 @@ impl PipelineState {
             .collect()
     }
 
+    /// Every cursor's value and version.
+    fn cursors(&self) -> BTreeMap<StreamName, (CursorValue, u64)> {
+        self.streams
+            .iter()
+            .filter_map(|(name, s)| {
+                s.cursor
+                    .as_ref()
+                    .map(|c| (name.clone(), (c.value.clone(), c.version)))
+            })
+            .collect()
+    }
+
     fn stream(&self, stream: &StreamName) -> Option<&StreamState> {
         self.streams.get(stream)
     }
@@ -76,14 +87,6 @@ impl PipelineState {
             .and_then(|s| s.cursor.as_ref())
             .map(|c| (&c.value, c.version))
     }
-}
-
-/// A cursor write decided by a rule, ready to apply.
-struct CursorWrite {
-    stream: StreamName,
-    value: CursorValue,
-    version: u64,
-    change: CursorChange,
 }
 
 impl ProjectState {
@@ -305,16 +308,10 @@ impl ProjectState {
             return Ok(());
         };
         let cursors = state.cursor_values();
-        if let Some(run) = self.runs.get_mut(&run_id) {
-            run.status = RunStatus::Abandoned;
-            run.finished_at = Some(now);
-            run.cursors_at_end = cursors;
-        }
-        let kind = EventKind::RunFinished {
-            run: run_id,
-            status: RunStatus::Abandoned,
-        };
-        self.emit(now, Actor::System, id, kind);
+        let run = self.get_run(run_id)?;
+        let write = abandon(run, cursors, now);
+        self.runs.insert(run_id, write.run);
+        self.emit(now, write.event.0, id, write.event.1);
         Ok(())
     }
 
@@ -352,54 +349,32 @@ impl ProjectState {
         begin: BeginRun,
         now: Timestamp,
     ) -> Result<Run> {
-        begin.validate()?;
         let state = self.fenced_pipeline(lease, now)?;
-        check_begin(&state.pipeline, state.running)?;
-        let cursors = state.cursor_values();
-        let id = self.next_run_id(now);
-        let run = Run {
-            id,
-            pipeline: lease.pipeline.clone(),
-            epoch: lease.epoch,
-            holder: lease.holder.clone(),
-            trigger: begin.trigger,
-            attempt: begin.attempt,
-            status: RunStatus::Running,
-            started_at: now,
-            finished_at: None,
-            stats: BTreeMap::new(),
-            error: None,
-            cursors_at_start: cursors,
-            cursors_at_end: BTreeMap::new(),
-        };
+        let mut entropy = [0u8; 10];
+        entropy[2..].copy_from_slice(&(self.run_counter + 1).to_be_bytes());
+        let last = self.runs.keys().next_back().copied();
+        let write = plan_begin(
+            begin,
+            Beginning {
+                lease,
+                pipeline: &state.pipeline,
+                running: state.running,
+                cursors: state.cursor_values(),
+                id: RunId::next(now, last, entropy),
+                now,
+            },
+        )?;
+        self.run_counter += 1;
+        let id = write.run.id;
         let state = self.pipeline_mut(&lease.pipeline)?;
         state.running = Some(id);
-        if begin.trigger.is_requested() {
-            // The run the operator asked for has begun.
+        if write.clears_request {
             state.pipeline.requested = None;
         }
         state.runs.insert(id);
-        self.runs.insert(id, run.clone());
-        let kind = EventKind::RunBegun {
-            run: id,
-            epoch: lease.epoch,
-        };
-        self.emit(
-            now,
-            Actor::Holder(lease.holder.clone()),
-            &lease.pipeline,
-            kind,
-        );
-        Ok(run)
-    }
-
-    fn next_run_id(&mut self, now: Timestamp) -> RunId {
-        // Never go back in time, even if the clock does: ids must keep sorting in begin order.
-        self.last_run_millis = self.last_run_millis.max(now.as_millis());
-        self.run_counter += 1;
-        let mut entropy = [0u8; 10];
-        entropy[2..].copy_from_slice(&self.run_counter.to_be_bytes());
-        RunId::from_parts(Timestamp::from_millis(self.last_run_millis), entropy)
+        self.runs.insert(id, write.run.clone());
+        self.emit(now, write.event.0, &lease.pipeline, write.event.1);
+        Ok(write.run)
     }
 
     pub(crate) fn checkpoint(
@@ -418,64 +393,41 @@ impl ProjectState {
             stream,
             state.current_cursor(stream),
             advance,
+            CursorChange::Checkpoint,
         )? {
             AdvancePlan::Unchanged => state
                 .stream(stream)
                 .and_then(|s| s.cursor.clone())
                 .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into())),
-            AdvancePlan::Write { value, version } => {
-                let write = CursorWrite {
-                    stream: stream.clone(),
-                    value,
-                    version,
-                    change: CursorChange::Checkpoint,
+            AdvancePlan::Write(write) => {
+                let stamp = WriteStamp {
+                    run: Some(run),
+                    epoch: Some(lease.epoch),
+                    by: Actor::Holder(lease.holder.clone()),
+                    at: now,
                 };
-                self.write_cursor(
-                    lease,
-                    Some(run),
-                    Actor::Holder(lease.holder.clone()),
-                    write,
-                    now,
-                )
+                self.write_cursor(&lease.pipeline, write, &stamp)
             }
         }
     }
 
+    /// Applies a cursor write: the stream's cursor, its history entry, its event.
     fn write_cursor(
         &mut self,
-        lease: &Lease,
-        run: Option<RunId>,
-        by: Actor,
+        pipeline: &PipelineId,
         write: CursorWrite,
-        now: Timestamp,
+        stamp: &WriteStamp,
     ) -> Result<Cursor> {
-        let cursor = Cursor {
-            pipeline: lease.pipeline.clone(),
-            stream: write.stream.clone(),
-            value: write.value.clone(),
-            version: write.version,
-            run,
-            epoch: Some(lease.epoch),
-            updated_by: by.clone(),
-            updated_at: now,
-        };
-        let event = write.change.event(&write.stream, write.version);
+        let cursor = write.cursor(pipeline, stamp);
+        let entry = write.history_entry(stamp);
         let stream = self
-            .pipeline_mut(&lease.pipeline)?
+            .pipeline_mut(pipeline)?
             .streams
-            .entry(write.stream)
+            .entry(write.stream.clone())
             .or_default();
-        stream.history.push(CursorHistoryEntry {
-            version: write.version,
-            value: write.value,
-            change: write.change,
-            run,
-            epoch: Some(lease.epoch),
-            by: by.clone(),
-            at: now,
-        });
+        stream.history.push(entry);
         stream.cursor = Some(cursor.clone());
-        self.emit(now, by, &lease.pipeline, event);
+        self.emit(stamp.at, stamp.by.clone(), pipeline, write.event());
         Ok(cursor)
     }
 
@@ -486,53 +438,29 @@ impl ProjectState {
         finish: FinishRun,
         now: Timestamp,
     ) -> Result<Run> {
-        let state = self.writable_run(lease, run, now)?;
+        let state = self.fenced_pipeline(lease, now)?;
         let kind = state.pipeline.spec.cursor_kind;
+        let current = state.cursors();
+        let record = self.get_run(run)?;
         // Every check that can fail happens here, before anything is written.
-        let mut writes = Vec::new();
-        for (stream, value) in &finish.cursors {
-            let advance = CursorAdvance::to(value.clone());
-            if let AdvancePlan::Write { value, version } = plan_advance(
-                kind,
+        let write = plan_finish(record, lease, kind, &current, finish, now)?;
+        for cursor in write.cursors {
+            self.write_cursor(&lease.pipeline, cursor, &write.stamp)?;
+        }
+        for (stream, schema) in write.schemas {
+            self.observe(
                 &lease.pipeline,
-                stream,
-                state.current_cursor(stream),
-                &advance,
-            )? {
-                writes.push(CursorWrite {
-                    stream: stream.clone(),
-                    value,
-                    version,
-                    change: CursorChange::Finish,
-                });
-            }
+                Some(run),
+                &write.stamp.by,
+                &stream,
+                schema,
+                now,
+            )?;
         }
-        let holder = Actor::Holder(lease.holder.clone());
-        for write in writes {
-            self.write_cursor(lease, Some(run), holder.clone(), write, now)?;
-        }
-        for (stream, schema) in finish.schemas {
-            self.observe(&lease.pipeline, Some(run), &holder, &stream, schema, now)?;
-        }
-        let state = self.pipeline_mut(&lease.pipeline)?;
-        state.running = None;
-        let cursors = state.cursor_values();
-        let record = self
-            .runs
-            .get_mut(&run)
-            .ok_or_else(|| Error::run_not_found(run))?;
-        record.status = finish.outcome.status();
-        record.error = finish.outcome.error();
-        record.stats = finish.stats;
-        record.finished_at = Some(now);
-        record.cursors_at_end = cursors;
-        let finished = record.clone();
-        let kind = EventKind::RunFinished {
-            run,
-            status: finished.status,
-        };
-        self.emit(now, holder, &lease.pipeline, kind);
-        Ok(finished)
+        self.pipeline_mut(&lease.pipeline)?.running = None;
+        self.runs.insert(run, write.run.clone());
+        self.emit(now, write.event.0, &lease.pipeline, write.event.1);
+        Ok(write.run)
     }
 
     pub(crate) fn get_run(&self, run: RunId) -> Result<Run> {
@@ -644,15 +572,14 @@ impl ProjectState {
                 .map(|e| &e.value),
             _ => None,
         };
-        let (value, change) = plan_reset(kind, &lease.pipeline, stream, current, old_value, reset)?;
-        let version = current.map_or(0, |(_, v)| v) + 1;
-        let write = CursorWrite {
-            stream: stream.clone(),
-            value,
-            version,
-            change,
+        let write = plan_reset(kind, &lease.pipeline, stream, current, old_value, reset)?;
+        let stamp = WriteStamp {
+            run: None,
+            epoch: Some(lease.epoch),
+            by: reset.by.clone(),
+            at: now,
         };
-        self.write_cursor(lease, None, reset.by.clone(), write, now)
+        self.write_cursor(&lease.pipeline, write, &stamp)
     }
 
     // Schemas.

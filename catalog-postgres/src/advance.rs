@@ -322,17 +322,25 @@ impl PostgresCatalog {
                 let current = current.as_ref().map(|(v, n)| (v, *n));
                 (
                     *kind,
-                    plan_advance(*kind, &lease.pipeline, stream, current, advance),
+                    plan_advance(
+                        *kind,
+                        &lease.pipeline,
+                        stream,
+                        current,
+                        advance,
+                        CursorChange::Checkpoint,
+                    ),
                 )
             });
             let state = match planned {
-                Some((kind, Ok(AdvancePlan::Write { value, version }))) => {
+                Some((kind, Ok(AdvancePlan::Write(write)))) => {
                     match self
-                        .write(lease, run, stream, kind, &value, version)
+                        .write(lease, run, stream, kind, &write.value, write.version)
                         .await?
                     {
                         Ok(cursor) => {
-                            self.remember(&lease.pipeline, kind, stream, Some((value, version)));
+                            let written = Some((write.value, write.version));
+                            self.remember(&lease.pipeline, kind, stream, written);
                             return Ok(cursor);
                         }
                         Err(state) => state,
@@ -354,13 +362,20 @@ impl PostgresCatalog {
                 .kind
                 .ok_or_else(|| Error::pipeline_not_found(&lease.pipeline))?;
             let current = state.cursor.as_ref().map(|c| (&c.value, c.version));
-            match plan_advance(kind, &lease.pipeline, stream, current, advance)? {
+            match plan_advance(
+                kind,
+                &lease.pipeline,
+                stream,
+                current,
+                advance,
+                CursorChange::Checkpoint,
+            )? {
                 AdvancePlan::Unchanged => {
                     return state
                         .cursor
                         .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into()))
                 }
-                AdvancePlan::Write { .. } => {
+                AdvancePlan::Write(_) => {
                     let seen = state.cursor.map(|c| (c.value, c.version));
                     self.remember(&lease.pipeline, kind, stream, seen.clone());
                     guess = Some((kind, seen));

@@ -25,14 +25,11 @@
 
 use std::collections::BTreeMap;
 
-use hakiri_core::cursor::{plan_advance, AdvancePlan};
-use hakiri_core::{
-    Actor, CursorAdvance, CursorChange, Error, EventKind, FinishRun, Lease, Result, Run, RunId,
-    Timestamp,
-};
+use hakiri_core::run::plan_finish;
+use hakiri_core::{Actor, Error, FinishRun, Lease, Result, Run, RunId, Timestamp};
 
 use crate::error::db;
-use crate::store::{kind_text, now_ms, to_i64, to_json, CursorBatch, CursorWrite};
+use crate::store::{kind_text, now_ms, to_i64, to_json, CursorBatch};
 use crate::PostgresCatalog;
 
 /// The guarded finish. `$1` project, `$2` pipeline, `$3` epoch, `$4` holder, `$5` run, `$6`
@@ -105,33 +102,17 @@ impl PostgresCatalog {
         let Some(known) = self.recall_running(&lease.pipeline, run) else {
             return Ok(None);
         };
-        let Some(mut record) = known.running else {
+        let Some(record) = known.running else {
             return Ok(None);
         };
         let mut cursors = known.cursors;
-        let mut writes = Vec::new();
-        for (stream, value) in &finish.cursors {
-            let Some((current, version)) = cursors.get(stream) else {
-                return Ok(None);
-            };
-            let plan = plan_advance(
-                known.kind,
-                &lease.pipeline,
-                stream,
-                Some((current, *version)),
-                &CursorAdvance::to(value.clone()),
-            );
-            match plan {
-                Ok(AdvancePlan::Write { value, version }) => writes.push(CursorWrite {
-                    stream: stream.clone(),
-                    value,
-                    version,
-                    change: CursorChange::Finish,
-                }),
-                Ok(AdvancePlan::Unchanged) => {}
-                // A refusal is only believed once judged against the database.
-                Err(_) => return Ok(None),
-            }
+        if finish
+            .cursors
+            .keys()
+            .any(|stream| !cursors.contains_key(stream))
+        {
+            // A stream's first cursor: the transactional path counts it.
+            return Ok(None);
         }
         // What the guard compares: the pipeline's cursors as remembered.
         let (mut streams, mut versions) = (Vec::new(), Vec::new());
@@ -139,24 +120,30 @@ impl PostgresCatalog {
             streams.push(stream.as_str().to_owned());
             versions.push(to_i64(*version)?);
         }
-        for w in &writes {
+        // The statement writes the database clock's time in place of this one.
+        let provisional = record.started_at;
+        let current: BTreeMap<_, _> = cursors.clone().into_iter().collect();
+        let plan = plan_finish(
+            record,
+            lease,
+            known.kind,
+            &current,
+            finish.clone(),
+            provisional,
+        );
+        // A refusal is only believed once judged against the database.
+        let Ok(write) = plan else {
+            return Ok(None);
+        };
+        for w in &write.cursors {
             cursors.insert(w.stream.clone(), (w.value.clone(), w.version));
         }
-        record.status = finish.outcome.status();
-        record.error = finish.outcome.error();
-        record.stats = finish.stats.clone();
-        record.cursors_at_end = cursors
-            .iter()
-            .map(|(s, (v, _))| (s.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>();
+        let (writes, mut record) = (write.cursors, write.run);
         let mut kinds = writes
             .iter()
             .map(|w| to_json(&w.event()))
             .collect::<Result<Vec<_>>>()?;
-        kinds.push(to_json(&EventKind::RunFinished {
-            run,
-            status: record.status,
-        })?);
+        kinds.push(to_json(&write.event.1)?);
         let batch = CursorBatch::of(&writes)?;
         let finished_at: Option<i64> = sqlx::query_scalar(FINISH)
             .bind(self.project.as_str())
@@ -253,9 +240,9 @@ mod tests {
         use std::time::Duration;
 
         use hakiri_core::{
-            BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, EventKind,
-            HolderId, Limit, Outcome, PipelineId, PipelineSpec, ProjectId, Reason, RunStatus,
-            StreamName,
+            BeginRun, Catalog, CatalogExt, ConnectorRef, CursorChange, CursorKind, CursorValue,
+            EventKind, HolderId, Limit, Outcome, PipelineId, PipelineSpec, ProjectId, Reason,
+            RunStatus, StreamName,
         };
 
         use super::*;

@@ -10,20 +10,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
+use hakiri_core::cursor::plan_reset;
 use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
 use hakiri_core::pipeline::{
     check_delete, pause_event, plan_pause, plan_put, plan_request, PutPlan,
 };
-use hakiri_core::run::{check_begin, check_writable};
+use hakiri_core::run::{abandon, check_writable, plan_begin, plan_finish, Beginning};
+pub(crate) use hakiri_core::CursorWrite;
 use hakiri_core::{
-    Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
-    CursorReset, CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
-    Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
-    PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, ResetTarget,
-    Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName,
-    Timestamp, Trigger,
+    Actor, BeginRun, Cursor, CursorHistoryEntry, CursorKind, CursorReset, CursorValue, Decide,
+    Decision, DecisionId, DecisionQuery, Entity, Epoch, Error, Event, EventKind, FinishRun,
+    Generation, HolderId, Lease, LeaseState, Limit, Observation, Page, PauseChange, Pipeline,
+    PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, ResetTarget, Result, Run, RunId,
+    RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Trigger, WriteStamp,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -198,34 +198,6 @@ fn values(rows: &CursorRows) -> BTreeMap<StreamName, CursorValue> {
         .collect()
 }
 
-/// A new run id: UUIDv7 from the database clock and random bytes (several processes begin runs),
-/// and always above the pipeline's previous run, so a pipeline's runs sort in begin order even
-/// within one millisecond.
-fn next_run_id(now: Timestamp, last: Option<RunId>) -> RunId {
-    let random = Uuid::new_v4().into_bytes();
-    let mut entropy = [0u8; 10];
-    entropy.copy_from_slice(&random[6..16]);
-    let id = RunId::from_parts(now, entropy);
-    match last {
-        Some(last) if id <= last => {
-            let bumped = Uuid::from_u128(last.as_uuid().as_u128().wrapping_add(1));
-            if bumped.get_version_num() == 7 && bumped.get_variant() == uuid::Variant::RFC4122 {
-                RunId::from_uuid(bumped)
-            } else {
-                // The random part is exhausted within that millisecond: move to the next one.
-                let millis = u64::from_be_bytes({
-                    let mut b = [0u8; 8];
-                    b[2..].copy_from_slice(&last.as_uuid().as_bytes()[..6]);
-                    b
-                });
-                let next = Timestamp::from_millis(i64::try_from(millis).unwrap_or(0) + 1);
-                RunId::from_parts(next, entropy)
-            }
-        }
-        _ => id,
-    }
-}
-
 /// A transaction holding a pipeline's row lock, with the database clock read under that lock
 /// and the events to append before it commits.
 pub(crate) struct Tx {
@@ -324,20 +296,6 @@ pub(crate) const STATUS_PAGE: &str = concat!(
 pub(crate) const EVENTS_PAGE: &str =
     "SELECT seq, at, actor::text AS actor, pipeline, kind::text AS kind FROM events \
      WHERE project = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-
-/// A cursor write decided by a rule, ready to apply.
-pub(crate) struct CursorWrite {
-    pub(crate) stream: StreamName,
-    pub(crate) value: CursorValue,
-    pub(crate) version: u64,
-    pub(crate) change: CursorChange,
-}
-
-impl CursorWrite {
-    pub(crate) fn event(&self) -> EventKind {
-        self.change.event(&self.stream, self.version)
-    }
-}
 
 /// The cursor writes of pipeline `$2` (project `$1`): cursors `$6` (streams), `$7` (versions),
 /// `$8` (values), `$9` (changes), each only if the stored version is the one before
@@ -770,16 +728,11 @@ impl PostgresCatalog {
         let body: Option<String> = get(&row, "body")?;
         let body =
             body.ok_or_else(|| Error::Backend(format!("running run {run_id} is missing")))?;
-        let mut run: Run = from_json(&body, "run")?;
-        run.status = RunStatus::Abandoned;
-        run.finished_at = Some(tx.now);
-        run.cursors_at_end = values(&cursor_rows(get(&row, "cursors")?)?);
-        self.save_run(tx, &run).await?;
-        let kind = EventKind::RunFinished {
-            run: run_id,
-            status: RunStatus::Abandoned,
-        };
-        tx.emit(&Actor::System, id, kind);
+        let run: Run = from_json(&body, "run")?;
+        let cursors = values(&cursor_rows(get(&row, "cursors")?)?);
+        let write = abandon(run, cursors, tx.now);
+        self.save_run(tx, &write.run).await?;
+        tx.emit(&write.event.0, id, write.event.1);
         Ok(())
     }
 
@@ -838,10 +791,8 @@ impl PostgresCatalog {
     }
 
     pub(crate) async fn op_begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run> {
-        begin.validate()?;
         let (mut tx, row) = self.begin_locked(&lease.pipeline).await?;
         let row = Self::fenced(row, lease, tx.now)?;
-        check_begin(&row.pipeline, row.running)?;
         let cursors: Option<String> = sqlx::query_scalar(concat!("SELECT ", cursors_agg!()))
             .bind(self.project_str())
             .bind(lease.pipeline.as_str())
@@ -849,22 +800,21 @@ impl PostgresCatalog {
             .await
             .map_err(db)?;
         let cursors = cursor_rows(cursors)?;
-        let id = next_run_id(tx.now, row.last_run);
-        let run = Run {
-            id,
-            pipeline: lease.pipeline.clone(),
-            epoch: lease.epoch,
-            holder: lease.holder.clone(),
-            trigger: begin.trigger,
-            attempt: begin.attempt,
-            status: RunStatus::Running,
-            started_at: tx.now,
-            finished_at: None,
-            stats: BTreeMap::new(),
-            error: None,
-            cursors_at_start: values(&cursors),
-            cursors_at_end: BTreeMap::new(),
-        };
+        // Random bytes: several processes begin runs.
+        let mut entropy = [0u8; 10];
+        entropy.copy_from_slice(&Uuid::new_v4().into_bytes()[6..16]);
+        let write = plan_begin(
+            begin,
+            Beginning {
+                lease,
+                pipeline: &row.pipeline,
+                running: row.running,
+                cursors: values(&cursors),
+                id: RunId::next(tx.now, row.last_run, entropy),
+                now: tx.now,
+            },
+        )?;
+        let (id, run) = (write.run.id, write.run);
         sqlx::query(
             "WITH r AS (INSERT INTO runs (project, id, pipeline, status, body) \
                         VALUES ($1, $3, $2, $4, $5::json)) \
@@ -878,17 +828,12 @@ impl PostgresCatalog {
         .execute(&mut *tx.inner)
         .await
         .map_err(db)?;
-        if begin.trigger.is_requested() && row.pipeline.requested.is_some() {
-            // The run the operator asked for has begun.
+        if write.clears_request {
             let mut pipeline = row.pipeline.clone();
             pipeline.requested = None;
             self.save_pipeline(&mut tx, &pipeline).await?;
         }
-        let kind = EventKind::RunBegun {
-            run: id,
-            epoch: lease.epoch,
-        };
-        tx.emit(&Actor::Holder(lease.holder.clone()), &lease.pipeline, kind);
+        tx.emit(&write.event.0, &lease.pipeline, write.event.1);
         tx.commit(self.project_str()).await?;
         self.remember_all(
             &lease.pipeline,
@@ -968,7 +913,7 @@ impl PostgresCatalog {
                 "run {run} is running but not recorded as the pipeline's running run"
             )));
         }
-        let mut record: Run = from_json(
+        let record: Run = from_json(
             &run_body.ok_or_else(|| Error::Backend(format!("running run {run} is missing")))?,
             "run",
         )?;
@@ -977,37 +922,19 @@ impl PostgresCatalog {
             // A cursor was created after this statement's snapshot: read again.
             return Ok(None);
         }
-        let holder = Actor::Holder(lease.holder.clone());
-
+        let current = cursors
+            .iter()
+            .map(|(stream, version, value)| (stream.clone(), (value.clone(), *version)))
+            .collect();
         // Every rule that can refuse runs before anything is written.
-        let mut writes = Vec::new();
-        for (stream, value) in &finish.cursors {
-            let current = cursors
-                .iter()
-                .find(|(s, _, _)| s == stream)
-                .map(|(_, n, v)| (v, *n));
-            let plan = plan_advance(
-                prow.kind,
-                &lease.pipeline,
-                stream,
-                current,
-                &CursorAdvance::to(value.clone()),
-            )?;
-            if let AdvancePlan::Write { value, version } = plan {
-                writes.push(CursorWrite {
-                    stream: stream.clone(),
-                    value,
-                    version,
-                    change: CursorChange::Finish,
-                });
-            }
-        }
-        for w in &writes {
+        let write = plan_finish(record, lease, prow.kind, &current, finish.clone(), tx.now)?;
+        let holder = write.stamp.by.clone();
+        for w in &write.cursors {
             tx.emit(&holder, &lease.pipeline, w.event());
         }
-        if !finish.schemas.is_empty() {
+        if !write.schemas.is_empty() {
             let mut pipeline = prow.pipeline.clone();
-            for (stream, schema) in &finish.schemas {
+            for (stream, schema) in &write.schemas {
                 self.observe(
                     &mut tx,
                     &mut pipeline,
@@ -1019,25 +946,14 @@ impl PostgresCatalog {
                 .await?;
             }
         }
-        for w in &writes {
+        for w in &write.cursors {
             match cursors.iter_mut().find(|(s, _, _)| *s == w.stream) {
                 Some(entry) => *entry = (w.stream.clone(), w.version, w.value.clone()),
                 None => cursors.push((w.stream.clone(), w.version, w.value.clone())),
             }
         }
-        record.status = finish.outcome.status();
-        record.error = finish.outcome.error();
-        record.stats = finish.stats.clone();
-        record.finished_at = Some(tx.now);
-        record.cursors_at_end = values(&cursors);
-        tx.emit(
-            &holder,
-            &lease.pipeline,
-            EventKind::RunFinished {
-                run,
-                status: record.status,
-            },
-        );
+        tx.emit(&write.event.0, &lease.pipeline, write.event.1.clone());
+        let (writes, record) = (write.cursors, write.run);
 
         let batch = CursorBatch::of(&writes)?;
         let (actors, pipelines, kinds) = tx.take_events()?;
@@ -1236,7 +1152,7 @@ impl PostgresCatalog {
         let old_value: Option<CursorValue> = get::<Option<String>>(&row, "old_value")?
             .map(|v| from_json(&v, "cursor value"))
             .transpose()?;
-        let (value, change) = plan_reset(
+        let write = plan_reset(
             prow.kind,
             &lease.pipeline,
             stream,
@@ -1244,12 +1160,6 @@ impl PostgresCatalog {
             old_value.as_ref(),
             reset,
         )?;
-        let write = CursorWrite {
-            stream: stream.clone(),
-            value,
-            version: current.map_or(0, |(_, n)| n) + 1,
-            change,
-        };
         let cursor = self
             .write_cursors(&mut tx, lease, None, &reset.by, vec![write])
             .await?
@@ -1290,19 +1200,16 @@ impl PostgresCatalog {
                 "a cursor changed under the pipeline's lock".into(),
             ));
         }
+        let stamp = WriteStamp {
+            run,
+            epoch: Some(lease.epoch),
+            by: by.clone(),
+            at: tx.now,
+        };
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
             tx.emit(by, &lease.pipeline, w.event());
-            out.push(Cursor {
-                pipeline: lease.pipeline.clone(),
-                stream: w.stream,
-                value: w.value,
-                version: w.version,
-                run,
-                epoch: Some(lease.epoch),
-                updated_by: by.clone(),
-                updated_at: tx.now,
-            });
+            out.push(w.cursor(&lease.pipeline, &stamp));
         }
         Ok(out)
     }
@@ -1687,21 +1594,6 @@ impl PostgresCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_ids_stay_above_the_previous_run_within_a_millisecond() {
-        let now = Timestamp::from_millis(1_800_000_000_000);
-        let first = next_run_id(now, None);
-        let mut last = first;
-        for _ in 0..100 {
-            let next = next_run_id(now, Some(last));
-            assert!(next > last);
-            assert_eq!(next.as_uuid().get_version_num(), 7);
-            last = next;
-        }
-        let later = next_run_id(Timestamp::from_millis(now.as_millis() + 1), Some(last));
-        assert!(later > last);
-    }
 
     #[test]
     fn cursor_kinds_round_trip() {

@@ -277,18 +277,78 @@ impl CursorAdvance {
 pub enum AdvancePlan {
     /// The value equals the stored one: an idempotent no-op, no new version.
     Unchanged,
-    /// Store `value` (normalised) as `version`.
-    Write {
-        /// The value to store.
-        value: CursorValue,
-        /// The new version.
-        version: u64,
-    },
+    /// Write the stream's next version.
+    Write(CursorWrite),
+}
+
+/// A cursor write decided by a rule ([`plan_advance`], [`plan_reset`], or a run's finish): the
+/// stream's next value and version, and why. A backend applies it whole, in one atomic step: the
+/// stream's cursor becomes [`CursorWrite::cursor`], [`CursorWrite::history_entry`] is appended to
+/// its history, and [`CursorWrite::event`] to the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CursorWrite {
+    /// The stream.
+    pub stream: StreamName,
+    /// The value to store (normalised by the kind's rule).
+    pub value: CursorValue,
+    /// The new version: the stored one + 1.
+    pub version: u64,
+    /// Why: a checkpoint, a finish, an operator's reset or rollback.
+    pub change: CursorChange,
+}
+
+/// Who writes cursors, when, under which run and lease epoch: the same for every cursor one
+/// operation writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteStamp {
+    /// The run that writes (none for an operator's reset).
+    pub run: Option<RunId>,
+    /// The lease epoch it writes under.
+    pub epoch: Option<Epoch>,
+    /// Who.
+    pub by: Actor,
+    /// The catalog clock's time.
+    pub at: Timestamp,
+}
+
+impl CursorWrite {
+    /// The audit event recording this write.
+    pub fn event(&self) -> EventKind {
+        self.change.event(&self.stream, self.version)
+    }
+
+    /// The entry this write appends to the stream's history.
+    pub fn history_entry(&self, stamp: &WriteStamp) -> CursorHistoryEntry {
+        CursorHistoryEntry {
+            version: self.version,
+            value: self.value.clone(),
+            change: self.change.clone(),
+            run: stamp.run,
+            epoch: stamp.epoch,
+            by: stamp.by.clone(),
+            at: stamp.at,
+        }
+    }
+
+    /// The stream's cursor once written.
+    pub fn cursor(&self, pipeline: &PipelineId, stamp: &WriteStamp) -> Cursor {
+        Cursor {
+            pipeline: pipeline.clone(),
+            stream: self.stream.clone(),
+            value: self.value.clone(),
+            version: self.version,
+            run: stamp.run,
+            epoch: stamp.epoch,
+            updated_by: stamp.by.clone(),
+            updated_at: stamp.at,
+        }
+    }
 }
 
 /// The rule for advancing a cursor: compare-and-set on the version, then the kind's ordering rule.
 ///
-/// `current` is the stored value and version, if any.
+/// `current` is the stored value and version, if any; `change` says why the write happens (a
+/// checkpoint, a finish).
 ///
 /// # Errors
 /// `Conflict` on a version mismatch; `CursorRegression` for a monotonic cursor moving backwards;
@@ -299,6 +359,7 @@ pub fn plan_advance(
     stream: &StreamName,
     current: Option<(&CursorValue, u64)>,
     advance: &CursorAdvance,
+    change: CursorChange,
 ) -> Result<AdvancePlan> {
     let current_version = current.map_or(0, |(_, v)| v);
     check_expected(pipeline, stream, advance.expected_version, current_version)?;
@@ -327,10 +388,12 @@ pub fn plan_advance(
     if current.is_some_and(|(stored, _)| *stored == proposed) {
         return Ok(AdvancePlan::Unchanged);
     }
-    Ok(AdvancePlan::Write {
+    Ok(AdvancePlan::Write(CursorWrite {
+        stream: stream.clone(),
         value: proposed,
         version: current_version + 1,
-    })
+        change,
+    }))
 }
 
 fn check_expected(
@@ -458,7 +521,7 @@ pub struct CursorReset {
 }
 
 /// The rule for a reset: compare-and-set, the kind's value rule, what the operator must allow
-/// explicitly, and the history entry to append.
+/// explicitly, and the write to apply.
 ///
 /// `current` is the stored cursor and version; `old_value` is the value of the target version when
 /// the target is [`ResetTarget::Version`] (looked up by the backend, `None` if it does not exist).
@@ -480,7 +543,7 @@ pub fn plan_reset(
     current: Option<(&CursorValue, u64)>,
     old_value: Option<&CursorValue>,
     reset: &CursorReset,
-) -> Result<(CursorValue, CursorChange)> {
+) -> Result<CursorWrite> {
     let current_version = current.map_or(0, |(_, v)| v);
     check_expected(pipeline, stream, reset.expected_version, current_version)?;
     let reason = reset.reason.clone();
@@ -532,7 +595,12 @@ pub fn plan_reset(
                  really changed type"
             )))
         }
-        _ => Ok((value, change)),
+        _ => Ok(CursorWrite {
+            stream: stream.clone(),
+            value,
+            version: current_version + 1,
+            change,
+        }),
     }
 }
 
@@ -574,6 +642,7 @@ mod tests {
             &s,
             current.as_ref().map(|(v, n)| (v, *n)),
             &CursorAdvance::to(value(next)),
+            CursorChange::Checkpoint,
         )
     }
 
@@ -582,14 +651,16 @@ mod tests {
         let k = CursorKind::Monotonic;
         assert_eq!(
             advance(k, None, json!(5)).unwrap(),
-            AdvancePlan::Write {
+            AdvancePlan::Write(CursorWrite {
+                stream: ids().1,
                 value: value(json!(5)),
-                version: 1
-            }
+                version: 1,
+                change: CursorChange::Checkpoint,
+            })
         );
         assert!(matches!(
             advance(k, Some((json!(5), 1)), json!(6)),
-            Ok(AdvancePlan::Write { version: 2, .. })
+            Ok(AdvancePlan::Write(CursorWrite { version: 2, .. }))
         ));
         assert_eq!(
             advance(k, Some((json!(5), 1)), json!(5.0)).unwrap(),
@@ -618,7 +689,7 @@ mod tests {
         // After a reset to the start, anything goes.
         assert!(matches!(
             advance(k, Some((Value::Null, 3)), json!(1)),
-            Ok(AdvancePlan::Write { version: 4, .. })
+            Ok(AdvancePlan::Write(CursorWrite { version: 4, .. }))
         ));
     }
 
@@ -627,7 +698,7 @@ mod tests {
         let k = CursorKind::Opaque;
         assert!(matches!(
             advance(k, Some((json!({"t": 9}), 1)), json!({"t": 1})),
-            Ok(AdvancePlan::Write { version: 2, .. })
+            Ok(AdvancePlan::Write(CursorWrite { version: 2, .. }))
         ));
         assert_eq!(
             advance(k, Some((json!([1]), 4)), json!([1])).unwrap(),
@@ -640,10 +711,26 @@ mod tests {
         let (p, s) = ids();
         let stored = value(json!(1));
         let a = CursorAdvance::to(value(json!(2))).expecting(3);
-        let err = plan_advance(CursorKind::Monotonic, &p, &s, Some((&stored, 2)), &a).unwrap_err();
+        let err = plan_advance(
+            CursorKind::Monotonic,
+            &p,
+            &s,
+            Some((&stored, 2)),
+            &a,
+            CursorChange::Checkpoint,
+        )
+        .unwrap_err();
         assert!(err.is_retryable(), "{err}");
         let a = CursorAdvance::to(value(json!(2))).expecting(0);
-        assert!(plan_advance(CursorKind::Monotonic, &p, &s, None, &a).is_ok());
+        assert!(plan_advance(
+            CursorKind::Monotonic,
+            &p,
+            &s,
+            None,
+            &a,
+            CursorChange::Checkpoint
+        )
+        .is_ok());
     }
 
     #[test]
@@ -664,7 +751,9 @@ mod tests {
             allow: ResetPermissions::default(),
         };
         let old = value(json!(3));
-        let (v, change) = plan_reset(
+        let CursorWrite {
+            value: v, change, ..
+        } = plan_reset(
             CursorKind::Monotonic,
             &p,
             &s,
@@ -690,7 +779,7 @@ mod tests {
             missing,
             Err(Error::NotFound(Entity::CursorVersion { version: 7, .. }))
         ));
-        let (v, _) = plan_reset(
+        let CursorWrite { value: v, .. } = plan_reset(
             CursorKind::Monotonic,
             &p,
             &s,
@@ -745,7 +834,7 @@ mod tests {
             type_change: true,
             ..ResetPermissions::default()
         };
-        let (v, _) = plan_reset(
+        let CursorWrite { value: v, .. } = plan_reset(
             CursorKind::Monotonic,
             &p,
             &s,
@@ -826,7 +915,7 @@ mod tests {
             create: true,
             ..ResetPermissions::default()
         };
-        let (v, _) = plan_reset(
+        let CursorWrite { value: v, .. } = plan_reset(
             CursorKind::Monotonic,
             &p,
             &s,

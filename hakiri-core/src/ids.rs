@@ -202,6 +202,26 @@ impl RunId {
         Self(uuid::Builder::from_unix_timestamp_millis(millis, &entropy).into_uuid())
     }
 
+    /// The id of a run begun at `now` after `last`, the previous run's id: from the clock and
+    /// `entropy` ([`RunId::from_parts`]), and always above `last` — even within one millisecond,
+    /// or when the clock went back — so runs sort in begin order. This is the one rule every
+    /// backend orders run ids by.
+    pub fn next(now: Timestamp, last: Option<RunId>, entropy: [u8; 10]) -> Self {
+        let id = Self::from_parts(now, entropy);
+        let Some(last) = last.filter(|last| id <= *last) else {
+            return id;
+        };
+        let bumped = Uuid::from_u128(last.0.as_u128().wrapping_add(1));
+        if bumped.get_version_num() == 7 && bumped.get_variant() == uuid::Variant::RFC4122 {
+            return Self(bumped);
+        }
+        // The last millisecond's ids are used up: move on to the next one.
+        let mut millis = [0u8; 8];
+        millis[2..].copy_from_slice(&last.0.as_bytes()[..6]);
+        let next = i64::try_from(u64::from_be_bytes(millis)).unwrap_or(i64::MAX - 1) + 1;
+        Self::from_parts(Timestamp::from_millis(next), entropy)
+    }
+
     /// Wraps an existing UUID.
     pub fn from_uuid(uuid: Uuid) -> Self {
         Self(uuid)
@@ -304,6 +324,39 @@ impl Generation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_stay_above_the_previous_run_whatever_the_clock_does() {
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let first = RunId::next(now, None, [7; 10]);
+        assert_eq!(first, RunId::from_parts(now, [7; 10]));
+        let mut last = first;
+        // Within one millisecond, with the same entropy (a counter that did not move).
+        for _ in 0..100 {
+            let next = RunId::next(now, Some(last), [7; 10]);
+            assert!(next > last);
+            assert_eq!(next.as_uuid().get_version_num(), 7);
+            last = next;
+        }
+        // A clock that went back.
+        let earlier = RunId::next(
+            Timestamp::from_millis(now.as_millis() - 5_000),
+            Some(last),
+            [0; 10],
+        );
+        assert!(earlier > last);
+        // A millisecond whose ids are used up moves to the next one.
+        let full = RunId::from_parts(now, [0xff; 10]);
+        let after = RunId::next(now, Some(full), [0; 10]);
+        assert!(after > full);
+        assert_eq!(after.as_uuid().get_version_num(), 7);
+        let later = RunId::next(
+            Timestamp::from_millis(now.as_millis() + 1),
+            Some(last),
+            [1; 10],
+        );
+        assert!(later > last);
+    }
 
     #[test]
     fn slugs_accept_the_documented_alphabet() {

@@ -37,7 +37,7 @@ pub use audit::{Actor, Event, EventKind, Reason};
 pub use catalog::{Catalog, CatalogExt, DecisionQuery, PipelineStatus, StatusPage};
 pub use cursor::{
     Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind, CursorReset, CursorValue,
-    ResetPermissions, ResetTarget,
+    CursorWrite, ResetPermissions, ResetTarget, WriteStamp,
 };
 pub use error::{Entity, Error, FenceReason, Result};
 pub use evolution::{
@@ -54,7 +54,8 @@ pub use pipeline::{
     RetryPolicy, RunRequest, Schedule,
 };
 pub use run::{
-    BeginRun, FinishRun, Outcome, Run, RunError, RunQuery, RunStatus, StreamStats, Trigger,
+    AbandonWrite, BeginRun, BeginWrite, Beginning, FinishRun, FinishWrite, Outcome, Run, RunError,
+    RunQuery, RunStatus, StreamStats, Trigger,
 };
 pub use schema::{ChangeClass, Column, ColumnType, Fingerprint, Schema, SchemaDiff};
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,13 +1,18 @@
-//! Runs: one execution of a pipeline, its status machine, and the requests that begin and
-//! finish it.
+//! Runs: one execution of a pipeline, its status machine, the requests that begin and finish
+//! it, and the rules that decide everything a begin, a finish and an abandon write
+//! ([`plan_begin`], [`plan_finish`], [`abandon`]): a backend only applies what they return,
+//! atomically (ADR 0001).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::Reason;
-use crate::cursor::CursorValue;
+use crate::audit::{Actor, EventKind, Reason};
+use crate::cursor::{
+    plan_advance, AdvancePlan, CursorAdvance, CursorChange, CursorKind, CursorValue, CursorWrite,
+    WriteStamp,
+};
 use crate::error::{Error, Result};
 use crate::ids::{Epoch, HolderId, PipelineId, RunId, StreamName};
 use crate::lease::Lease;
@@ -314,6 +319,189 @@ pub fn check_begin(pipeline: &Pipeline, running: Option<RunId>) -> Result<()> {
     Ok(())
 }
 
+/// The pipeline a run begins on, as its backend holds it under a valid lease.
+#[derive(Debug, Clone)]
+pub struct Beginning<'a> {
+    /// The lease the run begins under (already checked against the fence).
+    pub lease: &'a Lease,
+    /// The pipeline (its pause and pending request).
+    pub pipeline: &'a Pipeline,
+    /// Its running run, if any.
+    pub running: Option<RunId>,
+    /// Its cursors now: the run's `cursors_at_start`.
+    pub cursors: BTreeMap<StreamName, CursorValue>,
+    /// The new run's id ([`RunId::next`]).
+    pub id: RunId,
+    /// The catalog clock's time.
+    pub now: Timestamp,
+}
+
+/// Everything a backend writes to begin a run, decided by [`plan_begin`], in one atomic step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeginWrite {
+    /// The run to insert; the pipeline's running run becomes its id.
+    pub run: Run,
+    /// Whether the pipeline's pending request is cleared: the run an operator asked for has
+    /// begun.
+    pub clears_request: bool,
+    /// The event to append.
+    pub event: (Actor, EventKind),
+}
+
+/// The rule for beginning a run, whole: the attempt number, [`check_begin`], the run record and
+/// what else the begin writes.
+///
+/// # Errors
+/// `InvalidArgument` for attempt 0; `FailedPrecondition` as [`check_begin`].
+pub fn plan_begin(begin: BeginRun, at: Beginning<'_>) -> Result<BeginWrite> {
+    begin.validate()?;
+    check_begin(at.pipeline, at.running)?;
+    let lease = at.lease;
+    let run = Run {
+        id: at.id,
+        pipeline: lease.pipeline.clone(),
+        epoch: lease.epoch,
+        holder: lease.holder.clone(),
+        trigger: begin.trigger,
+        attempt: begin.attempt,
+        status: RunStatus::Running,
+        started_at: at.now,
+        finished_at: None,
+        stats: BTreeMap::new(),
+        error: None,
+        cursors_at_start: at.cursors,
+        cursors_at_end: BTreeMap::new(),
+    };
+    let event = EventKind::RunBegun {
+        run: run.id,
+        epoch: lease.epoch,
+    };
+    Ok(BeginWrite {
+        clears_request: begin.trigger.is_requested() && at.pipeline.requested.is_some(),
+        event: (Actor::Holder(lease.holder.clone()), event),
+        run,
+    })
+}
+
+/// Everything a backend writes to finish a run, decided by [`plan_finish`], in one atomic step,
+/// in this order: the cursor writes (each stamped with `stamp`), an observation of each schema in
+/// `schemas` ([`crate::evolution::observe`], by the run's holder), the run record (and the
+/// pipeline's running run cleared), then `event`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishWrite {
+    /// The final cursors that change, planned like checkpoints.
+    pub cursors: Vec<CursorWrite>,
+    /// Who writes them, and when.
+    pub stamp: WriteStamp,
+    /// The schemas to observe.
+    pub schemas: BTreeMap<StreamName, Schema>,
+    /// The run's record as it ends.
+    pub run: Run,
+    /// The event to append last.
+    pub event: (Actor, EventKind),
+}
+
+/// The rule for finishing `run`, whole: [`check_writable`] under `lease`, each final cursor
+/// planned like a checkpoint against `current` (every cursor of the pipeline, value and version),
+/// and the run's end: status, error, stats, end time and final cursors (the current ones with the
+/// writes applied).
+///
+/// # Errors
+/// As [`check_writable`] and [`plan_advance`]; nothing is to be written then.
+pub fn plan_finish(
+    run: Run,
+    lease: &Lease,
+    kind: CursorKind,
+    current: &BTreeMap<StreamName, (CursorValue, u64)>,
+    finish: FinishRun,
+    now: Timestamp,
+) -> Result<FinishWrite> {
+    check_writable(&run, lease)?;
+    let mut cursors = Vec::new();
+    for (stream, value) in finish.cursors {
+        let stored = current
+            .get(&stream)
+            .map(|(value, version)| (value, *version));
+        let advance = CursorAdvance::to(value);
+        let plan = plan_advance(
+            kind,
+            &lease.pipeline,
+            &stream,
+            stored,
+            &advance,
+            CursorChange::Finish,
+        )?;
+        if let AdvancePlan::Write(write) = plan {
+            cursors.push(write);
+        }
+    }
+    let mut at_end: BTreeMap<StreamName, CursorValue> = current
+        .iter()
+        .map(|(stream, (value, _))| (stream.clone(), value.clone()))
+        .collect();
+    for write in &cursors {
+        at_end.insert(write.stream.clone(), write.value.clone());
+    }
+    let holder = Actor::Holder(lease.holder.clone());
+    let run = Run {
+        status: finish.outcome.status(),
+        error: finish.outcome.error(),
+        stats: finish.stats,
+        finished_at: Some(now),
+        cursors_at_end: at_end,
+        ..run
+    };
+    let event = EventKind::RunFinished {
+        run: run.id,
+        status: run.status,
+    };
+    Ok(FinishWrite {
+        cursors,
+        stamp: WriteStamp {
+            run: Some(run.id),
+            epoch: Some(lease.epoch),
+            by: holder.clone(),
+            at: now,
+        },
+        schemas: finish.schemas,
+        run,
+        event: (holder, event),
+    })
+}
+
+/// Everything a backend writes when a running run's lease is taken over or released: the run's
+/// record as it ends (and the pipeline's running run cleared), then `event`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbandonWrite {
+    /// The run, `Abandoned`.
+    pub run: Run,
+    /// The event to append.
+    pub event: (Actor, EventKind),
+}
+
+/// The rule for abandoning `run`: it ends `Abandoned` now, with the pipeline's `cursors` as its
+/// final ones, by the catalog itself.
+pub fn abandon(
+    run: Run,
+    cursors: BTreeMap<StreamName, CursorValue>,
+    now: Timestamp,
+) -> AbandonWrite {
+    let run = Run {
+        status: RunStatus::Abandoned,
+        finished_at: Some(now),
+        cursors_at_end: cursors,
+        ..run
+    };
+    let event = EventKind::RunFinished {
+        run: run.id,
+        status: RunStatus::Abandoned,
+    };
+    AbandonWrite {
+        run,
+        event: (Actor::System, event),
+    }
+}
+
 /// Filters and keyset position for [`list_runs`](crate::Catalog::list_runs); newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunQuery {
@@ -375,7 +563,195 @@ impl RunQuery {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::ids::ConnectorRef;
+    use crate::pipeline::{plan_put, PipelineSpec, PutMode, PutPlan, RunRequest};
+
+    fn t(millis: i64) -> Timestamp {
+        Timestamp::from_millis(millis)
+    }
+
+    fn pipeline() -> Pipeline {
+        let spec = PipelineSpec::new(
+            PipelineId::new("orders").unwrap(),
+            ConnectorRef::new("jsonl").unwrap(),
+            CursorKind::Monotonic,
+        );
+        match plan_put(None, spec, PutMode::Create, t(0)).unwrap() {
+            PutPlan::Create(pipeline) => pipeline,
+            other => panic!("a new pipeline is created: {other:?}"),
+        }
+    }
+
+    fn lease() -> Lease {
+        Lease {
+            pipeline: PipelineId::new("orders").unwrap(),
+            holder: HolderId::new("h").unwrap(),
+            epoch: Epoch(3),
+            expires_at: t(60_000),
+        }
+    }
+
+    fn stream(name: &str) -> StreamName {
+        StreamName::new(name).unwrap()
+    }
+
+    fn value(v: serde_json::Value) -> CursorValue {
+        CursorValue::new(v).unwrap()
+    }
+
+    fn begun(pipeline: &Pipeline, trigger: Trigger) -> Result<BeginWrite> {
+        let lease = lease();
+        let cursors = BTreeMap::from([(stream("a"), value(json!(1)))]);
+        plan_begin(
+            BeginRun::new(trigger),
+            Beginning {
+                lease: &lease,
+                pipeline,
+                running: None,
+                cursors,
+                id: RunId::from_parts(t(10), [1; 10]),
+                now: t(10),
+            },
+        )
+    }
+
+    #[test]
+    fn a_begin_records_the_run_and_consumes_only_the_request_it_answers() {
+        let mut pipeline = pipeline();
+        let write = begun(&pipeline, Trigger::Manual).unwrap();
+        assert_eq!(write.run.status, RunStatus::Running);
+        assert_eq!(write.run.epoch, Epoch(3));
+        assert_eq!(write.run.cursors_at_start[&stream("a")], value(json!(1)));
+        assert!(!write.clears_request, "no request was pending");
+        assert!(matches!(
+            write.event.1,
+            EventKind::RunBegun {
+                epoch: Epoch(3),
+                ..
+            }
+        ));
+
+        pipeline.requested = Some(RunRequest {
+            trigger: Trigger::Manual,
+            by: Actor::System,
+            at: t(5),
+        });
+        assert!(begun(&pipeline, Trigger::Backfill).unwrap().clears_request);
+        assert!(
+            !begun(&pipeline, Trigger::Schedule).unwrap().clears_request,
+            "a scheduled run leaves the operator's request pending"
+        );
+        let refused = plan_begin(
+            BeginRun {
+                trigger: Trigger::Retry,
+                attempt: 0,
+            },
+            Beginning {
+                lease: &lease(),
+                pipeline: &pipeline,
+                running: None,
+                cursors: BTreeMap::new(),
+                id: RunId::from_parts(t(10), [1; 10]),
+                now: t(10),
+            },
+        );
+        assert!(matches!(refused, Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn a_finish_plans_its_cursors_like_checkpoints_and_ends_with_every_cursor() {
+        let run = begun(&pipeline(), Trigger::Schedule).unwrap().run;
+        let current = BTreeMap::from([
+            (stream("a"), (value(json!(1)), 1)),
+            (stream("b"), (value(json!(7)), 4)),
+        ]);
+        let finish = FinishRun::succeeded()
+            .with_cursor(stream("a"), value(json!(5)))
+            .with_cursor(stream("b"), value(json!(7)))
+            .with_cursor(stream("c"), value(json!(2)));
+        let write = plan_finish(
+            run.clone(),
+            &lease(),
+            CursorKind::Monotonic,
+            &current,
+            finish,
+            t(20),
+        )
+        .unwrap();
+        let written: Vec<_> = write
+            .cursors
+            .iter()
+            .map(|w| (w.stream.as_str(), w.version, w.change.clone()))
+            .collect();
+        // b is unchanged: no new version.
+        assert_eq!(
+            written,
+            [
+                ("a", 2, CursorChange::Finish),
+                ("c", 1, CursorChange::Finish)
+            ]
+        );
+        assert_eq!(write.stamp.run, Some(run.id));
+        assert_eq!(write.run.status, RunStatus::Succeeded);
+        assert_eq!(write.run.finished_at, Some(t(20)));
+        assert_eq!(
+            write.run.cursors_at_end,
+            BTreeMap::from([
+                (stream("a"), value(json!(5))),
+                (stream("b"), value(json!(7))),
+                (stream("c"), value(json!(2))),
+            ])
+        );
+        assert!(matches!(
+            write.event.1,
+            EventKind::RunFinished {
+                status: RunStatus::Succeeded,
+                ..
+            }
+        ));
+
+        let backwards = FinishRun::succeeded().with_cursor(stream("a"), value(json!(0)));
+        assert!(matches!(
+            plan_finish(
+                run.clone(),
+                &lease(),
+                CursorKind::Monotonic,
+                &current,
+                backwards,
+                t(20)
+            ),
+            Err(Error::CursorRegression { .. })
+        ));
+        let other_epoch = Lease {
+            epoch: Epoch(4),
+            ..lease()
+        };
+        assert!(matches!(
+            plan_finish(
+                run,
+                &other_epoch,
+                CursorKind::Monotonic,
+                &current,
+                FinishRun::succeeded(),
+                t(20)
+            ),
+            Err(Error::FailedPrecondition(_))
+        ));
+    }
+
+    #[test]
+    fn an_abandoned_run_ends_by_the_system_with_the_cursors_as_they_are() {
+        let run = begun(&pipeline(), Trigger::Schedule).unwrap().run;
+        let cursors = BTreeMap::from([(stream("a"), value(json!(3)))]);
+        let write = abandon(run, cursors.clone(), t(30));
+        assert_eq!(write.run.status, RunStatus::Abandoned);
+        assert_eq!(write.run.finished_at, Some(t(30)));
+        assert_eq!(write.run.cursors_at_end, cursors);
+        assert_eq!(write.event.0, Actor::System);
+    }
 
     #[test]
     fn long_errors_are_truncated_on_a_char_boundary() {

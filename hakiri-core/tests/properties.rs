@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use hakiri_core::cursor::{plan_advance, AdvancePlan, Position};
+use hakiri_core::cursor::{plan_advance, AdvancePlan, CursorChange, CursorWrite, Position};
 use hakiri_core::schema::diff;
 use hakiri_core::{
     ChangeClass, Column, ColumnType, CursorAdvance, CursorKind, CursorValue, Error, PipelineId,
@@ -169,11 +169,11 @@ proptest! {
         let (p, s) = (PipelineId::new("p").unwrap(), StreamName::new("s").unwrap());
         let stored = CursorValue::new(Position::from_json(&a).unwrap().to_json()).unwrap();
         let advance = CursorAdvance::to(CursorValue::new(b.clone()).unwrap());
-        let plan = plan_advance(CursorKind::Monotonic, &p, &s, Some((&stored, 1)), &advance);
+        let plan = plan_advance(CursorKind::Monotonic, &p, &s, Some((&stored, 1)), &advance, CursorChange::Checkpoint);
         match Position::from_json(&b).unwrap().compare(&Position::from_json(&a).unwrap()) {
             Ok(Ordering::Less) => prop_assert!(matches!(plan, Err(Error::CursorRegression { .. })), "regression expected"),
             Ok(Ordering::Equal) => prop_assert_eq!(plan.unwrap(), AdvancePlan::Unchanged),
-            Ok(Ordering::Greater) => prop_assert!(matches!(plan, Ok(AdvancePlan::Write { version: 2, .. })), "write expected"),
+            Ok(Ordering::Greater) => prop_assert!(matches!(plan, Ok(AdvancePlan::Write(CursorWrite { version: 2, .. }))), "write expected"),
             Err(_) => prop_assert!(matches!(plan, Err(Error::InvalidArgument(_))), "invalid expected"),
         }
     }

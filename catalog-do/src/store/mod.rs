@@ -20,14 +20,14 @@ use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
 use hakiri_core::pipeline::{
     check_delete, pause_event, plan_pause, plan_put, plan_request, PutPlan,
 };
-use hakiri_core::run::{check_begin, check_writable};
+use hakiri_core::run::{abandon, check_writable, plan_begin, plan_finish, Beginning};
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,
-    CursorReset, CursorValue, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
-    Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
-    PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, ProjectId, PutMode, Reason,
-    ResetTarget, Result, Run, RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage,
-    StreamName, Timestamp, Trigger,
+    CursorReset, CursorValue, CursorWrite, Decide, Decision, DecisionId, DecisionQuery, Entity,
+    Epoch, Error, Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit,
+    Observation, Page, PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, ProjectId,
+    PutMode, Reason, ResetTarget, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage,
+    StreamName, Timestamp, Trigger, WriteStamp,
 };
 
 use crate::protocol::{Request, Response};
@@ -222,14 +222,6 @@ pub(crate) const LAST_RUN: &str =
 /// A pipeline's held decisions.
 pub(crate) const HELD_DECISIONS: &str =
     "SELECT id FROM decisions WHERE pipeline = ? AND held = 1 ORDER BY id";
-
-/// A cursor write decided by a rule, ready to apply.
-struct CursorWrite {
-    stream: StreamName,
-    value: CursorValue,
-    version: u64,
-    change: CursorChange,
-}
 
 impl<E: Exec> Store<'_, E> {
     fn handle(&mut self, request: Request) -> Result<Response> {
@@ -593,23 +585,13 @@ impl<E: Exec> Store<'_, E> {
 
     /// Marks the pipeline's running run (of an epoch that just lost the lease) `Abandoned`.
     fn abandon_running(&mut self, id: &PipelineId, running: Option<RunId>) -> Result<()> {
-        let Some(run_id) = running else {
+        let Some(run) = running else {
             return Ok(());
         };
-        let mut run = self.get_run(run_id)?;
-        run.status = RunStatus::Abandoned;
-        run.finished_at = Some(self.now);
-        run.cursors_at_end = self.cursor_values(id)?;
-        self.save_run(&run)?;
-        self.exec.execute(
-            "UPDATE pipelines SET running_run = NULL WHERE id = ?",
-            params![id.as_str()],
-        )?;
-        let kind = EventKind::RunFinished {
-            run: run_id,
-            status: RunStatus::Abandoned,
-        };
-        self.emit(&Actor::System, id, &kind)
+        let run = self.get_run(run)?;
+        let write = abandon(run, self.cursor_values(id)?, self.now);
+        self.end_run(id, &write.run)?;
+        self.emit(&write.event.0, id, &write.event.1)
     }
 
     fn renew(&mut self, lease: &Lease, ttl: Duration) -> Result<Lease> {
@@ -640,42 +622,46 @@ impl<E: Exec> Store<'_, E> {
 
     // Runs.
 
-    fn save_run(&mut self, run: &Run) -> Result<()> {
+    /// Writes `run`'s ended record and clears the pipeline's running run.
+    fn end_run(&mut self, pipeline: &PipelineId, run: &Run) -> Result<()> {
         self.exec.execute(
             "UPDATE runs SET status = ?, body = ? WHERE id = ?",
             params![run.status.to_string(), to_json(run)?, run.id.to_string()],
+        )?;
+        self.exec.execute(
+            "UPDATE pipelines SET running_run = NULL WHERE id = ?",
+            params![pipeline.as_str()],
         )
     }
 
     fn begin_run(&mut self, lease: &Lease, begin: BeginRun) -> Result<Run> {
-        begin.validate()?;
         self.fenced(lease)?;
         let (mut pipeline, hot) = self.pipeline(&lease.pipeline)?;
-        check_begin(&pipeline, hot.running)?;
         // A persistent counter, not randomness: unique across processes sharing the file (they
-        // serialise on the write lock) and ordered within a millisecond.
+        // serialise on the write lock).
         let mut entropy = [0u8; 10];
         entropy[2..].copy_from_slice(&self.counter("run")?.to_be_bytes());
-        let id = RunId::from_parts(self.now, entropy);
-        let run = Run {
-            id,
-            pipeline: lease.pipeline.clone(),
-            epoch: lease.epoch,
-            holder: lease.holder.clone(),
-            trigger: begin.trigger,
-            attempt: begin.attempt,
-            status: RunStatus::Running,
-            started_at: self.now,
-            finished_at: None,
-            stats: BTreeMap::new(),
-            error: None,
-            cursors_at_start: self.cursor_values(&lease.pipeline)?,
-            cursors_at_end: BTreeMap::new(),
-        };
+        let last: Option<RunId> =
+            match self.exec.query_row("SELECT max(id) FROM runs", params![])? {
+                Some(row) => row.opt_text(0)?.map(str::parse).transpose()?,
+                None => None,
+            };
+        let write = plan_begin(
+            begin,
+            Beginning {
+                lease,
+                pipeline: &pipeline,
+                running: hot.running,
+                cursors: self.cursor_values(&lease.pipeline)?,
+                id: RunId::next(self.now, last, entropy),
+                now: self.now,
+            },
+        )?;
+        let run = write.run;
         self.exec.execute(
             "INSERT INTO runs (id, pipeline, status, body) VALUES (?, ?, ?, ?)",
             params![
-                id.to_string(),
+                run.id.to_string(),
                 lease.pipeline.as_str(),
                 run.status.to_string(),
                 to_json(&run)?
@@ -683,64 +669,30 @@ impl<E: Exec> Store<'_, E> {
         )?;
         self.exec.execute(
             "UPDATE pipelines SET running_run = ? WHERE id = ?",
-            params![id.to_string(), lease.pipeline.as_str()],
+            params![run.id.to_string(), lease.pipeline.as_str()],
         )?;
-        if begin.trigger.is_requested() && pipeline.requested.is_some() {
-            // The run the operator asked for has begun.
+        if write.clears_request {
             pipeline.requested = None;
             self.save_pipeline(&pipeline)?;
         }
-        let kind = EventKind::RunBegun {
-            run: id,
-            epoch: lease.epoch,
-        };
-        self.emit(&Actor::Holder(lease.holder.clone()), &lease.pipeline, &kind)?;
+        self.emit(&write.event.0, &lease.pipeline, &write.event.1)?;
         Ok(run)
     }
 
     fn finish_run(&mut self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {
         let hot = self.writable_run(lease, run)?;
-        let holder = Actor::Holder(lease.holder.clone());
-        for (stream, value) in &finish.cursors {
-            let current = self.current_cursor(&lease.pipeline, stream)?;
-            let advance = CursorAdvance::to(value.clone());
-            let plan = plan_advance(
-                hot.cursor_kind,
-                &lease.pipeline,
-                stream,
-                current.as_ref().map(|(v, n)| (v, *n)),
-                &advance,
-            )?;
-            if let AdvancePlan::Write { value, version } = plan {
-                let write = CursorWrite {
-                    stream: stream.clone(),
-                    value,
-                    version,
-                    change: CursorChange::Finish,
-                };
-                self.write_cursor(lease, Some(run), &holder, write)?;
-            }
+        let record = self.get_run(run)?;
+        let current = self.cursors(&lease.pipeline)?;
+        let write = plan_finish(record, lease, hot.cursor_kind, &current, finish, self.now)?;
+        for cursor in write.cursors {
+            self.write_cursor(&lease.pipeline, cursor, &write.stamp)?;
         }
-        for (stream, schema) in finish.schemas {
-            self.observe(&lease.pipeline, Some(run), &holder, &stream, schema)?;
+        for (stream, schema) in write.schemas {
+            self.observe(&lease.pipeline, Some(run), &write.stamp.by, &stream, schema)?;
         }
-        let mut record = self.get_run(run)?;
-        record.status = finish.outcome.status();
-        record.error = finish.outcome.error();
-        record.stats = finish.stats;
-        record.finished_at = Some(self.now);
-        record.cursors_at_end = self.cursor_values(&lease.pipeline)?;
-        self.save_run(&record)?;
-        self.exec.execute(
-            "UPDATE pipelines SET running_run = NULL WHERE id = ?",
-            params![lease.pipeline.as_str()],
-        )?;
-        let kind = EventKind::RunFinished {
-            run,
-            status: record.status,
-        };
-        self.emit(&holder, &lease.pipeline, &kind)?;
-        Ok(record)
+        self.end_run(&lease.pipeline, &write.run)?;
+        self.emit(&write.event.0, &lease.pipeline, &write.event.1)?;
+        Ok(write.run)
     }
 
     fn get_run(&mut self, run: RunId) -> Result<Run> {
@@ -775,6 +727,20 @@ impl<E: Exec> Store<'_, E> {
         )?;
         rows.iter()
             .map(|r| Ok((StreamName::new(r.text(0)?)?, r.json(1)?)))
+            .collect()
+    }
+
+    /// Every cursor of `pipeline`, value and version.
+    fn cursors(
+        &mut self,
+        pipeline: &PipelineId,
+    ) -> Result<BTreeMap<StreamName, (CursorValue, u64)>> {
+        let rows = self.exec.query(
+            "SELECT stream, value, version FROM cursors WHERE pipeline = ?",
+            params![pipeline.as_str()],
+        )?;
+        rows.iter()
+            .map(|r| Ok((StreamName::new(r.text(0)?)?, (r.json(1)?, r.uint(2)?))))
             .collect()
     }
 
@@ -849,45 +815,31 @@ impl<E: Exec> Store<'_, E> {
             stream,
             current.as_ref().map(|(v, n)| (v, *n)),
             advance,
+            CursorChange::Checkpoint,
         )? {
             AdvancePlan::Unchanged => self
                 .cursor(&lease.pipeline, stream)?
                 .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into())),
-            AdvancePlan::Write { value, version } => {
-                let write = CursorWrite {
-                    stream: stream.clone(),
-                    value,
-                    version,
-                    change: CursorChange::Checkpoint,
+            AdvancePlan::Write(write) => {
+                let stamp = WriteStamp {
+                    run: Some(run),
+                    epoch: Some(lease.epoch),
+                    by: Actor::Holder(lease.holder.clone()),
+                    at: self.now,
                 };
-                self.write_cursor(
-                    lease,
-                    Some(run),
-                    &Actor::Holder(lease.holder.clone()),
-                    write,
-                )
+                self.write_cursor(&lease.pipeline, write, &stamp)
             }
         }
     }
 
+    /// Applies a cursor write: the stream's cursor, its history entry, its event.
     fn write_cursor(
         &mut self,
-        lease: &Lease,
-        run: Option<RunId>,
-        by: &Actor,
+        pipeline: &PipelineId,
         write: CursorWrite,
+        stamp: &WriteStamp,
     ) -> Result<Cursor> {
-        let cursor = Cursor {
-            pipeline: lease.pipeline.clone(),
-            stream: write.stream.clone(),
-            value: write.value.clone(),
-            version: write.version,
-            run,
-            epoch: Some(lease.epoch),
-            updated_by: by.clone(),
-            updated_at: self.now,
-        };
-        let run_text = run.map(|r| r.to_string());
+        let cursor = write.cursor(pipeline, stamp);
         self.exec.execute(
             "INSERT INTO cursors (pipeline, stream, value, version, run, epoch, updated_by, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -895,36 +847,26 @@ impl<E: Exec> Store<'_, E> {
                  run = excluded.run, epoch = excluded.epoch, updated_by = excluded.updated_by,
                  updated_at = excluded.updated_at",
             params![
-                lease.pipeline.as_str(),
+                pipeline.as_str(),
                 write.stream.as_str(),
                 to_json(&write.value)?,
                 write.version,
-                run_text,
-                lease.epoch.get(),
-                to_json(by)?,
-                self.now.as_millis()
+                stamp.run.map(|r| r.to_string()),
+                stamp.epoch.map(|e| e.get()),
+                to_json(&stamp.by)?,
+                stamp.at.as_millis()
             ],
         )?;
-        let event = write.change.event(&write.stream, write.version);
-        let entry = CursorHistoryEntry {
-            version: write.version,
-            value: write.value,
-            change: write.change,
-            run,
-            epoch: Some(lease.epoch),
-            by: by.clone(),
-            at: self.now,
-        };
         self.exec.execute(
             "INSERT INTO cursor_history (pipeline, stream, version, body) VALUES (?, ?, ?, ?)",
             params![
-                lease.pipeline.as_str(),
+                pipeline.as_str(),
                 write.stream.as_str(),
                 write.version,
-                to_json(&entry)?
+                to_json(&write.history_entry(stamp))?
             ],
         )?;
-        self.emit(by, &lease.pipeline, &event)?;
+        self.emit(&stamp.by, pipeline, &write.event())?;
         Ok(cursor)
     }
 
@@ -972,7 +914,7 @@ impl<E: Exec> Store<'_, E> {
             _ => None,
         };
         let current_ref = current.as_ref().map(|(v, n)| (v, *n));
-        let (value, change) = plan_reset(
+        let write = plan_reset(
             hot.cursor_kind,
             &lease.pipeline,
             stream,
@@ -980,14 +922,13 @@ impl<E: Exec> Store<'_, E> {
             old_value.as_ref(),
             reset,
         )?;
-        let version = current.map_or(0, |(_, n)| n) + 1;
-        let write = CursorWrite {
-            stream: stream.clone(),
-            value,
-            version,
-            change,
+        let stamp = WriteStamp {
+            run: None,
+            epoch: Some(lease.epoch),
+            by: reset.by.clone(),
+            at: self.now,
         };
-        self.write_cursor(lease, None, &reset.by, write)
+        self.write_cursor(&lease.pipeline, write, &stamp)
     }
 
     // Schemas.
