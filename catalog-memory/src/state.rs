@@ -400,12 +400,7 @@ impl ProjectState {
                 .and_then(|s| s.cursor.clone())
                 .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into())),
             AdvancePlan::Write(write) => {
-                let stamp = WriteStamp {
-                    run: Some(run),
-                    epoch: Some(lease.epoch),
-                    by: Actor::Holder(lease.holder.clone()),
-                    at: now,
-                };
+                let stamp = WriteStamp::holder(lease, run, now);
                 self.write_cursor(&lease.pipeline, write, &stamp)
             }
         }
@@ -573,12 +568,7 @@ impl ProjectState {
             _ => None,
         };
         let write = plan_reset(kind, &lease.pipeline, stream, current, old_value, reset)?;
-        let stamp = WriteStamp {
-            run: None,
-            epoch: Some(lease.epoch),
-            by: reset.by.clone(),
-            at: now,
-        };
+        let stamp = WriteStamp::operator(lease, &reset.by, now);
         self.write_cursor(&lease.pipeline, write, &stamp)
     }
 

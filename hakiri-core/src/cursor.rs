@@ -14,6 +14,7 @@ use serde_json::{Number, Value};
 use crate::audit::{Actor, EventKind, Reason};
 use crate::error::{Entity, Error, Result};
 use crate::ids::{Epoch, PipelineId, RunId, StreamName};
+use crate::lease::Lease;
 use crate::time::Timestamp;
 
 /// Largest cursor value, serialised as JSON, in bytes.
@@ -309,6 +310,28 @@ pub struct WriteStamp {
     pub by: Actor,
     /// The catalog clock's time.
     pub at: Timestamp,
+}
+
+impl WriteStamp {
+    /// A write by the lease's holder, for `run` (a checkpoint, a finish).
+    pub fn holder(lease: &Lease, run: RunId, at: Timestamp) -> Self {
+        Self {
+            run: Some(run),
+            epoch: Some(lease.epoch),
+            by: Actor::Holder(lease.holder.clone()),
+            at,
+        }
+    }
+
+    /// A write by an operator, `by`, under `lease` but for no run (a reset, a rollback).
+    pub fn operator(lease: &Lease, by: &Actor, at: Timestamp) -> Self {
+        Self {
+            run: None,
+            epoch: Some(lease.epoch),
+            by: by.clone(),
+            at,
+        }
+    }
 }
 
 impl CursorWrite {

@@ -457,12 +457,7 @@ pub fn plan_finish(
     };
     Ok(FinishWrite {
         cursors,
-        stamp: WriteStamp {
-            run: Some(run.id),
-            epoch: Some(lease.epoch),
-            by: holder.clone(),
-            at: now,
-        },
+        stamp: WriteStamp::holder(lease, run.id, now),
         schemas: finish.schemas,
         run,
         event: (holder, event),

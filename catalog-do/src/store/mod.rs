@@ -821,12 +821,7 @@ impl<E: Exec> Store<'_, E> {
                 .cursor(&lease.pipeline, stream)?
                 .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into())),
             AdvancePlan::Write(write) => {
-                let stamp = WriteStamp {
-                    run: Some(run),
-                    epoch: Some(lease.epoch),
-                    by: Actor::Holder(lease.holder.clone()),
-                    at: self.now,
-                };
+                let stamp = WriteStamp::holder(lease, run, self.now);
                 self.write_cursor(&lease.pipeline, write, &stamp)
             }
         }
@@ -922,12 +917,7 @@ impl<E: Exec> Store<'_, E> {
             old_value.as_ref(),
             reset,
         )?;
-        let stamp = WriteStamp {
-            run: None,
-            epoch: Some(lease.epoch),
-            by: reset.by.clone(),
-            at: self.now,
-        };
+        let stamp = WriteStamp::operator(lease, &reset.by, self.now);
         self.write_cursor(&lease.pipeline, write, &stamp)
     }
 
