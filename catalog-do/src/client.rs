@@ -8,7 +8,7 @@
 //! budget ([`DoConfig::timeout`]), so the wait an error reports is the wait the caller had.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use hakiri_core::{Error, ProjectId, Result};
@@ -96,11 +96,8 @@ impl DoConfig {
             .backoff
             .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
             .min(self.max_backoff);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
         // Between half and all of the exponential delay.
-        exp / 2 + exp.mul_f64(f64::from(nanos % 1000) / 2000.0)
+        exp / 2 + exp.mul_f64(rand::random::<f64>() / 2.0)
     }
 }
 
@@ -371,6 +368,13 @@ mod tests {
                 "attempt {attempt}: {d:?} vs {exp:?}"
             );
         }
+    }
+
+    #[test]
+    fn clients_do_not_retry_in_step() {
+        let c = DoConfig::default().backoff(Duration::from_millis(100), Duration::from_secs(1));
+        let delays: std::collections::BTreeSet<Duration> = (0..64).map(|_| c.delay(3)).collect();
+        assert!(delays.len() > 48, "{} distinct delays of 64", delays.len());
     }
 
     /// A Worker URL whose server accepts connections and never answers: the caller waits the

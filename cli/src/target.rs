@@ -78,18 +78,32 @@ impl fmt::Display for CatalogUrl {
     }
 }
 
-/// A URL with its password replaced by `***`, for messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// A URL with its password — in the user info or as a `password` query parameter, as libpq
+/// takes it — replaced by `***`, for messages. A URL that does not parse is not shown at all.
+fn redact(raw: &str) -> String {
+    const HIDDEN: &str = "***";
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "(a catalog URL that does not parse)".to_owned();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    if url.password().is_some() {
+        // Only URLs that cannot have a password refuse one.
+        let _ = url.set_password(Some(HIDDEN));
     }
+    if url.query_pairs().any(|(key, _)| key == "password") {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "password" {
+                    HIDDEN.into()
+                } else {
+                    value
+                };
+                (key.into_owned(), value.into_owned())
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 /// Whether opening may create the catalog.
@@ -279,7 +293,25 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted_in_messages() {
-        let url = CatalogUrl::parse("postgres://hakiri:s3cret@db:5432/hakiri").unwrap();
-        assert_eq!(url.to_string(), "postgres://hakiri:***@db:5432/hakiri");
+        for (raw, shown) in [
+            (
+                "postgres://hakiri:s3cret@db:5432/hakiri",
+                "postgres://hakiri:***@db:5432/hakiri",
+            ),
+            (
+                "postgres://hakiri@db/hakiri?sslmode=require&password=s3cret",
+                "postgres://hakiri@db/hakiri?sslmode=require&password=***",
+            ),
+            // A password with an '@' in it, percent-encoded as it must be.
+            (
+                "postgresql://u:p%40ss@db/h?password=again",
+                "postgresql://u:***@db/h?password=***",
+            ),
+            ("postgres://db/hakiri", "postgres://db/hakiri"),
+        ] {
+            let url = CatalogUrl::parse(raw).unwrap();
+            assert_eq!(url.to_string(), shown, "{raw}");
+            assert!(!url.to_string().contains("s3cret"));
+        }
     }
 }
