@@ -2,7 +2,7 @@
 //! catalog's snapshot and its clock, like `terraform plan`.
 
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use hakiri_core::{
     ConnectorRef, CronSchedule, DecisionId, PipelineId, PipelineStatus, RunId, RunStatus, Schedule,
@@ -186,54 +186,6 @@ fn trigger_name(trigger: Trigger) -> &'static str {
         Trigger::Retry => "retry",
         Trigger::Manual => "manual",
         Trigger::Backfill => "backfill",
-    }
-}
-
-impl fmt::Display for Plan {
-    /// A table: pipeline, connector, action.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: Vec<[String; 3]> = self
-            .items
-            .iter()
-            .map(|i| {
-                [
-                    i.pipeline.to_string(),
-                    i.connector.to_string(),
-                    i.action.to_string(),
-                ]
-            })
-            .collect();
-        let header = ["PIPELINE", "CONNECTOR", "ACTION"];
-        let widths: Vec<usize> = (0..2)
-            .map(|c| {
-                rows.iter()
-                    .map(|r| r[c].len())
-                    .chain([header[c].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        for row in std::iter::once(header.map(str::to_owned)).chain(rows) {
-            let _ = writeln!(
-                out,
-                "{:<w0$}  {:<w1$}  {}",
-                row[0],
-                row[1],
-                row[2],
-                w0 = widths[0],
-                w1 = widths[1]
-            );
-        }
-        let dispatch = self.dispatches().count();
-        let reap = self.reaps().count();
-        let _ = write!(
-            out,
-            "plan at {}: {dispatch} to dispatch, {reap} to reap, {} idle",
-            self.as_of,
-            self.items.len() - dispatch - reap
-        );
-        f.write_str(&out)
     }
 }
 

@@ -48,10 +48,38 @@ pub(super) async fn plan(ctx: &Ctx) -> CliResult {
             );
             return;
         }
-        output::line(plan.to_string());
+        print_plan(&plan);
     });
     warn_unknown_connectors(&plan);
     Ok(())
+}
+
+/// The plan as a table — pipeline, connector, action — and a line that sums it up.
+fn print_plan(plan: &Plan) {
+    output::print_table(&plan_table(plan), "no pipelines");
+    output::line(plan_summary(plan));
+}
+
+fn plan_table(plan: &Plan) -> comfy_table::Table {
+    let mut table = output::table(["PIPELINE", "CONNECTOR", "ACTION"]);
+    for item in &plan.items {
+        table.add_row([
+            item.pipeline.to_string(),
+            item.connector.to_string(),
+            item.action.to_string(),
+        ]);
+    }
+    table
+}
+
+fn plan_summary(plan: &Plan) -> String {
+    let dispatch = plan.dispatches().count();
+    let reap = plan.reaps().count();
+    format!(
+        "plan at {}: {dispatch} to dispatch, {reap} to reap, {} idle",
+        plan.as_of,
+        plan.items.len() - dispatch - reap
+    )
 }
 
 fn warn_unknown_connectors(plan: &Plan) {
@@ -284,7 +312,7 @@ async fn once(
             count(None)(&summary.runs),
         ));
         output::line("");
-        output::line(summary.plan.to_string());
+        print_plan(&summary.plan);
     });
     if interrupted {
         return Ok(ExitCode::from(130));
@@ -400,5 +428,64 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hakiri_core::{PipelineId, Timestamp, Trigger};
+    use hakiri_reconciler::{Action, PlanItem, SkipReason};
+
+    use super::*;
+
+    #[test]
+    fn a_plan_prints_as_a_table_and_a_summary() {
+        let item = |id: &str, connector: &str, action| PlanItem {
+            pipeline: PipelineId::new(id).unwrap(),
+            connector: ConnectorRef::new(connector).unwrap(),
+            action,
+        };
+        let plan = Plan {
+            as_of: Timestamp::from_millis(0),
+            items: vec![
+                item(
+                    "orders",
+                    "jsonl",
+                    Action::Dispatch {
+                        trigger: Trigger::Schedule,
+                        attempt: 1,
+                    },
+                ),
+                item(
+                    "customers-backfill",
+                    "singer",
+                    Action::Skip {
+                        reason: SkipReason::Paused,
+                    },
+                ),
+            ],
+        };
+        let table = plan_table(&plan).to_string();
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|row| row.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                vec!["PIPELINE", "CONNECTOR", "ACTION"],
+                vec!["orders", "jsonl", "dispatch", "(scheduled)"],
+                vec!["customers-backfill", "singer", "skip:", "paused"],
+            ]
+        );
+        // Columns line up: every row's connector starts where the header's does.
+        let column = table.lines().next().unwrap().find("CONNECTOR").unwrap();
+        assert!(table
+            .lines()
+            .all(|row| row[column..].starts_with(|c: char| c.is_alphabetic())));
+        assert_eq!(
+            plan_summary(&plan),
+            "plan at 1970-01-01T00:00:00.000Z: 1 to dispatch, 0 to reap, 1 idle"
+        );
     }
 }
