@@ -65,7 +65,7 @@ async fn rejected_schema_fails_the_run_and_is_not_resumed_at_once() {
                 ..
             }
         ),
-        "{plan}"
+        "{plan:?}"
     );
     let decisions = catalog
         .list_decisions(&DecisionQuery::default())
