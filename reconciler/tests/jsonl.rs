@@ -244,7 +244,7 @@ async fn jsonl_breaking_change_is_held_until_accepted_then_resumes() {
         reason: SkipReason::HeldDecision { decisions },
     } = &plan.items[0].action
     else {
-        panic!("expected a held skip, got {plan}");
+        panic!("expected a held skip, got {plan:?}");
     };
     // Paused: later ticks do nothing.
     clock.advance(HOUR);
