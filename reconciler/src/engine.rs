@@ -535,6 +535,10 @@ impl Reconciler {
     }
 
     /// Waits for every dispatched run to end and returns how each ended.
+    ///
+    /// Not cancel-safe: dropping the future before it completes aborts the runs it waits for
+    /// (they end neither finished nor released, and are reaped once their leases expire). To
+    /// bound the wait, take the runs out first, as [`Reconciler::run`] does at shutdown.
     pub async fn wait_runs(&self) -> Vec<RunEnd> {
         let mut ends = Vec::new();
         loop {
@@ -542,12 +546,7 @@ impl Reconciler {
             if runs.is_empty() {
                 return ends;
             }
-            while let Some(joined) = runs.join_next().await {
-                match joined {
-                    Ok(end) => ends.push(end),
-                    Err(error) => warn!(%error, "a run task panicked"),
-                }
-            }
+            join_all(&mut runs, &mut ends).await;
         }
     }
 
@@ -599,13 +598,18 @@ impl Reconciler {
         }
         info!(grace = ?self.config.grace, "shutting down: no new runs; asking running ones to stop");
         self.stopping.cancel();
-        if tokio::time::timeout(self.config.grace, self.wait_runs())
+        // Out of `self` and outside the timeout: a timed-out wait leaves the runs in this set,
+        // still running, for the cancel below to end properly.
+        let mut runs = std::mem::take(&mut *lock(&self.runs));
+        let mut ends = Vec::new();
+        let within_grace = join_all(&mut runs, &mut ends);
+        if tokio::time::timeout(self.config.grace, within_grace)
             .await
             .is_err()
         {
             warn!("grace period over: cancelling the remaining runs");
             self.stop_runs.cancel();
-            self.wait_runs().await;
+            join_all(&mut runs, &mut ends).await;
         }
         Ok(())
     }
@@ -716,6 +720,17 @@ impl RunTask {
             run,
             status,
             message,
+        }
+    }
+}
+
+/// Joins every task in `runs`, adding how each run ended to `ends`. Cancel-safe: a task not
+/// joined yet stays in `runs`.
+async fn join_all(runs: &mut JoinSet<RunEnd>, ends: &mut Vec<RunEnd>) {
+    while let Some(joined) = runs.join_next().await {
+        match joined {
+            Ok(end) => ends.push(end),
+            Err(error) => warn!(%error, "a run task panicked"),
         }
     }
 }

@@ -200,6 +200,7 @@ pub struct Faulty {
     calls: Arc<AtomicU64>,
     fault: Arc<Mutex<Option<(u64, Fault)>>>,
     begin_run_error: Arc<Mutex<Option<Error>>>,
+    renew_error: Arc<Mutex<Option<Error>>>,
 }
 
 impl std::fmt::Debug for Faulty {
@@ -217,7 +218,13 @@ impl Faulty {
             calls: Arc::default(),
             fault: Arc::default(),
             begin_run_error: Arc::default(),
+            renew_error: Arc::default(),
         }
+    }
+
+    /// Fails every `renew` with `error` from now on (`None`: stop failing them).
+    pub fn fail_renewals(&self, error: Option<Error>) {
+        *self.renew_error.lock().expect("lock") = error;
     }
 
     /// Fails every `begin_run` with `error` from now on (`None`: stop failing them).
@@ -314,6 +321,9 @@ impl Catalog for Faulty {
             .await
     }
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+        if let Some(error) = self.renew_error.lock().expect("lock").clone() {
+            return Err(error);
+        }
         self.inner.renew(lease, ttl).await
     }
     async fn release(&self, lease: &Lease) -> Result<()> {
