@@ -17,33 +17,32 @@ use hakiri_core::{
 use serde_json::json;
 
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
-const TABLES: &[&str] = &[
-    "counters",
-    "pipelines",
-    "runs",
-    "cursors",
-    "cursor_history",
-    "schema_versions",
-    "decisions",
-    "events",
-];
-
 fn run(conn: &mut SqliteConnection, request: Request) -> hakiri_core::Result<Response> {
     conn.with_immediate(|conn| conn.atomic(move |conn| store::handle(conn, request, NOW)))
 }
 
-/// Every row of every table, as text.
-fn snapshot(conn: &mut SqliteConnection) -> BTreeMap<&'static str, Vec<String>> {
-    TABLES
+/// Every row of every table the database has, as text, each table's rows sorted.
+fn snapshot(conn: &mut SqliteConnection) -> BTreeMap<String, Vec<String>> {
+    let tables = conn
+        .query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            &[],
+        )
+        .expect("list tables");
+    let tables: Vec<String> = tables
         .iter()
+        .map(|row| row.text(0).expect("a table's name").to_owned())
+        .collect();
+    assert!(tables.len() >= 8, "the catalog's tables: {tables:?}");
+    tables
+        .into_iter()
         .map(|table| {
             let rows = conn
-                .query(&format!("SELECT * FROM {table} ORDER BY 1, 2"), &[])
+                .query(&format!("SELECT * FROM \"{table}\""), &[])
                 .expect("read table");
-            (
-                *table,
-                rows.into_iter().map(|r| format!("{:?}", r.0)).collect(),
-            )
+            let mut rows: Vec<String> = rows.into_iter().map(|r| format!("{:?}", r.0)).collect();
+            rows.sort();
+            (table, rows)
         })
         .collect()
 }

@@ -121,6 +121,25 @@ pub async fn leases_renew_after_expiry_is_fenced(cx: &Ctx) {
     );
 }
 
+/// `err` is `Fenced` for `lease`, because of `reason`.
+fn assert_fenced(err: &Error, lease: &hakiri_core::Lease, reason: &FenceReason) {
+    match err {
+        Error::Fenced {
+            pipeline,
+            epoch,
+            reason: actual,
+        } => {
+            assert_eq!(
+                (pipeline, *epoch),
+                (&lease.pipeline, lease.epoch),
+                "{err:?}"
+            );
+            assert_eq!(actual, reason, "{err:?}");
+        }
+        other => panic!("expected Fenced ({reason:?}), got {other:?}"),
+    }
+}
+
 /// Releasing frees the pipeline at once, and the released lease is fenced.
 pub async fn leases_release_frees_pipeline_and_fences_holder(cx: &Ctx) {
     cx.pipeline("p").await;
@@ -130,14 +149,14 @@ pub async fn leases_release_frees_pipeline_and_fences_holder(cx: &Ctx) {
         .begin_run(&lease, BeginRun::new(Trigger::Manual))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Fenced { .. }), "{err:?}");
+    assert_fenced(&err, &lease, &FenceReason::Released);
+    let err = cx.release(&lease).await.unwrap_err();
+    assert_fenced(&err, &lease, &FenceReason::Released);
     let next = cx.lease("p", "b").await;
     assert!(next.epoch > lease.epoch);
     let err = cx.release(&lease).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Fenced { .. }),
-        "releasing twice is fenced: {err:?}"
-    );
+    let current = next.epoch;
+    assert_fenced(&err, &lease, &FenceReason::Superseded { current });
 }
 
 /// Releasing while a run is running abandons that run.
@@ -175,7 +194,16 @@ pub async fn leases_zombie_after_expiry_is_fenced(cx: &Ctx) {
         .finish_run(&lease, run.id, FinishRun::succeeded())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Fenced { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Fenced {
+                reason: FenceReason::Expired { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let cursor = cx
         .get_cursor(&pid("p"), &stream("s"))
         .await
@@ -221,7 +249,9 @@ pub async fn leases_zombie_after_new_acquisition_is_fenced(cx: &Ctx) {
         }
         other => panic!("expected Fenced/Superseded, got {other:?}"),
     }
-    assert!(cx.renew(&old, cx.ttl()).await.is_err());
+    let err = cx.renew(&old, cx.ttl()).await.unwrap_err();
+    let current = new.epoch;
+    assert_fenced(&err, &old, &FenceReason::Superseded { current });
     let cursor = cx
         .get_cursor(&pid("p"), &stream("s"))
         .await
@@ -263,7 +293,8 @@ pub async fn leases_force_acquire_fences_live_holder(cx: &Ctx) {
         .advance(&old, run.id, &stream("s"), value(json!(1)))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Fenced { .. }), "{err:?}");
+    let current = forced.epoch;
+    assert_fenced(&err, &old, &FenceReason::Superseded { current });
     assert_eq!(
         cx.get_run(run.id).await.unwrap().status,
         RunStatus::Abandoned

@@ -1,17 +1,15 @@
 //! Invalid input is a typed `InvalidArgument` and changes nothing (SPEC invariant 8).
 //!
 //! Most input is validated when its type is built (ids, values, limits, reasons, schemas, specs),
-//! so a backend never sees it; those checks need no catalog but belong to the suite all the same.
-//! The rest is refused by the catalog, which must then leave every piece of state — and the event
-//! log — exactly as it was.
+//! so a backend never sees it; `hakiri-core`'s own tests (`hakiri-core/tests/construction.rs`)
+//! check those. The rest is refused by the catalog, which must then leave every piece of state —
+//! and the event log — exactly as it was: these checks.
 
 use std::time::Duration;
 
 use hakiri_core::{
-    BeginRun, CatalogExt, Column, ColumnType, ConnectorConfig, CronSchedule, Cursor, CursorReset,
-    CursorValue, Error, FinishRun, HolderId, Limit, OperatorName, PipelineId, PipelineSpec,
-    PipelineStatus, ProjectId, PutMode, Reason, ResetPermissions, ResetTarget, RetryPolicy, Run,
-    RunId, RunQuery, Schedule, Schema, StreamName, Trigger,
+    BeginRun, CatalogExt, Cursor, CursorReset, Error, FinishRun, Limit, PipelineStatus, PutMode,
+    ResetPermissions, ResetTarget, Run, RunQuery, Schedule, Trigger,
 };
 use serde_json::json;
 
@@ -278,135 +276,6 @@ pub async fn validation_put_pipeline_short_interval(cx: &Ctx) {
     assert_eq!(updated.generation, created.generation.next());
 }
 
-/// Ids and names are validated when built: bad ones are `InvalidArgument` before any catalog
-/// sees them.
-pub async fn validation_ids_are_checked_at_construction(_cx: &Ctx) {
-    let long_slug = "a".repeat(129);
-    for bad in ["", "bad id", "-lead", ".hidden", "slash/y", "ü", &long_slug] {
-        assert_invalid(PipelineId::new(bad), &format!("pipeline id {bad:?}"));
-        assert_invalid(ProjectId::new(bad), &format!("project id {bad:?}"));
-    }
-    assert!(PipelineId::new("orders-2024_v1.2").is_ok());
-    let long_name = "n".repeat(256);
-    for bad in ["", " users", "users ", "a\nb", "tab\there", &long_name] {
-        assert_invalid(StreamName::new(bad), &format!("stream {bad:?}"));
-        assert_invalid(HolderId::new(bad), &format!("holder {bad:?}"));
-        assert_invalid(OperatorName::new(bad), &format!("operator {bad:?}"));
-    }
-    assert!(StreamName::new("public.Käufe 2024").is_ok());
-    assert_invalid("not-a-uuid".parse::<RunId>(), "run id");
-    assert!(serde_json::from_value::<PipelineId>(json!("bad id")).is_err());
-    assert!(serde_json::from_value::<StreamName>(json!(" padded")).is_err());
-}
-
-/// Cursor values, page sizes and reasons are validated when built.
-pub async fn validation_values_are_checked_at_construction(_cx: &Ctx) {
-    const LIMIT: usize = 64 * 1024;
-    // A JSON string of n characters serialises to n + 2 bytes.
-    assert!(CursorValue::new(json!("x".repeat(LIMIT - 2))).is_ok());
-    assert_invalid(CursorValue::new(json!("x".repeat(LIMIT))), "64 KiB cursor");
-    assert_invalid(
-        CursorValue::new(json!({ "token": "y".repeat(LIMIT) })),
-        "64 KiB object cursor",
-    );
-    assert!(serde_json::from_value::<CursorValue>(json!("z".repeat(LIMIT + 1))).is_err());
-
-    assert_invalid(Limit::new(0), "limit 0");
-    assert_invalid(Limit::new(1001), "limit 1001");
-    assert_eq!(Limit::new(1000).unwrap(), Limit::MAX);
-    assert!(serde_json::from_value::<Limit>(json!(0)).is_err());
-
-    assert_invalid(Reason::new(""), "empty reason");
-    assert_invalid(Reason::new("   "), "blank reason");
-    assert_invalid(Reason::new("r".repeat(4097)), "long reason");
-    assert!(Reason::new("replaying last week").is_ok());
-
-    assert_invalid(ConnectorConfig::new(json!([1, 2])), "array config");
-    assert_invalid(ConnectorConfig::new(json!("path")), "string config");
-    assert_invalid(
-        RetryPolicy::new(0, Duration::ZERO, Duration::ZERO, 2.0),
-        "zero attempts",
-    );
-    assert_invalid(
-        RetryPolicy::new(3, Duration::from_secs(9), Duration::from_secs(1), 2.0),
-        "initial backoff above max",
-    );
-}
-
-/// Schemas are validated when built: duplicate columns, unknown or repeated key columns and bad
-/// column names are refused.
-pub async fn validation_schemas_are_checked_at_construction(_cx: &Ctx) {
-    let col = |name: &str| Column::new(name, ColumnType::Integer, false);
-    assert_invalid(
-        Schema::new(
-            vec![col("a"), Column::new("a", ColumnType::String, true)],
-            vec![],
-        ),
-        "duplicate column",
-    );
-    assert_invalid(
-        Schema::new(vec![col("a")], vec!["b".to_owned()]),
-        "unknown key column",
-    );
-    assert_invalid(
-        Schema::new(vec![col("a")], vec!["a".to_owned(), "a".to_owned()]),
-        "repeated key column",
-    );
-    assert_invalid(Schema::new(vec![col("")], vec![]), "empty column name");
-    assert_invalid(Schema::new(vec![col("a\nb")], vec![]), "control character");
-    assert!(Schema::new(vec![col("a"), col("b")], vec!["a".to_owned()]).is_ok());
-    let duplicate = json!({"columns": [
-        {"name": "a", "type": "integer", "nullable": false},
-        {"name": "a", "type": "string", "nullable": true}
-    ]});
-    assert!(serde_json::from_value::<Schema>(duplicate).is_err());
-    assert_invalid(
-        Schema::from_json_schema(&json!({"type": "object"}), &[]),
-        "JSON Schema without properties",
-    );
-}
-
-/// Pipeline specs are validated when parsed: unknown fields, bad ids and bad cron expressions are
-/// refused.
-pub async fn validation_specs_are_checked_when_parsed(_cx: &Ctx) {
-    let good = json!({"id": "orders", "connector": "test", "cursor_kind": "monotonic"});
-    assert!(serde_json::from_value::<PipelineSpec>(good.clone()).is_ok());
-    let with = |key: &str, v: serde_json::Value| {
-        let mut doc = good.clone();
-        doc[key] = v;
-        serde_json::from_value::<PipelineSpec>(doc)
-    };
-    assert!(with("shedule", json!("manual")).is_err(), "unknown field");
-    assert!(with("id", json!("bad id")).is_err(), "bad id");
-    assert!(
-        with("cursor_kind", json!("sorted")).is_err(),
-        "bad cursor kind"
-    );
-    assert!(with("config", json!([1])).is_err(), "config not an object");
-    assert!(
-        with("schedule", json!({"cron": "61 * * * *"})).is_err(),
-        "bad cron"
-    );
-    assert!(
-        with("schedule", json!({"cron": "every tuesday"})).is_err(),
-        "bad cron"
-    );
-    assert!(
-        with("schedule", json!({"every": "soon"})).is_err(),
-        "bad interval"
-    );
-    assert!(
-        with("retry", json!({"max_attempts": 0})).is_err(),
-        "bad retry"
-    );
-    assert!(with("schedule", json!({"cron": "*/5 * * * *"})).is_ok());
-    assert_invalid(CronSchedule::parse("61 * * * *"), "cron minute 61");
-    assert_invalid(
-        Schedule::Interval(Duration::from_millis(10)).validate(),
-        "10ms interval",
-    );
-}
-
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __contract_validation {
@@ -417,10 +286,6 @@ macro_rules! __contract_validation {
             validation_monotonic_cursor_value_kind,
             validation_monotonic_cursor_keeps_its_type,
             validation_put_pipeline_short_interval,
-            validation_ids_are_checked_at_construction,
-            validation_values_are_checked_at_construction,
-            validation_schemas_are_checked_at_construction,
-            validation_specs_are_checked_when_parsed,
         );
     };
 }
