@@ -216,7 +216,7 @@ fn synthetic(n: usize, now: Timestamp, crons: &[CronSchedule], mix: Mix) -> Vec<
                     .then(|| started_at.plus(Duration::from_secs(h % 900))),
                 stats: BTreeMap::new(),
                 error: (run_status == RunStatus::Failed)
-                    .then(|| RunError::new("source returned 503", h % 3 != 0)),
+                    .then(|| RunError::new("source returned 503", !h.is_multiple_of(3))),
                 cursors_at_start: BTreeMap::new(),
                 cursors_at_end: BTreeMap::new(),
             });
@@ -224,7 +224,7 @@ fn synthetic(n: usize, now: Timestamp, crons: &[CronSchedule], mix: Mix) -> Vec<
                 epoch: r.epoch,
                 holder: (r.status == RunStatus::Running).then(|| holder.clone()),
                 // Half of the running runs' leases have expired: those are reaped.
-                expires_at: if h % 20 == 0 {
+                expires_at: if h.is_multiple_of(20) {
                     now.plus(Duration::from_secs(20))
                 } else {
                     started_at
