@@ -9,7 +9,8 @@
 //!
 //! Beside each it prints a floor: raw rusqlite writing, with hand-prepared statements and nothing
 //! checked, the rows the operation must write — an advance changes its cursor and appends a
-//! history entry and an event (SPEC invariant 7), three b-tree pages where the baseline changes
+//! history entry and an event (invariant 7 in `docs/guarantees.md`), three b-tree pages where the
+//! baseline changes
 //! one. `floor/raw` is the best any catalog keeping that history could reach; `hakiri/floor` is
 //! Hakiri's own overhead (checks, encoding, the writer thread).
 //!
@@ -54,7 +55,8 @@ const CONCURRENT_ROUND: usize = 16;
 const RUN_BODY_BYTES: usize = 1000;
 
 /// Raw rusqlite on its own file: the baseline of the goals, and the floor — the same rows an
-/// advance or a finish must write (SPEC invariant 7 keeps history and events), written by
+/// advance or a finish must write (invariant 7 in `docs/guarantees.md` keeps history and events),
+/// written by
 /// hand-prepared statements with nothing checked or encoded.
 struct Raw {
     conn: rusqlite::Connection,

@@ -1,4 +1,5 @@
-//! Fuzzing the wire protocol (SPEC §7): decoding any bytes — random, random JSON, or a valid
+//! Fuzzing the wire protocol (`docs/guarantees.md`, “Reliable”): decoding any bytes — random,
+//! random JSON, or a valid
 //! message damaged — never panics and fails only with the documented typed error; valid requests
 //! and replies survive an encode/decode round trip exactly.
 

@@ -1,4 +1,5 @@
-//! Cursor advances per second on the in-memory backend (SPEC §6: ≥ 1,000,000/s on one core).
+//! Cursor advances per second on the in-memory backend (`docs/guarantees.md`, “Fast”: ≥
+//! 1,000,000/s on one core).
 //!
 //! Run with `cargo bench -p hakiri-catalog-memory`. Each sample gets a fresh catalog, so history
 //! growth from earlier samples does not skew later ones.

@@ -16,7 +16,8 @@
 //!
 //! Beside each it prints a floor: raw statements writing, in one round trip and with nothing
 //! checked, the rows the operation must write — an advance changes its cursor and appends a
-//! history entry and an event (SPEC invariant 7), two index insertions where the baseline makes
+//! history entry and an event (invariant 7 in `docs/guarantees.md`), two index insertions where
+//! the baseline makes
 //! a heap-only update. `floor/raw` is the best any catalog keeping that history could reach.
 
 // A benchmark binary, not an API.

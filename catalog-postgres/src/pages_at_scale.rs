@@ -1,5 +1,6 @@
 //! The reads the reconciler and the CLI page through stay O(page) however long the history grows
-//! (SPEC §6): each is measured by the buffers its plan touches for one page, with a project of
+//! (`docs/guarantees.md`, “Fast”): each is measured by the buffers its plan touches for one page,
+//! with a project of
 //! [`SMALL`] rows per table and again after it grew to [`LARGE`], on a real server.
 //!
 //! The statements are the catalog's own (`store.rs`), prepared and executed the way the catalog's

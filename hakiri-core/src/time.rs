@@ -1,6 +1,7 @@
 //! Time: the catalog's [`Timestamp`] and the [`Clock`] port.
 //!
-//! Lease expiry is judged by one clock per catalog (SPEC invariant 9): the database's `now()`,
+//! Lease expiry is judged by one clock per catalog (invariant 9 in `docs/guarantees.md`): the
+//! database's `now()`,
 //! the Durable Object's clock, or an injected [`Clock`] for the memory and SQLite backends.
 //! Nothing here reads the system time on `wasm32`, where `SystemTime::now()` panics.
 

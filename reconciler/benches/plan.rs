@@ -1,4 +1,5 @@
-//! How long `plan()` takes for 1k, 10k and 100k pipelines (SPEC §6: 100,000 in ≤ 50 ms, cost
+//! How long `plan()` takes for 1k, 10k and 100k pipelines (`docs/guarantees.md`, “Fast”: 100,000
+//! in ≤ 50 ms, cost
 //! linear in pipelines).
 //!
 //! Run with `cargo bench -p hakiri-reconciler --bench plan`. The statuses are synthetic but
@@ -22,7 +23,7 @@ use hakiri_reconciler::{plan, plan_one, Action};
 
 /// Samples per size; the median is reported.
 const SAMPLES: usize = 11;
-/// SPEC §6.
+/// `docs/guarantees.md`, “Fast”.
 const TARGET_100K: Duration = Duration::from_millis(50);
 /// How much the per-pipeline cost may grow from 1k to 100k and still count as flat.
 const FLAT_RATIO: f64 = 1.5;

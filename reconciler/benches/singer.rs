@@ -1,5 +1,6 @@
 //! Records per second through the `singer` connector (Hakiri as the loader) against the same tap
-//! piped straight to `/dev/null`, interleaved in one run (SPEC §6: Hakiri in the middle costs
+//! piped straight to `/dev/null`, interleaved in one run (`docs/guarantees.md`, “Fast”: Hakiri in
+//! the middle costs
 //! ≤ 10% of a tap's records/s, a ratio ≥ 0.9).
 //!
 //! Run with `cargo bench -p hakiri-reconciler --bench singer` (release build). The tap is

@@ -1,4 +1,5 @@
-//! Racing writers: never two live holders, exact totals, no lost updates (SPEC invariants 1, 3
+//! Racing writers: never two live holders, exact totals, no lost updates (invariants 1, 3 in
+//! `docs/guarantees.md`
 //! and 6; §7).
 //!
 //! The checks spawn tasks on the test's multi-threaded runtime, each with its own handle to the

@@ -1,5 +1,5 @@
-//! Cursors: monotonic and opaque rules, compare-and-set, history, reset and rollback (SPEC
-//! invariants 3, 4 and 7).
+//! Cursors: monotonic and opaque rules, compare-and-set, history, reset and rollback (invariants
+//! 3, 4 and 7 in `docs/guarantees.md`).
 
 use hakiri_core::{
     Actor, BeginRun, CatalogExt, CursorAdvance, CursorChange, CursorHistoryEntry, CursorKind,

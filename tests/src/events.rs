@@ -1,5 +1,5 @@
 //! The audit log: every mutation appends one sequence-numbered event, gapless and in order, and
-//! nothing else does (SPEC §1 "Events", invariant 7).
+//! nothing else does (invariant 7 in `docs/guarantees.md`).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! Project isolation: nothing in one project is visible or writable from another (SPEC §1
-//! "Project", invariant 10).
+//! Project isolation: nothing in one project is visible or writable from another (invariant
+//! 10 in `docs/guarantees.md`).
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Single writer and fencing (SPEC invariants 1, 2, 6, 9).
+//! Single writer and fencing (invariants 1, 2, 6, 9 in `docs/guarantees.md`).
 
 use hakiri_core::{
     BeginRun, CatalogExt, CursorAdvance, Epoch, Error, EventKind, FenceReason, FinishRun, Limit,

@@ -1,5 +1,5 @@
 //! The contract suite: behavioural checks that every Hakiri catalog backend must pass, so that
-//! backends are interchangeable (SPEC §2).
+//! backends are interchangeable (`docs/guarantees.md`).
 //!
 //! Each check is a plain `pub async fn <area_behaviour>(cx: &Ctx)` with a one-line doc naming the
 //! rule it proves. [`contract_suite!`] emits one named `#[tokio::test]` per check for a backend,

@@ -1,5 +1,5 @@
 //! Pipeline lifecycle: creation, generations (compare-and-set), listing, pause/resume, delete
-//! (SPEC §1 "Pipeline", invariant 3).
+//! (invariant 3 in `docs/guarantees.md`).
 
 use std::time::Duration;
 

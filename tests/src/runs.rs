@@ -1,5 +1,5 @@
 //! Runs: begin and finish, at most one running run, atomic finish, reading and listing
-//! (SPEC §1 "Run", invariants 5 and 6).
+//! (invariants 5 and 6 in `docs/guarantees.md`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

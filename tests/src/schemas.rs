@@ -1,5 +1,5 @@
-//! Schema versions and evolution decisions: held → paused → decided (SPEC §1, invariants 3, 5
-//! and 7).
+//! Schema versions and evolution decisions: held → paused → decided (invariants 3, 5 and 7
+//! in `docs/guarantees.md`).
 
 use hakiri_core::schema::Retyped;
 use hakiri_core::{

@@ -1,4 +1,5 @@
-//! Invalid input is a typed `InvalidArgument` and changes nothing (SPEC invariant 8).
+//! Invalid input is a typed `InvalidArgument` and changes nothing (invariant 8 in
+//! `docs/guarantees.md`).
 //!
 //! Most input is validated when its type is built (ids, values, limits, reasons, schemas, specs),
 //! so a backend never sees it; `hakiri-core`'s own tests (`hakiri-core/tests/construction.rs`)

@@ -156,7 +156,8 @@ fn kind_text(kind: CursorKind) -> &'static str {
     }
 }
 
-// The paged reads (SPEC §6: O(page) however long the history grows; `pages_at_scale.rs` holds
+// The paged reads (`docs/guarantees.md`, “Fast”: O(page) however long the history grows;
+// `pages_at_scale.rs` holds
 // them to it).
 
 /// The `list_runs` statement and its arguments: every filter combination is a backwards scan of

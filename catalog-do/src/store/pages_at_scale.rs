@@ -1,4 +1,5 @@
-//! The store's paged reads stay O(page) however long the history grows (SPEC §6): each is
+//! The store's paged reads stay O(page) however long the history grows (`docs/guarantees.md`,
+//! “Fast”): each is
 //! measured by SQLite's own count of virtual-machine steps for one page, with [`SMALL`] rows per
 //! table and again after the database grew to [`LARGE`].
 //!

@@ -82,7 +82,7 @@ impl DurableObject for HakiriCatalog {
     }
 }
 
-/// The object's clock: the catalog's authoritative time (SPEC invariant 9).
+/// The object's clock: the catalog's authoritative time (invariant 9 in `docs/guarantees.md`).
 fn now() -> Timestamp {
     // Whole milliseconds since the epoch, exact in an f64 for the next 285,000 years.
     Timestamp::from_millis(js_sys::Date::now() as i64)
