@@ -288,18 +288,34 @@ impl Output {
         }
     }
 
-    /// Appends `bytes` (buffered; durable only after [`Output::sync`]).
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnectorError> {
-        let file = match &mut self.file {
-            Some(file) => file,
-            None => {
-                let file = self
-                    .open()
+    /// Appends `line` and a newline (buffered; durable only after [`Output::sync`]).
+    async fn write_line(&mut self, line: &[u8]) -> Result<(), ConnectorError> {
+        let file = self.file().await?;
+        let written = async {
+            file.write_all(line).await?;
+            file.write_all(b"\n").await
+        };
+        written.await.map_err(|e| output_error(&self.path, &e))?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// The file, opened on first use.
+    async fn file(&mut self) -> Result<&mut BufWriter<File>, ConnectorError> {
+        match &mut self.file {
+            Some(file) => Ok(file),
+            file => {
+                let opened = Self::open(&self.dir, &self.path)
                     .await
                     .map_err(|e| output_error(&self.path, &e))?;
-                self.file.insert(file)
+                Ok(file.insert(opened))
             }
-        };
+        }
+    }
+
+    /// Appends `bytes` (buffered; durable only after [`Output::sync`]).
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnectorError> {
+        let file = self.file().await?;
         file.write_all(bytes)
             .await
             .map_err(|e| output_error(&self.path, &e))?;
@@ -307,17 +323,17 @@ impl Output {
         Ok(())
     }
 
-    async fn open(&self) -> io::Result<BufWriter<File>> {
-        fs::create_dir_all(&self.dir).await?;
+    async fn open(dir: &Path, path: &Path) -> io::Result<BufWriter<File>> {
+        fs::create_dir_all(dir).await?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
+            .open(path)
             .await?;
         // The file's directory entry must be durable too, or a crash can lose a file whose
         // contents were synced (and checkpointed past).
         #[cfg(unix)]
-        File::open(&self.dir).await?.sync_all().await?;
+        File::open(dir).await?.sync_all().await?;
         Ok(BufWriter::with_capacity(64 * 1024, file))
     }
 
