@@ -50,7 +50,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::process::{kill_process_group, Pid, Signal};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
@@ -332,7 +337,7 @@ pub struct ChildProcess {
     group_live: bool,
     program: String,
     run: String,
-    stdout: Option<LineReader<ChildStdout>>,
+    stdout: Option<LineReader<PipeReader>>,
     stdout_limit: usize,
     lines: u64,
     stdin: Option<ChildStdin>,
@@ -403,6 +408,7 @@ impl ChildProcess {
             // on the full pipe for part of the wait.
             tracing::debug!(run = %spec.run, program = %program, error = %e, "cannot enlarge the stdout pipe");
         }
+        let stdout = PipeReader::new(stdout).map_err(spawn_error)?;
         let stdin = child.stdin.take();
         let stderr_tail = Arc::new(Mutex::new(Tail::new(spec.stderr_tail_bytes)));
         let stderr_task = tokio::spawn(log_stderr(
@@ -674,9 +680,7 @@ impl Drop for ChildProcess {
 /// The next read from `reader`, or never when there is none (for `select!`).
 /// Reads and drops what `reader` reads next (whether it ended), or never when there is none
 /// (for `select!`).
-async fn discard_or_pending<R: AsyncRead + Unpin>(
-    reader: &mut Option<LineReader<R>>,
-) -> io::Result<bool> {
+async fn discard_or_pending<R: Source>(reader: &mut Option<LineReader<R>>) -> io::Result<bool> {
     match reader {
         Some(reader) => reader.discard().await,
         None => std::future::pending().await,
@@ -684,7 +688,7 @@ async fn discard_or_pending<R: AsyncRead + Unpin>(
 }
 
 /// Logs each stderr line and keeps the tail, until stderr closes.
-async fn log_stderr<R: AsyncRead + Unpin>(
+async fn log_stderr<R: Source>(
     mut reader: LineReader<R>,
     tail: Arc<Mutex<Tail>>,
     run: String,
@@ -828,7 +832,7 @@ struct LineReader<R> {
     pause_until: Option<Instant>,
 }
 
-impl<R: AsyncRead + Unpin> LineReader<R> {
+impl<R: Source> LineReader<R> {
     fn new(inner: R, max: usize, capacity: usize, coalesce: Option<Duration>) -> Self {
         let capacity = capacity.max(1);
         Self {
@@ -957,6 +961,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             return Ok(());
         }
         if let Some(until) = self.pause_until {
+            // Pipe writes during the wait must not wake anyone: that is the point of it.
+            self.inner.unwatch();
             sleep_until(until).await;
             self.pause_until = None;
         }
@@ -1003,6 +1009,77 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
+/// What a [`LineReader`] reads.
+trait Source: AsyncRead + Unpin {
+    /// Stops asking the reactor about the stream until the next read (see [`PipeReader`]).
+    fn unwatch(&mut self) {}
+}
+
+impl Source for tokio::process::ChildStderr {}
+
+/// A child's stdout, read directly with non-blocking reads, and registered with the reactor
+/// only while a read waits for data. A pipe registered with epoll wakes the reactor's thread at
+/// every write into it, even when no task waits for it; a child printing a line at a time while
+/// its reader waits for [`COALESCE`] would be interrupted by each of those wake-ups (on two
+/// cores, the woken thread preempts it).
+#[derive(Debug)]
+struct PipeReader {
+    unwatched: Option<OwnedFd>,
+    watched: Option<pipe::Receiver>,
+}
+
+impl PipeReader {
+    fn new(stdout: ChildStdout) -> io::Result<Self> {
+        // `into_owned_fd` makes the pipe blocking; the receiver makes it non-blocking again.
+        let stdout = pipe::Receiver::from_owned_fd(stdout.into_owned_fd()?)?;
+        Ok(Self {
+            unwatched: None,
+            watched: Some(stdout),
+        })
+    }
+}
+
+impl Source for PipeReader {
+    fn unwatch(&mut self) {
+        if let Some(watched) = self.watched.take() {
+            // Deregistering fails only when the reactor is gone; the read after it says so.
+            self.unwatched = watched.into_nonblocking_fd().ok();
+        }
+    }
+}
+
+impl AsyncRead for PipeReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(fd) = &this.unwatched {
+                match rustix::io::read(fd, buf.initialize_unfilled()) {
+                    Ok(read) => {
+                        buf.advance(read);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(rustix::io::Errno::AGAIN) => {
+                        let Some(fd) = this.unwatched.take() else {
+                            continue;
+                        };
+                        this.watched = Some(pipe::Receiver::from_owned_fd_unchecked(fd)?);
+                    }
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            return match &mut this.watched {
+                Some(watched) => Pin::new(watched).poll_read(cx, buf),
+                None => Poll::Ready(Err(io::Error::other("the pipe is gone"))),
+            };
+        }
+    }
+}
+
 /// The position of the first newline in `bytes`.
 fn memchr(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
@@ -1035,6 +1112,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Source for &[u8] {}
+    impl Source for tokio::io::DuplexStream {}
 
     async fn read_all(input: &[u8], max: usize, capacity: usize) -> Vec<String> {
         let mut reader = LineReader::new(input, max, capacity, None);
