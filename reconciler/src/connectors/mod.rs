@@ -268,6 +268,9 @@ fn output_error(path: &Path, error: &io::Error) -> ConnectorError {
     }
 }
 
+/// Bytes an output buffers before it writes them to its file.
+const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
+
 /// One run's output file for one stream, created on the first write.
 struct Output {
     dir: PathBuf,
@@ -334,7 +337,8 @@ impl Output {
         // contents were synced (and checkpointed past).
         #[cfg(unix)]
         File::open(dir).await?.sync_all().await?;
-        Ok(BufWriter::with_capacity(64 * 1024, file))
+        // Each write of the buffer is handed to a blocking thread; a large one wakes it seldom.
+        Ok(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file))
     }
 
     /// Makes everything written so far durable: call before checkpointing past it.
