@@ -248,6 +248,12 @@ impl Target {
     fn start(mut process: ChildProcess) -> Self {
         let program = process.program().to_owned();
         let stdin = process.take_stdin();
+        // A larger pipe takes a whole buffer of lines without waiting for the target to read
+        // each part of it (every read it makes would wake Hakiri otherwise).
+        #[cfg(target_os = "linux")]
+        if let Some(stdin) = &stdin {
+            let _ = rustix::pipe::fcntl_setpipe_size(stdin, 1 << 20);
+        }
         let (lines_tx, lines) = mpsc::unbounded_channel();
         let (terminate, terminated) = oneshot::channel();
         let task = tokio::spawn(read_stdout(process, lines_tx, terminated));
