@@ -38,6 +38,17 @@
 //! and those given with [`ProcessSpec::env`]. Its stdin is `/dev/null` unless
 //! [`ProcessSpec::stdin_piped`] asks for a pipe (a Singer target's input).
 //!
+//! # Reading stdout
+//! A tap prints (and flushes) a line at a time. A reader faster than the tap would be woken for
+//! every line, and each of those wake-ups costs the tap too: on two cores the woken thread
+//! preempts it. So stdout is read into a 256 KiB buffer, lines are returned borrowed from it
+//! ([`ChildProcess::read_line`]) and without waiting on anything while it holds one, a read
+//! that found less than 32 KiB makes the next wait 1 ms first, the pipe is enlarged to 1 MiB
+//! (Linux) so the tap does not block meanwhile, and the pipe is registered with the reactor
+//! only while a read waits for data (epoll would otherwise wake a thread at every write). A
+//! line waits at most that 1 ms longer; a tap printing fast is read at nearly the speed it
+//! prints to `/dev/null` (`cargo bench -p hakiri-reconciler --bench singer`).
+//!
 //! See ADR 0018 for why these choices.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -50,7 +61,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::process::{kill_process_group, Pid, Signal};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
@@ -332,7 +348,7 @@ pub struct ChildProcess {
     group_live: bool,
     program: String,
     run: String,
-    stdout: Option<LineReader<BufReader<ChildStdout>>>,
+    stdout: Option<LineReader<PipeReader>>,
     stdout_limit: usize,
     lines: u64,
     stdin: Option<ChildStdin>,
@@ -397,10 +413,17 @@ impl ChildProcess {
                 "the child has no output pipes",
             )));
         };
+        #[cfg(target_os = "linux")]
+        if let Err(e) = rustix::pipe::fcntl_setpipe_size(&stdout, STDOUT_PIPE_BYTES) {
+            // A reader that waits to read many lines at once still works; the child may block
+            // on the full pipe for part of the wait.
+            tracing::debug!(run = %spec.run, program = %program, error = %e, "cannot enlarge the stdout pipe");
+        }
+        let stdout = PipeReader::new(stdout).map_err(spawn_error)?;
         let stdin = child.stdin.take();
         let stderr_tail = Arc::new(Mutex::new(Tail::new(spec.stderr_tail_bytes)));
         let stderr_task = tokio::spawn(log_stderr(
-            LineReader::new(BufReader::new(stderr), MAX_STDERR_LINE_BYTES),
+            LineReader::new(stderr, MAX_STDERR_LINE_BYTES, STDERR_BUFFER_BYTES, None),
             Arc::clone(&stderr_tail),
             spec.run.clone(),
             program.clone(),
@@ -412,7 +435,12 @@ impl ChildProcess {
             group_live: true,
             program,
             run: spec.run,
-            stdout: Some(LineReader::new(BufReader::new(stdout), spec.max_line_bytes)),
+            stdout: Some(LineReader::new(
+                stdout,
+                spec.max_line_bytes,
+                STDOUT_BUFFER_BYTES,
+                Some(COALESCE),
+            )),
             stdout_limit: spec.max_line_bytes,
             lines: 0,
             stdin,
@@ -457,6 +485,26 @@ impl ChildProcess {
     /// [`ProcessError::LineTooLong`], after which reading can go on with the next line;
     /// [`ProcessError::Io`] when stdout cannot be read.
     pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, ProcessError> {
+        Ok(self.read_line().await?.map(<[u8]>::to_vec))
+    }
+
+    /// Whether [`ChildProcess::read_line`] returns at once, waiting on nothing: a line (or the
+    /// end of stdout) has been read already. A caller can then skip what it waits on beside
+    /// the read.
+    pub fn line_ready(&mut self) -> bool {
+        self.stdout.as_mut().is_none_or(LineReader::scan)
+    }
+
+    /// [`ChildProcess::next_line`], the line borrowed from the reader's buffer: what a caller
+    /// that handles each line before it reads the next uses, with no copy. A line already read
+    /// is returned without waiting on anything.
+    ///
+    /// Stdout is read many lines at a time: a read that finds little waits 1 ms before the
+    /// next, so that a child printing fast is not woken for every line (see the module docs).
+    ///
+    /// # Errors
+    /// As [`ChildProcess::next_line`].
+    pub async fn read_line(&mut self) -> Result<Option<&[u8]>, ProcessError> {
         loop {
             let kill_due = self.kill_due();
             let kill_at = self.kill_at.unwrap_or_else(Instant::now);
@@ -464,33 +512,40 @@ impl ChildProcess {
             let Some(stdout) = self.stdout.as_mut() else {
                 return Ok(None);
             };
+            if stdout.scan() {
+                break;
+            }
             tokio::select! {
-                read = stdout.next() => {
-                    return match read {
-                        Ok(Read::Line(line)) => {
-                            self.lines += 1;
-                            Ok(Some(line))
-                        }
-                        Ok(Read::TooLong { read, .. }) => {
-                            self.lines += 1;
-                            Err(ProcessError::LineTooLong {
-                                program: self.program.clone(),
-                                line: self.lines,
-                                limit: self.stdout_limit,
-                                read,
-                            })
-                        }
-                        Ok(Read::Eof) => {
-                            self.stdout = None;
-                            Ok(None)
-                        }
-                        Err(source) => Err(self.io_error("read stdout", source)),
-                    };
-                }
+                read = stdout.fill() => if let Err(source) = read {
+                    return Err(self.io_error("read stdout", source));
+                },
                 status = self.child.wait(), if !exited => self.exited(status)?,
                 () = sleep_until(kill_at), if kill_due => self.kill(),
                 () = tokio::time::sleep(CLOSE_TIMEOUT), if exited => self.abandon_stdout(),
             }
+        }
+        if self.stdout.as_ref().is_none_or(LineReader::at_end) {
+            self.stdout = None;
+            return Ok(None);
+        }
+        let Some(stdout) = self.stdout.as_mut() else {
+            return Ok(None);
+        };
+        match stdout.take() {
+            Read::Line(line) => {
+                self.lines += 1;
+                Ok(Some(line))
+            }
+            Read::TooLong { read, .. } => {
+                self.lines += 1;
+                Err(ProcessError::LineTooLong {
+                    program: self.program.clone(),
+                    line: self.lines,
+                    limit: self.stdout_limit,
+                    read,
+                })
+            }
+            Read::Eof => Ok(None),
         }
     }
 
@@ -568,8 +623,8 @@ impl ChildProcess {
         let kill_at = self.kill_at.unwrap_or_else(Instant::now);
         let exited = self.status.is_some();
         tokio::select! {
-            read = next_or_pending(&mut self.stdout) => {
-                if matches!(read, Ok(Read::Eof) | Err(_)) {
+            ended = discard_or_pending(&mut self.stdout) => {
+                if !matches!(ended, Ok(false)) {
                     self.stdout = None;
                 }
             }
@@ -634,17 +689,17 @@ impl Drop for ChildProcess {
 }
 
 /// The next read from `reader`, or never when there is none (for `select!`).
-async fn next_or_pending<R: AsyncBufRead + Unpin>(
-    reader: &mut Option<LineReader<R>>,
-) -> io::Result<Read> {
+/// Reads and drops what `reader` reads next (whether it ended), or never when there is none
+/// (for `select!`).
+async fn discard_or_pending<R: Source>(reader: &mut Option<LineReader<R>>) -> io::Result<bool> {
     match reader {
-        Some(reader) => reader.next().await,
+        Some(reader) => reader.discard().await,
         None => std::future::pending().await,
     }
 }
 
 /// Logs each stderr line and keeps the tail, until stderr closes.
-async fn log_stderr<R: AsyncBufRead + Unpin>(
+async fn log_stderr<R: Source>(
     mut reader: LineReader<R>,
     tail: Arc<Mutex<Tail>>,
     run: String,
@@ -660,7 +715,7 @@ async fn log_stderr<R: AsyncBufRead + Unpin>(
                 return;
             }
         };
-        let mut text = String::from_utf8_lossy(&line).into_owned();
+        let mut text = String::from_utf8_lossy(line).into_owned();
         if cut {
             text.push('…');
         }
@@ -717,79 +772,328 @@ impl Tail {
     }
 }
 
-/// One result of [`LineReader::next`].
+/// One result of [`LineReader::next`], borrowed from the reader's buffer.
 #[derive(Debug)]
-enum Read {
-    Line(Vec<u8>),
+enum Read<'a> {
+    Line(&'a [u8]),
     /// A line longer than the limit: its first `limit` bytes, and how much of it was read.
     TooLong {
-        prefix: Vec<u8>,
+        prefix: &'a [u8],
         read: usize,
     },
     Eof,
 }
 
+/// What the buffer holds next, found by [`LineReader::scan`]: positions, so that finding it
+/// borrows nothing.
+#[derive(Debug, Clone, Copy)]
+enum Found {
+    /// A line at `start..end` of the buffer; the next one starts at `next`.
+    Line {
+        end: usize,
+        next: usize,
+    },
+    /// A line longer than the limit starting at `start`; its prefix ends at `start + max`.
+    TooLong {
+        read: usize,
+        next: usize,
+    },
+    Eof,
+}
+
+/// Bytes a stdout reader asks for at once. A tap writes a line at a time; reading many per
+/// call is most of what keeps Hakiri cheaper than the tap.
+const STDOUT_BUFFER_BYTES: usize = 256 << 10;
+
+/// Bytes a stderr reader asks for at once: stderr is for people.
+const STDERR_BUFFER_BYTES: usize = 8 << 10;
+
+/// How long a stdout reader that keeps up with its child waits before reading again, so that
+/// each read takes many lines (see [`LineReader::fill`]).
+const COALESCE: Duration = Duration::from_millis(1);
+
+/// A read shorter than this caught up with the child: the next one waits for [`COALESCE`].
+const COALESCE_BELOW: usize = 32 << 10;
+
+/// The stdout pipe's capacity asked for (Linux; the unprivileged maximum by default), so that a
+/// child writing while its reader waits for [`COALESCE`] is not blocked on a full pipe.
+const STDOUT_PIPE_BYTES: usize = 1 << 20;
+
 /// Splits a byte stream into lines of at most `max` bytes, holding at most `max` bytes of a
-/// line (plus the reader's buffer) however long the line is.
+/// line (plus one read) however long the line is. Lines are returned borrowed from its buffer.
 #[derive(Debug)]
 struct LineReader<R> {
     inner: R,
+    /// `buf[start..end]` is read and not yet returned; its length is the most one read takes
+    /// (grown, up to `max + 1`, while a long line is read, and shrunk back after it).
     buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// `buf[start..start + scanned]` holds no newline.
+    scanned: usize,
+    capacity: usize,
     max: usize,
     /// Inside a line that was too long: skip to its end before the next line.
     skipping: bool,
+    eof: bool,
+    found: Option<Found>,
+    /// See [`LineReader::fill`]; `None` reads as soon as data is there.
+    coalesce: Option<Duration>,
+    /// When the next read may start, after a short one.
+    pause_until: Option<Instant>,
 }
 
-impl<R: AsyncBufRead + Unpin> LineReader<R> {
-    fn new(inner: R, max: usize) -> Self {
+impl<R: Source> LineReader<R> {
+    fn new(inner: R, max: usize, capacity: usize, coalesce: Option<Duration>) -> Self {
+        let capacity = capacity.max(1);
         Self {
             inner,
-            buf: Vec::new(),
+            buf: vec![0; capacity],
+            start: 0,
+            end: 0,
+            scanned: 0,
+            capacity,
             max,
             skipping: false,
+            eof: false,
+            found: None,
+            coalesce,
+            pause_until: None,
         }
     }
 
-    /// Cancel-safe: the only await is `fill_buf`, and what it returned is consumed and kept
-    /// in `self` before the next one.
-    async fn next(&mut self) -> io::Result<Read> {
+    /// Cancel-safe: what a read returned is kept in `self` before the next await.
+    async fn next(&mut self) -> io::Result<Read<'_>> {
         loop {
-            let chunk = self.inner.fill_buf().await?;
-            if chunk.is_empty() {
-                self.skipping = false;
-                return Ok(if self.buf.is_empty() {
-                    Read::Eof
-                } else {
-                    Read::Line(std::mem::take(&mut self.buf))
-                });
+            if self.scan() {
+                return Ok(self.take());
             }
-            let newline = chunk.iter().position(|&b| b == b'\n');
-            let part = &chunk[..newline.unwrap_or(chunk.len())];
-            let used = part.len() + usize::from(newline.is_some());
-            if self.skipping {
-                self.skipping = newline.is_none();
-                self.inner.consume(used);
-                continue;
-            }
-            let room = self.max - self.buf.len();
-            if part.len() > room {
-                let read = self.buf.len() + part.len();
-                self.buf.extend_from_slice(&part[..room]);
-                self.skipping = newline.is_none();
-                self.inner.consume(used);
-                let prefix = std::mem::take(&mut self.buf);
-                return Ok(Read::TooLong { prefix, read });
-            }
-            self.buf.extend_from_slice(part);
-            self.inner.consume(used);
-            if newline.is_some() {
-                if self.buf.last() == Some(&b'\r') {
-                    self.buf.pop();
-                }
-                return Ok(Read::Line(std::mem::take(&mut self.buf)));
-            }
+            self.fill().await?;
         }
     }
+
+    /// Whether the buffer holds the next result (a line, a line too long, or the end), without
+    /// reading; [`LineReader::take`] returns it.
+    fn scan(&mut self) -> bool {
+        if self.found.is_some() {
+            return true;
+        }
+        if self.skipping {
+            match memchr(&self.buf[self.start..self.end]) {
+                Some(at) => {
+                    self.start += at + 1;
+                    self.skipping = false;
+                }
+                None if self.eof => {
+                    self.skipping = false;
+                    self.start = self.end;
+                }
+                None => {
+                    self.start = self.end;
+                    return false;
+                }
+            }
+        }
+        let pending = &self.buf[self.start..self.end];
+        let found = match memchr(&pending[self.scanned..]) {
+            Some(at) => {
+                let len = self.scanned + at;
+                let next = self.start + len + 1;
+                if len > self.max {
+                    Found::TooLong { read: len, next }
+                } else {
+                    let end = if pending[..len].last() == Some(&b'\r') {
+                        self.start + len - 1
+                    } else {
+                        self.start + len
+                    };
+                    Found::Line { end, next }
+                }
+            }
+            None if pending.len() > self.max => {
+                // The rest of the line is skipped as it comes.
+                self.skipping = !self.eof;
+                Found::TooLong {
+                    read: pending.len(),
+                    next: self.end,
+                }
+            }
+            None if self.eof && pending.is_empty() => Found::Eof,
+            None if self.eof => Found::Line {
+                end: self.end,
+                next: self.end,
+            },
+            None => {
+                self.scanned = pending.len();
+                return false;
+            }
+        };
+        self.found = Some(found);
+        true
+    }
+
+    /// Whether [`LineReader::scan`] found the end of the stream.
+    fn at_end(&self) -> bool {
+        matches!(self.found, Some(Found::Eof))
+    }
+
+    /// What [`LineReader::scan`] found; call only after it returned `true`.
+    fn take(&mut self) -> Read<'_> {
+        let start = self.start;
+        self.scanned = 0;
+        match self.found.take() {
+            Some(Found::Line { end, next }) => {
+                self.start = next;
+                Read::Line(&self.buf[start..end])
+            }
+            Some(Found::TooLong { read, next }) => {
+                self.start = next;
+                Read::TooLong {
+                    prefix: &self.buf[start..start + self.max],
+                    read,
+                }
+            }
+            Some(Found::Eof) | None => Read::Eof,
+        }
+    }
+
+    /// Reads more of the stream into the buffer (nothing at its end).
+    ///
+    /// A reader faster than its child would wake for every line it writes, and each wake-up
+    /// costs the child too (a write to a pipe with a waiting reader wakes it): a read shorter
+    /// than [`COALESCE_BELOW`] makes the next one wait for the reader's `coalesce` first, so
+    /// that a child writing fast is read many lines at a time. A line is delayed by at most
+    /// that long.
+    ///
+    /// Cancel-safe: the wait's deadline is kept, and a read that returns is recorded before
+    /// the next await.
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.eof {
+            return Ok(());
+        }
+        if let Some(until) = self.pause_until {
+            // Pipe writes during the wait must not wake anyone: that is the point of it.
+            self.inner.unwatch();
+            sleep_until(until).await;
+            self.pause_until = None;
+        }
+        self.make_room();
+        let read = self.inner.read(&mut self.buf[self.end..]).await?;
+        self.end += read;
+        if read == 0 {
+            self.eof = true;
+        } else if read < COALESCE_BELOW {
+            self.pause_until = self.coalesce.map(|wait| Instant::now() + wait);
+        }
+        Ok(())
+    }
+
+    /// Moves what is left to the front of the buffer, or grows the buffer for a long line.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+            if self.buf.len() > self.capacity {
+                self.buf.truncate(self.capacity);
+                self.buf.shrink_to_fit();
+            }
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        if self.end == self.buf.len() {
+            // A line without its end fills the buffer; `scan` stops it past `max`.
+            let len = (self.buf.len() * 2)
+                .min(self.max + 1)
+                .max(self.buf.len() + 1);
+            self.buf.resize(len, 0);
+        }
+    }
+
+    /// Reads and drops what comes next; whether the stream has ended.
+    async fn discard(&mut self) -> io::Result<bool> {
+        (self.start, self.end, self.scanned, self.found) = (0, 0, 0, None);
+        self.skipping = false;
+        self.pause_until = None;
+        self.fill().await?;
+        self.start = self.end;
+        Ok(self.eof)
+    }
+}
+
+/// What a [`LineReader`] reads.
+trait Source: AsyncRead + Unpin {
+    /// Stops asking the reactor about the stream until the next read (see [`PipeReader`]).
+    fn unwatch(&mut self) {}
+}
+
+impl Source for tokio::process::ChildStderr {}
+
+/// A child's stdout, read directly with non-blocking reads, and registered with the reactor
+/// only while a read waits for data. A pipe registered with epoll wakes the reactor's thread at
+/// every write into it, even when no task waits for it; a child printing a line at a time while
+/// its reader waits for [`COALESCE`] would be interrupted by each of those wake-ups (on two
+/// cores, the woken thread preempts it).
+#[derive(Debug)]
+struct PipeReader {
+    unwatched: Option<OwnedFd>,
+    watched: Option<pipe::Receiver>,
+}
+
+impl PipeReader {
+    fn new(stdout: ChildStdout) -> io::Result<Self> {
+        // `into_owned_fd` makes the pipe blocking; the receiver makes it non-blocking again.
+        let stdout = pipe::Receiver::from_owned_fd(stdout.into_owned_fd()?)?;
+        Ok(Self {
+            unwatched: None,
+            watched: Some(stdout),
+        })
+    }
+}
+
+impl Source for PipeReader {
+    fn unwatch(&mut self) {
+        if let Some(watched) = self.watched.take() {
+            // Deregistering fails only when the reactor is gone; the read after it says so.
+            self.unwatched = watched.into_nonblocking_fd().ok();
+        }
+    }
+}
+
+impl AsyncRead for PipeReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(fd) = &this.unwatched {
+                match rustix::io::read(fd, buf.initialize_unfilled()) {
+                    Ok(read) => {
+                        buf.advance(read);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(rustix::io::Errno::AGAIN) => {
+                        let Some(fd) = this.unwatched.take() else {
+                            continue;
+                        };
+                        this.watched = Some(pipe::Receiver::from_owned_fd_unchecked(fd)?);
+                    }
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            return match &mut this.watched {
+                Some(watched) => Pin::new(watched).poll_read(cx, buf),
+                None => Poll::Ready(Err(io::Error::other("the pipe is gone"))),
+            };
+        }
+    }
+}
+
+/// The position of the first newline in `bytes`.
+fn memchr(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
 }
 
 /// The longest end of `text` within `max` bytes that starts at a line (or, when its last line
@@ -820,16 +1124,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    async fn read_all(input: &[u8], max: usize) -> Vec<String> {
-        // A one-byte buffer forces every line across many `fill_buf` calls.
-        let mut reader = LineReader::new(BufReader::with_capacity(1, input), max);
+    impl Source for &[u8] {}
+    impl Source for tokio::io::DuplexStream {}
+
+    async fn read_all(input: &[u8], max: usize, capacity: usize) -> Vec<String> {
+        let mut reader = LineReader::new(input, max, capacity, None);
         let mut out = Vec::new();
         loop {
             match reader.next().await.unwrap() {
-                Read::Line(l) => out.push(String::from_utf8(l).unwrap()),
+                Read::Line(l) => out.push(String::from_utf8(l.to_vec()).unwrap()),
                 Read::TooLong { prefix, read } => out.push(format!(
                     "too long: {} ({read} read)",
-                    String::from_utf8(prefix).unwrap()
+                    String::from_utf8(prefix.to_vec()).unwrap()
                 )),
                 Read::Eof => return out,
             }
@@ -838,11 +1144,59 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_split_bounded_and_skipped_past_when_too_long() {
-        let lines = read_all(b"ab\r\nabcdefgh\nabcd\n\nlast", 4).await;
+        let input = b"ab\r\nabcdefgh\nabcd\n\nlast";
+        // A one-byte buffer forces every line across many reads (the buffer grows for it).
         assert_eq!(
-            lines,
+            read_all(input, 4, 1).await,
             ["ab", "too long: abcd (5 read)", "abcd", "", "last"],
             "a too-long line is reported once, cut, and reading resumes after it"
+        );
+        // One read takes everything: the too-long line is seen whole.
+        assert_eq!(
+            read_all(input, 4, 64).await,
+            ["ab", "too long: abcd (8 read)", "abcd", "", "last"]
+        );
+        assert_eq!(
+            read_all(input, 4, 3).await,
+            ["ab", "too long: abcd (5 read)", "abcd", "", "last"]
+        );
+    }
+
+    #[tokio::test]
+    async fn line_ends_and_the_end_of_the_stream() {
+        assert_eq!(read_all(b"", 4, 8).await, Vec::<String>::new());
+        assert_eq!(read_all(b"\n", 4, 8).await, [""]);
+        assert_eq!(
+            read_all(b"a\rb\r\r\n\r", 8, 2).await,
+            ["a\rb\r", "\r"],
+            "only the \\r before a newline is a line ending; a last line is kept as it is"
+        );
+        assert_eq!(
+            read_all(b"ok\nabcdefgh", 4, 2).await,
+            ["ok", "too long: abcd (5 read)"],
+            "a too-long last line without a newline ends the stream"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_line_grows_the_buffer_and_it_shrinks_back() {
+        let long = "x".repeat(1000);
+        let input = format!("{long}\nshort\n");
+        let mut reader = LineReader::new(input.as_bytes(), 2000, 16, None);
+        match reader.next().await.unwrap() {
+            Read::Line(line) => assert_eq!(line, long.as_bytes()),
+            other => panic!("expected the long line, got {other:?}"),
+        }
+        assert!(reader.buf.len() > 1000);
+        match reader.next().await.unwrap() {
+            Read::Line(line) => assert_eq!(line, b"short"),
+            other => panic!("expected a line, got {other:?}"),
+        }
+        assert!(matches!(reader.next().await.unwrap(), Read::Eof));
+        assert_eq!(
+            reader.buf.len(),
+            16,
+            "back to its capacity once the line is gone"
         );
     }
 
@@ -850,7 +1204,7 @@ mod tests {
     async fn a_cancelled_read_keeps_the_partial_line() {
         use tokio::io::AsyncWriteExt as _;
         let (mut writer, reader) = tokio::io::duplex(64);
-        let mut lines = LineReader::new(BufReader::new(reader), 100);
+        let mut lines = LineReader::new(reader, 100, 8, Some(COALESCE));
         writer.write_all(b"par").await.unwrap();
         let cancelled = tokio::time::timeout(Duration::from_millis(20), lines.next()).await;
         assert!(cancelled.is_err(), "no line yet");
@@ -859,6 +1213,32 @@ mod tests {
             Read::Line(line) => assert_eq!(line, b"partial"),
             other => panic!("expected a line, got {other:?}"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_caught_up_waits_and_then_reads_many_lines_at_once() {
+        use tokio::io::AsyncWriteExt as _;
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        let mut lines = LineReader::new(reader, 100, 1024, Some(COALESCE));
+        writer.write_all(b"one\n").await.unwrap();
+        assert!(matches!(lines.next().await.unwrap(), Read::Line(b"one")));
+        let caught_up = Instant::now();
+        writer.write_all(b"two\n").await.unwrap();
+        writer.write_all(b"three\n").await.unwrap();
+        assert!(matches!(lines.next().await.unwrap(), Read::Line(b"two")));
+        assert!(caught_up.elapsed() >= COALESCE, "it waited before reading");
+        assert!(lines.scan(), "both lines came in one read");
+        assert!(matches!(lines.take(), Read::Line(b"three")));
+
+        // Without a wait set, a reader reads at once.
+        let (mut writer, reader) = tokio::io::duplex(1024);
+        let mut lines = LineReader::new(reader, 100, 1024, None);
+        writer.write_all(b"one\n").await.unwrap();
+        assert!(matches!(lines.next().await.unwrap(), Read::Line(b"one")));
+        let started = Instant::now();
+        writer.write_all(b"two\n").await.unwrap();
+        assert!(matches!(lines.next().await.unwrap(), Read::Line(b"two")));
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[test]

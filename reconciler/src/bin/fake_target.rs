@@ -14,9 +14,7 @@
 //! | `confirm` | when it prints the latest STATE's value on stdout, as targets confirm what they loaded: `"each"` (after every STATE), `"end"` (once, at the end of its input, as `target-jsonl` does; the default) or `"never"` |
 //! | `print_last` | values printed as JSON lines on stdout at the end, after any confirmation (states a target makes up: `{}`, a partial one) |
 //! | `fail_after_lines` | after this many input lines, prints a complaint on stderr and exits with code 3 |
-//!
-//! Each input line is flushed to `out` before the next is read, so a test sees what was
-//! forwarded up to the moment the target stopped.
+//! | `flush` | when `out` is written: `"each"` line before the next is read (the default), so a test sees what was forwarded up to the moment the target stopped; or `"end"`: buffered, as a real target writes its files, and flushed before each confirmation and at the end (the benchmark's setting: a write per line would make it slower than a target needs to be) |
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -51,6 +49,11 @@ fn run() -> Result<u8, String> {
         return Err(format!("config: unknown \"confirm\" {confirm:?}"));
     }
     let fail_after = config["fail_after_lines"].as_u64();
+    let flush_each = match config["flush"].as_str().unwrap_or("each") {
+        "each" => true,
+        "end" => false,
+        other => return Err(format!("config: unknown \"flush\" {other:?}")),
+    };
 
     let mut stdout = std::io::stdout().lock();
     let mut say = |value: &Value| -> Result<(), String> {
@@ -58,17 +61,19 @@ fn run() -> Result<u8, String> {
             .and_then(|()| stdout.flush())
             .map_err(|e| format!("stdout: {e}"))
     };
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out)
-        .map_err(|e| format!("{out}: {e}"))?;
+    let mut out = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .map_err(|e| format!("{out}: {e}"))?,
+    );
     let mut latest = None;
     let mut lines = 0;
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| format!("stdin: {e}"))?;
         writeln!(out, "{line}")
-            .and_then(|()| out.flush())
+            .and_then(|()| if flush_each { out.flush() } else { Ok(()) })
             .map_err(|e| format!("out: {e}"))?;
         lines += 1;
         if fail_after == Some(lines) {
@@ -83,10 +88,13 @@ fn run() -> Result<u8, String> {
         if is_state {
             latest = Some(message["value"].clone());
             if confirm == "each" {
+                // What it confirms is in `out`, whatever `flush` says.
+                out.flush().map_err(|e| format!("out: {e}"))?;
                 say(&message["value"])?;
             }
         }
     }
+    out.flush().map_err(|e| format!("out: {e}"))?;
     if let (Some(state), "end") = (&latest, confirm) {
         say(state)?;
     }

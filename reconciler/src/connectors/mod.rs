@@ -268,6 +268,9 @@ fn output_error(path: &Path, error: &io::Error) -> ConnectorError {
     }
 }
 
+/// Bytes an output buffers before it writes them to its file.
+const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
+
 /// One run's output file for one stream, created on the first write.
 struct Output {
     dir: PathBuf,
@@ -288,18 +291,34 @@ impl Output {
         }
     }
 
-    /// Appends `bytes` (buffered; durable only after [`Output::sync`]).
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnectorError> {
-        let file = match &mut self.file {
-            Some(file) => file,
-            None => {
-                let file = self
-                    .open()
+    /// Appends `line` and a newline (buffered; durable only after [`Output::sync`]).
+    async fn write_line(&mut self, line: &[u8]) -> Result<(), ConnectorError> {
+        let file = self.file().await?;
+        let written = async {
+            file.write_all(line).await?;
+            file.write_all(b"\n").await
+        };
+        written.await.map_err(|e| output_error(&self.path, &e))?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// The file, opened on first use.
+    async fn file(&mut self) -> Result<&mut BufWriter<File>, ConnectorError> {
+        match &mut self.file {
+            Some(file) => Ok(file),
+            file => {
+                let opened = Self::open(&self.dir, &self.path)
                     .await
                     .map_err(|e| output_error(&self.path, &e))?;
-                self.file.insert(file)
+                Ok(file.insert(opened))
             }
-        };
+        }
+    }
+
+    /// Appends `bytes` (buffered; durable only after [`Output::sync`]).
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnectorError> {
+        let file = self.file().await?;
         file.write_all(bytes)
             .await
             .map_err(|e| output_error(&self.path, &e))?;
@@ -307,18 +326,19 @@ impl Output {
         Ok(())
     }
 
-    async fn open(&self) -> io::Result<BufWriter<File>> {
-        fs::create_dir_all(&self.dir).await?;
+    async fn open(dir: &Path, path: &Path) -> io::Result<BufWriter<File>> {
+        fs::create_dir_all(dir).await?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
+            .open(path)
             .await?;
         // The file's directory entry must be durable too, or a crash can lose a file whose
         // contents were synced (and checkpointed past).
         #[cfg(unix)]
-        File::open(&self.dir).await?.sync_all().await?;
-        Ok(BufWriter::with_capacity(64 * 1024, file))
+        File::open(dir).await?.sync_all().await?;
+        // Each write of the buffer is handed to a blocking thread; a large one wakes it seldom.
+        Ok(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file))
     }
 
     /// Makes everything written so far durable: call before checkpointing past it.

@@ -2,14 +2,12 @@
 //! state is checkpointed only once every output is flushed and `fsync`ed, so a checkpoint never
 //! covers a record that is not on disk.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use hakiri_core::StreamName;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use super::super::Output;
-use super::session::{Checked, Halt, Session};
+use super::session::{Checked, Halt, Session, StreamId};
 use crate::connector::ConnectorError;
 use crate::process::ChildProcess;
 
@@ -17,7 +15,8 @@ use crate::process::ChildProcess;
 pub(super) struct Loader<'a> {
     session: Session<'a>,
     output: &'a Path,
-    outputs: BTreeMap<StreamName, Output>,
+    /// Each stream's output, by its [`StreamId`].
+    outputs: Vec<Option<Output>>,
 }
 
 impl<'a> Loader<'a> {
@@ -25,7 +24,7 @@ impl<'a> Loader<'a> {
         Self {
             session,
             output,
-            outputs: BTreeMap::new(),
+            outputs: Vec::new(),
         }
     }
 
@@ -37,13 +36,22 @@ impl<'a> Loader<'a> {
         // prints until it exits — records and the final state that covers them — still counts.
         let mut stopping = false;
         let halt = loop {
-            let line = tokio::select! {
-                line = tap.next_line() => line,
-                () = ctx.cancelled() => break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
-                () = ctx.stopping(), if !stopping => {
-                    tap.terminate(grace);
-                    stopping = true;
-                    continue;
+            let line = if tap.line_ready() {
+                // A line already read is applied without waiting on anything; a cancel is still
+                // seen before it. A shutdown is seen when the tap's output read so far runs out.
+                if ctx.is_cancelled() {
+                    break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into())));
+                }
+                tap.read_line().await
+            } else {
+                tokio::select! {
+                    line = tap.read_line() => line,
+                    () = ctx.cancelled() => break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
+                    () = ctx.stopping(), if !stopping => {
+                        tap.terminate(grace);
+                        stopping = true;
+                        continue;
+                    }
                 }
             };
             let line = match line {
@@ -51,7 +59,7 @@ impl<'a> Loader<'a> {
                 Ok(None) => break None,
                 Err(e) => break Some(Halt::Stop(e.into())),
             };
-            if let Err(halt) = self.apply(&line).await {
+            if let Err(halt) = self.apply(line).await {
                 break Some(halt);
             }
         };
@@ -86,7 +94,7 @@ impl<'a> Loader<'a> {
     async fn apply(&mut self, line: &[u8]) -> Result<(), Halt> {
         match self.session.check(line).await? {
             Checked::Record { stream, record } => {
-                self.write(&stream, &record).await.map_err(Halt::Stop)?;
+                self.write(stream, record).await.map_err(Halt::Stop)?;
             }
             Checked::State(state) => {
                 self.session.keep(state);
@@ -99,24 +107,22 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    async fn write(
-        &mut self,
-        stream: &StreamName,
-        record: &Map<String, Value>,
-    ) -> Result<(), ConnectorError> {
-        let mut bytes = serde_json::to_vec(record)
-            .map_err(|e| ConnectorError::permanent(format!("cannot encode a record: {e}")))?;
-        bytes.push(b'\n');
-        let output = match self.outputs.get_mut(stream) {
+    /// Appends a record to its stream's output as the tap wrote it: one JSON object, one line.
+    async fn write(&mut self, stream: StreamId, record: &RawValue) -> Result<(), ConnectorError> {
+        if self.outputs.len() <= stream.0 {
+            self.outputs.resize_with(stream.0 + 1, || None);
+        }
+        let output = match &mut self.outputs[stream.0] {
             Some(output) => output,
-            None => {
-                let dir = self.output.join(stream.as_str());
-                let output = Output::new(dir, format!("{}.jsonl", self.session.ctx.run().id));
-                self.outputs.entry(stream.clone()).or_insert(output)
+            empty => {
+                let dir = self.output.join(self.session.stream_name(stream).as_str());
+                let file_name = format!("{}.jsonl", self.session.ctx.run().id);
+                empty.insert(Output::new(dir, file_name))
             }
         };
-        output.write(&bytes).await?;
-        self.session.ctx.record(stream, 1, bytes.len() as u64);
+        let record = record.get().as_bytes();
+        output.write_line(record).await?;
+        self.session.loaded(stream, record.len() as u64 + 1);
         Ok(())
     }
 
@@ -124,7 +130,7 @@ impl<'a> Loader<'a> {
     /// last state are made durable too (a run's file holds every record the run read), but no
     /// checkpoint covers them: the next run reads them again.
     async fn checkpoint(&mut self) -> Result<(), ConnectorError> {
-        for output in self.outputs.values_mut() {
+        for output in self.outputs.iter_mut().flatten() {
             output.sync().await?;
         }
         self.session.checkpoint().await

@@ -15,13 +15,13 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::session::{Checked, Halt, Session};
-use crate::connector::ConnectorError;
+use crate::connector::{ConnectorError, RunContext};
 use crate::process::{ChildProcess, Exit, ProcessError};
 
 /// How many forwarded states are remembered for the target to confirm. A target confirms the
@@ -29,7 +29,8 @@ use crate::process::{ChildProcess, Exit, ProcessError};
 /// for this many states loses only the chance to checkpoint the oldest of them.
 const MAX_FORWARDED: usize = 4096;
 
-/// Bytes of the tap's output buffered before they are written to the target.
+/// Bytes of the tap's output gathered before they are written to the target (sooner when the
+/// tap has nothing more ready).
 const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 /// One run of the tap piped through Hakiri to the target.
@@ -44,9 +45,9 @@ pub(super) struct Pipe<'a> {
 /// The target: its stdin, and the lines of its stdout as a task of its own reads them.
 struct Target {
     program: String,
-    stdin: Option<BufWriter<ChildStdin>>,
-    /// Whether bytes sit in `stdin`'s buffer.
-    unflushed: bool,
+    stdin: Option<ChildStdin>,
+    /// Lines for `stdin`, not written yet.
+    unwritten: Vec<u8>,
     lines: mpsc::UnboundedReceiver<Vec<u8>>,
     /// Whether the target's stdout has ended (it exited, or is about to).
     closed: bool,
@@ -75,6 +76,23 @@ impl<'a> Pipe<'a> {
         let mut target = Target::start(target);
         let mut stopping = false;
         let halt = loop {
+            if tap.line_ready() {
+                // A line already read is forwarded without waiting on anything; a cancel is
+                // still seen before it. A shutdown and the target's confirmations are seen when
+                // the tap's output read so far runs out.
+                if ctx.is_cancelled() {
+                    break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into())));
+                }
+                let line = match tap.read_line().await {
+                    Ok(Some(line)) => line,
+                    Ok(None) => break None,
+                    Err(e) => break Some(Halt::Stop(e.into())),
+                };
+                if let Err(halt) = self.forward(&mut target, line).await {
+                    break Some(halt);
+                }
+                continue;
+            }
             let line = tokio::select! {
                 biased;
                 () = ctx.cancelled() => break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
@@ -83,7 +101,7 @@ impl<'a> Pipe<'a> {
                     stopping = true;
                     continue;
                 }
-                line = tap.next_line() => line,
+                line = tap.read_line() => line,
                 line = target.lines.recv(), if !target.closed => {
                     match line {
                         Some(line) => match self.confirm(&line).await {
@@ -100,9 +118,9 @@ impl<'a> Pipe<'a> {
                     }
                 }
                 // Nothing else to do: hand the target what it has been given so far.
-                () = std::future::ready(()), if target.unflushed => {
-                    if let Err(e) = target.flush().await {
-                        break Some(Halt::Stop(e));
+                () = std::future::ready(()), if !target.unwritten.is_empty() => {
+                    if let Err(halt) = target.flush_unless_cancelled(ctx).await {
+                        break Some(halt);
                     }
                     continue;
                 }
@@ -149,10 +167,10 @@ impl<'a> Pipe<'a> {
     }
 
     /// Checks one line of the tap's output and forwards it to the target.
-    async fn forward(&mut self, target: &mut Target, line: Vec<u8>) -> Result<(), Halt> {
-        match self.session.check(&line).await? {
+    async fn forward(&mut self, target: &mut Target, line: &[u8]) -> Result<(), Halt> {
+        match self.session.check(line).await? {
             Checked::Record { stream, .. } => {
-                self.session.ctx.record(&stream, 1, line.len() as u64 + 1);
+                self.session.loaded(stream, line.len() as u64 + 1);
             }
             Checked::State(state) => {
                 if self.forwarded.back() != Some(&state) {
@@ -164,12 +182,11 @@ impl<'a> Pipe<'a> {
             }
             Checked::Other => {}
         }
-        let ctx = self.session.ctx;
-        tokio::select! {
-            written = target.write(&line) => written.map_err(Halt::Stop),
-            // A target that stops reading must not keep a cancel waiting.
-            () = ctx.cancelled() => Err(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
+        target.push(line)?;
+        if target.unwritten.len() >= WRITE_BUFFER_BYTES {
+            target.flush_unless_cancelled(self.session.ctx).await?;
         }
+        Ok(())
     }
 
     /// A line the target printed: a state it loaded everything before. Kept for the next
@@ -230,16 +247,20 @@ impl<'a> Pipe<'a> {
 impl Target {
     fn start(mut process: ChildProcess) -> Self {
         let program = process.program().to_owned();
-        let stdin = process
-            .take_stdin()
-            .map(|stdin| BufWriter::with_capacity(WRITE_BUFFER_BYTES, stdin));
+        let stdin = process.take_stdin();
+        // A larger pipe takes a whole buffer of lines without waiting for the target to read
+        // each part of it (every read it makes would wake Hakiri otherwise).
+        #[cfg(target_os = "linux")]
+        if let Some(stdin) = &stdin {
+            let _ = rustix::pipe::fcntl_setpipe_size(stdin, 1 << 20);
+        }
         let (lines_tx, lines) = mpsc::unbounded_channel();
         let (terminate, terminated) = oneshot::channel();
         let task = tokio::spawn(read_stdout(process, lines_tx, terminated));
         Self {
             program,
             stdin,
-            unflushed: false,
+            unwritten: Vec::with_capacity(WRITE_BUFFER_BYTES),
             lines,
             closed: false,
             terminate: Some(terminate),
@@ -247,25 +268,37 @@ impl Target {
         }
     }
 
-    async fn write(&mut self, line: &[u8]) -> Result<(), ConnectorError> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| {
-            ConnectorError::transient(format!("{}'s input is closed", self.program))
-        })?;
-        let written = async {
-            stdin.write_all(line).await?;
-            stdin.write_all(b"\n").await
-        };
-        written.await.map_err(|e| self.write_error(&e))?;
-        self.unflushed = true;
+    /// Adds a line to what is written to the target's stdin next.
+    fn push(&mut self, line: &[u8]) -> Result<(), Halt> {
+        if self.stdin.is_none() {
+            return Err(Halt::Stop(ConnectorError::transient(format!(
+                "{}'s input is closed",
+                self.program
+            ))));
+        }
+        self.unwritten.extend_from_slice(line);
+        self.unwritten.push(b'\n');
         Ok(())
     }
 
+    /// Writes what was pushed to the target's stdin.
     async fn flush(&mut self) -> Result<(), ConnectorError> {
         if let Some(stdin) = &mut self.stdin {
-            stdin.flush().await.map_err(|e| self.write_error(&e))?;
+            stdin
+                .write_all(&self.unwritten)
+                .await
+                .map_err(|e| self.write_error(&e))?;
         }
-        self.unflushed = false;
+        self.unwritten.clear();
         Ok(())
+    }
+
+    /// [`Target::flush`]; a target that stops reading must not keep a cancel waiting.
+    async fn flush_unless_cancelled(&mut self, ctx: &RunContext) -> Result<(), Halt> {
+        tokio::select! {
+            flushed = self.flush() => flushed.map_err(Halt::Stop),
+            () = ctx.cancelled() => Err(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
+        }
     }
 
     /// Flushes and closes the target's stdin: the end of its input.

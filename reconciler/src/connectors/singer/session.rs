@@ -4,17 +4,18 @@
 //! Both modes build on it: `loader.rs` (Hakiri writes the records) and `pipe.rs`
 //! (a Singer target does).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use hakiri_core::{Schema, StreamName};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::super::stream_dir_name;
 use super::config::Config;
 use super::message::Message;
-use super::{records, state};
+use super::records::RecordCheck;
+use super::state;
 use crate::connector::{ConnectorError, RunContext};
 
 /// How reading the tap ended early.
@@ -30,8 +31,11 @@ pub(super) enum Halt {
 pub(super) struct Session<'a> {
     pub(super) ctx: &'a RunContext,
     pub(super) config: &'a Config,
-    /// Each stream's schema as last observed: records are checked against it.
-    schemas: HashMap<StreamName, Schema>,
+    /// Each stream observed, with its schema as last observed: records are checked against it.
+    /// A tap has few streams and prints one for a long while, so a list and `last` find them.
+    streams: Vec<Stream>,
+    /// The stream of the last record.
+    last: usize,
     /// The newest state not yet checkpointed: it covers every record loaded before it.
     pending: Option<Value>,
     last_checkpoint: Instant,
@@ -39,12 +43,26 @@ pub(super) struct Session<'a> {
     pub(super) line: u64,
 }
 
+/// A stream observed in this run.
+struct Stream {
+    name: StreamName,
+    check: RecordCheck,
+    /// Records and bytes loaded, not yet added to the run's statistics (a lock and a map
+    /// entry per record otherwise).
+    records: u64,
+    bytes: u64,
+}
+
+/// A stream of this run, as [`Session::check`] names it to the loader of its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StreamId(pub(super) usize);
+
 /// A tap's line, checked: what the loader of its records does with it.
-pub(super) enum Checked {
-    /// A record that fits its stream's schema.
+pub(super) enum Checked<'l> {
+    /// A record that fits its stream's schema: a JSON object, as the tap wrote it.
     Record {
-        stream: StreamName,
-        record: Map<String, Value>,
+        stream: StreamId,
+        record: &'l RawValue,
     },
     /// A state; it covers the records before it once they are loaded.
     State(Value),
@@ -57,7 +75,8 @@ impl<'a> Session<'a> {
         Self {
             ctx,
             config,
-            schemas: HashMap::new(),
+            streams: Vec::new(),
+            last: 0,
             pending: None,
             last_checkpoint: Instant::now(),
             line: 0,
@@ -70,7 +89,7 @@ impl<'a> Session<'a> {
 
     /// Parses the tap's next line: observes a SCHEMA (a held or rejected one halts), checks a
     /// RECORD against its stream's schema.
-    pub(super) async fn check(&mut self, line: &[u8]) -> Result<Checked, Halt> {
+    pub(super) async fn check<'l>(&mut self, line: &'l [u8]) -> Result<Checked<'l>, Halt> {
         self.line += 1;
         let message = Message::parse(line).map_err(|e| {
             Halt::Stop(ConnectorError::permanent(format!(
@@ -92,28 +111,30 @@ impl<'a> Session<'a> {
                         self.line
                     )))
                 })?;
-                if self.schemas.get(&stream) != Some(&schema) {
+                let known = self.streams.iter().find(|known| known.name == stream);
+                if known.map(|known| known.check.schema()) != Some(&schema) {
                     self.observe(stream, schema)
                         .await
                         .map_err(|e| self.halt(e))?;
                 }
                 Ok(Checked::Other)
             }
-            Message::Record { stream, record } => {
-                let stream = self.stream(&stream)?;
-                let Some(schema) = self.schemas.get(&stream) else {
+            Message::Record {
+                stream: name,
+                record,
+            } => {
+                let at = self.find(&name)?;
+                let stream = &self.streams[at];
+                if let Some(problem) = stream.check.mismatch(record) {
                     return Err(Halt::Stop(ConnectorError::permanent(format!(
-                        "RECORD of stream {stream} (line {}) before any SCHEMA of it",
-                        self.line
-                    ))));
-                };
-                if let Some(problem) = records::mismatch(schema, &record) {
-                    return Err(Halt::Stop(ConnectorError::permanent(format!(
-                        "RECORD of stream {stream} (line {}) does not fit its schema: {problem}",
-                        self.line
+                        "RECORD of stream {} (line {}) does not fit its schema: {problem}",
+                        stream.name, self.line
                     ))));
                 }
-                Ok(Checked::Record { stream, record })
+                Ok(Checked::Record {
+                    stream: StreamId(at),
+                    record,
+                })
             }
             Message::State { value } => Ok(Checked::State(value)),
             Message::Other { kind } => {
@@ -136,8 +157,57 @@ impl<'a> Session<'a> {
             )));
         }
         self.ctx.observe_schema(&stream, schema.clone()).await?;
-        self.schemas.insert(stream, schema);
+        let check = RecordCheck::new(schema);
+        match self.streams.iter_mut().find(|known| known.name == stream) {
+            Some(known) => known.check = check,
+            None => self.streams.push(Stream {
+                name: stream,
+                check,
+                records: 0,
+                bytes: 0,
+            }),
+        }
         Ok(())
+    }
+
+    /// The observed stream a RECORD names.
+    fn find(&mut self, name: &str) -> Result<usize, Halt> {
+        if self
+            .streams
+            .get(self.last)
+            .is_some_and(|last| last.name.as_str() == name)
+        {
+            return Ok(self.last);
+        }
+        match self
+            .streams
+            .iter()
+            .position(|known| known.name.as_str() == name)
+        {
+            Some(at) => {
+                self.last = at;
+                Ok(at)
+            }
+            None => {
+                let stream = self.stream(name)?;
+                Err(Halt::Stop(ConnectorError::permanent(format!(
+                    "RECORD of stream {stream} (line {}) before any SCHEMA of it",
+                    self.line
+                ))))
+            }
+        }
+    }
+
+    /// The name of a stream [`Session::check`] returned.
+    pub(super) fn stream_name(&self, stream: StreamId) -> &StreamName {
+        &self.streams[stream.0].name
+    }
+
+    /// Counts a record of `stream` loaded, `bytes` long, in the run's statistics.
+    pub(super) fn loaded(&mut self, stream: StreamId, bytes: u64) {
+        let stream = &mut self.streams[stream.0];
+        stream.records += 1;
+        stream.bytes += bytes;
     }
 
     /// Keeps `state` as the one to checkpoint next; `{}` says nothing (taps and targets print
@@ -188,6 +258,17 @@ impl<'a> Session<'a> {
             Halt::Abort(error)
         } else {
             Halt::Stop(error)
+        }
+    }
+}
+
+/// The records counted are added to the run's statistics, however the run ends.
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        for stream in &mut self.streams {
+            if stream.records > 0 {
+                self.ctx.record(&stream.name, stream.records, stream.bytes);
+            }
         }
     }
 }
