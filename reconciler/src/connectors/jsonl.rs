@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use hakiri_core::cursor::{json_type, Position};
-use hakiri_core::{CursorKind, CursorValue, Schema, StreamName};
+use hakiri_core::{ConnectorConfig, CursorKind, CursorValue, Schema, StreamName};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::fs::{self, File};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Take};
 
+use super::fields::{decode, dir_streams, non_empty_path, FieldError, NonEmpty, Positive};
 use super::infer::Inference;
-use super::{
-    input_error, stream_dir_name, Fields, Output, DEFAULT_CHECKPOINT_EVERY, MAX_LINE_BYTES,
-};
+use super::{input_error, stream_dir_name, Output, DEFAULT_CHECKPOINT_EVERY, MAX_LINE_BYTES};
 use crate::connector::{Connector, ConnectorError, RunContext};
 
 /// Reads `<input>/<stream>/*.jsonl` incrementally by a cursor field and copies what it reads to
@@ -32,7 +32,7 @@ impl Connector for JsonlConnector {
             return Err(ConnectorError::permanent(format!(
                 "the jsonl connector needs cursor_kind = \"monotonic\" (its cursor is the largest \
                  value of {:?} read so far), but pipeline {} declares {kind:?}",
-                config.cursor_field,
+                config.cursor_field.0,
                 ctx.pipeline().id()
             )));
         }
@@ -47,54 +47,38 @@ impl Connector for JsonlConnector {
     }
 }
 
+/// The config, as decoded: see the module docs of [`crate::connectors`] for the fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Config {
+    #[serde(deserialize_with = "non_empty_path")]
     input: PathBuf,
+    #[serde(deserialize_with = "non_empty_path")]
     output: PathBuf,
-    cursor_field: String,
+    cursor_field: NonEmpty,
+    #[serde(default, deserialize_with = "dir_streams")]
     streams: Option<Vec<StreamName>>,
     key: Option<Vec<String>>,
-    checkpoint_every: u64,
+    checkpoint_every: Option<Positive>,
 }
 
 impl Config {
     fn parse(ctx: &RunContext) -> Result<Self, ConnectorError> {
-        let fields = Fields::new(
-            "jsonl",
-            ctx.config(),
-            &[
-                "input",
-                "output",
-                "cursor_field",
-                "streams",
-                "key",
-                "checkpoint_every",
-            ],
-        )?;
-        let streams = fields
-            .optional_strings("streams")?
-            .map(|names| {
-                names
-                    .iter()
-                    .map(|name| fields.stream_name("streams", name))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        let input = fields.required_path("input", "the directory of input streams")?;
-        let output = fields.required_path("output", "the directory to write to")?;
+        Self::decode(ctx.config()).map_err(|e| e.in_config("jsonl"))
+    }
+
+    fn decode(config: &ConnectorConfig) -> Result<Self, FieldError> {
+        let config: Self = decode(config.as_map())?;
         // Output files inside a stream's input directory would be read back as input.
-        if output == input {
-            return Err(fields.error("output", "must not be the input directory"));
+        if config.output == config.input {
+            return Err(FieldError::new("output", "must not be the input directory"));
         }
-        Ok(Self {
-            input,
-            output,
-            cursor_field: fields
-                .required_str("cursor_field", "the record field the cursor follows")?
-                .to_owned(),
-            streams,
-            key: fields.optional_strings("key")?,
-            checkpoint_every: fields.positive_int("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)?,
-        })
+        Ok(config)
+    }
+
+    fn checkpoint_every(&self) -> u64 {
+        self.checkpoint_every
+            .map_or(DEFAULT_CHECKPOINT_EVERY, Positive::get)
     }
 
     /// The streams to read, in name order, with their input directories.
@@ -327,7 +311,7 @@ impl<'a> StreamRun<'a> {
                             "{}:{}: cursor field {:?}: {e}",
                             path.display(),
                             number,
-                            self.config.cursor_field
+                            self.config.cursor_field.0
                         ))
                     })?;
                     max = Some(position);
@@ -379,7 +363,7 @@ impl<'a> StreamRun<'a> {
             // In a file in cursor order, once the cursor strictly increases every record up to the
             // previous one has been written, so the previous position is a safe checkpoint (ties
             // are never split). In any other file only the end is safe.
-            if scan.sorted && pending.records >= self.config.checkpoint_every {
+            if scan.sorted && pending.records >= self.config.checkpoint_every() {
                 if let Some(previous) = &previous {
                     if compare(&position, previous, path, number)? == Ordering::Greater {
                         self.checkpoint(previous.clone(), pending).await?;
@@ -464,7 +448,7 @@ impl<'a> StreamRun<'a> {
                 )))
             }
         };
-        let field = &self.config.cursor_field;
+        let field = &self.config.cursor_field.0;
         let position = match record.get(field) {
             None => {
                 return Err(ConnectorError::permanent(format!(

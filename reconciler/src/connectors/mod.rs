@@ -77,6 +77,7 @@
 //! malformed line (or one longer than 16 MiB) fails it with a permanent error naming `file:line`; an output that cannot be
 //! written fails it (transiently when retrying may help, e.g. a full disk).
 
+mod fields;
 mod infer;
 mod jsonl;
 mod singer;
@@ -85,9 +86,7 @@ mod tail;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use hakiri_core::cursor::json_type;
-use hakiri_core::{ConnectorConfig, StreamName};
-use serde_json::{Map, Value};
+use hakiri_core::StreamName;
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
@@ -111,134 +110,6 @@ const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 
 /// Longest line either connector reads: a file without newlines must fail, not exhaust memory.
 const MAX_LINE_BYTES: usize = 16 << 20;
-
-/// Typed access to a connector's config, with errors that name the connector and the field.
-struct Fields<'a> {
-    connector: &'static str,
-    /// The object field these fields sit in (`"target"`), for a nested config.
-    within: Option<&'static str>,
-    map: &'a Map<String, Value>,
-}
-
-impl<'a> Fields<'a> {
-    /// Fails on fields outside `allowed`: a misspelt optional field would otherwise be ignored.
-    fn new(
-        connector: &'static str,
-        config: &'a ConnectorConfig,
-        allowed: &[&str],
-    ) -> Result<Self, ConnectorError> {
-        Self {
-            connector,
-            within: None,
-            map: config.as_map(),
-        }
-        .allowing(allowed)
-    }
-
-    /// The object in `field`, if given, checked against `allowed` as [`Fields::new`] does.
-    fn nested(
-        &self,
-        field: &'static str,
-        allowed: &[&str],
-    ) -> Result<Option<Fields<'a>>, ConnectorError> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(map)) => Self {
-                connector: self.connector,
-                within: Some(field),
-                map,
-            }
-            .allowing(allowed)
-            .map(Some),
-            Some(other) => Err(self.error(
-                field,
-                format!("must be an object, not {}", json_type(other)),
-            )),
-        }
-    }
-
-    fn allowing(self, allowed: &[&str]) -> Result<Self, ConnectorError> {
-        if let Some(unknown) = self.map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            let expected: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
-            let unknown = match self.within {
-                Some(within) => format!("{within:?}.{unknown:?}"),
-                None => format!("{unknown:?}"),
-            };
-            return Err(ConnectorError::permanent(format!(
-                "{} config: unknown field {unknown}; expected one of {}",
-                self.connector,
-                expected.join(", ")
-            )));
-        }
-        Ok(self)
-    }
-
-    fn error(&self, field: &str, problem: impl std::fmt::Display) -> ConnectorError {
-        let connector = self.connector;
-        ConnectorError::permanent(match self.within {
-            Some(within) => format!("{connector} config: {within:?}.{field:?} {problem}"),
-            None => format!("{connector} config: {field:?} {problem}"),
-        })
-    }
-
-    fn required_str(&self, field: &str, what: &str) -> Result<&'a str, ConnectorError> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => Err(self.error(field, format!("is required ({what})"))),
-            Some(Value::String(s)) if s.trim().is_empty() => {
-                Err(self.error(field, format!("must not be empty ({what})")))
-            }
-            Some(Value::String(s)) => Ok(s),
-            Some(other) => Err(self.error(
-                field,
-                format!("must be a string ({what}), not {}", json_type(other)),
-            )),
-        }
-    }
-
-    fn required_path(&self, field: &str, what: &str) -> Result<PathBuf, ConnectorError> {
-        self.required_str(field, what).map(PathBuf::from)
-    }
-
-    fn optional_strings(&self, field: &str) -> Result<Option<Vec<String>>, ConnectorError> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) => Ok(s.clone()),
-                    other => Err(self.error(
-                        field,
-                        format!("must list strings, not {}", json_type(other)),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(other) => Err(self.error(
-                field,
-                format!("must be an array of strings, not {}", json_type(other)),
-            )),
-        }
-    }
-
-    fn positive_int(&self, field: &str, default: u64) -> Result<u64, ConnectorError> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => Ok(default),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if v > 0 => Ok(v),
-                _ => Err(self.error(field, format!("must be a positive integer, not {n}"))),
-            },
-            Some(other) => Err(self.error(
-                field,
-                format!("must be a positive integer, not {}", json_type(other)),
-            )),
-        }
-    }
-
-    /// A stream name that is also safe as one path component (it names a directory).
-    fn stream_name(&self, field: &str, name: &str) -> Result<StreamName, ConnectorError> {
-        stream_dir_name(name).map_err(|problem| self.error(field, problem))
-    }
-}
 
 /// Validates `name` as a stream name usable as a single directory name.
 fn stream_dir_name(name: &str) -> Result<StreamName, String> {

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use hakiri_core::cursor::MAX_SAFE_INTEGER;
 use hakiri_core::{Column, ColumnType, CursorKind, CursorValue, Schema, StreamName};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::fs::File;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 
-use super::{input_error, Fields, Output, DEFAULT_CHECKPOINT_EVERY, MAX_LINE_BYTES};
+use super::fields::{decode, dir_stream, non_empty_path, FieldError, Positive};
+use super::{input_error, Output, DEFAULT_CHECKPOINT_EVERY, MAX_LINE_BYTES};
 use crate::connector::{Connector, ConnectorError, RunContext};
 
 /// Bytes before the offset that the resume token's check covers.
@@ -50,76 +52,92 @@ impl Connector for TailConnector {
     }
 }
 
+/// The config, as decoded: see the module docs of [`crate::connectors`] for the fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Config {
+    #[serde(deserialize_with = "non_empty_path")]
     input: PathBuf,
+    #[serde(deserialize_with = "non_empty_path")]
     output: PathBuf,
+    #[serde(deserialize_with = "dir_stream")]
     stream: StreamName,
-    checkpoint_every: u64,
+    checkpoint_every: Option<Positive>,
 }
 
 impl Config {
     fn parse(ctx: &RunContext) -> Result<Self, ConnectorError> {
-        let fields = Fields::new(
-            "tail",
-            ctx.config(),
-            &["input", "output", "stream", "checkpoint_every"],
-        )?;
-        let stream = fields.required_str("stream", "the stream the file's lines belong to")?;
-        Ok(Self {
-            input: fields.required_path("input", "the append-only file to read")?,
-            output: fields.required_path("output", "the directory to write to")?,
-            stream: fields.stream_name("stream", stream)?,
-            checkpoint_every: fields.positive_int("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)?,
-        })
+        decode(ctx.config().as_map()).map_err(|e: FieldError| e.in_config("tail"))
+    }
+
+    fn checkpoint_every(&self) -> u64 {
+        self.checkpoint_every
+            .map_or(DEFAULT_CHECKPOINT_EVERY, Positive::get)
     }
 }
 
-/// The resume token: where the next line starts, and a check of the bytes before it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The resume token, `{"offset": <bytes>, "check": {"len": <n>, "fnv1a": "<hex>"}}`: where the
+/// next line starts, and a check of the bytes before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Token {
     offset: u64,
-    /// Up to [`CHECK_LEN`] bytes ending at `offset`: their length and FNV-1a hash.
-    check: Option<(u64, u64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    check: Option<Check>,
+}
+
+/// Up to [`CHECK_LEN`] bytes ending at the token's offset: their length and FNV-1a hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Check {
+    len: u64,
+    fnv1a: Fnv1a,
+}
+
+/// A 64-bit FNV-1a hash, written as 16 hexadecimal digits: a JSON number would lose precision
+/// above 2^53.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+struct Fnv1a(u64);
+
+impl TryFrom<String> for Fnv1a {
+    type Error = &'static str;
+    fn try_from(hex: String) -> Result<Self, Self::Error> {
+        match u64::from_str_radix(&hex, 16) {
+            Ok(hash) if hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Self(hash))
+            }
+            _ => Err("must be 16 hexadecimal digits"),
+        }
+    }
+}
+
+impl From<Fnv1a> for String {
+    fn from(hash: Fnv1a) -> Self {
+        format!("{:016x}", hash.0)
+    }
 }
 
 impl Token {
-    fn from_json(value: &Value) -> Result<Self, String> {
-        let object = value.as_object().ok_or("not an object")?;
-        if let Some(unknown) = object.keys().find(|k| *k != "offset" && *k != "check") {
-            return Err(format!("unknown field {unknown:?}"));
-        }
-        let offset = object
-            .get("offset")
-            .and_then(Value::as_u64)
-            .ok_or("\"offset\" must be a non-negative integer")?;
-        let check = match object.get("check") {
-            None | Some(Value::Null) => None,
-            Some(check) => {
-                let len = check
-                    .get("len")
-                    .and_then(Value::as_u64)
-                    .filter(|len| *len <= CHECK_LEN as u64 && *len <= offset)
-                    .ok_or("\"check.len\" must be an integer no larger than 64 or the offset")?;
-                let hash = check
-                    .get("fnv1a")
-                    .and_then(Value::as_str)
-                    .filter(|h| h.len() == 16)
-                    .and_then(|h| u64::from_str_radix(h, 16).ok())
-                    .ok_or("\"check.fnv1a\" must be 16 hexadecimal digits")?;
-                Some((len, hash))
+    fn from_json(value: &Value) -> Result<Self, FieldError> {
+        let token: Self = decode(value)?;
+        if let Some(check) = token.check {
+            if check.len > CHECK_LEN as u64 || check.len > token.offset {
+                return Err(FieldError::new(
+                    "check.len",
+                    format!(
+                        "must be no larger than {CHECK_LEN} or the offset {}, not {}",
+                        token.offset, check.len
+                    ),
+                ));
             }
-        };
-        Ok(Self { offset, check })
+        }
+        Ok(token)
     }
 
     fn to_json(&self) -> Value {
-        match self.check {
-            None => json!({ "offset": self.offset }),
-            Some((len, hash)) => json!({
-                "offset": self.offset,
-                "check": { "len": len, "fnv1a": format!("{hash:016x}") },
-            }),
-        }
+        serde_json::to_value(self)
+            .unwrap_or_else(|_| unreachable!("a token is integers and strings"))
     }
 }
 
@@ -142,7 +160,10 @@ impl Window {
     fn token(&self, offset: u64) -> Token {
         Token {
             offset,
-            check: (!self.0.is_empty()).then(|| (self.0.len() as u64, fnv1a(&self.0))),
+            check: (!self.0.is_empty()).then(|| Check {
+                len: self.0.len() as u64,
+                fnv1a: Fnv1a(fnv1a(&self.0)),
+            }),
         }
     }
 }
@@ -193,15 +214,15 @@ impl<'a> Tail<'a> {
             )));
         }
         let mut window = Window::default();
-        if let Some((check_len, hash)) = token.check {
-            let mut before = vec![0; usize::try_from(check_len).unwrap_or(CHECK_LEN)];
-            file.seek(SeekFrom::Start(token.offset - check_len))
+        if let Some(check) = token.check {
+            let mut before = vec![0; usize::try_from(check.len).unwrap_or(CHECK_LEN)];
+            file.seek(SeekFrom::Start(token.offset - check.len))
                 .await
                 .map_err(|e| input_error(path, &e))?;
             file.read_exact(&mut before)
                 .await
                 .map_err(|e| input_error(path, &e))?;
-            if fnv1a(&before) != hash {
+            if fnv1a(&before) != check.fnv1a.0 {
                 return Err(ConnectorError::permanent(format!(
                     "tail: the bytes of {} before the cursor's offset {} changed: the file was \
                      replaced or rewritten; reset the cursor to read it from the start",
@@ -297,7 +318,7 @@ impl<'a> Tail<'a> {
             self.window.push(&line);
             self.pending.0 += 1;
             self.pending.1 += read as u64;
-            if self.pending.0 >= self.config.checkpoint_every {
+            if self.pending.0 >= self.config.checkpoint_every() {
                 self.checkpoint().await?;
             }
         }
@@ -336,6 +357,8 @@ fn line_schema() -> Schema {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -348,16 +371,58 @@ mod tests {
             Token::from_json(&json!({"offset": 0})),
             Ok(Token::default())
         );
-        for bad in [
-            json!(5),
-            json!({"offset": -1}),
-            json!({"offset": 3, "check": {"len": 4, "fnv1a": "0000000000000000"}}),
-            json!({"offset": 100, "check": {"len": 65, "fnv1a": "0000000000000000"}}),
-            json!({"offset": 100, "check": {"len": 4, "fnv1a": "xyz"}}),
-            json!({"offset": 1, "extra": true}),
+        let zero = "0000000000000000";
+        for (bad, expected) in [
+            (json!(5), "invalid type: integer `5`, expected struct Token"),
+            (json!({}), "missing field `offset`"),
+            (
+                json!({"offset": -1}),
+                "offset: invalid value: integer `-1`, expected u64",
+            ),
+            (
+                json!({"offset": 3, "check": {"len": 4, "fnv1a": zero}}),
+                "check.len: must be no larger than 64 or the offset 3, not 4",
+            ),
+            (
+                json!({"offset": 100, "check": {"len": 65, "fnv1a": zero}}),
+                "check.len: must be no larger than 64 or the offset 100, not 65",
+            ),
+            (
+                json!({"offset": 100, "check": {"len": 4, "fnv1a": "xyz"}}),
+                "check.fnv1a: must be 16 hexadecimal digits",
+            ),
+            (
+                json!({"offset": 100, "check": {"len": 4, "fnv1a": "+000000000000000"}}),
+                "check.fnv1a: must be 16 hexadecimal digits",
+            ),
+            (
+                json!({"offset": 100, "check": {"len": 4}}),
+                "check: missing field `fnv1a`",
+            ),
+            (
+                json!({"offset": 1, "extra": true}),
+                "extra: unknown field `extra`, expected `offset` or `check`",
+            ),
         ] {
-            assert!(Token::from_json(&bad).is_err(), "{bad}");
+            let error = Token::from_json(&bad).unwrap_err().to_string();
+            assert_eq!(error, expected, "{bad}");
         }
+    }
+
+    #[test]
+    fn tokens_are_written_as_documented() {
+        let token = Token {
+            offset: 11,
+            check: Some(Check {
+                len: 11,
+                fnv1a: Fnv1a(0xab),
+            }),
+        };
+        assert_eq!(
+            token.to_json(),
+            json!({"offset": 11, "check": {"len": 11, "fnv1a": "00000000000000ab"}})
+        );
+        assert_eq!(Token::default().to_json(), json!({"offset": 0}));
     }
 
     #[test]

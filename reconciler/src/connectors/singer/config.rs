@@ -1,40 +1,92 @@
 //! The `singer` connector's config, checked: the tap, where its records go (Hakiri's output
 //! directory or a Singer target), and the run's limits. See the module docs for the fields.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hakiri_core::cursor::json_type;
 use hakiri_core::{ConnectorConfig, CursorKind};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::super::Fields;
+use super::super::fields::{decode, field, FieldError, NonEmpty, Positive};
 use crate::connector::{ConnectorError, RunContext};
 use crate::process::ProcessSpec;
 
-const FIELDS: &[&str] = &[
-    "command",
-    "pip_url",
-    "executable",
-    "output",
-    "target",
-    "config",
-    "config_env",
-    "env",
-    "streams",
-    "checkpoint_interval_ms",
-    "stop_grace_ms",
-];
+/// The config as written: the tap's own fields, then the rest (see the module docs).
+///
+/// The tap's fields are listed here rather than flattened from [`ProgramFields`]: serde's
+/// `flatten` does not work with `deny_unknown_fields`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    command: Option<Command>,
+    pip_url: Option<NonEmpty>,
+    executable: Option<Executable>,
+    config: Option<Map<String, Value>>,
+    config_env: Option<BTreeMap<String, VariableName>>,
+    env: Option<Vec<String>>,
+    output: Option<NonEmpty>,
+    target: Option<ProgramFields>,
+    streams: Option<Vec<String>>,
+    checkpoint_interval_ms: Option<Positive>,
+    stop_grace_ms: Option<Positive>,
+}
 
-/// The fields of `target`: the same as the tap's own.
-const TARGET_FIELDS: &[&str] = &[
-    "command",
-    "pip_url",
-    "executable",
-    "config",
-    "config_env",
-    "env",
-];
+/// A program's fields as written: the tap's (at the top level) or the target's (`target`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+struct ProgramFields {
+    command: Option<Command>,
+    pip_url: Option<NonEmpty>,
+    executable: Option<Executable>,
+    config: Option<Map<String, Value>>,
+    config_env: Option<BTreeMap<String, VariableName>>,
+    env: Option<Vec<String>>,
+}
+
+/// `command`: a program, or an array of it and its first arguments.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "must be a program, or an array of it and its arguments, as strings"
+)]
+enum Command {
+    Program(String),
+    Words(Vec<String>),
+}
+
+/// `executable`: a program's name in the venv's `bin/`, so never a path.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Executable(String);
+
+impl TryFrom<String> for Executable {
+    type Error = &'static str;
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        if name.trim().is_empty() || name.contains('/') || name == "." || name == ".." {
+            Err("must be a program's name in the venv's bin/ directory (no '/')")
+        } else {
+            Ok(Self(name))
+        }
+    }
+}
+
+/// A value of `config_env`: the environment variable a setting is taken from.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct VariableName(String);
+
+impl TryFrom<String> for VariableName {
+    type Error = &'static str;
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        if name.is_empty() {
+            Err("must name an environment variable")
+        } else {
+            Ok(Self(name))
+        }
+    }
+}
 
 /// The connector's config, checked.
 pub(super) struct Config {
@@ -82,32 +134,48 @@ pub(super) fn check_kind(kind: CursorKind) -> Result<(), String> {
 
 impl Config {
     pub(super) fn parse(config: &ConnectorConfig) -> Result<Self, ConnectorError> {
-        let fields = Fields::new("singer", config, FIELDS)?;
-        let tap = Program::parse(&fields)?;
-        let sink = match (fields.nested("target", TARGET_FIELDS)?, fields.map.get("output")) {
-            (Some(_), Some(output)) if !output.is_null() => {
-                return Err(fields.error(
+        Self::decode(config).map_err(|e| e.in_config("singer"))
+    }
+
+    fn decode(config: &ConnectorConfig) -> Result<Self, FieldError> {
+        let fields: Fields = decode(config.as_map())?;
+        let tap = Program::check(
+            "",
+            ProgramFields {
+                command: fields.command,
+                pip_url: fields.pip_url,
+                executable: fields.executable,
+                config: fields.config,
+                config_env: fields.config_env,
+                env: fields.env,
+            },
+        )?;
+        let sink =
+            match (fields.target, fields.output) {
+                (Some(_), Some(_)) => return Err(FieldError::new(
                     "output",
-                    "goes with Hakiri as the loader; with a \"target\", the target decides where records go",
-                ))
-            }
-            (Some(target), _) => Sink::Target(Program::parse(&target)?),
-            (None, _) => Sink::Output(fields.required_path(
-                "output",
-                "the directory records are written to, unless a \"target\" loads them",
-            )?),
-        };
-        let millis = |field, default| {
-            fields
-                .positive_int(field, default)
-                .map(Duration::from_millis)
+                    "goes with Hakiri as the loader; with a `target`, the target decides where \
+                     records go",
+                )),
+                (Some(target), None) => Sink::Target(Program::check("target", target)?),
+                (None, Some(output)) => Sink::Output(output.into()),
+                (None, None) => {
+                    return Err(FieldError::new(
+                        "",
+                        "missing field `output` (the directory records are written to, unless a \
+                     `target` loads them)",
+                    ))
+                }
+            };
+        let millis = |field: Option<Positive>, default| {
+            Duration::from_millis(field.map_or(default, Positive::get))
         };
         Ok(Self {
             tap,
             sink,
-            streams: fields.optional_strings("streams")?,
-            checkpoint_interval: millis("checkpoint_interval_ms", 1000)?,
-            stop_grace: millis("stop_grace_ms", 10_000)?,
+            streams: fields.streams,
+            checkpoint_interval: millis(fields.checkpoint_interval_ms, 1000),
+            stop_grace: millis(fields.stop_grace_ms, 10_000),
         })
     }
 
@@ -122,46 +190,20 @@ impl Config {
 }
 
 impl Program {
-    /// Reads `command` or `pip_url` (with `executable`), `config`, `config_env` and `env`.
-    fn parse(fields: &Fields<'_>) -> Result<Self, ConnectorError> {
-        let pip_url = match fields.map.get("pip_url") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(pip_url)) if !pip_url.trim().is_empty() => Some(pip_url.clone()),
-            Some(other) => {
-                return Err(fields.error(
-                    "pip_url",
-                    format!(
-                        "must be pip requirements as one string (\"tap-x==1.2.3\"), not {}",
-                        json_type(other)
-                    ),
+    /// Checks the rules between a program's fields (`command` or `pip_url`, `executable` only
+    /// with `pip_url`); `within` is where the fields sit (`"target"`, or `""` for the tap).
+    fn check(within: &str, fields: ProgramFields) -> Result<Self, FieldError> {
+        let pip_url = fields.pip_url.map(|pip_url| pip_url.0);
+        let executable = fields.executable.map(|name| name.0);
+        let (program, args) = match (&pip_url, fields.command) {
+            (Some(_), Some(_)) => {
+                return Err(FieldError::new(
+                    field(within, "command"),
+                    "cannot be given with `pip_url`: name the program in the venv with \
+                     `executable`",
                 ))
             }
-        };
-        let executable = match fields.map.get("executable") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(name))
-                if !name.trim().is_empty()
-                    && !name.contains('/')
-                    && name != "."
-                    && name != ".." =>
-            {
-                Some(name.clone())
-            }
-            Some(_) => {
-                return Err(fields.error(
-                    "executable",
-                    "must be a program's name in the venv's bin/ directory (no '/')",
-                ))
-            }
-        };
-        let (program, args) = match (&pip_url, fields.map.get("command")) {
-            (Some(_), Some(command)) if !command.is_null() => {
-                return Err(fields.error(
-                    "command",
-                    "cannot be given with \"pip_url\": name the program in the venv with \"executable\"",
-                ))
-            }
-            (Some(pip_url), _) => {
+            (Some(pip_url), None) => {
                 let name = executable.or_else(|| {
                     pip_url
                         .split_whitespace()
@@ -170,52 +212,30 @@ impl Program {
                         .map(str::to_owned)
                 });
                 let name = name.ok_or_else(|| {
-                    fields.error(
-                        "executable",
-                        "is needed: the program's name cannot be told from this \"pip_url\"",
+                    FieldError::new(
+                        field(within, "executable"),
+                        "is needed: the program's name cannot be told from this `pip_url`",
                     )
                 })?;
                 (PathBuf::from(name), Vec::new())
             }
             (None, _) if executable.is_some() => {
-                return Err(fields.error(
-                    "executable",
-                    "goes with \"pip_url\" (for a program on PATH, use \"command\")",
+                return Err(FieldError::new(
+                    field(within, "executable"),
+                    "goes with `pip_url` (for a program on PATH, use `command`)",
                 ))
             }
-            (None, command) => command_words(fields, command)?,
-        };
-        let settings = match fields.map.get("config") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(settings)) => settings.clone(),
-            Some(other) => {
-                return Err(fields.error(
-                    "config",
-                    format!("must be an object, not {}", json_type(other)),
-                ))
-            }
-        };
-        let settings_env = match fields.map.get("config_env") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(refs)) => refs
-                .iter()
-                .map(|(setting, variable)| match variable {
-                    Value::String(variable) if !variable.is_empty() => {
-                        Ok((setting.clone(), variable.clone()))
-                    }
-                    _ => Err(fields.error(
-                        "config_env",
-                        format!("{setting:?} must name an environment variable"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(fields.error(
-                    "config_env",
-                    format!(
-                        "must map settings to environment variable names, not {}",
-                        json_type(other)
-                    ),
+            (None, Some(command)) => command.words().ok_or_else(|| {
+                FieldError::new(
+                    field(within, "command"),
+                    "must name the program, then its arguments",
+                )
+            })?,
+            (None, None) => {
+                return Err(FieldError::new(
+                    within,
+                    "`command` or `pip_url` is required (the program's executable, or the pip \
+                     requirement that installs it)",
                 ))
             }
         };
@@ -223,9 +243,14 @@ impl Program {
             program,
             pip_url,
             args,
-            settings,
-            settings_env,
-            env: fields.optional_strings("env")?.unwrap_or_default(),
+            settings: fields.config.unwrap_or_default(),
+            settings_env: fields
+                .config_env
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(setting, variable)| (setting, variable.0))
+                .collect(),
+            env: fields.env.unwrap_or_default(),
         })
     }
 
@@ -235,7 +260,7 @@ impl Program {
         for (setting, variable) in &self.settings_env {
             let value = std::env::var(variable).map_err(|_| {
                 ConnectorError::permanent(format!(
-                    "singer config: \"config_env\" {setting:?} of {} comes from ${variable}, \
+                    "singer config: config_env.{setting} of {} comes from ${variable}, \
                      which is not set in the reconciler's environment",
                     self.program.display()
                 ))
@@ -255,36 +280,17 @@ impl Program {
     }
 }
 
-/// `command`: a program, or an array of it and its first arguments.
-fn command_words(
-    fields: &Fields<'_>,
-    command: Option<&Value>,
-) -> Result<(PathBuf, Vec<String>), ConnectorError> {
-    match command {
-        Some(Value::String(program)) if !program.trim().is_empty() => {
-            Ok((PathBuf::from(program), Vec::new()))
+impl Command {
+    /// The program and its first arguments; `None` without a program.
+    fn words(self) -> Option<(PathBuf, Vec<String>)> {
+        let mut words = match self {
+            Command::Program(program) => vec![program],
+            Command::Words(words) => words,
+        };
+        if words.first()?.trim().is_empty() {
+            return None;
         }
-        Some(Value::Array(items)) if !items.is_empty() => {
-            let words = items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .filter(|words| !words[0].trim().is_empty())
-                .ok_or_else(|| {
-                    fields.error("command", "must list the program and its arguments as strings")
-                })?;
-            Ok((PathBuf::from(&words[0]), words[1..].to_vec()))
-        }
-        None | Some(Value::Null) => Err(fields.error(
-            "command",
-            "or \"pip_url\" is required (the program's executable, or the pip requirement that installs it)",
-        )),
-        Some(other) => Err(fields.error(
-            "command",
-            format!(
-                "must be a string or an array of strings, not {}",
-                json_type(other)
-            ),
-        )),
+        let program = PathBuf::from(words.remove(0));
+        Some((program, words))
     }
 }
