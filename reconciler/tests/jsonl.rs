@@ -398,32 +398,32 @@ async fn jsonl_bad_config_fails_permanently_naming_the_field() {
         (
             "no-input",
             json!({"output": "o", "cursor_field": "seq"}),
-            "\"input\" is required",
+            "jsonl config: missing field `input`",
         ),
         (
             "no-cursor",
             json!({"input": "i", "output": "o"}),
-            "\"cursor_field\" is required",
+            "jsonl config: missing field `cursor_field`",
         ),
         (
             "bad-streams",
             json!({"input": "i", "output": "o", "cursor_field": "seq", "streams": "orders"}),
-            "\"streams\" must be an array",
+            "jsonl config: streams: invalid type: string \"orders\", expected a sequence",
         ),
         (
             "bad-stream-name",
             json!({"input": "i", "output": "o", "cursor_field": "seq", "streams": ["../etc"]}),
-            "\"streams\"",
+            "jsonl config: streams[0]: names stream \"../etc\"",
         ),
         (
             "bad-every",
             json!({"input": "i", "output": "o", "cursor_field": "seq", "checkpoint_every": 0}),
-            "\"checkpoint_every\" must be a positive integer",
+            "jsonl config: checkpoint_every: invalid value: integer `0`, expected a positive integer",
         ),
         (
             "typo",
             json!({"input": "i", "output": "o", "cursor_field": "seq", "chekpoint_every": 5}),
-            "unknown field \"chekpoint_every\"",
+            "jsonl config: chekpoint_every: unknown field `chekpoint_every`",
         ),
         (
             "no-dir",
@@ -433,7 +433,7 @@ async fn jsonl_bad_config_fails_permanently_naming_the_field() {
         (
             "same-dir",
             json!({"input": "d", "output": "d", "cursor_field": "seq"}),
-            "\"output\" must not be the input directory",
+            "jsonl config: output: must not be the input directory",
         ),
     ];
     for (id, config, _) in &cases {

@@ -252,19 +252,19 @@ async fn tail_bad_config_fails_permanently_naming_the_field() {
             "no-stream",
             CursorKind::Opaque,
             json!({"input": "f", "output": "o"}),
-            "\"stream\" is required",
+            "tail config: missing field `stream`",
         ),
         (
             "bad-stream",
             CursorKind::Opaque,
             json!({"input": "f", "output": "o", "stream": "a/b"}),
-            "\"stream\" names stream \"a/b\"",
+            "tail config: stream: names stream \"a/b\"",
         ),
         (
             "bad-input",
             CursorKind::Opaque,
             json!({"input": 7, "output": "o", "stream": "s"}),
-            "\"input\" must be a string",
+            "tail config: input: invalid type: integer `7`, expected a string",
         ),
         (
             "missing-file",
