@@ -563,3 +563,92 @@ impl Lines {
         Ok(Some((self.number, line)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn decode(value: Value) -> Result<Config, String> {
+        Config::decode(&ConnectorConfig::new(value).unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_good_config_keeps_every_field() {
+        let config = decode(json!({
+            "input": "in", "output": "out", "cursor_field": "updated_at",
+            "streams": ["orders", "users"], "key": ["order_id"], "checkpoint_every": 500
+        }))
+        .unwrap();
+        assert_eq!(
+            (config.input.to_str(), config.output.to_str()),
+            (Some("in"), Some("out"))
+        );
+        assert_eq!(config.cursor_field.0, "updated_at");
+        let streams: Vec<&str> = config
+            .streams
+            .iter()
+            .flatten()
+            .map(StreamName::as_str)
+            .collect();
+        assert_eq!(streams, ["orders", "users"]);
+        assert_eq!(config.key.as_deref(), Some(&["order_id".to_owned()][..]));
+        assert_eq!(config.checkpoint_every(), 500);
+
+        let defaults =
+            decode(json!({"input": "in", "output": "out", "cursor_field": "seq", "key": null}))
+                .unwrap();
+        assert!(defaults.streams.is_none() && defaults.key.is_none());
+        assert_eq!(defaults.checkpoint_every(), DEFAULT_CHECKPOINT_EVERY);
+    }
+
+    #[test]
+    fn each_refusal_names_the_field() {
+        let good = json!({"input": "in", "output": "out", "cursor_field": "seq"});
+        let with = |field: &str, value: Value| {
+            let mut config = good.clone();
+            config[field] = value;
+            config
+        };
+        for (value, expected) in [
+            (
+                json!({"input": "in", "output": "out"}),
+                "missing field `cursor_field`",
+            ),
+            (
+                with("cursor_field", json!("")),
+                "cursor_field: must not be empty",
+            ),
+            (
+                with("input", json!(null)),
+                "input: invalid type: null, expected a string",
+            ),
+            (
+                with("output", json!("in")),
+                "output: must not be the input directory",
+            ),
+            (
+                with("streams", json!(["a", "b/c"])),
+                "streams[1]: names stream \"b/c\", which is not a single directory name",
+            ),
+            (
+                with("key", json!("id")),
+                "key: invalid type: string \"id\", expected a sequence",
+            ),
+            (
+                with("checkpoint_every", json!(0)),
+                "checkpoint_every: invalid value: integer `0`, expected a positive integer",
+            ),
+            (
+                with("stream", json!(["a"])),
+                "stream: unknown field `stream`, expected one of `input`, `output`",
+            ),
+        ] {
+            let error = decode(value.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{value}"));
+            assert!(error.starts_with(expected), "{value}: {error}");
+        }
+    }
+}

@@ -73,9 +73,16 @@
 //! ```
 //!
 //! # Errors
-//! A bad config fails the run with a permanent error naming the field; an unreadable input or a
-//! malformed line (or one longer than 16 MiB) fails it with a permanent error naming `file:line`; an output that cannot be
-//! written fails it (transiently when retrying may help, e.g. a full disk).
+//! A bad config fails the run with a permanent error naming the connector and the field by its
+//! path, then the problem: `jsonl config: streams[1]: names stream "a/b", which is not a single
+//! directory name`, `singer config: target.pip_url: invalid type: sequence, expected a string`.
+//! A field no table lists is refused by name (a misspelt optional field would otherwise be
+//! ignored); an optional field given as `null` is the same as one left out. The `singer`
+//! connector's config is also checked when its pipeline is declared (`hakiri apply`).
+//!
+//! An unreadable input or a malformed line (or one longer than 16 MiB) fails the run with a
+//! permanent error naming `file:line`; an output that cannot be written fails it (transiently
+//! when retrying may help, e.g. a full disk).
 
 mod fields;
 mod infer;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use hakiri_core::cursor::MAX_SAFE_INTEGER;
-use hakiri_core::{Column, ColumnType, CursorKind, CursorValue, Schema, StreamName};
+use hakiri_core::{
+    Column, ColumnType, ConnectorConfig, CursorKind, CursorValue, Schema, StreamName,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::fs::File;
@@ -67,7 +69,11 @@ struct Config {
 
 impl Config {
     fn parse(ctx: &RunContext) -> Result<Self, ConnectorError> {
-        decode(ctx.config().as_map()).map_err(|e: FieldError| e.in_config("tail"))
+        Self::decode(ctx.config()).map_err(|e| e.in_config("tail"))
+    }
+
+    fn decode(config: &ConnectorConfig) -> Result<Self, FieldError> {
+        decode(config.as_map())
     }
 
     fn checkpoint_every(&self) -> u64 {
@@ -423,6 +429,51 @@ mod tests {
             json!({"offset": 11, "check": {"len": 11, "fnv1a": "00000000000000ab"}})
         );
         assert_eq!(Token::default().to_json(), json!({"offset": 0}));
+    }
+
+    fn config(value: Value) -> Result<Config, String> {
+        Config::decode(&ConnectorConfig::new(value).unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn configs_decode_and_refusals_name_the_field() {
+        let good = config(json!({"input": "app.log", "output": "out", "stream": "app"})).unwrap();
+        assert_eq!(good.input, PathBuf::from("app.log"));
+        assert_eq!(good.stream.as_str(), "app");
+        assert_eq!(good.checkpoint_every(), DEFAULT_CHECKPOINT_EVERY);
+        let every = json!({"input": "i", "output": "o", "stream": "s", "checkpoint_every": 7});
+        assert_eq!(config(every).unwrap().checkpoint_every(), 7);
+        for (value, expected) in [
+            (
+                json!({"input": "i", "output": "o"}),
+                "missing field `stream`",
+            ),
+            (
+                json!({"input": "i", "output": "o", "stream": ".."}),
+                "stream: names stream \"..\", which is not a single directory name",
+            ),
+            (
+                json!({"input": "", "output": "o", "stream": "s"}),
+                "input: must not be empty",
+            ),
+            (
+                json!({"input": "i", "output": ["o"], "stream": "s"}),
+                "output: invalid type: sequence, expected a string",
+            ),
+            (
+                json!({"input": "i", "output": "o", "stream": "s", "checkpoint_every": -1}),
+                "checkpoint_every: invalid value: integer `-1`, expected a positive integer",
+            ),
+            (
+                json!({"input": "i", "output": "o", "stream": "s", "streams": ["s"]}),
+                "streams: unknown field `streams`, expected one of `input`, `output`, `stream`",
+            ),
+        ] {
+            let error = config(value.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{value}"));
+            assert!(error.starts_with(expected), "{value}: {error}");
+        }
     }
 
     #[test]

@@ -88,6 +88,12 @@ impl TryFrom<String> for VariableName {
     }
 }
 
+const OUTPUT_WITH_TARGET: &str =
+    "goes with Hakiri as the loader; with a `target`, the target decides where records go";
+
+const NO_OUTPUT: &str = "missing field `output` (the directory records are written to, unless a \
+                         `target` loads them)";
+
 /// The connector's config, checked.
 pub(super) struct Config {
     pub(super) tap: Program,
@@ -150,23 +156,12 @@ impl Config {
                 env: fields.env,
             },
         )?;
-        let sink =
-            match (fields.target, fields.output) {
-                (Some(_), Some(_)) => return Err(FieldError::new(
-                    "output",
-                    "goes with Hakiri as the loader; with a `target`, the target decides where \
-                     records go",
-                )),
-                (Some(target), None) => Sink::Target(Program::check("target", target)?),
-                (None, Some(output)) => Sink::Output(output.into()),
-                (None, None) => {
-                    return Err(FieldError::new(
-                        "",
-                        "missing field `output` (the directory records are written to, unless a \
-                     `target` loads them)",
-                    ))
-                }
-            };
+        let sink = match (fields.target, fields.output) {
+            (Some(target), None) => Sink::Target(Program::check("target", target)?),
+            (None, Some(output)) => Sink::Output(output.into()),
+            (Some(_), Some(_)) => return Err(FieldError::new("output", OUTPUT_WITH_TARGET)),
+            (None, None) => return Err(FieldError::new("", NO_OUTPUT)),
+        };
         let millis = |field: Option<Positive>, default| {
             Duration::from_millis(field.map_or(default, Positive::get))
         };
