@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use hakiri_core::cursor::{json_type, Position};
-use hakiri_core::{ConnectorConfig, CursorKind, CursorValue, Schema, StreamName};
+use hakiri_core::{ConnectorConfig, CursorKind, CursorValue, PipelineSpec, Schema, StreamName};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::fs::{self, File};
@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Take};
 use super::fields::{decode, dir_streams, non_empty_path, FieldError, NonEmpty, Positive};
 use super::infer::Inference;
 use super::{input_error, stream_dir_name, Output, DEFAULT_CHECKPOINT_EVERY, MAX_LINE_BYTES};
-use crate::connector::{Connector, ConnectorError, RunContext};
+use crate::connector::{Connector, ConnectorError, RunContext, SpecProblem};
 
 /// Reads `<input>/<stream>/*.jsonl` incrementally by a cursor field and copies what it reads to
 /// `<output>/<stream>/<run id>.jsonl`. Registered as `"jsonl"` by [`super::builtin`].
@@ -25,17 +25,22 @@ pub struct JsonlConnector;
 
 #[async_trait]
 impl Connector for JsonlConnector {
+    fn check(&self, spec: &PipelineSpec) -> Result<(), SpecProblem> {
+        let config = Config::decode(&spec.config).map_err(|e| SpecProblem {
+            field: "config",
+            message: e.in_config("jsonl").to_string(),
+        })?;
+        check_kind(spec.cursor_kind, &config).map_err(|message| SpecProblem {
+            field: "cursor_kind",
+            message,
+        })
+    }
+
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {
         let config = Config::parse(ctx)?;
-        let kind = ctx.pipeline().spec.cursor_kind;
-        if kind != CursorKind::Monotonic {
-            return Err(ConnectorError::permanent(format!(
-                "the jsonl connector needs cursor_kind = \"monotonic\" (its cursor is the largest \
-                 value of {:?} read so far), but pipeline {} declares {kind:?}",
-                config.cursor_field.0,
-                ctx.pipeline().id()
-            )));
-        }
+        check_kind(ctx.pipeline().spec.cursor_kind, &config).map_err(|message| {
+            ConnectorError::permanent(format!("pipeline {}: {message}", ctx.pipeline().id()))
+        })?;
         for (stream, dir) in config.streams().await? {
             ctx.check_cancelled()?;
             StreamRun::start(ctx, &config, stream, dir)
@@ -45,6 +50,18 @@ impl Connector for JsonlConnector {
         }
         Ok(())
     }
+}
+
+/// Refused before anything runs: the cursor is the largest value of the cursor field read.
+fn check_kind(kind: CursorKind, config: &Config) -> Result<(), String> {
+    if kind == CursorKind::Monotonic {
+        return Ok(());
+    }
+    Err(format!(
+        "the jsonl connector needs cursor_kind = \"monotonic\" (its cursor is the largest value \
+         of {:?} read so far), not {kind:?}",
+        config.cursor_field.0
+    ))
 }
 
 /// The config, as decoded: see the module docs of [`crate::connectors`] for the fields.

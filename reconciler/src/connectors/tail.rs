@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use hakiri_core::cursor::MAX_SAFE_INTEGER;
 use hakiri_core::{
-    Column, ColumnType, ConnectorConfig, CursorKind, CursorValue, Schema, StreamName,
+    Column, ColumnType, ConnectorConfig, CursorKind, CursorValue, PipelineSpec, Schema, StreamName,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 
 use super::fields::{decode, dir_stream, non_empty_path, FieldError, Positive};
 use super::{input_error, Output, DEFAULT_CHECKPOINT_EVERY, MAX_LINE_BYTES};
-use crate::connector::{Connector, ConnectorError, RunContext};
+use crate::connector::{Connector, ConnectorError, RunContext, SpecProblem};
 
 /// Bytes before the offset that the resume token's check covers.
 const CHECK_LEN: usize = 64;
@@ -30,16 +30,22 @@ pub struct TailConnector;
 
 #[async_trait]
 impl Connector for TailConnector {
+    fn check(&self, spec: &PipelineSpec) -> Result<(), SpecProblem> {
+        Config::decode(&spec.config).map_err(|e| SpecProblem {
+            field: "config",
+            message: e.in_config("tail").to_string(),
+        })?;
+        check_kind(spec.cursor_kind).map_err(|message| SpecProblem {
+            field: "cursor_kind",
+            message,
+        })
+    }
+
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {
         let config = Config::parse(ctx)?;
-        let kind = ctx.pipeline().spec.cursor_kind;
-        if kind != CursorKind::Opaque {
-            return Err(ConnectorError::permanent(format!(
-                "the tail connector needs cursor_kind = \"opaque\" (its cursor is a resume token), \
-                 but pipeline {} declares {kind:?}",
-                ctx.pipeline().id()
-            )));
-        }
+        check_kind(ctx.pipeline().spec.cursor_kind).map_err(|message| {
+            ConnectorError::permanent(format!("pipeline {}: {message}", ctx.pipeline().id()))
+        })?;
         let token = match ctx.cursor(&config.stream) {
             None => Token::default(),
             Some(value) => Token::from_json(value.as_json()).map_err(|problem| {
@@ -52,6 +58,17 @@ impl Connector for TailConnector {
         };
         Tail::open(ctx, &config, token).await?.copy().await
     }
+}
+
+/// Refused before anything runs: the cursor is a resume token, not an orderable value.
+fn check_kind(kind: CursorKind) -> Result<(), String> {
+    if kind == CursorKind::Opaque {
+        return Ok(());
+    }
+    Err(format!(
+        "the tail connector needs cursor_kind = \"opaque\" (its cursor is a resume token), not \
+         {kind:?}"
+    ))
 }
 
 /// The config, as decoded: see the module docs of [`crate::connectors`] for the fields.
