@@ -54,14 +54,10 @@ pub(crate) struct Known {
     pub(crate) running: Option<Run>,
 }
 
-/// The state columns the statements return ([`StateRow`]), from `p` (the pipeline's row beside
-/// the clock) and `c` (the cursor).
-static STATE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "p.now, p.lease_epoch, p.lease_holder, p.lease_expires_at, p.running_run, p.cursor_kind, \
-         {CURSOR_COLUMNS}"
-    )
-});
+/// The pipeline's columns of a [`StateRow`], from `p` (the pipeline's row beside the clock); the
+/// statements return the cursor's ([`CURSOR_COLUMNS`], from `c`) after them.
+const STATE_COLUMNS: &str =
+    "p.now, p.lease_epoch, p.lease_holder, p.lease_expires_at, p.running_run, p.cursor_kind";
 
 /// Reads the state ([`StateRow`]) without writing.
 ///
@@ -74,9 +70,8 @@ static READ_STATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH p AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, running_run, \
            cursor_kind, {NOW_MS} AS now FROM pipelines WHERE project = $1 AND id = $2) \
-         SELECT {STATE_COLUMNS} FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
-         LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $3",
-        STATE_COLUMNS = *STATE_COLUMNS
+         SELECT {STATE_COLUMNS}, {CURSOR_COLUMNS} FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
+         LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $3"
     )
 });
 
@@ -114,11 +109,10 @@ fn checkpoint_statement(lock: &str, write: &str) -> String {
            SELECT $1, $2, $7, $8, $9::json, $11::json, $5, $3, $10::json, w.updated_at FROM w), \
          e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
            SELECT $1, w.updated_at, $10::json, $2, $12::json FROM w) \
-         SELECT (SELECT updated_at FROM w) AS written_at, {STATE_COLUMNS} \
+         SELECT (SELECT updated_at FROM w) AS written_at, {STATE_COLUMNS}, {CURSOR_COLUMNS} \
          FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
          LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $7 \
-           AND NOT EXISTS (SELECT 1 FROM w)",
-        STATE_COLUMNS = *STATE_COLUMNS
+           AND NOT EXISTS (SELECT 1 FROM w)"
     )
 }
 
