@@ -289,6 +289,8 @@ impl PostgresCatalog {
         }
     }
 
+    /// A cursor checkpoint in one round trip when the cache plans it right
+    /// ([`Catalog::checkpoint`](hakiri_core::Catalog::checkpoint)).
     pub(crate) async fn op_checkpoint(
         &self,
         lease: &Lease,

@@ -157,6 +157,7 @@ impl CursorBatch {
 }
 
 impl PostgresCatalog {
+    /// Reads a stream's cursor ([`Catalog::get_cursor`](hakiri_core::Catalog::get_cursor)).
     pub(crate) async fn op_get_cursor(
         &self,
         pipeline: &PipelineId,
@@ -175,6 +176,8 @@ impl PostgresCatalog {
         row.cursor.cursor(pipeline, stream)
     }
 
+    /// Reads every cursor of a pipeline
+    /// ([`Catalog::list_cursors`](hakiri_core::Catalog::list_cursors)).
     pub(crate) async fn op_list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>> {
         let rows: Vec<StreamCursorRow> = sqlx::query_as(LIST_CURSORS.as_str())
             .bind(self.project_str())
@@ -195,6 +198,8 @@ impl PostgresCatalog {
         Ok(out)
     }
 
+    /// A page of a cursor's history, newest first
+    /// ([`Catalog::cursor_history`](hakiri_core::Catalog::cursor_history)).
     pub(crate) async fn op_cursor_history(
         &self,
         pipeline: &PipelineId,
@@ -222,6 +227,8 @@ impl PostgresCatalog {
         Ok(Page::from_overfetch(items, limit, |e| e.version))
     }
 
+    /// An operator's reset of a cursor
+    /// ([`Catalog::reset_cursor`](hakiri_core::Catalog::reset_cursor)).
     pub(crate) async fn op_reset_cursor(
         &self,
         lease: &Lease,

@@ -50,6 +50,8 @@ const UNNUMBERED_EVENTS: &str =
     "SELECT EXISTS (SELECT 1 FROM events WHERE project = $1 AND seq IS NULL)";
 
 impl PostgresCatalog {
+    /// A page of the reconciler snapshot
+    /// ([`Catalog::pipeline_statuses`](hakiri_core::Catalog::pipeline_statuses)).
     pub(crate) async fn op_pipeline_statuses(
         &self,
         after: Option<&PipelineId>,
@@ -108,6 +110,8 @@ impl PostgresCatalog {
         Ok(())
     }
 
+    /// A page of the event log, numbering committed events first
+    /// ([`Catalog::events`](hakiri_core::Catalog::events)).
     pub(crate) async fn op_events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
         self.number_events().await?;
         let rows: Vec<EventRow> = sqlx::query_as(EVENTS_PAGE)

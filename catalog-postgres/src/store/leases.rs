@@ -76,6 +76,9 @@ struct RunningRow {
 }
 
 impl PostgresCatalog {
+    /// Acquires a lease, or takes it over when `forced_by` says who and why
+    /// ([`Catalog::acquire`](hakiri_core::Catalog::acquire),
+    /// [`Catalog::force_acquire`](hakiri_core::Catalog::force_acquire)).
     pub(crate) async fn op_acquire(
         &self,
         id: &PipelineId,
@@ -160,6 +163,7 @@ impl PostgresCatalog {
         Ok(())
     }
 
+    /// Extends a lease ([`Catalog::renew`](hakiri_core::Catalog::renew)).
     pub(crate) async fn op_renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
         let (mut tx, row) = self.begin_locked(&lease.pipeline).await?;
         let renewed = plan_renew(
@@ -179,6 +183,8 @@ impl PostgresCatalog {
         Ok(renewed)
     }
 
+    /// Releases a lease, abandoning its running run
+    /// ([`Catalog::release`](hakiri_core::Catalog::release)).
     pub(crate) async fn op_release(&self, lease: &Lease) -> Result<()> {
         let (mut tx, row) = self.begin_locked(&lease.pipeline).await?;
         let row = Self::fenced(row, lease, tx.now)?;

@@ -59,7 +59,7 @@ const PIPELINE_COLUMNS: &str = "body, cursor_kind, lease_epoch, lease_holder, le
 /// |---|---|
 /// | `$1` | project |
 /// | `$2` | pipeline |
-pub(crate) static LOCK_PIPELINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static LOCK_PIPELINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH p AS MATERIALIZED (SELECT {PIPELINE_COLUMNS} FROM pipelines \
            WHERE project = $1 AND id = $2 FOR UPDATE) \

@@ -78,6 +78,7 @@ impl PostgresCatalog {
         self.write_pipeline(tx, UPDATE_PIPELINE, pipeline).await
     }
 
+    /// Creates or updates a pipeline ([`Catalog::put_pipeline`](hakiri_core::Catalog::put_pipeline)).
     pub(crate) async fn op_put_pipeline(
         &self,
         spec: PipelineSpec,
@@ -107,6 +108,7 @@ impl PostgresCatalog {
         Ok(pipeline)
     }
 
+    /// Reads a pipeline ([`Catalog::get_pipeline`](hakiri_core::Catalog::get_pipeline)).
     pub(crate) async fn op_get_pipeline(&self, id: &PipelineId) -> Result<Pipeline> {
         let body: Option<Json<Pipeline>> =
             sqlx::query_scalar("SELECT body FROM pipelines WHERE project = $1 AND id = $2")
@@ -119,6 +121,7 @@ impl PostgresCatalog {
             .ok_or_else(|| Error::pipeline_not_found(id))
     }
 
+    /// A page of pipelines by id ([`Catalog::list_pipelines`](hakiri_core::Catalog::list_pipelines)).
     pub(crate) async fn op_list_pipelines(
         &self,
         after: Option<&PipelineId>,
@@ -138,6 +141,7 @@ impl PostgresCatalog {
         Ok(Page::from_overfetch(items, limit, |p| p.id().clone()))
     }
 
+    /// Pauses or resumes a pipeline ([`Catalog::set_paused`](hakiri_core::Catalog::set_paused)).
     pub(crate) async fn op_set_paused(
         &self,
         id: &PipelineId,
@@ -159,6 +163,7 @@ impl PostgresCatalog {
         Ok(pipeline)
     }
 
+    /// Asks for a run ([`Catalog::request_run`](hakiri_core::Catalog::request_run)).
     pub(crate) async fn op_request_run(
         &self,
         id: &PipelineId,
@@ -177,6 +182,8 @@ impl PostgresCatalog {
         Ok(pipeline)
     }
 
+    /// Deletes a pipeline and what it owns
+    /// ([`Catalog::delete_pipeline`](hakiri_core::Catalog::delete_pipeline)).
     pub(crate) async fn op_delete_pipeline(
         &self,
         id: &PipelineId,

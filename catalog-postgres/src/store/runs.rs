@@ -142,6 +142,7 @@ impl PostgresCatalog {
         Ok(())
     }
 
+    /// Begins a run ([`Catalog::begin_run`](hakiri_core::Catalog::begin_run)).
     pub(crate) async fn op_begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run> {
         let (mut tx, row) = self.begin_locked(&lease.pipeline).await?;
         let row = Self::fenced(row, lease, tx.now)?;
@@ -192,6 +193,9 @@ impl PostgresCatalog {
         Ok(run)
     }
 
+    /// Finishes a run: in one statement when this catalog's memory allows (`finish`), else in a
+    /// transaction, retried while writers sharing the lease move cursors
+    /// ([`Catalog::finish_run`](hakiri_core::Catalog::finish_run)).
     pub(crate) async fn op_finish_run(
         &self,
         lease: &Lease,
@@ -323,6 +327,7 @@ impl PostgresCatalog {
         Ok(Some(record))
     }
 
+    /// Reads a run ([`Catalog::get_run`](hakiri_core::Catalog::get_run)).
     pub(crate) async fn op_get_run(&self, run: RunId) -> Result<Run> {
         let body: Option<Json<Run>> =
             sqlx::query_scalar("SELECT body FROM runs WHERE project = $1 AND id = $2")
@@ -334,6 +339,7 @@ impl PostgresCatalog {
         body.map(|b| b.0).ok_or_else(|| Error::run_not_found(run))
     }
 
+    /// A page of runs, newest first ([`Catalog::list_runs`](hakiri_core::Catalog::list_runs)).
     pub(crate) async fn op_list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunId>> {
         let sql = runs_page(query.pipeline.is_some(), query.status.is_some());
         let before = query.before.map_or(Uuid::max(), |b| *b.as_uuid());

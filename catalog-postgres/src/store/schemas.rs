@@ -92,6 +92,8 @@ const HELD_DECISIONS: &str = "SELECT body FROM decisions \
      WHERE project = $1 AND pipeline = $2 AND stream = $3 AND held ORDER BY id";
 
 impl PostgresCatalog {
+    /// Observes a stream's schema during a run
+    /// ([`Catalog::observe_schema`](hakiri_core::Catalog::observe_schema)).
     pub(crate) async fn op_observe_schema(
         &self,
         lease: &Lease,
@@ -224,6 +226,8 @@ impl PostgresCatalog {
         Ok(())
     }
 
+    /// Reads one version of a stream's schema, the newest by default
+    /// ([`Catalog::get_schema`](hakiri_core::Catalog::get_schema)).
     pub(crate) async fn op_get_schema(
         &self,
         pipeline: &PipelineId,
@@ -250,6 +254,8 @@ impl PostgresCatalog {
         })
     }
 
+    /// Reads every version of a stream's schema
+    /// ([`Catalog::list_schema_versions`](hakiri_core::Catalog::list_schema_versions)).
     pub(crate) async fn op_list_schema_versions(
         &self,
         pipeline: &PipelineId,
@@ -281,6 +287,7 @@ impl PostgresCatalog {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
+    /// A page of decisions by id ([`Catalog::list_decisions`](hakiri_core::Catalog::list_decisions)).
     pub(crate) async fn op_list_decisions(
         &self,
         query: &DecisionQuery,
@@ -298,6 +305,7 @@ impl PostgresCatalog {
         Ok(Page::from_overfetch(items, query.limit, |d| d.id))
     }
 
+    /// Decides a held decision ([`Catalog::decide`](hakiri_core::Catalog::decide)).
     pub(crate) async fn op_decide(&self, id: DecisionId, decide: &Decide) -> Result<Decision> {
         let not_found = || Error::NotFound(Entity::Decision { decision: id });
         let pipeline: Option<String> =
