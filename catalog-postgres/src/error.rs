@@ -12,6 +12,13 @@ use std::io::ErrorKind;
 
 use hakiri_core::{Entity, Error};
 
+/// SQLSTATE `undefined_table`: a statement names a table the database does not have.
+/// Codes: <https://www.postgresql.org/docs/current/errcodes-appendix.html>.
+const UNDEFINED_TABLE: &str = "42P01";
+
+/// SQLSTATE `undefined_column`: a statement names a column its table does not have.
+const UNDEFINED_COLUMN: &str = "42703";
+
 /// Maps a driver error to the port's error.
 ///
 /// - `23505` (unique violation) → `AlreadyExists(unique)`: constraints decide, the code never
@@ -21,6 +28,8 @@ use hakiri_core::{Entity, Error};
 ///   idle in its transaction for too long: ADR 0015), class `08` (connection exception),
 ///   class `57P` (server shutting down or restarting), and every I/O, TLS, protocol or pool
 ///   failure → `Unavailable`: retryable, the next attempt gets a fresh connection.
+/// - `42P01` / `42703` (undefined table or column: the database lacks this build's schema) →
+///   `NotMigrated`: an operator must run the migrations ([`crate::migrate`]).
 /// - `3D000` (the URL's database does not exist) → `InvalidArgument`; `28000` / `28P01` (the
 ///   server refused the role or its password) → `Unauthenticated`: the URL must change.
 /// - anything else → `Backend`, with the server's message.
@@ -70,6 +79,10 @@ fn map(e: sqlx::Error, unique: Option<Entity>, at: &str) -> Error {
                 c if c.starts_with("08") || c.starts_with("57P") => {
                     Error::Unavailable(format!("postgres{at} connection lost ({code}): {message}"))
                 }
+                UNDEFINED_TABLE | UNDEFINED_COLUMN => Error::NotMigrated(format!(
+                    "postgres{at} lacks the catalog's tables or columns ({code}: {message}); \
+                     run the catalog's migrations"
+                )),
                 "3D000" => Error::invalid(format!(
                     "postgres{at} has no such database ({code}): {message}"
                 )),
@@ -85,6 +98,7 @@ fn map(e: sqlx::Error, unique: Option<Entity>, at: &str) -> Error {
         | E::PoolTimedOut
         | E::PoolClosed
         | E::WorkerCrashed => Error::Unavailable(format!("postgres{at} unreachable: {e}")),
+        E::ColumnDecode { index, source } => corrupt(index, source),
         _ => Error::Backend(format!("postgres{at} driver error: {e}")),
     };
     tracing::debug!(error = %e, mapped = %error, "postgres error");
@@ -116,5 +130,53 @@ mod tests {
             assert!(matches!(db(e), Error::Unavailable(_)));
         }
         assert!(matches!(db(sqlx::Error::RowNotFound), Error::Backend(_)));
+    }
+
+    /// A database without the catalog's tables, or with a table missing a column, is
+    /// `NotMigrated` — decided by the SQLSTATE, whatever the server's message says.
+    #[tokio::test]
+    async fn missing_tables_or_columns_mean_not_migrated() {
+        use sqlx::postgres::PgConnectOptions;
+
+        let url = crate::test_server::shared().url();
+        let config = crate::PostgresConfig::default().max_connections(1);
+        let admin = config.connect(url).await.unwrap_or_else(|e| {
+            panic!(
+                "connect to {url}: {e}. {}",
+                crate::test_server::HOW_TO_GET_ONE
+            )
+        });
+        let schema = format!("unmigrated_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let options: PgConnectOptions = config
+            .connect_options(url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+        let empty = config.pool_options().connect_lazy_with(options);
+
+        let error = crate::projects(&empty).await.unwrap_err();
+        assert!(matches!(error, Error::NotMigrated(_)), "{error:?}");
+
+        // A table of an older schema, without the column this build reads.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {schema}.projects (name text)"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        let error = crate::projects(&empty).await.unwrap_err();
+        assert!(matches!(error, Error::NotMigrated(_)), "{error:?}");
+    }
+
+    #[test]
+    fn a_column_that_does_not_decode_names_the_column() {
+        let e = sqlx::Error::ColumnDecode {
+            index: "body".into(),
+            source: "expected value at line 1 column 1".into(),
+        };
+        assert!(matches!(db(e), Error::Backend(m) if m.starts_with("stored body cannot be read")));
     }
 }

@@ -46,10 +46,14 @@
 //! - this file: [`PostgresConfig`] (pool and timeouts), [`migrate`], [`PostgresCatalog`] and its
 //!   [`Catalog`] implementation, which forwards to the modules below.
 //! - `error`: the one conversion from SQLSTATEs and driver errors to [`hakiri_core::Error`].
-//! - `store`: every operation as a transaction that locks the pipeline row (`FOR UPDATE`), reads
-//!   what the core rule needs, asks it, and writes its outcome; the event log and its numbering.
-//! - `advance`: the hot path — a cursor checkpoint in one statement, planned by the core rule
-//!   against a cache of the cursor that the statement verifies (compare-and-set on the version).
+//! - `store`: the operations, one file per area (`pipelines`, `leases`, `runs`, `cursors`,
+//!   `schemas`, `events`), each a transaction that locks the pipeline row (`FOR UPDATE`), reads
+//!   what the core rule needs, asks it, and writes its outcome; `store/rows.rs` holds the row
+//!   models the reads decode into.
+//! - `store/advance.rs`: the hot path — a cursor checkpoint in one statement, planned by the core
+//!   rule against a cache of the cursor that the statement verifies (compare-and-set on the
+//!   version).
+//! - `store/finish.rs`: a run's finish in one statement, planned against the same cache.
 //! - `bin/drill.rs`: `hakiri-postgres-drill`, which drives the catalog from separate OS processes
 //!   for the multi-process tests.
 
@@ -77,9 +81,7 @@ const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 #[cfg(test)]
 extern crate self as hakiri_catalog_postgres;
 
-mod advance;
 mod error;
-mod finish;
 mod store;
 
 #[cfg(test)]
@@ -321,7 +323,7 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 /// [`projects`] lists it before it has a pipeline. Registering twice changes nothing.
 ///
 /// # Errors
-/// `Unavailable` if the server cannot be reached; `Backend` if the database is not migrated.
+/// `Unavailable` if the server cannot be reached; `NotMigrated` if the database is not migrated.
 pub async fn register_project(pool: &PgPool, project: &ProjectId) -> Result<()> {
     sqlx::query("INSERT INTO projects (project) VALUES ($1) ON CONFLICT (project) DO NOTHING")
         .bind(project.as_str())
@@ -335,7 +337,7 @@ pub async fn register_project(pool: &PgPool, project: &ProjectId) -> Result<()> 
 /// in byte order. A CLI refuses a project missing from it instead of showing an empty catalog.
 ///
 /// # Errors
-/// `Unavailable` if the server cannot be reached; `Backend` if the database is not migrated.
+/// `Unavailable` if the server cannot be reached; `NotMigrated` if the database is not migrated.
 pub async fn projects(pool: &PgPool) -> Result<Vec<ProjectId>> {
     let names: Vec<String> = sqlx::query_scalar("SELECT project FROM projects ORDER BY project")
         .fetch_all(pool)
@@ -355,7 +357,7 @@ pub struct PostgresCatalog {
     // A cache of the cursors this catalog last saw, by pipeline: a checkpoint plans against it
     // and its statement compares the version, so a stale entry costs a retry, never a wrong write
     // (ADR 0009). A std mutex: it is never held across an await.
-    cursors: Mutex<HashMap<PipelineId, advance::Known>>,
+    cursors: Mutex<HashMap<PipelineId, store::advance::Known>>,
 }
 
 impl PostgresCatalog {

@@ -3,7 +3,7 @@
 //! with a project of
 //! [`SMALL`] rows per table and again after it grew to [`LARGE`], on a real server.
 //!
-//! The statements are the catalog's own (`store.rs`), prepared and executed the way the catalog's
+//! The statements are the catalog's own (`store/`), prepared and executed the way the catalog's
 //! sessions run them (one generic plan per statement, `PostgresConfig`), so a missing index, a
 //! sort of every row or a filter applied after the scan shows as buffers growing with the table
 //! (and a sequential scan is refused outright).
@@ -59,7 +59,7 @@ fn reads(project: &str, rows: i64) -> Vec<Read> {
         },
         Read {
             name: "reconciler snapshot",
-            sql: STATUS_PAGE.to_owned(),
+            sql: STATUS_PAGE.as_str().to_owned(),
             types: "text, text, bigint",
             args: format!("'{project}', '', {PAGE}"),
         },

@@ -111,6 +111,11 @@ impl CliError {
         self.0.code
     }
 
+    /// The catalog's error this one reports, if it reports one.
+    pub(crate) fn catalog_error(&self) -> Option<&Error> {
+        self.0.detail.as_ref()
+    }
+
     /// Replaces the message (to say what was being done when the catalog refused).
     #[must_use]
     pub(crate) fn with_message(mut self, message: impl Into<String>) -> Self {
@@ -187,6 +192,7 @@ impl From<Error> for CliError {
             // The credentials given (a token, a URL's user and password) are bad input.
             Error::Unauthenticated(_) => (Kind::Invalid, "unauthenticated"),
             Error::PermissionDenied(_) => (Kind::Failed, "permission_denied"),
+            Error::NotMigrated(_) => (Kind::Failed, "not_migrated"),
             _ => (Kind::Failed, "backend"),
         };
         Self(Box::new(Inner {
@@ -241,6 +247,9 @@ fn default_hint(error: &Error) -> Option<String> {
         }
         Error::Unauthenticated(_) => {
             "check the credentials: --token (or HAKIRI_TOKEN) for a Worker, the user and password in a postgres:// URL".to_owned()
+        }
+        Error::NotMigrated(_) => {
+            "run `hakiri migrate` once against this catalog to create its tables".to_owned()
         }
         Error::Backend(_) => {
             "the catalog failed in a way a retry will not fix; run with -v for details".to_owned()

@@ -55,3 +55,20 @@ fn a_mistyped_project_is_refused_and_the_existing_ones_are_named() {
     let again = hakiri(url, &typo, &["events"]);
     assert_eq!(again.status.code(), Some(2));
 }
+
+/// A database without the catalog's tables is reported as `not_migrated` — from the catalog's
+/// typed error, not from the server's message — with the command that fixes it.
+#[test]
+fn an_unmigrated_database_says_so_and_names_the_migrate_command() {
+    let url = postgres::shared().url();
+    // A search path naming no schema: the catalog's tables are nowhere to be found (42P01).
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let unmigrated = format!("{url}{separator}options=-c%20search_path%3Dno_hakiri_here");
+    let project = format!("acme-{}", std::process::id());
+
+    let refused = hakiri(&unmigrated, &project, &["--output", "json", "events"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"code\":\"not_migrated\""), "{stderr}");
+    assert!(stderr.contains("migrate` once"), "{stderr}");
+}

@@ -207,6 +207,12 @@ pub enum Error {
     #[error("catalog unavailable: {0}")]
     Unavailable(String),
 
+    /// The backend's storage lacks this build's schema (tables or columns are missing): it was
+    /// never migrated, or only by an older build. An operator must run the catalog's migrations;
+    /// retrying cannot help.
+    #[error("catalog not migrated: {0}")]
+    NotMigrated(String),
+
     /// The backend failed in a way the caller cannot fix by retrying.
     #[error("catalog backend error: {0}")]
     Backend(String),
@@ -278,6 +284,7 @@ mod tests {
             Error::precondition("x"),
             Error::Unauthenticated("x".into()),
             Error::PermissionDenied("x".into()),
+            Error::NotMigrated("x".into()),
             Error::Backend("x".into()),
         ] {
             assert!(!e.is_retryable(), "{e}");

@@ -115,11 +115,7 @@ pub(crate) async fn run(ctx: &Ctx, command: Command) -> CliResult<ExitCode> {
     dispatch(ctx, command)
         .await
         .map_err(|e| match unmigrated_hint {
-            // SQLSTATE 42P01 / 42703: undefined table / column.
-            Some(hint)
-                if e.code() == "backend"
-                    && (e.to_string().contains("42P01") || e.to_string().contains("42703")) =>
-            {
+            Some(hint) if matches!(e.catalog_error(), Some(hakiri_core::Error::NotMigrated(_))) => {
                 e.replace_hint(hint)
             }
             _ => e,

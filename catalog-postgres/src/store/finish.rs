@@ -1,7 +1,7 @@
 //! A run's finish in one statement, planned against what this catalog remembers (ADR 0014).
 //!
 //! The catalog that began a run remembers the run's record and every cursor of its pipeline,
-//! and updates them after each checkpoint ([`Known`](crate::advance::Known)). A finish that
+//! and updates them after each checkpoint ([`Known`](super::advance::Known)). A finish that
 //! observes no schemas and writes no stream for the first time is planned against that memory
 //! — `plan_advance` for each final cursor, the run record rewritten — and sent as one statement
 //! that
@@ -20,71 +20,106 @@
 //! A finish that writes a stream's first cursor itself takes the transactional path.
 //!
 //! Anything else — no memory, a rule refusing, the statement writing nothing — falls back to the
-//! transactional finish (`store.rs`), which judges fresh state, so every error still comes from
+//! transactional finish (`runs.rs`), which judges fresh state, so every error still comes from
 //! `hakiri-core` judging what the database holds.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use hakiri_core::run::plan_finish;
 use hakiri_core::{Actor, Error, FinishRun, Lease, Result, Run, RunId, Timestamp};
 
+use super::cursors::CursorBatch;
+use super::rows::{kind_text, to_i64, to_json};
+use super::NOW_MS;
 use crate::error::db;
-use crate::store::{kind_text, now_ms, to_i64, to_json, CursorBatch};
 use crate::PostgresCatalog;
 
-/// The guarded finish. `$1` project, `$2` pipeline, `$3` epoch, `$4` holder, `$5` run, `$6`
-/// cursor kind, `$7`/`$8` the remembered streams and versions, `$9` the holder as actor, `$10`–`$13`
-/// the cursor writes (streams, versions, values, changes), `$14` the run's status, `$15` its
-/// document without `finished_at` (the statement puts the clock there, as the RFC 3339 text with
-/// milliseconds that `Timestamp` is written as), `$16` the events' kinds.
-const FINISH: &str = concat!(
-    "WITH l AS MATERIALIZED (SELECT id, lease_epoch, lease_holder, lease_expires_at, \
-       running_run, cursor_kind, cursor_count FROM pipelines \
-       WHERE project = $1 AND id = $2 FOR UPDATE), \
-     c AS MATERIALIZED (SELECT stream, version FROM cursors \
-       WHERE project = $1 AND pipeline = (SELECT id FROM l) FOR UPDATE), \
-     p AS MATERIALIZED (SELECT l.*, ",
-    now_ms!(),
-    " AS now FROM l, (SELECT count(*) FROM c) AS locked), \
-     ok AS MATERIALIZED (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
-       AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6 \
-       AND cursor_count = cardinality($7::text[]) \
-       AND (SELECT count(*) FROM c JOIN unnest($7::text[], $8::bigint[]) AS k(stream, version) \
-            ON c.stream = k.stream AND c.version = k.version) = cardinality($7::text[])), \
-     w AS (UPDATE cursors SET version = t.version, value = t.value::json, run = $5, epoch = $3, \
-       updated_by = $9::json, updated_at = ok.now \
-       FROM ok, unnest($10::text[], $11::bigint[], $12::text[]) AS t(stream, version, value) \
-       WHERE cursors.project = $1 AND cursors.pipeline = $2 AND cursors.stream = t.stream), \
-     h AS (INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, \
-       epoch, by_actor, at) \
-       SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $5, $3, $9::json, ok.now \
-       FROM ok, unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) \
-         AS t(stream, version, value, change)), \
-     r AS (UPDATE runs SET status = $14, \
-       body = ('{\"finished_at\":\"' || to_char((timestamptz 'epoch' + ok.now * interval '1 ms') \
-         AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') || '\",' || substr($15, 2))::json \
-       FROM ok WHERE runs.project = $1 AND runs.id = $5), \
-     u AS (UPDATE pipelines SET running_run = NULL FROM ok \
-       WHERE pipelines.project = $1 AND pipelines.id = $2), \
-     e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
-       SELECT $1, ok.now, $9::json, $2, t.kind::json \
-       FROM ok, unnest($16::text[]) WITH ORDINALITY AS t(kind, n) ORDER BY t.n) \
-     SELECT (SELECT now FROM ok) AS finished_at"
-);
+/// `Timestamp`'s text (RFC 3339, UTC, milliseconds, `Z`) of the clock `ok.now`, as `to_char`
+/// writes it.
+const OK_NOW_AS_TIMESTAMP: &str = "to_char((timestamptz 'epoch' + ok.now * interval '1 ms') \
+     AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
 
-/// `run`'s document as the finish statement takes it: a JSON object without `finished_at`, which
-/// the statement writes first, from the database clock.
-fn body_without_finished_at(run: &Run) -> Result<String> {
-    let mut body = serde_json::to_value(run)
+/// The guarded finish. `l` locks the pipeline's row, `c` every cursor row of the pipeline, `p`
+/// adds the database clock and `ok` holds it when every guard holds; `w`, `h`, `r`, `u` and `e`
+/// then write the cursors, their history, the run, the pipeline's running run and the events.
+/// Returns `finished_at`: the clock if it wrote, NULL if it did not.
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | pipeline |
+/// | `$3` | the lease's epoch (guarded) |
+/// | `$4` | the lease's holder (guarded) |
+/// | `$5` | the run (guarded: the pipeline's running run) |
+/// | `$6` | the cursor kind planned with (guarded) |
+/// | `$7` | the remembered streams (guarded: exactly the pipeline's cursors…) |
+/// | `$8` | …at these versions |
+/// | `$9` | the holder as actor, as JSON text |
+/// | `$10` | the cursor writes' streams |
+/// | `$11` | their new versions |
+/// | `$12` | their values, as JSON texts |
+/// | `$13` | their changes, as JSON texts |
+/// | `$14` | the run's status |
+/// | `$15` | the names of its document's top-level fields but `finished_at`… |
+/// | `$16` | …and their values, as JSON texts: the statement builds the document from them and the clock |
+/// | `$17` | the events' kinds, as JSON texts, in order |
+static FINISH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH l AS MATERIALIZED (SELECT id, lease_epoch, lease_holder, lease_expires_at, \
+           running_run, cursor_kind, cursor_count FROM pipelines \
+           WHERE project = $1 AND id = $2 FOR UPDATE), \
+         c AS MATERIALIZED (SELECT stream, version FROM cursors \
+           WHERE project = $1 AND pipeline = (SELECT id FROM l) FOR UPDATE), \
+         p AS MATERIALIZED (SELECT l.*, {NOW_MS} AS now FROM l, (SELECT count(*) FROM c) AS locked), \
+         ok AS MATERIALIZED (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
+           AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6 \
+           AND cursor_count = cardinality($7::text[]) \
+           AND (SELECT count(*) FROM c JOIN unnest($7::text[], $8::bigint[]) AS k(stream, version) \
+                ON c.stream = k.stream AND c.version = k.version) = cardinality($7::text[])), \
+         w AS (UPDATE cursors SET version = t.version, value = t.value::json, run = $5, epoch = $3, \
+           updated_by = $9::json, updated_at = ok.now \
+           FROM ok, unnest($10::text[], $11::bigint[], $12::text[]) AS t(stream, version, value) \
+           WHERE cursors.project = $1 AND cursors.pipeline = $2 AND cursors.stream = t.stream), \
+         h AS (INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, \
+           epoch, by_actor, at) \
+           SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $5, $3, $9::json, ok.now \
+           FROM ok, unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) \
+             AS t(stream, version, value, change)), \
+         r AS (UPDATE runs SET status = $14, body = ( \
+             SELECT json_object_agg(f.name, f.value) FROM ( \
+               SELECT 'finished_at' AS name, to_json({OK_NOW_AS_TIMESTAMP}) AS value \
+               UNION ALL SELECT t.name, t.value::json FROM unnest($15::text[], $16::text[]) \
+                 AS t(name, value)) AS f) \
+           FROM ok WHERE runs.project = $1 AND runs.id = $5), \
+         u AS (UPDATE pipelines SET running_run = NULL FROM ok \
+           WHERE pipelines.project = $1 AND pipelines.id = $2), \
+         e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
+           SELECT $1, ok.now, $9::json, $2, t.kind::json \
+           FROM ok, unnest($17::text[]) WITH ORDINALITY AS t(kind, n) ORDER BY t.n) \
+         SELECT (SELECT now FROM ok) AS finished_at"
+    )
+});
+
+/// `run`'s document as the finish statement takes it: its top-level fields but `finished_at`, as
+/// names and JSON texts. The statement builds the object from them and the clock with
+/// `json_object_agg`, which embeds each value as sent: Postgres's functions that take a `json`
+/// document apart (`json_each`, `->`, a cast to `jsonb`) refuse a `\u0000` in any of its strings.
+fn fields_without_finished_at(run: &Run) -> Result<(Vec<String>, Vec<String>)> {
+    let body = serde_json::to_value(run)
         .map_err(|e| Error::Backend(format!("cannot encode the run: {e}")))?;
-    let fields = body
-        .as_object_mut()
-        .ok_or_else(|| Error::Backend("a run must encode as a JSON object".into()))?;
-    fields.remove("finished_at");
-    if fields.is_empty() {
-        return Err(Error::Backend("a run must have fields".into()));
+    let serde_json::Value::Object(fields) = body else {
+        return Err(Error::Backend("a run must encode as a JSON object".into()));
+    };
+    let mut names = Vec::with_capacity(fields.len());
+    let mut values = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        if name != "finished_at" {
+            values.push(to_json(&value)?);
+            names.push(name);
+        }
     }
-    to_json(&body)
+    Ok((names, values))
 }
 
 impl PostgresCatalog {
@@ -145,8 +180,9 @@ impl PostgresCatalog {
             .collect::<Result<Vec<_>>>()?;
         kinds.push(to_json(&write.event.1)?);
         let batch = CursorBatch::of(&writes)?;
-        let finished_at: Option<i64> = sqlx::query_scalar(FINISH)
-            .bind(self.project.as_str())
+        let (names, values) = fields_without_finished_at(&record)?;
+        let finished_at: Option<i64> = sqlx::query_scalar(FINISH.as_str())
+            .bind(self.project_str())
             .bind(lease.pipeline.as_str())
             .bind(to_i64(lease.epoch.get())?)
             .bind(lease.holder.as_str())
@@ -160,7 +196,8 @@ impl PostgresCatalog {
             .bind(batch.values)
             .bind(batch.changes)
             .bind(record.status.to_string())
-            .bind(body_without_finished_at(&record)?)
+            .bind(names)
+            .bind(values)
             .bind(kinds)
             .fetch_one(self.pool())
             .await
@@ -216,17 +253,18 @@ mod tests {
     #[test]
     fn the_body_completed_with_a_time_in_front_reads_back_as_the_run() {
         let run = run();
-        let body = body_without_finished_at(&run).unwrap();
-        assert!(body.starts_with('{'), "{body}");
+        let (names, values) = fields_without_finished_at(&run).unwrap();
+        assert!(!names.iter().any(|n| n == "finished_at"), "{names:?}");
         // What the statement does (the server side is checked by
-        // `a_remembered_run_finishes_in_one_statement_exactly_as_stored`): the time first, then
-        // the rest of the object.
+        // `a_remembered_run_finishes_in_one_statement_exactly_as_stored`): an object of the time
+        // first, then every field sent.
         let at = Timestamp::from_millis(1_763_800_000_123);
-        let stored = format!(
-            "{{\"finished_at\":\"2025-11-22T08:26:40.123Z\",{}",
-            &body[1..]
-        );
-        let read: Run = serde_json::from_str(&stored).unwrap();
+        let mut stored = serde_json::Map::new();
+        stored.insert("finished_at".into(), json!("2025-11-22T08:26:40.123Z"));
+        for (name, value) in names.into_iter().zip(values) {
+            stored.insert(name, serde_json::from_str(&value).unwrap());
+        }
+        let read: Run = serde_json::from_value(stored.into()).unwrap();
         let mut expected = run;
         expected.finished_at = Some(at);
         assert_eq!(read, expected);

@@ -20,19 +20,19 @@
 //! state, and a stale cache costs one more round trip, never a wrong write.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use hakiri_core::cursor::{plan_advance, AdvancePlan};
 use hakiri_core::lease::check_fence;
 use hakiri_core::{
     Actor, Cursor, CursorAdvance, CursorChange, CursorKind, CursorValue, Entity, Error, EventKind,
-    Lease, LeaseState, PipelineId, Result, Run, RunId, StreamName, Timestamp,
+    Lease, PipelineId, Result, Run, RunId, StreamName, Timestamp,
 };
-use sqlx::postgres::PgRow;
 
+use super::cursors::CURSOR_COLUMNS;
+use super::rows::{kind_text, to_i64, to_json, CheckpointRow, State, StateRow};
+use super::NOW_MS;
 use crate::error::db;
-use crate::store::{
-    cursor_columns, cursor_from, get, kind_from, kind_text, lease_from, now_ms, to_i64, to_json,
-};
 use crate::PostgresCatalog;
 
 /// Attempts before a checkpoint gives up with a (retryable) `Conflict`: only writers sharing one
@@ -54,114 +54,94 @@ pub(crate) struct Known {
     pub(crate) running: Option<Run>,
 }
 
-/// What the database says about a pipeline and one of its cursors.
-struct State {
-    now: Timestamp,
-    lease: Option<LeaseState>,
-    running: Option<RunId>,
-    kind: Option<CursorKind>,
-    cursor: Option<Cursor>,
+/// The pipeline's columns of a [`StateRow`], from `p` (the pipeline's row beside the clock); the
+/// statements return the cursor's ([`CURSOR_COLUMNS`], from `c`) after them.
+const STATE_COLUMNS: &str =
+    "p.now, p.lease_epoch, p.lease_holder, p.lease_expires_at, p.running_run, p.cursor_kind";
+
+/// Reads the state ([`StateRow`]) without writing.
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | pipeline |
+/// | `$3` | stream |
+static READ_STATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH p AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, running_run, \
+           cursor_kind, {NOW_MS} AS now FROM pipelines WHERE project = $1 AND id = $2) \
+         SELECT {STATE_COLUMNS}, {CURSOR_COLUMNS} FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
+         LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $3"
+    )
+});
+
+/// A guarded checkpoint, around `write`, the common table expression `w` that writes the cursor
+/// at `ok.now` and returns its `updated_at` (and any expression after it). `l` locks the
+/// pipeline's row (`lock`); `p` adds the database clock — read after the lock, however long it
+/// took; `ok` holds the clock when every lease and run condition holds; `h` and `e` append the
+/// history entry and the event of what `w` wrote. Returns a [`CheckpointRow`]: `written_at`, or
+/// the state it saw when it wrote nothing.
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | pipeline |
+/// | `$3` | the lease's epoch (guarded) |
+/// | `$4` | the lease's holder (guarded) |
+/// | `$5` | the run (guarded: the pipeline's running run) |
+/// | `$6` | the cursor kind planned with (guarded) |
+/// | `$7` | stream |
+/// | `$8` | the new version |
+/// | `$9` | the new value, as JSON text |
+/// | `$10` | the holder as actor, as JSON text |
+/// | `$11` | the history entry's change, as JSON text |
+/// | `$12` | the event's kind, as JSON text |
+fn checkpoint_statement(lock: &str, write: &str) -> String {
+    format!(
+        "WITH l AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, \
+           running_run, cursor_kind FROM pipelines WHERE project = $1 AND id = $2 {lock}), \
+         p AS MATERIALIZED (SELECT l.*, {NOW_MS} AS now FROM l), \
+         ok AS (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
+           AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6), \
+         {write}, \
+         h AS (INSERT INTO cursor_history (project, pipeline, stream, version, value, \
+           change, run, epoch, by_actor, at) \
+           SELECT $1, $2, $7, $8, $9::json, $11::json, $5, $3, $10::json, w.updated_at FROM w), \
+         e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
+           SELECT $1, w.updated_at, $10::json, $2, $12::json FROM w) \
+         SELECT (SELECT updated_at FROM w) AS written_at, {STATE_COLUMNS}, {CURSOR_COLUMNS} \
+         FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
+         LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $7 \
+           AND NOT EXISTS (SELECT 1 FROM w)"
+    )
 }
 
-/// The state columns both statements return, from `p` (the pipeline) and `c` (the cursor).
-macro_rules! state_columns {
-    () => {
-        concat!(
-            "p.now, p.lease_epoch, p.lease_holder, p.lease_expires_at, p.running_run, \
-             p.cursor_kind, ",
-            cursor_columns!()
-        )
-    };
-}
+/// The first cursor of a stream ([`checkpoint_statement`]'s parameters): inserted only if none
+/// exists (the primary key decides), and counted on the pipeline's row (`cursor_count`, ADR
+/// 0014) — so the row is locked for update, not shared.
+static WRITE_FIRST: LazyLock<String> = LazyLock::new(|| {
+    checkpoint_statement(
+        "FOR NO KEY UPDATE",
+        "w AS (INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, \
+           updated_by, updated_at) \
+           SELECT $1, $2, $7, $8, $9::json, $5, $3, $10::json, ok.now FROM ok \
+           ON CONFLICT (project, pipeline, stream) DO NOTHING RETURNING updated_at), \
+         n AS (UPDATE pipelines SET cursor_count = cursor_count + 1 FROM w \
+           WHERE project = $1 AND id = $2)",
+    )
+});
 
-/// Reads the state, without writing.
-const READ_STATE: &str = concat!(
-    "WITH p AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, running_run, \
-       cursor_kind, ",
-    now_ms!(),
-    " AS now FROM pipelines WHERE project = $1 AND id = $2) \
-     SELECT ",
-    state_columns!(),
-    " FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
-     LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $3"
-);
-
-/// The guarded part shared by both writes: `l` locks the pipeline's row ($lock), `p` adds the
-/// database clock — read after the lock, however long it took — and `ok` holds the clock when
-/// every lease and run condition holds ($3 epoch, $4 holder, $5 run, $6 kind).
-macro_rules! guard {
-    ($lock:literal) => {
-        concat!(
-            "WITH l AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, \
-               running_run, cursor_kind FROM pipelines WHERE project = $1 AND id = $2 ",
-            $lock,
-            "), p AS MATERIALIZED (SELECT l.*, ",
-            now_ms!(),
-            " AS now FROM l), \
-             ok AS (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
-               AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6), "
-        )
-    };
-}
-
-/// History ($11 change), event ($12 kind) and the answer, after `w` wrote (or did not).
-macro_rules! tail {
-    () => {
-        concat!(
-            ", h AS (INSERT INTO cursor_history (project, pipeline, stream, version, value, \
-               change, run, epoch, by_actor, at) \
-               SELECT $1, $2, $7, $8, $9::json, $11::json, $5, $3, $10::json, w.updated_at FROM w), \
-             e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
-               SELECT $1, w.updated_at, $10::json, $2, $12::json FROM w) \
-             SELECT (SELECT updated_at FROM w) AS written_at, ",
-            state_columns!(),
-            " FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
-             LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $7 \
-               AND NOT EXISTS (SELECT 1 FROM w)"
-        )
-    };
-}
-
-/// The first cursor of a stream: inserted only if none exists (the primary key decides), and
-/// counted on the pipeline's row (`cursor_count`, ADR 0014) — so the row is locked for update,
-/// not shared.
-const WRITE_FIRST: &str = concat!(
-    guard!("FOR NO KEY UPDATE"),
-    "w AS (INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, \
-       updated_by, updated_at) \
-       SELECT $1, $2, $7, $8, $9::json, $5, $3, $10::json, ok.now FROM ok \
-       ON CONFLICT (project, pipeline, stream) DO NOTHING RETURNING updated_at), \
-     n AS (UPDATE pipelines SET cursor_count = cursor_count + 1 FROM w \
-       WHERE project = $1 AND id = $2)",
-    tail!()
-);
-
-/// A later version: written only if the stored version is the one before ($8 − 1).
-const WRITE_NEXT: &str = concat!(
-    guard!("FOR SHARE"),
-    "w AS (UPDATE cursors SET version = $8, value = $9::json, run = $5, epoch = $3, \
-       updated_by = $10::json, updated_at = ok.now FROM ok \
-       WHERE project = $1 AND pipeline = $2 AND stream = $7 AND version = $8 - 1 \
-       RETURNING updated_at)",
-    tail!()
-);
-
-fn state_from(pipeline: &PipelineId, stream: &StreamName, row: &PgRow) -> Result<State> {
-    let now: Option<i64> = get(row, "now")?;
-    Ok(State {
-        now: Timestamp::from_millis(now.unwrap_or(0)),
-        lease: lease_from(
-            get(row, "lease_epoch")?,
-            get(row, "lease_holder")?,
-            get(row, "lease_expires_at")?,
-        )?,
-        running: get::<Option<uuid::Uuid>>(row, "running_run")?.map(RunId::from_uuid),
-        kind: get::<Option<String>>(row, "cursor_kind")?
-            .map(|k| kind_from(&k))
-            .transpose()?,
-        cursor: cursor_from(pipeline, stream, row)?,
-    })
-}
+/// A later version ([`checkpoint_statement`]'s parameters): written only if the stored version
+/// is the one before (`$8 - 1`).
+static WRITE_NEXT: LazyLock<String> = LazyLock::new(|| {
+    checkpoint_statement(
+        "FOR SHARE",
+        "w AS (UPDATE cursors SET version = $8, value = $9::json, run = $5, epoch = $3, \
+           updated_by = $10::json, updated_at = ok.now FROM ok \
+           WHERE project = $1 AND pipeline = $2 AND stream = $7 AND version = $8 - 1 \
+           RETURNING updated_at)",
+    )
+});
 
 impl PostgresCatalog {
     /// Remembers every cursor of a pipeline, read or written in full (a run's begin or finish),
@@ -248,14 +228,14 @@ impl PostgresCatalog {
     }
 
     async fn read_state(&self, lease: &Lease, stream: &StreamName) -> Result<State> {
-        let row = sqlx::query(READ_STATE)
-            .bind(self.project.as_str())
+        let row: StateRow = sqlx::query_as(READ_STATE.as_str())
+            .bind(self.project_str())
             .bind(lease.pipeline.as_str())
             .bind(stream.as_str())
             .fetch_one(self.pool())
             .await
             .map_err(db)?;
-        state_from(&lease.pipeline, stream, &row)
+        row.state(&lease.pipeline, stream)
     }
 
     /// Sends the guarded write; `Ok(Ok(cursor))` if it wrote, `Ok(Err(state))` if it did not.
@@ -274,12 +254,12 @@ impl PostgresCatalog {
             version,
         };
         let sql = if version == 1 {
-            WRITE_FIRST
+            &WRITE_FIRST
         } else {
-            WRITE_NEXT
+            &WRITE_NEXT
         };
-        let row = sqlx::query(sql)
-            .bind(self.project.as_str())
+        let row: CheckpointRow = sqlx::query_as(sql.as_str())
+            .bind(self.project_str())
             .bind(lease.pipeline.as_str())
             .bind(to_i64(lease.epoch.get())?)
             .bind(lease.holder.as_str())
@@ -294,7 +274,7 @@ impl PostgresCatalog {
             .fetch_one(self.pool())
             .await
             .map_err(db)?;
-        match get::<Option<i64>>(&row, "written_at")? {
+        match row.written_at {
             Some(at) => Ok(Ok(Cursor {
                 pipeline: lease.pipeline.clone(),
                 stream: stream.clone(),
@@ -305,10 +285,12 @@ impl PostgresCatalog {
                 updated_by: holder,
                 updated_at: Timestamp::from_millis(at),
             })),
-            None => Ok(Err(state_from(&lease.pipeline, stream, &row)?)),
+            None => Ok(Err(row.state.state(&lease.pipeline, stream)?)),
         }
     }
 
+    /// A cursor checkpoint in one round trip when the cache plans it right
+    /// ([`Catalog::checkpoint`](hakiri_core::Catalog::checkpoint)).
     pub(crate) async fn op_checkpoint(
         &self,
         lease: &Lease,

@@ -1,0 +1,136 @@
+//! The reads for the reconciler and the audit log: the status page of every pipeline, and the
+//! numbered event log.
+
+use std::sync::LazyLock;
+
+use hakiri_core::{
+    DecisionId, Event, Limit, Page, PipelineId, PipelineStatus, Result, StatusPage, Timestamp,
+};
+
+use super::rows::{to_u64, EventRow, StatusRow};
+use super::NOW_MS;
+use crate::error::db;
+use crate::PostgresCatalog;
+
+/// A page of the reconciler snapshot ([`StatusRow`]): the page of pipelines (primary key range),
+/// each one's newest run by primary key (`last_run`), and its held decisions through the partial
+/// index. One row of NULLs beside the clock when the page is empty.
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | after this pipeline (exclusive) |
+/// | `$3` | limit |
+pub(crate) static STATUS_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {NOW_MS} AS now, p.body, p.lease_epoch, p.lease_holder, p.lease_expires_at, \
+           r.body AS last_run, \
+           ARRAY(SELECT d.id FROM decisions d WHERE d.project = $1 AND d.pipeline = p.id \
+                 AND d.held ORDER BY d.id) AS held \
+         FROM (VALUES (1)) AS one(x) \
+         LEFT JOIN (SELECT * FROM pipelines WHERE project = $1 AND id > $2 ORDER BY id LIMIT $3) p \
+           ON true \
+         LEFT JOIN runs r ON r.project = $1 AND r.id = p.last_run \
+         ORDER BY p.id"
+    )
+});
+
+/// A page of the numbered event log ([`EventRow`]).
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | after this sequence number (exclusive) |
+/// | `$3` | limit |
+pub(crate) const EVENTS_PAGE: &str = "SELECT seq, at, actor, pipeline, kind FROM events \
+     WHERE project = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// Whether the project has committed events not numbered yet (`$1` project).
+const UNNUMBERED_EVENTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM events WHERE project = $1 AND seq IS NULL)";
+
+impl PostgresCatalog {
+    /// A page of the reconciler snapshot
+    /// ([`Catalog::pipeline_statuses`](hakiri_core::Catalog::pipeline_statuses)).
+    pub(crate) async fn op_pipeline_statuses(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<StatusPage> {
+        let rows: Vec<StatusRow> = sqlx::query_as(STATUS_PAGE.as_str())
+            .bind(self.project_str())
+            .bind(after.map_or("", PipelineId::as_str))
+            .bind(i64::from(limit.get()) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut now = Timestamp::EPOCH;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            now = Timestamp::from_millis(row.now);
+            let Some(pipeline) = row.body else {
+                continue;
+            };
+            items.push(PipelineStatus {
+                pipeline,
+                lease: row.lease.state()?,
+                last_run: row.last_run,
+                held_decisions: row
+                    .held
+                    .into_iter()
+                    .map(|d| to_u64(d, "decision id").map(DecisionId))
+                    .collect::<Result<_>>()?,
+            });
+        }
+        let page = Page::from_overfetch(items, limit, |s| s.pipeline.id().clone());
+        Ok(StatusPage {
+            items: page.items,
+            next: page.next,
+            as_of: now,
+        })
+    }
+
+    /// Numbers the project's committed, unnumbered events, continuing its gapless sequence: one
+    /// autocommitted call of the `number_events` function, so no client can stall while holding
+    /// the project's numbering lock (ADR 0015).
+    async fn number_events(&self) -> Result<()> {
+        let pending: bool = sqlx::query_scalar(UNNUMBERED_EVENTS)
+            .bind(self.project_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        if !pending {
+            return Ok(());
+        }
+        sqlx::query("SELECT number_events($1)")
+            .bind(self.project_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// A page of the event log, numbering committed events first
+    /// ([`Catalog::events`](hakiri_core::Catalog::events)).
+    pub(crate) async fn op_events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
+        self.number_events().await?;
+        let rows: Vec<EventRow> = sqlx::query_as(EVENTS_PAGE)
+            .bind(self.project_str())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit.get()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Event {
+                    seq: to_u64(row.seq, "event sequence number")?,
+                    at: Timestamp::from_millis(row.at),
+                    actor: row.actor,
+                    pipeline: row.pipeline,
+                    kind: row.kind,
+                })
+            })
+            .collect()
+    }
+}

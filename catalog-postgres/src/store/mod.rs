@@ -1,0 +1,213 @@
+//! Every operation of the catalog, one file per area as the contract suite has them, and what they
+//! share: the transaction that holds a pipeline's row lock, and the database clock.
+//!
+//! A write is one transaction: it locks the pipeline's row ([`LOCK_PIPELINE`], which also reads
+//! the database clock *after* the lock is held), reads in later statements — each of which sees
+//! everything committed before the lock — what the `hakiri-core` rule needs, asks the rule, and
+//! writes the outcome; its events go in with one statement just before `COMMIT`. Lease checks thus
+//! happen in the same transaction as the write, under the lock every other writer of the pipeline
+//! must take. Reads are single statements. Two hot paths write in one statement instead, guarded
+//! in SQL by what the rule judged from this catalog's memory: `advance` and `finish`.
+//!
+//! # Layout
+//! - this file: [`Tx`], the pipeline lock, the project's counters and the lease check.
+//! - `rows`: the row models every read decodes into, and the column conversions.
+//! - `pipelines`, `leases`, `runs`, `cursors`, `schemas` (schemas and decisions), `events` (the
+//!   event log and the reconciler's status page): the operations of each area.
+//! - `advance`: a checkpoint in one statement (ADR 0009), and the cache of cursors it plans on.
+//! - `finish`: a run's finish in one statement (ADR 0014).
+
+use hakiri_core::lease::check_fence;
+use hakiri_core::run::check_writable;
+use hakiri_core::{Actor, Error, EventKind, Lease, PipelineId, Result, RunId, Timestamp};
+use sqlx::Postgres;
+
+use crate::error::db;
+use crate::PostgresCatalog;
+use rows::{to_json, to_u64, LockedRow, PipelineRow};
+
+pub(crate) mod advance;
+mod cursors;
+mod events;
+mod finish;
+mod leases;
+mod pipelines;
+pub(crate) mod rows;
+mod runs;
+mod schemas;
+
+#[cfg(test)]
+pub(crate) use cursors::CURSOR_HISTORY_PAGE;
+#[cfg(test)]
+pub(crate) use events::{EVENTS_PAGE, STATUS_PAGE};
+#[cfg(test)]
+pub(crate) use runs::runs_page;
+
+/// The database clock in integer milliseconds (ADR 0007), for statements to include.
+/// `clock_timestamp()`, not `now()`: evaluated when the statement gets there (after a lock wait),
+/// not when the transaction began.
+pub(crate) const NOW_MS: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// The columns of `pipelines` that [`LockedRow`] decodes.
+const PIPELINE_COLUMNS: &str = "body, cursor_kind, lease_epoch, lease_holder, lease_expires_at, \
+     running_run, last_run, cursor_count";
+
+/// Locks a pipeline's row for update and reads it, then the database clock: one row, the clock
+/// beside NULLs when there is no such pipeline (and nothing is locked).
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | pipeline |
+static LOCK_PIPELINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH p AS MATERIALIZED (SELECT {PIPELINE_COLUMNS} FROM pipelines \
+           WHERE project = $1 AND id = $2 FOR UPDATE) \
+         SELECT {NOW_MS} AS now, p.* FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true"
+    )
+});
+
+/// Appends events in order (identities are drawn in the order rows are inserted).
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | when (the transaction's clock) |
+/// | `$3` | actors, as JSON texts |
+/// | `$4` | pipelines |
+/// | `$5` | kinds, as JSON texts |
+const INSERT_EVENTS: &str = "INSERT INTO events (project, at, actor, pipeline, kind) \
+     SELECT $1, $2, t.actor::json, t.pipeline, t.kind::json \
+     FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(actor, pipeline, kind, n) \
+     ORDER BY t.n";
+
+/// Draws the project's next value of a counter, locking its row until the transaction ends.
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | counter: `epoch` or `decision` |
+const DRAW: &str = "INSERT INTO counters AS c (project, name, value) VALUES ($1, $2, 1) \
+     ON CONFLICT (project, name) DO UPDATE SET value = c.value + 1 RETURNING value";
+
+/// Pending events as the three text arrays [`INSERT_EVENTS`] takes: actors, pipelines, kinds.
+pub(crate) type EventArrays = (Vec<String>, Vec<String>, Vec<String>);
+
+/// A transaction holding a pipeline's row lock, with the database clock read under that lock
+/// and the events to append before it commits.
+pub(crate) struct Tx {
+    pub(crate) inner: sqlx::Transaction<'static, Postgres>,
+    pub(crate) now: Timestamp,
+    events: Vec<(Actor, PipelineId, EventKind)>,
+}
+
+impl Tx {
+    /// Queues an event, appended when the transaction commits.
+    pub(crate) fn emit(&mut self, actor: &Actor, pipeline: &PipelineId, kind: EventKind) {
+        self.events.push((actor.clone(), pipeline.clone(), kind));
+    }
+
+    /// Takes the pending events, as the arrays [`INSERT_EVENTS`] binds.
+    pub(crate) fn take_events(&mut self) -> Result<EventArrays> {
+        let mut actors = Vec::with_capacity(self.events.len());
+        let mut pipelines = Vec::with_capacity(self.events.len());
+        let mut kinds = Vec::with_capacity(self.events.len());
+        for (actor, pipeline, kind) in self.events.drain(..) {
+            actors.push(to_json(&actor)?);
+            pipelines.push(pipeline.as_str().to_owned());
+            kinds.push(to_json(&kind)?);
+        }
+        Ok((actors, pipelines, kinds))
+    }
+
+    /// Appends the pending events of `project` and commits.
+    pub(crate) async fn commit(mut self, project: &str) -> Result<()> {
+        if !self.events.is_empty() {
+            let (actors, pipelines, kinds) = self.take_events()?;
+            sqlx::query(INSERT_EVENTS)
+                .bind(project)
+                .bind(self.now.as_millis())
+                .bind(actors)
+                .bind(pipelines)
+                .bind(kinds)
+                .execute(&mut *self.inner)
+                .await
+                .map_err(db)?;
+        }
+        self.inner.commit().await.map_err(db)
+    }
+}
+
+impl PostgresCatalog {
+    /// The project, as the statements bind it.
+    pub(crate) fn project_str(&self) -> &str {
+        self.project.as_str()
+    }
+
+    /// Draws the project's next `counter` (`epoch` or `decision`) in `tx`: its row stays locked
+    /// until `tx` ends, so draws are ordered as their transactions commit, and a rolled-back draw
+    /// leaves no gap.
+    pub(crate) async fn draw(&self, tx: &mut Tx, counter: &str) -> Result<u64> {
+        let next: i64 = sqlx::query_scalar(DRAW)
+            .bind(self.project_str())
+            .bind(counter)
+            .fetch_one(&mut *tx.inner)
+            .await
+            .map_err(db)?;
+        to_u64(next, counter)
+    }
+
+    /// Begins a transaction and locks `id`'s row; `None` if there is no such pipeline (nothing is
+    /// locked then, so a create races on the primary key instead).
+    pub(crate) async fn begin_locked(&self, id: &PipelineId) -> Result<(Tx, Option<PipelineRow>)> {
+        let mut inner = self.pool.begin().await.map_err(db)?;
+        let row: LockedRow = sqlx::query_as(LOCK_PIPELINE.as_str())
+            .bind(self.project_str())
+            .bind(id.as_str())
+            .fetch_one(&mut *inner)
+            .await
+            .map_err(db)?;
+        let tx = Tx {
+            inner,
+            now: row.now(),
+            events: Vec::new(),
+        };
+        Ok((tx, row.pipeline()?))
+    }
+
+    /// The pipeline row, if `lease` is valid by the database clock read under the lock.
+    pub(crate) fn fenced(
+        row: Option<PipelineRow>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<PipelineRow> {
+        check_fence(row.as_ref().and_then(|r| r.lease.as_ref()), lease, now)?;
+        row.ok_or_else(|| Error::pipeline_not_found(&lease.pipeline))
+    }
+
+    /// Why `run` cannot be written under `lease` when it is not the pipeline's running run.
+    pub(crate) async fn run_error(&self, lease: &Lease, run: RunId) -> Error {
+        match self.op_get_run(run).await {
+            Ok(record) => match check_writable(&record, lease) {
+                Err(e) => e,
+                Ok(()) => not_recorded_as_running(run),
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// Forgets the cached cursors of `pipeline` (its lease or cursors changed elsewhere).
+    pub(crate) fn forget(&self, pipeline: &PipelineId) {
+        if let Ok(mut cache) = self.cursors.lock() {
+            cache.remove(pipeline);
+        }
+    }
+}
+
+/// The error for a run that the rules let write but the pipeline does not record as running:
+/// only a bug in the catalog gets there.
+pub(crate) fn not_recorded_as_running(run: RunId) -> Error {
+    Error::Backend(format!(
+        "run {run} is running but not recorded as the pipeline's running run"
+    ))
+}
