@@ -278,6 +278,7 @@ id = "logs"
 connector = "tail"
 cursor_kind = "opaque"
 schedule = { cron = "*/5 * * * *" }
+config = { input = "app.log", output = "out", stream = "logs" }
 "#;
 
     fn error(text: &str) -> String {
@@ -298,6 +299,15 @@ schedule = { cron = "*/5 * * * *" }
         assert_eq!(specs[0].config.as_map()["cursor_field"], "updated_at");
         assert!(matches!(specs[1].schedule, Schedule::Cron(_)));
         assert!(parse("empty.toml", "", &builtin()).unwrap().is_empty());
+        let no_config = GOOD.replace(
+            "config = { input = \"app.log\", output = \"out\", stream = \"logs\" }\n",
+            "",
+        );
+        let refused = error(&no_config);
+        assert!(
+            refused.contains("hakiri.toml:9:1: pipeline logs: tail config: missing field `input`"),
+            "{refused}"
+        );
     }
 
     #[test]

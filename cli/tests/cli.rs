@@ -249,7 +249,8 @@ fn a_bad_hakiri_toml_names_the_line_and_applies_nothing() {
 
     // Every bad file also edits `orders` and adds `extra`, which must not be applied either.
     let edited = TWO_PIPELINES.replace("\"1h\"", "\"2h\"")
-        + "\n[[pipeline]]\nid = \"extra\"\nconnector = \"jsonl\"\ncursor_kind = \"monotonic\"\n";
+        + "\n[[pipeline]]\nid = \"extra\"\nconnector = \"jsonl\"\ncursor_kind = \"monotonic\"\n\
+           config = { input = \"in\", output = \"out\", cursor_field = \"id\" }\n";
     let cases: [(&str, String, &str, &str); 5] = [
         (
             "unknown field",
@@ -746,7 +747,8 @@ fn a_policy_rejection_fails_the_run_and_reconcile_once_exits_1() {
 async fn leased_pipeline(env: &Env) -> (SqliteCatalog, hakiri_core::Lease, hakiri_core::RunId) {
     env.write(
         "hakiri.toml",
-        "[[pipeline]]\nid = \"orders\"\nconnector = \"jsonl\"\ncursor_kind = \"monotonic\"\n",
+        "[[pipeline]]\nid = \"orders\"\nconnector = \"jsonl\"\ncursor_kind = \"monotonic\"\n\
+         config = { input = \"in\", output = \"out\", cursor_field = \"id\" }\n",
     );
     env.ok(&["apply", "-f", "hakiri.toml"]);
     let catalog = env.open_catalog();

@@ -339,38 +339,11 @@ async fn a_shutdown_lets_the_tap_record_its_final_state() {
     let (catalog, _clock) = catalog();
     // Every state checkpointed at once, so the test sees when the run is under way.
     let tap = Tap::new(&*catalog, &["orders"], json!({"checkpoint_interval_ms": 1})).await;
-    tap.script(&[
-        json!({"on_sigterm": {"json": [
-            {"type": "RECORD", "stream": "orders", "record": {"id": 2, "note": "n"}},
-            {"type": "STATE", "value": {"bookmarks": {"orders": {"v": 2}}}}
-        ], "exit": 0}}),
-        schema_message("orders", "integer"),
-        record("orders", json!(1)),
-        state(json!({"orders": {"v": 1}})),
-        json!({"sleep_ms": 60000}),
-    ]);
+    tap.script(&stopped_by_a_shutdown());
     let reconciler = reconciler(catalog.clone());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let stop = async {
-        // Once the tap's first state is recorded, shut down.
-        while cursor(&*catalog, "taps", "orders").await.is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        shutdown.cancel();
-    };
-    let (ran, ()) = tokio::join!(reconciler.run(shutdown.clone(), |_| {}), stop);
-    ran.expect("the loop ends");
-    let runs = catalog
-        .list_runs(&hakiri_core::RunQuery::all())
-        .await
-        .unwrap();
-    assert_eq!(runs.items.len(), 1);
-    assert_eq!(
-        runs.items[0].status,
-        RunStatus::Cancelled,
-        "{:?}",
-        runs.items[0]
-    );
+    let runs = shut_down_after_a_checkpoint(&*catalog, &reconciler, "taps", "orders").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Cancelled, "{:?}", runs[0]);
     assert_eq!(tap.records("orders").len(), 2);
     assert_eq!(
         cursor(&*catalog, "taps", "orders").await,

@@ -251,36 +251,10 @@ async fn a_shutdown_forwards_the_taps_last_words_and_checkpoints_what_the_target
         json!({"checkpoint_interval_ms": 1}),
     )
     .await;
-    pipe.script(&[
-        json!({"on_sigterm": {"json": [
-            {"type": "RECORD", "stream": "orders", "record": {"id": 2, "note": "n"}},
-            {"type": "STATE", "value": {"bookmarks": {"orders": {"v": 2}}}}
-        ], "exit": 0}}),
-        schema_message("orders", "integer"),
-        record("orders", json!(1)),
-        state(json!({"orders": {"v": 1}})),
-        json!({"sleep_ms": 60000}),
-    ]);
+    pipe.script(&stopped_by_a_shutdown());
     let reconciler = reconciler(catalog.clone());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let stop = async {
-        while cursor(&*catalog, "taps", "orders").await.is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        shutdown.cancel();
-    };
-    let (ran, ()) = tokio::join!(reconciler.run(shutdown.clone(), |_| {}), stop);
-    ran.expect("the loop ends");
-    let runs = catalog
-        .list_runs(&hakiri_core::RunQuery::all())
-        .await
-        .unwrap();
-    assert_eq!(
-        runs.items[0].status,
-        RunStatus::Cancelled,
-        "{:?}",
-        runs.items[0]
-    );
+    let runs = shut_down_after_a_checkpoint(&*catalog, &reconciler, "taps", "orders").await;
+    assert_eq!(runs[0].status, RunStatus::Cancelled, "{:?}", runs[0]);
     assert_eq!(
         pipe.forwarded_summary(),
         [

@@ -67,6 +67,30 @@ pub async fn pipeline(
         .expect("create pipeline")
 }
 
+/// Runs `reconciler`'s loop and shuts it down once `pipeline`'s `stream` has a cursor; returns
+/// every run, newest first.
+pub async fn shut_down_after_a_checkpoint(
+    catalog: &dyn Catalog,
+    reconciler: &Reconciler,
+    pipeline: &str,
+    stream: &str,
+) -> Vec<Run> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = async {
+        while cursor(catalog, pipeline, stream).await.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+    };
+    let (ran, ()) = tokio::join!(reconciler.run(shutdown.clone(), |_| {}), stop);
+    ran.expect("the loop ends");
+    catalog
+        .list_runs(&RunQuery::all())
+        .await
+        .expect("list runs")
+        .items
+}
+
 /// Ticks until idle and returns how every run ended.
 pub async fn reconcile(reconciler: &Reconciler) -> Vec<RunEnd> {
     let mut ends = Vec::new();

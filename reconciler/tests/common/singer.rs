@@ -34,3 +34,18 @@ pub fn discovered(streams: &[&str]) -> Value {
 pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
+
+/// A tap that prints a record and a state, then waits; asked to stop (SIGTERM), it prints one
+/// more record and the state that covers it, and exits 0, as SDK taps do.
+pub fn stopped_by_a_shutdown() -> Vec<Value> {
+    vec![
+        json!({"on_sigterm": {"json": [
+            {"type": "RECORD", "stream": "orders", "record": {"id": 2, "note": "n"}},
+            {"type": "STATE", "value": {"bookmarks": {"orders": {"v": 2}}}}
+        ], "exit": 0}}),
+        schema_message("orders", "integer"),
+        record("orders", json!(1)),
+        state(json!({"orders": {"v": 1}})),
+        json!({"sleep_ms": 60000}),
+    ]
+}
