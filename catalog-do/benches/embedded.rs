@@ -266,7 +266,7 @@ impl Writer {
         let value = CursorValue::new(json!(self.next)).unwrap();
         self.next += 1;
         self.catalog
-            .advance(&self.lease, self.run, &self.stream, value)
+            .advance_to(&self.lease, self.run, &self.stream, value)
             .await
             .unwrap();
     }

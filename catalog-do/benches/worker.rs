@@ -78,7 +78,7 @@ fn main() {
             let ping = batch as f64 / start.elapsed().as_secs_f64();
             let start = Instant::now();
             for _ in 0..batch {
-                catalog.advance(&lease, run.id, &stream, CursorValue::new(json!(next)).unwrap()).await.unwrap();
+                catalog.advance_to(&lease, run.id, &stream, CursorValue::new(json!(next)).unwrap()).await.unwrap();
                 next += 1;
             }
             let advance = batch as f64 / start.elapsed().as_secs_f64();

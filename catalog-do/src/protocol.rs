@@ -73,7 +73,9 @@ pub enum Request {
         lease: Lease,
         begin: BeginRun,
     },
-    Checkpoint {
+    /// A cursor advance (`Catalog::advance`); requests of older clients name it `checkpoint`.
+    #[serde(alias = "checkpoint")]
+    Advance {
         lease: Lease,
         run: RunId,
         stream: StreamName,
@@ -173,7 +175,7 @@ impl Request {
             | Renew { .. }
             | Release { .. }
             | BeginRun { .. }
-            | Checkpoint { .. }
+            | Advance { .. }
             | FinishRun { .. }
             | ObserveSchema { .. } => Access::Write,
             PutPipeline { .. }

@@ -223,14 +223,14 @@ impl<T: Transport> Catalog for RemoteCatalog<T> {
         )
     }
 
-    async fn checkpoint(
+    async fn advance(
         &self,
         lease: &Lease,
         run: RunId,
         stream: &StreamName,
         advance: CursorAdvance,
     ) -> Result<Cursor> {
-        let request = Request::Checkpoint {
+        let request = Request::Advance {
             lease: lease.clone(),
             run,
             stream: stream.clone(),

@@ -99,7 +99,7 @@ fn running(conn: &mut SqliteConnection) -> (Lease, Run) {
     let advance = CursorAdvance::to(CursorValue::new(json!(5)).unwrap());
     run(
         conn,
-        Request::Checkpoint {
+        Request::Advance {
             lease: lease.clone(),
             run: r.id,
             stream: stream.clone(),
@@ -224,7 +224,7 @@ fn a_finish_with_a_regressing_cursor_is_refused_whole() {
     let advance = CursorAdvance::to(CursorValue::new(json!(5)).unwrap());
     run(
         &mut conn,
-        Request::Checkpoint {
+        Request::Advance {
             lease: lease.clone(),
             run: begun.id,
             stream: z.clone(),

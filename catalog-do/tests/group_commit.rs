@@ -47,7 +47,7 @@ async fn failures_inside_a_batch_do_not_leak_into_it() {
             .await
             .unwrap();
         catalog
-            .advance(&lease, run.id, &z, CursorValue::new(json!(10)).unwrap())
+            .advance_to(&lease, run.id, &z, CursorValue::new(json!(10)).unwrap())
             .await
             .unwrap();
         prepared.push((pipeline, lease, run));

@@ -23,6 +23,7 @@ const OPS: &[&str] = &[
     "renew",
     "release",
     "begin_run",
+    "advance",
     "checkpoint",
     "finish_run",
     "get_run",
@@ -166,7 +167,7 @@ fn request() -> impl Strategy<Value = Request> {
         )
             .prop_map(|(lease, run, s, value, expected)| {
                 let advance = CursorAdvance::to(value);
-                Request::Checkpoint {
+                Request::Advance {
                     lease,
                     run,
                     stream: StreamName::new(s).expect("valid"),
@@ -356,7 +357,7 @@ fn float_values_round_trip() {
     let strategy = (lease(), run_id(), any::<f64>());
     runner
         .run(&strategy, |(lease, run, f)| {
-            let request = Request::Checkpoint {
+            let request = Request::Advance {
                 lease,
                 run,
                 stream: StreamName::new("s").expect("valid"),

@@ -407,7 +407,7 @@ async fn data_survives_a_workerd_restart() {
         .await
         .unwrap();
     catalog_1
-        .advance(&lease, run.id, &stream("s"), value(json!(41)))
+        .advance_to(&lease, run.id, &stream("s"), value(json!(41)))
         .await
         .unwrap();
     catalog_1
@@ -564,7 +564,7 @@ async fn running(catalog: &DoCatalog) -> (Lease, Run) {
         .unwrap();
     for (s, v) in [("s", 10), ("t", 3)] {
         catalog
-            .advance(&lease, run.id, &stream(s), value(json!(v)))
+            .advance_to(&lease, run.id, &stream(s), value(json!(v)))
             .await
             .unwrap();
     }

@@ -55,7 +55,7 @@ fn advance(c: &mut Criterion) {
                 let start = Instant::now();
                 for value in values {
                     catalog
-                        .advance(&lease, run.id, &stream, value)
+                        .advance_to(&lease, run.id, &stream, value)
                         .await
                         .expect("advance");
                 }

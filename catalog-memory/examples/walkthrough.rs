@@ -62,7 +62,7 @@ async fn main() -> Result<()> {
     );
     for watermark in ["2026-11-01T00:00:00.000Z", "2026-11-02T00:00:00.000Z"] {
         let cursor = catalog
-            .advance(&lease, run.id, &stream, CursorValue::new(json!(watermark))?)
+            .advance_to(&lease, run.id, &stream, CursorValue::new(json!(watermark))?)
             .await?;
         println!(
             "checkpoint: cursor {} at version {}",
@@ -70,7 +70,7 @@ async fn main() -> Result<()> {
         );
     }
     match catalog
-        .advance(
+        .advance_to(
             &lease,
             run.id,
             &stream,

@@ -192,7 +192,7 @@ impl Catalog for MemoryCatalog {
         self.state()?.begin_run(lease, begin, now)
     }
 
-    async fn checkpoint(
+    async fn advance(
         &self,
         lease: &Lease,
         run: RunId,
@@ -200,7 +200,7 @@ impl Catalog for MemoryCatalog {
         advance: CursorAdvance,
     ) -> Result<Cursor> {
         let now = self.clock.now();
-        self.state()?.checkpoint(lease, run, stream, &advance, now)
+        self.state()?.advance(lease, run, stream, &advance, now)
     }
 
     async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {

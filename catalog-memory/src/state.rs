@@ -377,7 +377,7 @@ impl ProjectState {
         Ok(write.run)
     }
 
-    pub(crate) fn checkpoint(
+    pub(crate) fn advance(
         &mut self,
         lease: &Lease,
         run: RunId,

@@ -208,7 +208,7 @@ impl Client {
                 Measure::Advance => {
                     let t = Instant::now();
                     self.catalog
-                        .advance(
+                        .advance_to(
                             &self.lease,
                             self.run,
                             &stream,

@@ -463,14 +463,14 @@ impl Catalog for PostgresCatalog {
         self.op_begin_run(lease, begin).await
     }
 
-    async fn checkpoint(
+    async fn advance(
         &self,
         lease: &Lease,
         run: RunId,
         stream: &StreamName,
         advance: CursorAdvance,
     ) -> Result<Cursor> {
-        self.op_checkpoint(lease, run, stream, &advance).await
+        self.op_advance(lease, run, stream, &advance).await
     }
 
     async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {

@@ -77,7 +77,7 @@ async fn clients_see_unavailable_then_recover_and_lose_no_acknowledged_write() {
             let mut next = 1u64;
             while !stop.load(Ordering::SeqCst) {
                 let value = CursorValue::new(json!(next)).unwrap();
-                match catalog.advance(&lease, run.id, &stream, value).await {
+                match catalog.advance_to(&lease, run.id, &stream, value).await {
                     Ok(cursor) => {
                         assert_eq!(cursor.value.as_json(), &json!(next));
                         acked.store(next, Ordering::SeqCst);

@@ -292,7 +292,7 @@ mod tests {
             .unwrap();
         let value = CursorValue::new(serde_json::json!(20)).unwrap();
         catalog
-            .checkpoint(
+            .advance(
                 &lease,
                 run.id,
                 &StreamName::new("orders").unwrap(),

@@ -769,7 +769,7 @@ async fn leased_pipeline(env: &Env) -> (SqliteCatalog, hakiri_core::Lease, hakir
     for position in [10, 20] {
         let value = CursorValue::new(json!(position)).unwrap();
         catalog
-            .checkpoint(&lease, run.id, &stream, CursorAdvance::to(value))
+            .advance(&lease, run.id, &stream, CursorAdvance::to(value))
             .await
             .unwrap();
     }
@@ -838,7 +838,7 @@ async fn cursor_reset_refuses_while_a_run_holds_the_lease_and_force_fences_it() 
     // The run that held the lease is fenced: its next write fails and changes nothing.
     let stream = StreamName::new("orders").unwrap();
     let late = catalog
-        .checkpoint(
+        .advance(
             &zombie,
             run,
             &stream,
@@ -1051,7 +1051,7 @@ async fn a_refused_forced_reset_takes_no_lease_and_fences_no_run() {
     // The run was never fenced: it goes on checkpointing under its lease.
     let stream = StreamName::new("orders").unwrap();
     let next = catalog
-        .checkpoint(
+        .advance(
             &lease,
             run,
             &stream,

@@ -74,7 +74,7 @@ impl DecisionQuery {
 ///   visible or writable through it.
 /// - Every method is atomic: it happens completely or not at all, and a failed call changes
 ///   nothing.
-/// - Lease-checked writes (`begin_run`, `checkpoint`, `finish_run`, `observe_schema`,
+/// - Lease-checked writes (`begin_run`, `advance`, `finish_run`, `observe_schema`,
 ///   `reset_cursor`, `renew`, `release`) verify, in the same atomic step as the write, that the
 ///   lease's epoch is the pipeline's current one and has not expired by the catalog's clock.
 /// - Every mutation appends to the project's event log (lease renewals excepted).
@@ -210,7 +210,7 @@ pub trait Catalog: Debug + Send + Sync {
     /// # Errors
     /// `Fenced`, `NotFound` (run), `FailedPrecondition` (run ended), `Conflict` (expected
     /// version), `CursorRegression`, `InvalidArgument`.
-    async fn checkpoint(
+    async fn advance(
         &self,
         lease: &Lease,
         run: RunId,
@@ -221,7 +221,7 @@ pub trait Catalog: Debug + Send + Sync {
     /// Ends a run: status, stats, final cursors and schema decisions, all or nothing.
     ///
     /// # Errors
-    /// As [`Catalog::checkpoint`]; any failing cursor or schema fails the whole finish.
+    /// As [`Catalog::advance`]; any failing cursor or schema fails the whole finish.
     async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run>;
 
     /// Reads a run.
@@ -378,8 +378,8 @@ macro_rules! forward_catalog {
             async fn begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run> {
                 (**self).begin_run(lease, begin).await
             }
-            async fn checkpoint(&self, lease: &Lease, run: RunId, stream: &StreamName, advance: CursorAdvance) -> Result<Cursor> {
-                (**self).checkpoint(lease, run, stream, advance).await
+            async fn advance(&self, lease: &Lease, run: RunId, stream: &StreamName, advance: CursorAdvance) -> Result<Cursor> {
+                (**self).advance(lease, run, stream, advance).await
             }
             async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {
                 (**self).finish_run(lease, run, finish).await
@@ -437,15 +437,15 @@ pub trait CatalogExt: Catalog {
         self.put_pipeline(spec, PutMode::Create, by).await
     }
 
-    /// Advances a cursor guarded by the lease only.
-    async fn advance(
+    /// Advances a cursor to `value`, guarded by the lease only.
+    async fn advance_to(
         &self,
         lease: &Lease,
         run: RunId,
         stream: &StreamName,
         value: CursorValue,
     ) -> Result<Cursor> {
-        self.checkpoint(lease, run, stream, CursorAdvance::to(value))
+        self.advance(lease, run, stream, CursorAdvance::to(value))
             .await
     }
 

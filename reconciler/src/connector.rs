@@ -229,7 +229,7 @@ impl RunContext {
         let advance = CursorAdvance::to(value.clone());
         match self
             .catalog
-            .checkpoint(&self.lease, self.run.id, stream, advance)
+            .advance(&self.lease, self.run.id, stream, advance)
             .await
         {
             Ok(_) => {

@@ -76,7 +76,7 @@ async fn increment(
         // Let other writers run between the read and the write, as network latency would.
         tokio::task::yield_now().await;
         let advance = CursorAdvance::to(value(json!(n + 1))).expecting(version);
-        match catalog.checkpoint(lease, run, s, advance).await {
+        match catalog.advance(lease, run, s, advance).await {
             Ok(cursor) => {
                 assert_eq!(cursor.version, version + 1);
                 return conflicts;

@@ -50,7 +50,7 @@ async fn next_run(cx: &Ctx, lease: &Lease, run: &Run) -> Run {
 pub async fn cursors_first_checkpoint_creates_version_one(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let cursor = cx
-        .advance(&lease, run.id, &stream("s"), value(json!(10)))
+        .advance_to(&lease, run.id, &stream("s"), value(json!(10)))
         .await
         .unwrap();
     assert_eq!(cursor.pipeline, pid("p"));
@@ -83,7 +83,7 @@ pub async fn cursors_monotonic_advance_bumps_version(cx: &Ctx) {
         .enumerate()
     {
         let cursor = cx
-            .advance(&lease, run.id, &s, value(v.clone()))
+            .advance_to(&lease, run.id, &s, value(v.clone()))
             .await
             .unwrap();
         assert_eq!(cursor.version, i as u64 + 1);
@@ -102,18 +102,18 @@ pub async fn cursors_monotonic_equal_value_is_noop(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
     let first = cx
-        .advance(&lease, run.id, &s, value(json!(10)))
+        .advance_to(&lease, run.id, &s, value(json!(10)))
         .await
         .unwrap();
     let events = event_count(cx).await;
     let again = cx
-        .advance(&lease, run.id, &s, value(json!(10)))
+        .advance_to(&lease, run.id, &s, value(json!(10)))
         .await
         .unwrap();
     assert_eq!(again, first, "the stored cursor is returned unchanged");
     // 10.0 is the same number as 10.
     let float = cx
-        .advance(&lease, run.id, &s, value(json!(10.0)))
+        .advance_to(&lease, run.id, &s, value(json!(10.0)))
         .await
         .unwrap();
     assert_eq!(float.version, 1);
@@ -128,12 +128,12 @@ pub async fn cursors_monotonic_regression_is_refused(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
     let stored = cx
-        .advance(&lease, run.id, &s, value(json!(10)))
+        .advance_to(&lease, run.id, &s, value(json!(10)))
         .await
         .unwrap();
     let events = event_count(cx).await;
     let err = cx
-        .advance(&lease, run.id, &s, value(json!(9)))
+        .advance_to(&lease, run.id, &s, value(json!(9)))
         .await
         .unwrap_err();
     assert!(
@@ -178,7 +178,7 @@ pub async fn cursors_monotonic_regression_is_refused(cx: &Ctx) {
 pub async fn cursors_monotonic_strings_compare_bytewise(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let ts = stream("ts");
-    cx.advance(
+    cx.advance_to(
         &lease,
         run.id,
         &ts,
@@ -187,7 +187,7 @@ pub async fn cursors_monotonic_strings_compare_bytewise(cx: &Ctx) {
     .await
     .unwrap();
     let later = cx
-        .advance(
+        .advance_to(
             &lease,
             run.id,
             &ts,
@@ -197,7 +197,7 @@ pub async fn cursors_monotonic_strings_compare_bytewise(cx: &Ctx) {
         .unwrap();
     assert_eq!(later.version, 2);
     let err = cx
-        .advance(
+        .advance_to(
             &lease,
             run.id,
             &ts,
@@ -208,11 +208,11 @@ pub async fn cursors_monotonic_strings_compare_bytewise(cx: &Ctx) {
     assert!(matches!(err, Error::CursorRegression { .. }), "{err:?}");
 
     let text = stream("text");
-    cx.advance(&lease, run.id, &text, value(json!("9")))
+    cx.advance_to(&lease, run.id, &text, value(json!("9")))
         .await
         .unwrap();
     let err = cx
-        .advance(&lease, run.id, &text, value(json!("10")))
+        .advance_to(&lease, run.id, &text, value(json!("10")))
         .await
         .unwrap_err();
     assert!(
@@ -220,7 +220,7 @@ pub async fn cursors_monotonic_strings_compare_bytewise(cx: &Ctx) {
         "\"10\" sorts below \"9\" bytewise: {err:?}"
     );
     let up = cx
-        .advance(&lease, run.id, &text, value(json!("90")))
+        .advance_to(&lease, run.id, &text, value(json!("90")))
         .await
         .unwrap();
     assert_eq!((up.value, up.version), (value(json!("90")), 2));
@@ -241,14 +241,14 @@ pub async fn cursors_opaque_accepts_any_value(cx: &Ctx) {
     ];
     for (i, v) in values.iter().enumerate() {
         let cursor = cx
-            .advance(&lease, run.id, &s, value(v.clone()))
+            .advance_to(&lease, run.id, &s, value(v.clone()))
             .await
             .unwrap();
         assert_eq!(cursor.version, i as u64 + 1, "{v}");
         assert_eq!(cursor.value, value(v.clone()));
     }
     let same = cx
-        .advance(&lease, run.id, &s, value(json!([1, 2])))
+        .advance_to(&lease, run.id, &s, value(json!([1, 2])))
         .await
         .unwrap();
     assert_eq!(same.version, 6, "an equal opaque value is a no-op");
@@ -261,7 +261,7 @@ pub async fn cursors_expected_version_is_compare_and_set(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
     let first = cx
-        .checkpoint(
+        .advance(
             &lease,
             run.id,
             &s,
@@ -271,7 +271,7 @@ pub async fn cursors_expected_version_is_compare_and_set(cx: &Ctx) {
         .unwrap();
     assert_eq!(first.version, 1);
     let second = cx
-        .checkpoint(
+        .advance(
             &lease,
             run.id,
             &s,
@@ -283,7 +283,7 @@ pub async fn cursors_expected_version_is_compare_and_set(cx: &Ctx) {
     let events = event_count(cx).await;
     for stale in [0, 1, 3] {
         let err = cx
-            .checkpoint(
+            .advance(
                 &lease,
                 run.id,
                 &s,
@@ -307,7 +307,7 @@ pub async fn cursors_expected_version_is_compare_and_set(cx: &Ctx) {
     assert_eq!(history(cx, "s").await.len(), 2);
     assert_eq!(event_count(cx).await, events);
     let third = cx
-        .checkpoint(
+        .advance(
             &lease,
             run.id,
             &s,
@@ -347,11 +347,11 @@ pub async fn cursors_unwritten_and_missing_pipeline_reads(cx: &Ctx) {
 pub async fn cursors_list_in_stream_order(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     for (name, v) in [("orders", 3), ("customers", 1), ("line_items", 2)] {
-        cx.advance(&lease, run.id, &stream(name), value(json!(v)))
+        cx.advance_to(&lease, run.id, &stream(name), value(json!(v)))
             .await
             .unwrap();
     }
-    cx.advance(&lease, run.id, &stream("orders"), value(json!(4)))
+    cx.advance_to(&lease, run.id, &stream("orders"), value(json!(4)))
         .await
         .unwrap();
     // Another pipeline's cursors are not listed.
@@ -361,7 +361,7 @@ pub async fn cursors_list_in_stream_order(cx: &Ctx) {
         .begin_run(&q, BeginRun::new(Trigger::Manual))
         .await
         .unwrap();
-    cx.advance(&q, q_run.id, &stream("aaa"), value(json!(1)))
+    cx.advance_to(&q, q_run.id, &stream("aaa"), value(json!(1)))
         .await
         .unwrap();
 
@@ -386,7 +386,7 @@ pub async fn cursors_history_newest_first_paginated(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
     for v in 1..=5 {
-        cx.advance(&lease, run.id, &s, value(json!(v * 10)))
+        cx.advance_to(&lease, run.id, &s, value(json!(v * 10)))
             .await
             .unwrap();
     }
@@ -422,13 +422,13 @@ pub async fn cursors_history_is_append_only(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
     for v in [1, 2, 3] {
-        cx.advance(&lease, run.id, &s, value(json!(v)))
+        cx.advance_to(&lease, run.id, &s, value(json!(v)))
             .await
             .unwrap();
     }
     let before = history(cx, "s").await;
     assert_eq!(before.len(), 3);
-    cx.advance(&lease, run.id, &s, value(json!(4)))
+    cx.advance_to(&lease, run.id, &s, value(json!(4)))
         .await
         .unwrap();
     let run = next_run(cx, &lease, &run).await;
@@ -438,7 +438,7 @@ pub async fn cursors_history_is_append_only(cx: &Ctx) {
     cx.reset_cursor(&lease, &s, reset_to(ResetTarget::Version(2)))
         .await
         .unwrap();
-    cx.advance(&lease, run.id, &s, value(json!(7)))
+    cx.advance_to(&lease, run.id, &s, value(json!(7)))
         .await
         .unwrap();
     let after = history(cx, "s").await;
@@ -457,10 +457,10 @@ pub async fn cursors_history_is_append_only(cx: &Ctx) {
 pub async fn cursors_reset_moves_monotonic_cursor_back(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
-    cx.advance(&lease, run.id, &s, value(json!(10)))
+    cx.advance_to(&lease, run.id, &s, value(json!(10)))
         .await
         .unwrap();
-    cx.advance(&lease, run.id, &s, value(json!(20)))
+    cx.advance_to(&lease, run.id, &s, value(json!(20)))
         .await
         .unwrap();
     cx.finish_run(&lease, run.id, FinishRun::succeeded())
@@ -509,7 +509,7 @@ pub async fn cursors_reset_moves_monotonic_cursor_back(cx: &Ctx) {
         .await
         .unwrap();
     let err = cx
-        .advance(&lease, run.id, &s, value(json!(2)))
+        .advance_to(&lease, run.id, &s, value(json!(2)))
         .await
         .unwrap_err();
     match err {
@@ -517,7 +517,7 @@ pub async fn cursors_reset_moves_monotonic_cursor_back(cx: &Ctx) {
         other => panic!("expected CursorRegression from the reset value, got {other:?}"),
     }
     let moved = cx
-        .advance(&lease, run.id, &s, value(json!(4)))
+        .advance_to(&lease, run.id, &s, value(json!(4)))
         .await
         .unwrap();
     assert_eq!((moved.value, moved.version), (value(json!(4)), 4));
@@ -528,11 +528,11 @@ pub async fn cursors_reset_moves_monotonic_cursor_back(cx: &Ctx) {
 pub async fn cursors_reset_is_compare_and_set(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
-    cx.advance(&lease, run.id, &s, value(json!(10)))
+    cx.advance_to(&lease, run.id, &s, value(json!(10)))
         .await
         .unwrap();
     let current = cx
-        .advance(&lease, run.id, &s, value(json!(20)))
+        .advance_to(&lease, run.id, &s, value(json!(20)))
         .await
         .unwrap();
     let stale = CursorReset {
@@ -560,7 +560,7 @@ pub async fn cursors_rollback_appends_new_version(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
     for v in [10, 20, 30] {
-        cx.advance(&lease, run.id, &s, value(json!(v)))
+        cx.advance_to(&lease, run.id, &s, value(json!(v)))
             .await
             .unwrap();
     }
@@ -591,12 +591,12 @@ pub async fn cursors_rollback_appends_new_version(cx: &Ctx) {
     assert_eq!(after[1..], before[..]);
     // Later advances are checked against the restored value.
     let err = cx
-        .advance(&lease, run.id, &s, value(json!(5)))
+        .advance_to(&lease, run.id, &s, value(json!(5)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::CursorRegression { .. }), "{err:?}");
     let moved = cx
-        .advance(&lease, run.id, &s, value(json!(15)))
+        .advance_to(&lease, run.id, &s, value(json!(15)))
         .await
         .unwrap();
     assert_eq!(moved.version, 5);
@@ -607,11 +607,11 @@ pub async fn cursors_rollback_appends_new_version(cx: &Ctx) {
 pub async fn cursors_rollback_to_missing_version_is_not_found(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
-    cx.advance(&lease, run.id, &s, value(json!(10)))
+    cx.advance_to(&lease, run.id, &s, value(json!(10)))
         .await
         .unwrap();
     let current = cx
-        .advance(&lease, run.id, &s, value(json!(20)))
+        .advance_to(&lease, run.id, &s, value(json!(20)))
         .await
         .unwrap();
     cx.finish_run(&lease, run.id, FinishRun::succeeded())
@@ -648,7 +648,7 @@ pub async fn cursors_reset_with_stale_lease_is_fenced(cx: &Ctx) {
     let (old, run) = cx.running("p").await;
     let s = stream("s");
     let current = cx
-        .advance(&old, run.id, &s, value(json!(10)))
+        .advance_to(&old, run.id, &s, value(json!(10)))
         .await
         .unwrap();
     cx.expire_leases().await;
@@ -675,7 +675,7 @@ pub async fn cursors_reset_with_stale_lease_is_fenced(cx: &Ctx) {
 pub async fn cursors_reset_to_initial_accepts_any_next_value(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
-    cx.advance(&lease, run.id, &s, value(json!(100)))
+    cx.advance_to(&lease, run.id, &s, value(json!(100)))
         .await
         .unwrap();
     let run = next_run(cx, &lease, &run).await;
@@ -689,13 +689,13 @@ pub async fn cursors_reset_to_initial_accepts_any_next_value(cx: &Ctx) {
     assert_eq!(entry.value, value(json!(null)));
     assert!(matches!(entry.change, CursorChange::Reset { .. }));
     let next = cx
-        .advance(&lease, run.id, &s, value(json!(1)))
+        .advance_to(&lease, run.id, &s, value(json!(1)))
         .await
         .unwrap();
     assert_eq!((next.value, next.version), (value(json!(1)), 3));
     // From there on, the ordering rule applies again.
     let err = cx
-        .advance(&lease, run.id, &s, value(json!(0)))
+        .advance_to(&lease, run.id, &s, value(json!(0)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::CursorRegression { .. }), "{err:?}");
@@ -707,7 +707,7 @@ pub async fn cursors_reset_type_change_needs_permission(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
     let current = cx
-        .advance(&lease, run.id, &s, value(json!(10)))
+        .advance_to(&lease, run.id, &s, value(json!(10)))
         .await
         .unwrap();
     let run = next_run(cx, &lease, &run).await;
@@ -740,7 +740,7 @@ pub async fn cursors_reset_type_change_needs_permission(cx: &Ctx) {
     let reset = cx.reset_cursor(&lease, &s, allowed).await.unwrap();
     assert_eq!((reset.value, reset.version), (value(json!("a")), 2));
     let moved = cx
-        .advance(&lease, run.id, &s, value(json!("b")))
+        .advance_to(&lease, run.id, &s, value(json!("b")))
         .await
         .unwrap();
     assert_eq!(moved.version, 3);

@@ -52,10 +52,10 @@ pub async fn events_sequence_starts_at_one_and_is_gapless(cx: &Ctx) {
     );
     let (lease, run) = cx.running("p").await;
     cx.pipeline("q").await;
-    cx.advance(&lease, run.id, &stream("s"), value(json!(1)))
+    cx.advance_to(&lease, run.id, &stream("s"), value(json!(1)))
         .await
         .unwrap();
-    cx.advance(&lease, run.id, &stream("s"), value(json!(2)))
+    cx.advance_to(&lease, run.id, &stream("s"), value(json!(2)))
         .await
         .unwrap();
     cx.finish_run(&lease, run.id, FinishRun::succeeded())
@@ -167,7 +167,7 @@ pub async fn events_record_each_mutation_with_its_actor(cx: &Ctx) {
         "begin",
     );
 
-    cx.advance(&lease, run.id, &stream("s"), value(json!(1)))
+    cx.advance_to(&lease, run.id, &stream("s"), value(json!(1)))
         .await
         .unwrap();
     let got = appended(cx, &mut seen).await;
@@ -183,7 +183,7 @@ pub async fn events_record_each_mutation_with_its_actor(cx: &Ctx) {
         "checkpoint",
     );
 
-    cx.advance(&lease, run.id, &stream("s"), value(json!(1)))
+    cx.advance_to(&lease, run.id, &stream("s"), value(json!(1)))
         .await
         .unwrap();
     assert!(
@@ -313,7 +313,7 @@ pub async fn events_record_each_mutation_with_its_actor(cx: &Ctx) {
 pub async fn events_page_without_gaps_or_repeats(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     for i in 1..=4 {
-        cx.advance(&lease, run.id, &stream("s"), value(json!(i)))
+        cx.advance_to(&lease, run.id, &stream("s"), value(json!(i)))
             .await
             .unwrap();
     }
@@ -348,7 +348,7 @@ pub async fn events_page_without_gaps_or_repeats(cx: &Ctx) {
 /// A rejected operation appends no event.
 pub async fn events_rejected_operations_append_nothing(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
-    cx.advance(&lease, run.id, &stream("s"), value(json!(5)))
+    cx.advance_to(&lease, run.id, &stream("s"), value(json!(5)))
         .await
         .unwrap();
     let before = cx.events(0, Limit::MAX).await.unwrap();
@@ -395,7 +395,7 @@ pub async fn events_rejected_operations_append_nothing(cx: &Ctx) {
     unchanged("second begin").await;
 
     let err = cx
-        .advance(&lease, run.id, &stream("s"), value(json!(4)))
+        .advance_to(&lease, run.id, &stream("s"), value(json!(4)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::CursorRegression { .. }), "{err:?}");
@@ -403,7 +403,7 @@ pub async fn events_rejected_operations_append_nothing(cx: &Ctx) {
 
     let cas = CursorAdvance::to(value(json!(6))).expecting(9);
     let err = cx
-        .checkpoint(&lease, run.id, &stream("s"), cas)
+        .advance(&lease, run.id, &stream("s"), cas)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
@@ -432,7 +432,7 @@ pub async fn events_rejected_operations_append_nothing(cx: &Ctx) {
 
     cx.expire_leases().await;
     let err = cx
-        .advance(&lease, run.id, &stream("s"), value(json!(6)))
+        .advance_to(&lease, run.id, &stream("s"), value(json!(6)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Fenced { .. }), "{err:?}");

@@ -129,7 +129,7 @@ pub async fn isolation_same_pipeline_id_is_independent(cx: &Ctx) {
         .begin_run(&lease_b, BeginRun::new(Trigger::Manual))
         .await
         .unwrap();
-    cx.advance(
+    cx.advance_to(
         &lease_a,
         run_a.id,
         &stream("s"),
@@ -137,7 +137,7 @@ pub async fn isolation_same_pipeline_id_is_independent(cx: &Ctx) {
     )
     .await
     .unwrap();
-    b.advance(&lease_b, run_b.id, &stream("s"), value(json!(3)))
+    b.advance_to(&lease_b, run_b.id, &stream("s"), value(json!(3)))
         .await
         .unwrap();
 
@@ -203,7 +203,7 @@ pub async fn isolation_lease_cannot_write_in_another_project(cx: &Ctx) {
         .begin_run(&lease_a, BeginRun::new(Trigger::Manual))
         .await
         .unwrap();
-    cx.advance(&lease_a, run_a.id, &stream("s"), value(json!(10)))
+    cx.advance_to(&lease_a, run_a.id, &stream("s"), value(json!(10)))
         .await
         .unwrap();
     let events_a = cx.events(0, Limit::MAX).await.unwrap();
@@ -216,7 +216,7 @@ pub async fn isolation_lease_cannot_write_in_another_project(cx: &Ctx) {
         .unwrap_err();
     assert!(is_fenced_or_not_found(&err), "{err:?}");
     let err = b
-        .advance(&lease_a, run_a.id, &stream("s"), value(json!(11)))
+        .advance_to(&lease_a, run_a.id, &stream("s"), value(json!(11)))
         .await
         .unwrap_err();
     assert!(is_fenced_or_not_found(&err), "{err:?}");
@@ -237,7 +237,7 @@ pub async fn isolation_lease_cannot_write_in_another_project(cx: &Ctx) {
     assert!(is_fenced_or_not_found(&err), "{err:?}");
     let cas = CursorAdvance::to(value(json!(11)));
     let err = b
-        .checkpoint(&lease_a, run_a.id, &stream("s"), cas)
+        .advance(&lease_a, run_a.id, &stream("s"), cas)
         .await
         .unwrap_err();
     assert!(is_fenced_or_not_found(&err), "{err:?}");
@@ -300,7 +300,7 @@ pub async fn isolation_lease_cannot_write_in_another_project(cx: &Ctx) {
         .unwrap()
         .unwrap();
     assert_eq!((cursor.value, cursor.version), (value(json!(10)), 1));
-    cx.advance(&lease_a, run_a.id, &stream("s"), value(json!(12)))
+    cx.advance_to(&lease_a, run_a.id, &stream("s"), value(json!(12)))
         .await
         .unwrap();
 }

@@ -172,12 +172,12 @@ pub async fn leases_release_abandons_running_run(cx: &Ctx) {
 /// A zombie (expired, not yet superseded) writes nothing: checkpoint, finish, schema all fenced.
 pub async fn leases_zombie_after_expiry_is_fenced(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
-    cx.advance(&lease, run.id, &stream("s"), value(json!(1)))
+    cx.advance_to(&lease, run.id, &stream("s"), value(json!(1)))
         .await
         .unwrap();
     cx.expire_leases().await;
     let err = cx
-        .advance(&lease, run.id, &stream("s"), value(json!(2)))
+        .advance_to(&lease, run.id, &stream("s"), value(json!(2)))
         .await
         .unwrap_err();
     assert!(
@@ -217,7 +217,7 @@ pub async fn leases_zombie_after_expiry_is_fenced(cx: &Ctx) {
 /// writes stand.
 pub async fn leases_zombie_after_new_acquisition_is_fenced(cx: &Ctx) {
     let (old, old_run) = cx.running_of("p", hakiri_core::CursorKind::Opaque).await;
-    cx.advance(&old, old_run.id, &stream("s"), value(json!({"token": "a"})))
+    cx.advance_to(&old, old_run.id, &stream("s"), value(json!({"token": "a"})))
         .await
         .unwrap();
     cx.expire_leases().await;
@@ -226,11 +226,11 @@ pub async fn leases_zombie_after_new_acquisition_is_fenced(cx: &Ctx) {
         .begin_run(&new, BeginRun::new(Trigger::Manual))
         .await
         .unwrap();
-    cx.advance(&new, new_run.id, &stream("s"), value(json!({"token": "b"})))
+    cx.advance_to(&new, new_run.id, &stream("s"), value(json!({"token": "b"})))
         .await
         .unwrap();
     let err = cx
-        .checkpoint(
+        .advance(
             &old,
             old_run.id,
             &stream("s"),
@@ -290,7 +290,7 @@ pub async fn leases_force_acquire_fences_live_holder(cx: &Ctx) {
         .unwrap();
     assert!(forced.epoch > old.epoch);
     let err = cx
-        .advance(&old, run.id, &stream("s"), value(json!(1)))
+        .advance_to(&old, run.id, &stream("s"), value(json!(1)))
         .await
         .unwrap_err();
     let current = forced.epoch;

@@ -227,7 +227,7 @@ pub async fn running_with_a_checkpoint(catalog: &dyn Catalog, ttl: Duration) -> 
         .await
         .expect("begin run");
     catalog
-        .advance(
+        .advance_to(
             &lease,
             run.id,
             &stream("orders"),

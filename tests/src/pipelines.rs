@@ -280,7 +280,7 @@ pub async fn pipelines_set_paused_missing_is_not_found(cx: &Ctx) {
 /// state, epochs keep increasing and the old lease stays fenced; the old events stay.
 pub async fn pipelines_delete_then_recreate_starts_fresh(cx: &Ctx) {
     let (old, run) = cx.running("p").await;
-    cx.advance(&old, run.id, &stream("s"), value(json!(5)))
+    cx.advance_to(&old, run.id, &stream("s"), value(json!(5)))
         .await
         .unwrap();
     cx.finish_run(&old, run.id, FinishRun::succeeded())

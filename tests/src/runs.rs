@@ -51,7 +51,7 @@ pub async fn runs_begin_records_run_and_cursors_at_start(cx: &Ctx) {
         first.cursors_at_start.is_empty(),
         "no cursor was written yet"
     );
-    cx.advance(&first_lease, first.id, &stream("s"), value(json!(5)))
+    cx.advance_to(&first_lease, first.id, &stream("s"), value(json!(5)))
         .await
         .unwrap();
     let finish =
@@ -128,10 +128,10 @@ pub async fn runs_second_begin_while_running_fails(cx: &Ctx) {
 /// end cursors hold every cursor of the pipeline.
 pub async fn runs_finish_succeeded_writes_everything(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
-    cx.advance(&lease, run.id, &stream("s"), value(json!(3)))
+    cx.advance_to(&lease, run.id, &stream("s"), value(json!(3)))
         .await
         .unwrap();
-    cx.advance(&lease, run.id, &stream("u"), value(json!(1)))
+    cx.advance_to(&lease, run.id, &stream("u"), value(json!(1)))
         .await
         .unwrap();
     let stats = StreamStats {
@@ -249,7 +249,7 @@ pub async fn runs_finish_twice_fails_and_changes_nothing(cx: &Ctx) {
     let err = cx.finish_run(&lease, run.id, again).await.unwrap_err();
     assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
     let err = cx
-        .advance(&lease, run.id, &stream("s"), value(json!(10)))
+        .advance_to(&lease, run.id, &stream("s"), value(json!(10)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
@@ -267,10 +267,10 @@ pub async fn runs_finish_twice_fails_and_changes_nothing(cx: &Ctx) {
 /// stays `Running`, no other cursor moves, no schema or decision is recorded, no event appended.
 pub async fn runs_finish_is_all_or_nothing(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
-    cx.advance(&lease, run.id, &stream("a"), value(json!(10)))
+    cx.advance_to(&lease, run.id, &stream("a"), value(json!(10)))
         .await
         .unwrap();
-    cx.advance(&lease, run.id, &stream("b"), value(json!(5)))
+    cx.advance_to(&lease, run.id, &stream("b"), value(json!(5)))
         .await
         .unwrap();
     let run_before = cx.get_run(run.id).await.unwrap();
@@ -364,7 +364,7 @@ pub async fn runs_other_pipelines_run_is_not_found(cx: &Ctx) {
         .unwrap();
 
     let err = cx
-        .advance(&lease_q, run_p.id, &stream("s"), value(json!(1)))
+        .advance_to(&lease_q, run_p.id, &stream("s"), value(json!(1)))
         .await
         .unwrap_err();
     assert!(

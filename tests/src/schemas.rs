@@ -584,7 +584,7 @@ pub async fn schemas_list_decisions_filters_and_pages(cx: &Ctx) {
 pub async fn schemas_finish_run_records_decisions_atomically(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     observe(cx, &lease, &run, "s", base()).await;
-    cx.advance(&lease, run.id, &stream("s"), value(json!(10)))
+    cx.advance_to(&lease, run.id, &stream("s"), value(json!(10)))
         .await
         .unwrap();
     let events = event_count(cx).await;

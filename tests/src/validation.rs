@@ -130,7 +130,7 @@ pub async fn validation_begin_run_attempt_zero(cx: &Ctx) {
 pub async fn validation_monotonic_cursor_value_kind(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let s = stream("s");
-    cx.advance(&lease, run.id, &s, value(json!(5)))
+    cx.advance_to(&lease, run.id, &s, value(json!(5)))
         .await
         .unwrap();
     let before = snapshot(cx).await;
@@ -150,7 +150,8 @@ pub async fn validation_monotonic_cursor_value_kind(cx: &Ctx) {
         for stream_name in ["s", "fresh"] {
             let target = stream(stream_name);
             assert_invalid(
-                cx.advance(&lease, run.id, &target, value(v.clone())).await,
+                cx.advance_to(&lease, run.id, &target, value(v.clone()))
+                    .await,
                 &format!("checkpoint {v} on {stream_name}"),
             );
             let finish = FinishRun::succeeded().with_cursor(target.clone(), value(v.clone()));
@@ -174,7 +175,7 @@ pub async fn validation_monotonic_cursor_value_kind(cx: &Ctx) {
     assert_eq!(snapshot(cx).await, before);
     // The largest safe integer itself is fine.
     let max = cx
-        .advance(&lease, run.id, &s, value(json!(9_007_199_254_740_991_i64)))
+        .advance_to(&lease, run.id, &s, value(json!(9_007_199_254_740_991_i64)))
         .await
         .unwrap();
     assert_eq!(max.version, 2);
@@ -185,19 +186,19 @@ pub async fn validation_monotonic_cursor_value_kind(cx: &Ctx) {
 pub async fn validation_monotonic_cursor_keeps_its_type(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
     let (n, t) = (stream("n"), stream("t"));
-    cx.advance(&lease, run.id, &n, value(json!(5)))
+    cx.advance_to(&lease, run.id, &n, value(json!(5)))
         .await
         .unwrap();
-    cx.advance(&lease, run.id, &t, value(json!("2026-01-01T00:00:00.000Z")))
+    cx.advance_to(&lease, run.id, &t, value(json!("2026-01-01T00:00:00.000Z")))
         .await
         .unwrap();
     let before = snapshot(cx).await;
     assert_invalid(
-        cx.advance(&lease, run.id, &n, value(json!("6"))).await,
+        cx.advance_to(&lease, run.id, &n, value(json!("6"))).await,
         "number to string",
     );
     assert_invalid(
-        cx.advance(&lease, run.id, &t, value(json!(1_800_000_000)))
+        cx.advance_to(&lease, run.id, &t, value(json!(1_800_000_000)))
             .await,
         "string to number",
     );
@@ -220,7 +221,7 @@ pub async fn validation_monotonic_cursor_keeps_its_type(cx: &Ctx) {
         },
     };
     cx.reset_cursor(&lease, &n, reset).await.unwrap();
-    cx.advance(&lease, run.id, &n, value(json!("b")))
+    cx.advance_to(&lease, run.id, &n, value(json!("b")))
         .await
         .unwrap();
 }

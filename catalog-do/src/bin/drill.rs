@@ -127,7 +127,7 @@ mod native {
                 .map_or(0, |c| c.value.as_json().as_u64().unwrap_or(0));
             for step in 1..=3 {
                 catalog
-                    .advance(&lease, run.id, &a, CursorValue::new(json!(start + step))?)
+                    .advance_to(&lease, run.id, &a, CursorValue::new(json!(start + step))?)
                     .await?;
             }
             let (end_a, end_b) = (start + 4, start * 2 + 1);
@@ -193,7 +193,7 @@ mod native {
                 (c.value.as_json().as_u64().unwrap_or(0), c.version)
             });
             let advance = CursorAdvance::to(CursorValue::new(json!(count + 1))?).expecting(version);
-            catalog.checkpoint(&lease, run.id, &stream, advance).await?;
+            catalog.advance(&lease, run.id, &stream, advance).await?;
             catalog
                 .finish_run(&lease, run.id, FinishRun::succeeded())
                 .await?;

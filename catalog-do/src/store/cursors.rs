@@ -90,7 +90,7 @@ impl<E: Exec> Store<'_, E> {
             .collect()
     }
 
-    pub(super) fn checkpoint(
+    pub(super) fn advance(
         &mut self,
         lease: &Lease,
         run: RunId,

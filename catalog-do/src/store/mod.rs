@@ -293,12 +293,12 @@ impl<E: Exec> Store<'_, E> {
                 Response::Unit
             }
             R::BeginRun { lease, begin } => Response::Run(self.begin_run(&lease, begin)?),
-            R::Checkpoint {
+            R::Advance {
                 lease,
                 run,
                 stream,
                 advance,
-            } => Response::Cursor(self.checkpoint(&lease, run, &stream, &advance)?),
+            } => Response::Cursor(self.advance(&lease, run, &stream, &advance)?),
             R::FinishRun { lease, run, finish } => {
                 Response::Run(self.finish_run(&lease, run, finish)?)
             }

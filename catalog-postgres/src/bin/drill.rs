@@ -163,7 +163,7 @@ async fn one_round(catalog: &PostgresCatalog, lease: &Lease, stream: &StreamName
         (c.value.as_json().as_u64().unwrap_or(0), c.version)
     });
     let advance = CursorAdvance::to(CursorValue::new(json!(count + 1))?).expecting(version);
-    retrying(|| catalog.checkpoint(lease, run.id, stream, advance.clone())).await?;
+    retrying(|| catalog.advance(lease, run.id, stream, advance.clone())).await?;
     retrying(|| catalog.finish_run(lease, run.id, FinishRun::succeeded())).await?;
     retrying(|| catalog.release(lease)).await
 }
@@ -179,7 +179,7 @@ async fn zombie(url: &str, project: &str, pipeline: &str, ttl: Duration) -> Resu
     let stream = StreamName::new("s")?;
     for i in 1u64.. {
         let value = CursorValue::new(json!({"writer": "zombie", "n": i}))?;
-        match retrying(|| catalog.advance(&lease, run.id, &stream, value.clone())).await {
+        match retrying(|| catalog.advance_to(&lease, run.id, &stream, value.clone())).await {
             Ok(_) => say(&format!("ack {i}"))?,
             Err(Error::Fenced { reason, .. }) => return say(&format!("fenced {i} {reason}")),
             Err(e) => return Err(e),
@@ -197,7 +197,7 @@ async fn take_over(url: &str, project: &str, pipeline: &str) -> Result<()> {
     let run = retrying(|| catalog.begin_run(&lease, BeginRun::new(Trigger::Retry))).await?;
     let stream = StreamName::new("s")?;
     let value = CursorValue::new(json!({"writer": "successor"}))?;
-    retrying(|| catalog.advance(&lease, run.id, &stream, value.clone())).await?;
+    retrying(|| catalog.advance_to(&lease, run.id, &stream, value.clone())).await?;
     retrying(|| catalog.finish_run(&lease, run.id, FinishRun::succeeded())).await?;
     say(&format!("took {}", lease.epoch))
 }

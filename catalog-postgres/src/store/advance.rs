@@ -290,8 +290,8 @@ impl PostgresCatalog {
     }
 
     /// A cursor checkpoint in one round trip when the cache plans it right
-    /// ([`Catalog::checkpoint`](hakiri_core::Catalog::checkpoint)).
-    pub(crate) async fn op_checkpoint(
+    /// ([`Catalog::advance`](hakiri_core::Catalog::advance)).
+    pub(crate) async fn op_advance(
         &self,
         lease: &Lease,
         run: RunId,

@@ -358,8 +358,8 @@ mod tests {
         #[tokio::test]
         async fn a_remembered_run_finishes_in_one_statement_exactly_as_stored() {
             let (a, _, pipeline, lease, run) = setup("stored").await;
-            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
-            a.advance(&lease, run.id, &s(), value(2)).await.unwrap();
+            a.advance_to(&lease, run.id, &s(), value(1)).await.unwrap();
+            a.advance_to(&lease, run.id, &s(), value(2)).await.unwrap();
             let finish = FinishRun::new(Outcome::Failed {
                 error: RunError::new(
                     "quote \" backslash \\ nul \u{0} and ü — \"finished_at\":1",
@@ -423,9 +423,9 @@ mod tests {
         #[tokio::test]
         async fn cursors_moved_elsewhere_make_it_write_nothing_and_the_finish_still_lands() {
             let (a, b, pipeline, lease, run) = setup("stale").await;
-            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            a.advance_to(&lease, run.id, &s(), value(1)).await.unwrap();
             // Another catalog sharing the lease moves the cursor: `a`'s memory is stale.
-            b.advance(&lease, run.id, &s(), value(4)).await.unwrap();
+            b.advance_to(&lease, run.id, &s(), value(4)).await.unwrap();
             let finish = FinishRun::succeeded().with_cursor(s(), value(6));
 
             declines(&a, &lease, run.id, &finish).await;
@@ -441,7 +441,7 @@ mod tests {
         #[tokio::test]
         async fn a_fenced_lease_makes_it_write_nothing_and_the_finish_is_refused() {
             let (a, b, pipeline, lease, run) = setup("fenced").await;
-            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            a.advance_to(&lease, run.id, &s(), value(1)).await.unwrap();
             b.force_acquire(
                 &pipeline,
                 &HolderId::new("other").unwrap(),
@@ -469,9 +469,9 @@ mod tests {
         #[tokio::test]
         async fn a_stream_begun_elsewhere_is_in_the_finished_run() {
             let (a, b, _, lease, run) = setup("stream").await;
-            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            a.advance_to(&lease, run.id, &s(), value(1)).await.unwrap();
             let t = StreamName::new("t").unwrap();
-            b.advance(&lease, run.id, &t, value(7)).await.unwrap();
+            b.advance_to(&lease, run.id, &t, value(7)).await.unwrap();
             let finish = FinishRun::succeeded().with_cursor(s(), value(2));
 
             declines(&a, &lease, run.id, &finish).await;
@@ -502,7 +502,7 @@ mod tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_cursor_created_while_the_finish_waits_is_in_the_finished_run() {
             let (a, b, pipeline, lease, run) = setup("created").await;
-            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            a.advance_to(&lease, run.id, &s(), value(1)).await.unwrap();
             // Hold the pipeline's row, as an operator's transaction might, so that what follows
             // queues behind it in order: another catalog creating stream `t`, then the finish —
             // whose statement takes its snapshot before `t` exists.
@@ -516,7 +516,7 @@ mod tests {
             let t = StreamName::new("t").unwrap();
             let creating = tokio::spawn({
                 let (b, lease, t) = (b.clone(), lease.clone(), t.clone());
-                async move { b.advance(&lease, run.id, &t, value(7)).await }
+                async move { b.advance_to(&lease, run.id, &t, value(7)).await }
             });
             waiting_for_a_lock(&a, "DO NOTHING RETURNING updated_at").await;
             let finishing = tokio::spawn({
@@ -585,7 +585,7 @@ mod tests {
                 .begin_run(&lease, BeginRun::new(Trigger::Manual))
                 .await
                 .unwrap();
-            a.advance(&lease, run.id, &s(), value(1)).await.unwrap();
+            a.advance_to(&lease, run.id, &s(), value(1)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(1000)).await;
             let finish = FinishRun::succeeded().with_cursor(s(), value(2));
 
@@ -597,7 +597,7 @@ mod tests {
         #[tokio::test]
         async fn a_first_cursor_or_a_refusal_is_left_to_the_transactional_finish() {
             let (a, _, pipeline, lease, run) = setup("first").await;
-            a.advance(&lease, run.id, &s(), value(5)).await.unwrap();
+            a.advance_to(&lease, run.id, &s(), value(5)).await.unwrap();
             let first = FinishRun::succeeded().with_cursor(StreamName::new("t").unwrap(), value(1));
             let regress = FinishRun::succeeded().with_cursor(s(), value(4));
 

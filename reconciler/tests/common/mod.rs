@@ -360,7 +360,7 @@ impl Catalog for Faulty {
             None => self.inner.begin_run(lease, begin).await,
         }
     }
-    async fn checkpoint(
+    async fn advance(
         &self,
         lease: &Lease,
         run: RunId,
@@ -368,12 +368,12 @@ impl Catalog for Faulty {
         advance: CursorAdvance,
     ) -> Result<Cursor> {
         match self.take_fault() {
-            None => self.inner.checkpoint(lease, run, stream, advance).await,
+            None => self.inner.advance(lease, run, stream, advance).await,
             Some(Fault::Lose) => Err(Error::Unavailable(
                 "injected: the process died before this checkpoint".into(),
             )),
             Some(Fault::After(then)) => {
-                let cursor = self.inner.checkpoint(lease, run, stream, advance).await;
+                let cursor = self.inner.advance(lease, run, stream, advance).await;
                 then();
                 cursor
             }
