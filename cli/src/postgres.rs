@@ -55,11 +55,9 @@ pub(crate) async fn open(
 ) -> CliResult<Opened> {
     let pool = pool(raw, url).await?;
     if access == Access::Existing {
-        let projects = projects(&pool).await.map_err(|e| {
-            CliError::from(e).replace_hint(format!(
-                "run `hakiri --catalog {url} migrate` once to create the catalog's tables"
-            ))
-        })?;
+        // An unmigrated database is `NotMigrated`, which `commands::run` answers with the
+        // migrate hint; any other error keeps its own.
+        let projects = projects(&pool).await?;
         if !projects.contains(project) {
             let names: Vec<&str> = projects.iter().map(ProjectId::as_str).collect();
             return Err(missing_project(
