@@ -66,24 +66,12 @@ impl Env {
 
     /// Runs a command that must succeed; returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "hakiri {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
+        common::stdout_of_success(self.run(args), args, "")
     }
 
     /// Runs a command with `--output json` that must succeed; returns the parsed document.
     fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let text = self.ok(&all);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("hakiri {args:?} printed invalid JSON ({e}):\n{text}"))
+        common::json_document(args, &self.ok(&common::with_json_output(args)))
     }
 
     /// Runs a command that must fail with `code`; returns its stderr.

@@ -74,22 +74,11 @@ impl Env {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args, None);
-        assert!(
-            out.status.success(),
-            "hakiri {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}\n{NEEDS}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
+        common::stdout_of_success(self.run(args, None), args, NEEDS)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let text = self.ok(&all);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}:\n{text}"))
+        common::json_document(args, &self.ok(&common::with_json_output(args)))
     }
 }
 

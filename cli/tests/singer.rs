@@ -124,21 +124,11 @@ done
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "hakiri {args:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::stdout_of_success(self.run(args), args, "")
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["--output", "json"]);
-        serde_json::from_str(&self.ok(&args)).expect("json output")
+        common::json_document(args, &self.ok(&common::with_json_output(args)))
     }
 
     /// A `hakiri reconcile` loop in the background.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::singer::*;
@@ -17,45 +17,35 @@ use serde_json::{json, Value};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// A pipeline `taps` running the fake tap with `script` (rewritten before each run with
-/// [`script`]).
+/// A pipeline `taps` running the fake tap, Hakiri as the loader writing into `out/`.
 struct Tap {
-    dir: tempfile::TempDir,
+    fake: FakeTap,
+}
+
+impl std::ops::Deref for Tap {
+    type Target = FakeTap;
+    fn deref(&self) -> &FakeTap {
+        &self.fake
+    }
 }
 
 impl Tap {
     async fn new(catalog: &dyn Catalog, streams: &[&str], extra: Value) -> Self {
-        let tap = Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
+        let fake = FakeTap::new();
         let mut config = json!({
-            "command": [env!("CARGO_BIN_EXE_hakiri-fake-tap"), "--script", tap.script_path(),
-                        "--catalog-json", discovered(streams).to_string()],
-            "output": tap.dir.path().join("out"),
+            "command": fake.command(streams),
+            "output": fake.path("out"),
             "config": {"start_date": "2026-01-01"},
         });
         if let (Some(base), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
             base.extend(extra.clone());
         }
         pipeline(catalog, "taps", "singer", CursorKind::Opaque, config).await;
-        tap
-    }
-
-    fn script_path(&self) -> PathBuf {
-        self.dir.path().join("script.json")
-    }
-
-    fn script(&self, steps: &[Value]) {
-        std::fs::write(self.script_path(), Value::from(steps.to_vec()).to_string())
-            .expect("write the script");
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Self { fake }
     }
 
     fn records(&self, stream: &str) -> Vec<Value> {
-        output_records(&self.dir.path().join("out").join(stream))
+        output_records(&self.path("out").join(stream))
     }
 }
 

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::singer::*;
@@ -13,25 +12,29 @@ use common::*;
 use hakiri_core::{CursorKind, PipelineId, RunStatus, StreamName};
 use serde_json::{json, Value};
 
-/// A pipeline `taps` piping the fake tap, running the script given with [`Pipe::script`], into
-/// the fake target with `target` settings (its `out` is set here).
+/// A pipeline `taps` piping the fake tap into the fake target with `target` settings (its
+/// `out` is set here).
 struct Pipe {
-    dir: tempfile::TempDir,
+    fake: FakeTap,
+}
+
+impl std::ops::Deref for Pipe {
+    type Target = FakeTap;
+    fn deref(&self) -> &FakeTap {
+        &self.fake
+    }
 }
 
 impl Pipe {
     async fn new(catalog: &dyn hakiri_core::Catalog, target: Value, extra: Value) -> Self {
-        let pipe = Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        let mut settings = json!({"out": pipe.dir.path().join("forwarded.jsonl")});
+        let fake = FakeTap::new();
+        let mut settings = json!({"out": fake.path("forwarded.jsonl")});
         settings
             .as_object_mut()
             .unwrap()
             .extend(target.as_object().unwrap().clone());
         let mut config = json!({
-            "command": [env!("CARGO_BIN_EXE_hakiri-fake-tap"), "--script", pipe.script_path(),
-                        "--catalog-json", discovered(&["orders"]).to_string()],
+            "command": fake.command(&["orders"]),
             "target": {"command": env!("CARGO_BIN_EXE_hakiri-fake-target"), "config": settings},
         });
         config
@@ -39,21 +42,12 @@ impl Pipe {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         pipeline(catalog, "taps", "singer", CursorKind::Opaque, config).await;
-        pipe
-    }
-
-    fn script_path(&self) -> PathBuf {
-        self.dir.path().join("script.json")
-    }
-
-    fn script(&self, steps: &[Value]) {
-        std::fs::write(self.script_path(), Value::from(steps.to_vec()).to_string())
-            .expect("write the script");
+        Self { fake }
     }
 
     /// The messages the target was given, in order.
     fn forwarded(&self) -> Vec<Value> {
-        let path = self.dir.path().join("forwarded.jsonl");
+        let path = self.path("forwarded.jsonl");
         std::fs::read_to_string(&path)
             .unwrap_or_default()
             .lines()

@@ -4,7 +4,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
+
+use serde_json::Value;
 
 /// `hakiri` on catalog `url` and `project`, acting as operator `tester`, with none of the
 /// caller's token, venv root or log settings: what a test runs is what it says.
@@ -23,4 +25,30 @@ pub fn hakiri(url: &str, project: &str) -> Command {
 /// The URL of a directory of SQLite catalogs under `dir` (`sqlite://<dir>/.hakiri/`).
 pub fn sqlite_catalog(dir: &Path) -> String {
     format!("sqlite://{}/.hakiri/", dir.display())
+}
+
+/// The stdout of `hakiri args`, which must have succeeded: a failure panics with both outputs
+/// and `hint` (what the test needs, when that may be why).
+pub fn stdout_of_success(out: Output, args: &[&str], hint: &str) -> String {
+    assert!(
+        out.status.success(),
+        "hakiri {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}\n{hint}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// `args` with `--output json` first, for a command whose output a test parses.
+pub fn with_json_output<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    all
+}
+
+/// The JSON document `hakiri args` printed.
+pub fn json_document(args: &[&str], text: &str) -> Value {
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("hakiri {args:?} printed invalid JSON ({e}):\n{text}"))
 }

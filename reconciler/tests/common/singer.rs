@@ -1,7 +1,7 @@
 //! Scripts for the fake tap (`hakiri-fake-tap`): its steps for Singer messages, and the catalog
 //! its discovery prints.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -48,4 +48,44 @@ pub fn stopped_by_a_shutdown() -> Vec<Value> {
         state(json!({"orders": {"v": 1}})),
         json!({"sleep_ms": 60000}),
     ]
+}
+
+/// The fake tap of one test: a private directory holding its script (rewritten with
+/// [`FakeTap::script`] before each run) and whatever the test's pipeline writes.
+pub struct FakeTap {
+    dir: tempfile::TempDir,
+}
+
+impl FakeTap {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// `name` in the test's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A singer config's `command`: the fake tap running the script, its discovery offering
+    /// `streams`.
+    pub fn command(&self, streams: &[&str]) -> Value {
+        json!([
+            env!("CARGO_BIN_EXE_hakiri-fake-tap"),
+            "--script",
+            self.path("script.json"),
+            "--catalog-json",
+            discovered(streams).to_string()
+        ])
+    }
+
+    /// What the tap does on its next run.
+    pub fn script(&self, steps: &[Value]) {
+        std::fs::write(
+            self.path("script.json"),
+            Value::from(steps.to_vec()).to_string(),
+        )
+        .expect("write the script");
+    }
 }
