@@ -72,6 +72,17 @@ impl Connector for Sleeper {
     }
 }
 
+/// The connectors of a reconciler whose `sleeper` works for `for_secs` and ignores a soft stop.
+fn sleeper(for_secs: u64) -> Connectors {
+    Connectors::new().with(
+        "sleeper",
+        Sleeper {
+            for_secs,
+            honours_stop: false,
+        },
+    )
+}
+
 async fn pipeline(catalog: &dyn Catalog, id: &str, connector: &str) {
     let spec = PipelineSpec::new(
         PipelineId::new(id).unwrap(),
@@ -97,14 +108,7 @@ async fn statuses(catalog: &dyn Catalog) -> Vec<RunStatus> {
 async fn renewal_keeps_a_run_longer_than_its_lease_alive() {
     let catalog = catalog();
     pipeline(&*catalog, "long", "sleeper").await;
-    let connectors = Connectors::new().with(
-        "sleeper",
-        Sleeper {
-            for_secs: 300,
-            honours_stop: false,
-        },
-    );
-    let reconciler = Reconciler::new(catalog.clone(), connectors, config("r1"));
+    let reconciler = Reconciler::new(catalog.clone(), sleeper(300), config("r1"));
     let started = Instant::now();
     let mut ends = Vec::new();
     reconciler
@@ -129,14 +133,7 @@ async fn a_run_whose_renewals_fail_is_fenced_once_another_holder_takes_over() {
     )));
     let catalog: Arc<dyn Catalog> = Arc::new(faulty.clone());
     pipeline(&*catalog, "long", "sleeper").await;
-    let connectors = Connectors::new().with(
-        "sleeper",
-        Sleeper {
-            for_secs: 300,
-            honours_stop: false,
-        },
-    );
-    let reconciler = Reconciler::new(catalog.clone(), connectors, config("r1"));
+    let reconciler = Reconciler::new(catalog.clone(), sleeper(300), config("r1"));
     let takeover = async {
         // Past the 30 s lease, another holder takes the pipeline.
         tokio::time::sleep(Duration::from_secs(45)).await;
@@ -196,13 +193,7 @@ async fn a_connector_limit_defers_what_is_over_it() {
     let catalog = catalog();
     pipeline(&*catalog, "a", "sleeper").await;
     pipeline(&*catalog, "b", "sleeper").await;
-    let connectors = Connectors::new().with(
-        "sleeper",
-        Sleeper {
-            for_secs: 5,
-            honours_stop: false,
-        },
-    );
+    let connectors = sleeper(5);
     let config = config("r1")
         .max_concurrent(4)
         .per_connector(ConnectorRef::new("sleeper").unwrap(), 1);
