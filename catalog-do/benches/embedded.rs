@@ -21,18 +21,16 @@
 // A benchmark binary, not an API.
 #![allow(missing_docs)]
 
-#[path = "support/disk.rs"]
-mod disk;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_core::{
-    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, FinishRun,
-    HolderId, Lease, PipelineId, PipelineSpec, ProjectId, RunId, StreamName, StreamStats, Trigger,
+    BeginRun, Catalog, CatalogExt, CursorKind, CursorValue, FinishRun, Lease, ProjectId, RunId,
+    StreamName, StreamStats, Trigger,
 };
+use hakiri_test_kit::{disk, fixtures};
 use serde_json::json;
 
 /// Rounds and batch size: the full measurement under `cargo bench`, a quick smoke run of the
@@ -233,26 +231,15 @@ struct Writer {
 
 impl Writer {
     async fn new(catalog: Arc<SqliteCatalog>, name: &str) -> Self {
-        let pipeline = PipelineId::new(name).unwrap();
-        let spec = PipelineSpec::new(
-            pipeline.clone(),
-            ConnectorRef::new("bench").unwrap(),
-            CursorKind::Monotonic,
-        );
-        catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-        let lease = catalog
-            .acquire(
-                &pipeline,
-                &HolderId::new("bench").unwrap(),
-                Duration::from_secs(24 * 3600),
-            )
-            .await
-            .unwrap();
-        let run = catalog
-            .begin_run(&lease, BeginRun::new(Trigger::Manual))
-            .await
-            .unwrap()
-            .id;
+        let spec = fixtures::spec(name, CursorKind::Monotonic);
+        let (lease, run) = fixtures::begun(
+            catalog.as_ref(),
+            spec,
+            "bench",
+            Duration::from_secs(24 * 3600),
+        )
+        .await;
+        let run = run.id;
         Self {
             catalog,
             lease,
@@ -388,7 +375,7 @@ fn main() {
             .unwrap();
     let (rounds, batch) = sizes();
     runtime.block_on(async {
-        let before = disk::fsync_latency(dir.path());
+        let before = disk::fdatasync_time(dir.path());
         let raw = Raw::open(&dir.path().join("raw.db"));
         let mut floor = Raw::open(&dir.path().join("floor.db"));
         let project = ProjectId::new("bench").unwrap();
@@ -424,7 +411,7 @@ fn main() {
             m.group.push(g, fg, (r3 + r4) / 2.0);
             eprintln!("round {round}: raw {r1:.0}/{r2:.0}/{r3:.0}/{r4:.0}  advance {a:.0} (floor {fa:.0})  finish {f:.0} (floor {ff:.0})  64-way {g:.0} (floor {fg:.0}) per s");
         }
-        let after = disk::fsync_latency(dir.path());
+        let after = disk::fdatasync_time(dir.path());
         println!("embedded SQLite catalog (WAL, synchronous=FULL), {rounds} interleaved rounds, medians");
         println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", disk::mode(before), disk::mode(after));
         println!("raw rusqlite single-row UPDATE commit: {:>9.0} /s", median(m.raw));

@@ -9,18 +9,11 @@
 // A benchmark binary, not an API.
 #![allow(missing_docs)]
 
-#[path = "support/disk.rs"]
-mod disk;
-#[path = "../tests/support/workerd.rs"]
-mod workerd;
-
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_do::{DoCatalog, DoConfig};
-use hakiri_core::{
-    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, HolderId,
-    PipelineId, PipelineSpec, ProjectId, StreamName, Trigger,
-};
+use hakiri_core::{CatalogExt, CursorKind, CursorValue, ProjectId, StreamName};
+use hakiri_test_kit::{disk, fixtures, workerd};
 use serde_json::json;
 
 /// Rounds and batch size: the full measurement under `cargo bench`, a quick smoke run of the
@@ -53,15 +46,12 @@ fn main() {
         persist.path(),
     ));
     let (rounds, batch) = sizes();
-    let before = disk::fsync_latency(persist.path());
+    let before = disk::fdatasync_time(persist.path());
     runtime.block_on(async {
         let project = ProjectId::new("bench").unwrap();
         let catalog = DoCatalog::connect(&server.url(), project, workerd::ADMIN_TOKEN, DoConfig::default()).unwrap();
-        let pipeline = PipelineId::new("p").unwrap();
-        let spec = PipelineSpec::new(pipeline.clone(), ConnectorRef::new("bench").unwrap(), CursorKind::Monotonic);
-        catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-        let lease = catalog.acquire(&pipeline, &HolderId::new("bench").unwrap(), Duration::from_secs(3600)).await.unwrap();
-        let run = catalog.begin_run(&lease, BeginRun::new(Trigger::Manual)).await.unwrap();
+        let spec = fixtures::spec("p", CursorKind::Monotonic);
+        let (lease, run) = fixtures::begun(&catalog, spec, "bench", Duration::from_secs(3600)).await;
         let stream = StreamName::new("s").unwrap();
         let http = reqwest::Client::new();
         let ping_url = format!("{}/v1/projects/bench/ping", server.url());
@@ -89,7 +79,7 @@ fn main() {
             advance_rates.push(advance);
             ratios.push(advance / ping);
         }
-        let after = disk::fsync_latency(persist.path());
+        let after = disk::fdatasync_time(persist.path());
         println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", disk::mode(before), disk::mode(after));
         println!("Worker in a local workerd, sequential requests, {rounds} interleaved rounds of {batch}, medians");
         println!("trivial round trip to the project's Durable Object (/ping): {:>7.0} /s", median(ping_rates));

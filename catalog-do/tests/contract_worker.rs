@@ -7,9 +7,6 @@
 //! an idle 2-core machine and more under load (2 s and 5 s both expired mid-check under load), so
 //! 10 s; the checks that wait leases out cost ≈ 9 ttl in all, spread over the test threads.
 
-#[path = "support/workerd.rs"]
-mod workerd;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +14,7 @@ use async_trait::async_trait;
 use hakiri_catalog_do::{DoCatalog, DoConfig};
 use hakiri_contract::Harness;
 use hakiri_core::{Catalog, ProjectId};
+use hakiri_test_kit::workerd;
 
 /// Catalogs on the shared workerd, authenticated with the admin token.
 struct WorkerHarness {

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_core::{
-    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, Error, FinishRun,
-    HolderId, PipelineId, PipelineSpec, ProjectId, RunStatus, StreamName, Trigger,
+    Catalog, CatalogExt, CursorKind, CursorValue, Error, FinishRun, ProjectId, RunStatus,
+    StreamName,
 };
+use hakiri_test_kit::fixtures;
 use serde_json::json;
 
 const PIPELINES: usize = 48;
@@ -27,25 +28,10 @@ async fn failures_inside_a_batch_do_not_leak_into_it() {
     let (a, z) = (StreamName::new("a").unwrap(), StreamName::new("z").unwrap());
     let mut prepared = Vec::new();
     for i in 0..PIPELINES {
-        let pipeline = PipelineId::new(format!("p{i}")).unwrap();
-        let spec = PipelineSpec::new(
-            pipeline.clone(),
-            ConnectorRef::new("t").unwrap(),
-            CursorKind::Monotonic,
-        );
-        catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-        let lease = catalog
-            .acquire(
-                &pipeline,
-                &HolderId::new("w").unwrap(),
-                Duration::from_secs(600),
-            )
-            .await
-            .unwrap();
-        let run = catalog
-            .begin_run(&lease, BeginRun::new(Trigger::Manual))
-            .await
-            .unwrap();
+        let spec = fixtures::spec(&format!("p{i}"), CursorKind::Monotonic);
+        let (lease, run) =
+            fixtures::begun(catalog.as_ref(), spec, "w", Duration::from_secs(600)).await;
+        let pipeline = lease.pipeline.clone();
         catalog
             .advance_to(&lease, run.id, &z, CursorValue::new(json!(10)).unwrap())
             .await

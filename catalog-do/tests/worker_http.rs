@@ -2,9 +2,6 @@
 //! input, durability across a restart, and atomicity proven by injecting a failure at every
 //! statement of a run finish (ADR 0008).
 
-#[path = "support/workerd.rs"]
-mod workerd;
-
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -17,6 +14,7 @@ use hakiri_core::{
     Decision, DecisionQuery, Error, Event, FinishRun, Lease, Limit, PipelineStatus, ProjectId, Run,
     RunStatus, Schema, SchemaVersion, StreamStats, Trigger,
 };
+use hakiri_test_kit::{fixtures, workerd};
 use serde_json::json;
 use workerd::{Workerd, WorkerdOptions};
 
@@ -550,18 +548,8 @@ async fn snapshot(catalog: &DoCatalog, run: &Run) -> Snapshot {
 
 /// A running pipeline with cursors on `s` and `t` and schemas observed on `s` and `u`.
 async fn running(catalog: &DoCatalog) -> (Lease, Run) {
-    catalog
-        .create_pipeline(spec("p", CursorKind::Monotonic), &operator())
-        .await
-        .unwrap();
-    let lease = catalog
-        .acquire(&pid("p"), &holder_id("w"), Duration::from_secs(120))
-        .await
-        .unwrap();
-    let run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .unwrap();
+    let spec = spec("p", CursorKind::Monotonic);
+    let (lease, run) = fixtures::begun(catalog, spec, "w", Duration::from_secs(120)).await;
     for (s, v) in [("s", 10), ("t", 3)] {
         catalog
             .advance_to(&lease, run.id, &stream(s), value(json!(v)))

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hakiri_catalog_memory::MemoryCatalog;
-use hakiri_core::{
-    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, HolderId,
-    PipelineId, PipelineSpec, ProjectId, StreamName, Trigger,
-};
+use hakiri_core::{CatalogExt, CursorKind, CursorValue, ProjectId, StreamName};
+use hakiri_test_kit::fixtures;
 
 fn advance(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -26,28 +24,9 @@ fn advance(c: &mut Criterion) {
         b.iter_custom(|iters| {
             runtime.block_on(async {
                 let catalog = MemoryCatalog::new(ProjectId::new("bench").expect("id"));
-                let pipeline = PipelineId::new("p").expect("id");
-                let spec = PipelineSpec::new(
-                    pipeline.clone(),
-                    ConnectorRef::new("bench").expect("id"),
-                    CursorKind::Monotonic,
-                );
-                catalog
-                    .create_pipeline(spec, &Actor::System)
-                    .await
-                    .expect("create");
-                let lease = catalog
-                    .acquire(
-                        &pipeline,
-                        &HolderId::new("bench").expect("id"),
-                        Duration::from_secs(3600),
-                    )
-                    .await
-                    .expect("acquire");
-                let run = catalog
-                    .begin_run(&lease, BeginRun::new(Trigger::Manual))
-                    .await
-                    .expect("begin");
+                let spec = fixtures::spec("p", CursorKind::Monotonic);
+                let (lease, run) =
+                    fixtures::begun(&catalog, spec, "bench", Duration::from_secs(3600)).await;
                 let stream = StreamName::new("s").expect("id");
                 let values: Vec<CursorValue> = (1..=iters)
                     .map(|i| CursorValue::new(serde_json::json!(i)).expect("value"))

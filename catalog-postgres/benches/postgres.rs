@@ -23,19 +23,15 @@
 // A benchmark binary, not an API.
 #![allow(missing_docs)]
 
-#[path = "../tests/support/postgres.rs"]
-mod postgres;
-
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_postgres::{PgPool, PostgresCatalog, PostgresConfig};
 use hakiri_core::{
-    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, FinishRun,
-    HolderId, Lease, PipelineId, PipelineSpec, ProjectId, RunId, StreamName, StreamStats, Trigger,
+    BeginRun, Catalog, CatalogExt, CursorKind, CursorValue, FinishRun, Lease, ProjectId, RunId,
+    StreamName, StreamStats, Trigger,
 };
+use hakiri_test_kit::{disk, fixtures, postgres};
 use serde_json::json;
 
 /// Rounds: the full measurement under `cargo bench`; under `cargo test --all-targets` (which
@@ -112,31 +108,6 @@ fn batches() -> [(usize, usize); 2] {
     }
 }
 
-fn fsync_latency() -> Duration {
-    let dir = tempfile::tempdir().expect("probe dir");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(dir.path().join("probe"))
-        .expect("probe file");
-    let block = [7u8; 8192];
-    let start = Instant::now();
-    for _ in 0..20 {
-        file.write_all(&block).expect("write");
-        file.sync_data().expect("fdatasync");
-    }
-    start.elapsed() / 20
-}
-
-fn mode(latency: Duration) -> &'static str {
-    if latency < Duration::from_millis(1) {
-        "fast"
-    } else {
-        "slow"
-    }
-}
-
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -154,26 +125,15 @@ struct Client {
 
 impl Client {
     async fn new(catalog: Arc<PostgresCatalog>, pool: PgPool, id: i32, name: &str) -> Self {
-        let pipeline = PipelineId::new(name).unwrap();
-        let spec = PipelineSpec::new(
-            pipeline.clone(),
-            ConnectorRef::new("bench").unwrap(),
-            CursorKind::Monotonic,
-        );
-        catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-        let lease = catalog
-            .acquire(
-                &pipeline,
-                &HolderId::new("bench").unwrap(),
-                Duration::from_secs(24 * 3600),
-            )
-            .await
-            .unwrap();
-        let run = catalog
-            .begin_run(&lease, BeginRun::new(Trigger::Manual))
-            .await
-            .unwrap()
-            .id;
+        let spec = fixtures::spec(name, CursorKind::Monotonic);
+        let (lease, run) = fixtures::begun(
+            catalog.as_ref(),
+            spec,
+            "bench",
+            Duration::from_secs(24 * 3600),
+        )
+        .await;
+        let run = run.id;
         sqlx::query("INSERT INTO bench_raw (id, epoch, v) VALUES ($1, 7, 0)")
             .bind(id)
             .execute(&pool)
@@ -438,7 +398,8 @@ async fn measure(pool: &PgPool, clients_n: usize, per_client: usize, sides: Side
 }
 
 fn main() {
-    let before = fsync_latency();
+    let probe = tempfile::tempdir().expect("a directory for the fdatasync probe");
+    let before = disk::fdatasync_time(probe.path());
     let server = postgres::Server::start();
     postgres::migrate(server.url()).expect("migrate");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -484,11 +445,11 @@ fn main() {
         }
         pool.close().await;
     });
-    let after = fsync_latency();
+    let after = disk::fdatasync_time(probe.path());
     println!(
         "fsync (8 KiB write + fdatasync): {before:.2?} ({}) before, {after:.2?} ({}) after",
-        mode(before),
-        mode(after)
+        disk::mode(before),
+        disk::mode(after)
     );
     drop(server);
 }

@@ -138,12 +138,12 @@ mod tests {
     async fn missing_tables_or_columns_mean_not_migrated() {
         use sqlx::postgres::PgConnectOptions;
 
-        let url = crate::test_server::shared().url();
+        let url = hakiri_test_kit::postgres::shared().url();
         let config = crate::PostgresConfig::default().max_connections(1);
         let admin = config.connect(url).await.unwrap_or_else(|e| {
             panic!(
                 "connect to {url}: {e}. {}",
-                crate::test_server::HOW_TO_GET_ONE
+                hakiri_test_kit::postgres::HOW_TO_GET_ONE
             )
         });
         let schema = format!("unmigrated_{}", uuid::Uuid::new_v4().simple());

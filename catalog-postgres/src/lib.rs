@@ -54,8 +54,9 @@
 //!   rule against a cache of the cursor that the statement verifies (compare-and-set on the
 //!   version).
 //! - `store/finish.rs`: a run's finish in one statement, planned against the same cache.
-//! - `bin/drill.rs`: `hakiri-postgres-drill`, which drives the catalog from separate OS processes
-//!   for the multi-process tests.
+//!
+//! The tests that drive this catalog from several OS processes live in `test-kit/tests/`, beside
+//! the drill binary they start.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -77,18 +78,11 @@ use sqlx::{ConnectOptions, Connection};
 /// Statements slower than this are logged at `INFO` (with their text).
 const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 
-// The test server (`tests/support/postgres.rs`) names this crate, as the integration tests see it.
-#[cfg(test)]
-extern crate self as hakiri_catalog_postgres;
-
 mod error;
 mod store;
 
 #[cfg(test)]
 mod pages_at_scale;
-#[cfg(test)]
-#[path = "../tests/support/postgres.rs"]
-mod test_server;
 
 /// Connection-pool and timeout settings for [`PostgresConfig::connect`]. Plain data with
 /// `#[must_use]` setters; the defaults suit a reconciler process.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::store::{runs_page, CURSOR_HISTORY_PAGE, EVENTS_PAGE, STATUS_PAGE};
-use crate::test_server;
+use hakiri_test_kit::postgres;
 
 /// Rows per table before and after the project grows.
 const SMALL: i64 = 2_000;
@@ -205,12 +205,12 @@ fn node_types(node: &Value, out: &mut Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_costs_the_same_with_a_hundred_times_the_rows() {
-    let url = test_server::shared().url();
+    let url = postgres::shared().url();
     let pool = crate::PostgresConfig::default()
         .max_connections(1)
         .connect(url)
         .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", test_server::HOW_TO_GET_ONE));
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", postgres::HOW_TO_GET_ONE));
     let mut conn = pool.acquire().await.unwrap();
     let project = format!("scale-{}", uuid::Uuid::new_v4());
 

@@ -1,11 +1,8 @@
 //! The contract suite on Postgres: every check on a fresh project of one real server shared by
-//! the whole test binary (see `support/postgres.rs` for where it comes from).
+//! the whole test binary (see `hakiri_test_kit::postgres` for where it comes from).
 //!
 //! Lease expiry is judged by the database's clock, which the harness cannot move: `advance`
 //! sleeps, so the lease ttl is short and the checks run in parallel.
-
-#[path = "support/postgres.rs"]
-mod postgres;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +11,7 @@ use async_trait::async_trait;
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
 use hakiri_contract::Harness;
 use hakiri_core::{Catalog, ProjectId};
+use hakiri_test_kit::postgres;
 
 /// Catalogs on the shared server, each with a small pool of its own (a pool belongs to the
 /// runtime of the test that opened it).

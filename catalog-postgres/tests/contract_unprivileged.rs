@@ -3,9 +3,6 @@
 //! migrations and every statement of the catalog must need nothing more
 //! (created once on the shared server by [`unprivileged`]).
 
-#[path = "support/postgres.rs"]
-mod postgres;
-
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -13,6 +10,7 @@ use async_trait::async_trait;
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
 use hakiri_contract::Harness;
 use hakiri_core::{Catalog, ProjectId};
+use hakiri_test_kit::postgres;
 use sqlx::ConnectOptions as _;
 
 /// The role [`unprivileged`] logs in as, and the database it owns.

@@ -5,18 +5,15 @@
 //! This check restarts the server, so it starts one of its own (a container or `initdb`), even
 //! when `HAKIRI_TEST_POSTGRES_URL` is set — a server someone else runs is never restarted.
 
-#[path = "support/postgres.rs"]
-mod postgres;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
 use hakiri_core::{
-    Actor, BeginRun, Catalog, CatalogExt, ConnectorRef, CursorKind, CursorValue, Error, HolderId,
-    Limit, PipelineId, PipelineSpec, ProjectId, StreamName, Trigger,
+    Catalog, CatalogExt, CursorKind, CursorValue, Error, Limit, ProjectId, StreamName,
 };
+use hakiri_test_kit::{fixtures, postgres};
 use serde_json::json;
 
 /// Acknowledged checkpoints before the restart, and again after it.
@@ -42,25 +39,10 @@ async fn clients_see_unavailable_then_recover_and_lose_no_acknowledged_write() {
         pool,
         ProjectId::new("restart").unwrap(),
     ));
-    let pipeline = PipelineId::new("p").unwrap();
-    let spec = PipelineSpec::new(
-        pipeline.clone(),
-        ConnectorRef::new("restart").unwrap(),
-        CursorKind::Monotonic,
-    );
-    catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-    let lease = catalog
-        .acquire(
-            &pipeline,
-            &HolderId::new("writer").unwrap(),
-            Duration::from_secs(120),
-        )
-        .await
-        .unwrap();
-    let run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .unwrap();
+    let spec = fixtures::spec("p", CursorKind::Monotonic);
+    let (lease, run) =
+        fixtures::begun(catalog.as_ref(), spec, "writer", Duration::from_secs(120)).await;
+    let pipeline = lease.pipeline.clone();
 
     let acked = Arc::new(AtomicU64::new(0));
     let unavailable = Arc::new(AtomicU64::new(0));

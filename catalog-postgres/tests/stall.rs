@@ -7,17 +7,15 @@
 //! more: each check opens a session with the catalog's own settings, takes the locks a catalog
 //! transaction takes first, and never speaks again.
 
-#[path = "support/postgres.rs"]
-mod postgres;
-
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_postgres::{PgPool, PostgresCatalog, PostgresConfig};
-use hakiri_contract::{assert_operator_reads, running_with_a_checkpoint};
+use hakiri_contract::assert_operator_reads;
 use hakiri_core::{
     Actor, Catalog, HolderId, Limit, OperatorName, PauseChange, PipelineId, ProjectId, Reason,
     RunQuery, RunStatus,
 };
+use hakiri_test_kit::{fixtures::running_with_a_checkpoint, postgres};
 
 /// Operator reads never wait on a lock: far under this.
 const READS: Duration = Duration::from_secs(3);

@@ -4,13 +4,11 @@
 //! A test binary of its own: the subscriber is the process's global one, so no other test's
 //! thread can leave the driver's log call sites cached as disabled before it is set.
 
-#[path = "support/postgres.rs"]
-mod postgres;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use hakiri_catalog_postgres::PostgresConfig;
+use hakiri_test_kit::postgres;
 
 /// Log output, shared with the subscriber that writes it.
 #[derive(Clone, Default)]

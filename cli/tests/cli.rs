@@ -18,6 +18,7 @@ use hakiri_core::{
     BeginRun, Catalog, CursorAdvance, CursorValue, Error, HolderId, PipelineId, ProjectId,
     StreamName, Trigger,
 };
+use hakiri_test_kit::postgres;
 use serde_json::{json, Value};
 
 const PROJECT: &str = "e2e";
@@ -1547,9 +1548,6 @@ async fn an_abandoned_run_shows_its_records_as_unknown_and_what_it_checkpointed(
 }
 
 // Postgres connection errors: the server named, the cause said, the documented exit code.
-
-#[path = "../../catalog-postgres/tests/support/postgres.rs"]
-mod postgres;
 
 /// `url` (`postgres://user@host:port/db?…`) with another user and database.
 fn postgres_url_with(url: &str, user: Option<&str>, database: Option<&str>) -> String {

@@ -6,9 +6,7 @@
 
 mod common;
 
-#[path = "../../catalog-postgres/tests/support/postgres.rs"]
-mod postgres;
-
+use hakiri_test_kit::postgres;
 use std::process::Output;
 
 fn hakiri(url: &str, project: &str, args: &[&str]) -> Output {

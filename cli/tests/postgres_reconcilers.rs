@@ -8,9 +8,6 @@
 //! project of its own, so a shared database is fine. `HAKIRI_RECONCILERS_SECONDS` lengthens the
 //! run (default and minimum 60).
 
-#[path = "../../catalog-postgres/tests/support/postgres.rs"]
-mod postgres;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
 use hakiri_core::{CatalogExt, Limit, ProjectId, Run, RunQuery, RunStatus};
+use hakiri_test_kit::postgres;
 
 const PIPELINES: usize = 200;
 /// Every pipeline's `schedule = { every = … }`, in seconds.

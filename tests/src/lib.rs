@@ -210,36 +210,8 @@ pub fn assert_serial_runs(pipeline: &PipelineId, runs: &[Run]) -> BTreeMap<Strin
     })
 }
 
-/// For the stall tests of every backend: pipeline `orders` with a run in progress under a lease
-/// of `ttl` held by `worker-1`, and one checkpoint of stream `orders`.
-pub async fn running_with_a_checkpoint(catalog: &dyn Catalog, ttl: Duration) -> PipelineId {
-    let pipeline = pid("orders");
-    catalog
-        .create_pipeline(spec("orders", CursorKind::Monotonic), &Actor::System)
-        .await
-        .expect("create pipeline");
-    let lease = catalog
-        .acquire(&pipeline, &holder_id("worker-1"), ttl)
-        .await
-        .expect("acquire");
-    let run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .expect("begin run");
-    catalog
-        .advance_to(
-            &lease,
-            run.id,
-            &stream("orders"),
-            value(serde_json::json!(7)),
-        )
-        .await
-        .expect("checkpoint");
-    pipeline
-}
-
-/// For the stall tests of every backend: what an operator looks at on the project
-/// [`running_with_a_checkpoint`] made — the pipeline, its one run, its one cursor, the reconciler
+/// For the stall tests of every backend: what an operator looks at on the project the test kit's
+/// `fixtures::running_with_a_checkpoint` made — the pipeline, its one run, its one cursor, the reconciler
 /// snapshot — each answered, all within `bound`.
 pub async fn assert_operator_reads(catalog: &dyn Catalog, pipeline: &PipelineId, bound: Duration) {
     let started = std::time::Instant::now();

@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(read, expected);
     }
 
-    /// Behaviour against a real server (see `tests/support/postgres.rs` for where it comes from):
+    /// Behaviour against a real server (see `hakiri_test_kit::postgres` for where it comes from):
     /// the one-statement finish is taken when it can be, writes what the transactional one would,
     /// and writes nothing when the database disagrees with the memory.
     mod on_a_server {
@@ -278,13 +278,12 @@ mod tests {
         use std::time::Duration;
 
         use hakiri_core::{
-            BeginRun, Catalog, CatalogExt, ConnectorRef, CursorChange, CursorKind, CursorValue,
-            EventKind, HolderId, Limit, Outcome, PipelineId, PipelineSpec, ProjectId, Reason,
-            RunStatus, StreamName,
+            BeginRun, Catalog, CatalogExt, CursorChange, CursorKind, CursorValue, EventKind,
+            HolderId, Limit, Outcome, PipelineId, ProjectId, Reason, RunStatus, StreamName,
         };
 
         use super::*;
-        use crate::test_server;
+        use hakiri_test_kit::{fixtures, postgres};
 
         const TTL: Duration = Duration::from_secs(60);
 
@@ -299,34 +298,19 @@ mod tests {
             Lease,
             Run,
         ) {
-            let url = test_server::shared().url();
+            let url = postgres::shared().url();
             let pool = crate::PostgresConfig::default()
                 .max_connections(6)
                 .connect(url)
                 .await
-                .unwrap_or_else(|e| {
-                    panic!("connect to {url}: {e}. {}", test_server::HOW_TO_GET_ONE)
-                });
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", postgres::HOW_TO_GET_ONE));
             let project =
                 ProjectId::new(format!("finish-{name}-{}", uuid::Uuid::new_v4())).unwrap();
             let a = Arc::new(PostgresCatalog::new(pool.clone(), project.clone()));
             let b = Arc::new(PostgresCatalog::new(pool, project));
-            let pipeline = PipelineId::new("p").unwrap();
-            let spec = PipelineSpec::new(
-                pipeline.clone(),
-                ConnectorRef::new("c").unwrap(),
-                CursorKind::Monotonic,
-            );
-            a.create_pipeline(spec, &Actor::System).await.unwrap();
-            let lease = a
-                .acquire(&pipeline, &HolderId::new("h").unwrap(), TTL)
-                .await
-                .unwrap();
-            let run = a
-                .begin_run(&lease, BeginRun::new(Trigger::Manual))
-                .await
-                .unwrap();
-            (a, b, pipeline, lease, run)
+            let spec = fixtures::spec("p", CursorKind::Monotonic);
+            let (lease, run) = fixtures::begun(a.as_ref(), spec, "h", TTL).await;
+            (a, b, lease.pipeline.clone(), lease, run)
         }
 
         /// Asserts that the one-statement finish declines `finish` and changes nothing.
@@ -566,25 +550,9 @@ mod tests {
         async fn an_expired_lease_makes_it_write_nothing_and_the_finish_is_refused() {
             let (a, ..) = setup("expired").await;
             // A second pipeline, under a lease that expires while its run is running.
-            let other = PipelineId::new("q").unwrap();
-            let spec = PipelineSpec::new(
-                other.clone(),
-                ConnectorRef::new("c").unwrap(),
-                CursorKind::Monotonic,
-            );
-            a.create_pipeline(spec, &Actor::System).await.unwrap();
-            let lease = a
-                .acquire(
-                    &other,
-                    &HolderId::new("h").unwrap(),
-                    Duration::from_millis(800),
-                )
-                .await
-                .unwrap();
-            let run = a
-                .begin_run(&lease, BeginRun::new(Trigger::Manual))
-                .await
-                .unwrap();
+            let spec = fixtures::spec("q", CursorKind::Monotonic);
+            let (lease, run) =
+                fixtures::begun(a.as_ref(), spec, "h", Duration::from_millis(800)).await;
             a.advance_to(&lease, run.id, &s(), value(1)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(1000)).await;
             let finish = FinishRun::succeeded().with_cursor(s(), value(2));

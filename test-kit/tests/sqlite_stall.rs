@@ -8,11 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
-use hakiri_contract::{assert_operator_reads, running_with_a_checkpoint};
+use hakiri_contract::assert_operator_reads;
 use hakiri_core::{
     Actor, BeginRun, Catalog, Error, HolderId, Limit, OperatorName, PipelineId, ProjectId, Reason,
     RunQuery, RunStatus, Trigger,
 };
+use hakiri_test_kit::fixtures::running_with_a_checkpoint;
 
 /// Far longer than any read or open takes, far shorter than a stalled process's stall.
 const BOUND: Duration = Duration::from_secs(5);
@@ -32,7 +33,7 @@ struct Stopped(Child);
 
 impl Stopped {
     fn start(kind: &str, db: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hakiri-sqlite-drill"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hakiri-drill"))
             .args(["hold", kind, db.to_str().unwrap()])
             .stdout(Stdio::piped())
             .spawn()

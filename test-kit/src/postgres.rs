@@ -1,9 +1,4 @@
-//! A real PostgreSQL server for the tests and the benchmark of `catalog-postgres`. Include it with
-//!
-//! ```text
-//! #[path = "support/postgres.rs"] // from tests/; "../tests/support/postgres.rs" from benches/
-//! mod postgres;
-//! ```
+//! A real PostgreSQL server for the tests and benchmarks of `catalog-postgres` and the CLI.
 //!
 //! Where the server comes from, in order:
 //! 1. `HAKIRI_TEST_POSTGRES_URL`, if set: a server someone else runs (nothing is started or
@@ -18,9 +13,6 @@
 //! module starts stop when their [`Server`] is dropped, and in any case when the test process
 //! ends: a watchdog process (`setsid sh`, reading a pipe from this process) stops them and
 //! removes their files once the pipe closes, however the process ends.
-
-// Each test binary uses a different part of this module.
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

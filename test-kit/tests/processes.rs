@@ -1,25 +1,23 @@
-//! Several OS processes, each with its own pool, on one Postgres catalog: never two live holders,
-//! no lost update, exact totals; and a zombie process paused past its lease's expiry is fenced
-//! when it wakes up.
+//! Several OS processes, each with its own connections, on one catalog: never two live holders,
+//! no lost update, exact totals — on an embedded SQLite file (an operator CLI beside a running
+//! reconciler) and on Postgres (reconcilers on several machines). And a zombie process paused past
+//! its lease's expiry is fenced when it wakes up.
 //!
-//! `HAKIRI_RACE_SECONDS` sets how long the race runs (default 30).
-
-#[path = "support/postgres.rs"]
-mod postgres;
+//! `HAKIRI_RACE_SECONDS` sets how long the Postgres race runs (default 30).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
 use hakiri_core::{
     Catalog, CatalogExt, EventKind, Limit, PipelineId, ProjectId, RunQuery, RunStatus, StreamName,
 };
+use hakiri_test_kit::postgres;
 use serde_json::json;
 
-const DRILL: &str = env!("CARGO_BIN_EXE_hakiri-postgres-drill");
-const PROCESSES: usize = 4;
-const PIPELINES: usize = 3;
+const DRILL: &str = env!("CARGO_BIN_EXE_hakiri-drill");
 
 fn unique_project(name: &str) -> ProjectId {
     let nanos = std::time::SystemTime::now()
@@ -28,7 +26,7 @@ fn unique_project(name: &str) -> ProjectId {
     ProjectId::new(format!("{name}-{}-{nanos:x}", std::process::id())).unwrap()
 }
 
-async fn catalog(project: &ProjectId) -> PostgresCatalog {
+async fn postgres_catalog(project: &ProjectId) -> PostgresCatalog {
     let url = postgres::shared().url();
     let pool = PostgresConfig::default()
         .max_connections(4)
@@ -38,19 +36,32 @@ async fn catalog(project: &ProjectId) -> PostgresCatalog {
     PostgresCatalog::new(pool, project.clone())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processes_racing_for_pipelines_never_share_one_and_lose_nothing() {
-    let url = postgres::shared().url().to_owned();
-    let project = unique_project("race");
-    let seconds: u64 = std::env::var("HAKIRI_RACE_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    let children: Vec<_> = (0..PROCESSES)
+/// How long each racing process goes on.
+#[derive(Clone, Copy)]
+enum Length {
+    Rounds(u64),
+    Seconds(u64),
+}
+
+/// Starts `processes` drills racing on `pipelines` pipelines of `project` at `url` and returns
+/// the rounds they report in total.
+async fn race(
+    url: &str,
+    project: &ProjectId,
+    processes: usize,
+    pipelines: usize,
+    length: Length,
+) -> u64 {
+    let length = match length {
+        Length::Rounds(n) => ["--rounds".to_owned(), n.to_string()],
+        Length::Seconds(n) => ["--seconds".to_owned(), n.to_string()],
+    };
+    let children: Vec<_> = (0..processes)
         .map(|i| {
             Command::new(DRILL)
-                .args(["race", &url, project.as_str(), &format!("process-{i}")])
-                .args([seconds.to_string(), PIPELINES.to_string()])
+                .args(["race", url, project.as_str(), &format!("process-{i}")])
+                .args(["--pipelines", &pipelines.to_string()])
+                .args(&length)
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("start a drill process")
@@ -76,11 +87,16 @@ async fn processes_racing_for_pipelines_never_share_one_and_lose_nothing() {
         assert!(rounds > 0, "every process got turns");
         reported += rounds;
     }
+    reported
+}
 
-    let catalog = catalog(&project).await;
+/// What a race must leave: on each pipeline one version and one succeeded run per increment,
+/// the whole history, runs one after another taken by at least `holders` processes, a total equal
+/// to the rounds the processes reported, and every lease released.
+async fn assert_raced(catalog: &dyn Catalog, pipelines: usize, holders: usize, reported: u64) {
     let stream = StreamName::new("count").unwrap();
     let mut total = 0;
-    for i in 0..PIPELINES {
+    for i in 0..pipelines {
         let pipeline = PipelineId::new(format!("p{i}")).unwrap();
         let cursor = catalog
             .get_cursor(&pipeline, &stream)
@@ -113,16 +129,13 @@ async fn processes_racing_for_pipelines_never_share_one_and_lose_nothing() {
         assert_eq!(runs.len() as u64, count, "one run per increment");
         assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
         // Runs of one pipeline never overlap, and each ran under its own, higher epoch.
-        let holders = hakiri_contract::assert_serial_runs(&pipeline, &runs);
+        let took_turns = hakiri_contract::assert_serial_runs(&pipeline, &runs);
         assert!(
-            holders.len() > 1,
-            "processes took turns on {pipeline}: {holders:?}"
+            took_turns.len() >= holders,
+            "processes took turns on {pipeline}: {took_turns:?}"
         );
     }
     assert_eq!(total, reported, "exact total across processes");
-    eprintln!(
-        "race: {total} rounds by {PROCESSES} processes on {PIPELINES} pipelines in {seconds} s"
-    );
     let statuses = catalog.all_statuses().await.unwrap();
     assert!(
         statuses
@@ -130,6 +143,46 @@ async fn processes_racing_for_pipelines_never_share_one_and_lose_nothing() {
             .iter()
             .all(|s| s.lease.as_ref().is_some_and(|l| l.holder.is_none())),
         "every lease was released"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_racing_on_one_sqlite_file_never_share_a_pipeline() {
+    const PROCESSES: usize = 3;
+    const PIPELINES: usize = 4;
+    const ROUNDS: u64 = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("race.db");
+    let project = ProjectId::new("race").unwrap();
+    let url = format!("sqlite://{}", db.display());
+    let reported = race(&url, &project, PROCESSES, PIPELINES, Length::Rounds(ROUNDS)).await;
+    assert_eq!(reported, PROCESSES as u64 * ROUNDS);
+    let catalog = SqliteCatalog::open(&db, project, SqliteConfig::default()).unwrap();
+    // Each process cycles through every pipeline, so each one ran on each pipeline.
+    assert_raced(&catalog, PIPELINES, PROCESSES, reported).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_racing_on_postgres_never_share_a_pipeline() {
+    const PROCESSES: usize = 4;
+    const PIPELINES: usize = 3;
+    let seconds: u64 = std::env::var("HAKIRI_RACE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let url = postgres::shared().url().to_owned();
+    let project = unique_project("race");
+    let reported = race(
+        &url,
+        &project,
+        PROCESSES,
+        PIPELINES,
+        Length::Seconds(seconds),
+    )
+    .await;
+    assert_raced(&postgres_catalog(&project).await, PIPELINES, 2, reported).await;
+    eprintln!(
+        "race: {reported} rounds by {PROCESSES} processes on {PIPELINES} pipelines in {seconds} s"
     );
 }
 
@@ -145,7 +198,7 @@ async fn a_zombie_process_paused_past_expiry_is_fenced_when_it_wakes() {
     let project = unique_project("zombie");
     let ttl = Duration::from_millis(800);
     let mut zombie = Command::new(DRILL)
-        .args(["zombie", &url, project.as_str(), "p"])
+        .args(["zombie", &url, project.as_str(), "p", "--ttl-ms"])
         .arg(ttl.as_millis().to_string())
         .stdout(Stdio::piped())
         .spawn()
@@ -216,7 +269,7 @@ async fn a_zombie_process_paused_past_expiry_is_fenced_when_it_wakes() {
         "the zombie kept writing after expiry: {rest:?}"
     );
 
-    let catalog = catalog(&project).await;
+    let catalog = postgres_catalog(&project).await;
     let pipeline = PipelineId::new("p").unwrap();
     let stream = StreamName::new("s").unwrap();
     let cursor = catalog

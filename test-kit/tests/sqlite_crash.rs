@@ -39,8 +39,8 @@ async fn sigkill_at_random_moments_never_tears_a_finish() {
     let db = dir.path().join("crash.db");
     let mut acknowledged: Vec<(RunId, u64, u64)> = Vec::new();
     for kill in 0..KILLS {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hakiri-sqlite-drill"))
-            .args(["crash-loop", db.to_str().unwrap(), "crash"])
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hakiri-drill"))
+            .args(["crash-loop", &format!("sqlite://{}", db.display()), "crash"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the drill process");

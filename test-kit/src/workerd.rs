@@ -1,10 +1,5 @@
 //! The catalog Worker in a real, local `workerd` (the binary the npm package `wrangler` ships),
-//! for tests and benchmarks. Include it with
-//!
-//! ```text
-//! #[path = "../tests/support/workerd.rs"] // from benches/; "support/workerd.rs" from tests/
-//! mod workerd;
-//! ```
+//! for tests and benchmarks.
 //!
 //! - [`build_worker`] runs `scripts/build-worker` once per process (a file lock inside the script
 //!   serialises processes) and returns `catalog-do/build/`.
@@ -15,9 +10,6 @@
 //! - [`shared`]: one workerd for a whole test binary, with [`ADMIN_TOKEN`] on every project.
 //!
 //! Missing tools are a failure that says to run `scripts/setup`, never a skip.
-
-// Each test binary uses a different part of this module.
-#![allow(dead_code, unreachable_pub)]
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -38,7 +30,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("catalog-do sits in the workspace")
+        .expect("the test kit sits in the workspace")
         .to_path_buf()
 }
 
