@@ -41,6 +41,7 @@ use hakiri_core::{
     PipelineId, PipelineSpec, ProjectId, RunStatus, Schedule,
 };
 use hakiri_reconciler::{builtin, Reconciler, ReconcilerConfig};
+use hakiri_test_kit::disk;
 use serde_json::{json, Value};
 
 const TAP: &str = env!("CARGO_BIN_EXE_hakiri-fake-tap");
@@ -159,21 +160,6 @@ async fn through_hakiri(script: &Path, out: &Path, round: usize, mode: Mode) -> 
     (took, history.items.len() as u64)
 }
 
-/// The median time of an 8 KiB write and `fdatasync` in `dir`: the disk's mode.
-fn fdatasync_time(dir: &Path) -> Duration {
-    use std::io::Write as _;
-    let mut file = std::fs::File::create(dir.join("fdatasync-probe")).unwrap();
-    let times = (0..9)
-        .map(|_| {
-            let started = Instant::now();
-            file.write_all(&[0; 8192]).unwrap();
-            file.sync_data().unwrap();
-            started.elapsed()
-        })
-        .collect();
-    median(times)
-}
-
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
@@ -217,7 +203,7 @@ async fn main() {
     let target_config_path = dir.path().join("target.json");
     std::fs::write(&target_config_path, target_config().to_string()).unwrap();
 
-    let sync_before = fdatasync_time(dir.path());
+    let sync_before = disk::fdatasync_time(dir.path());
     let (mut raws, mut pipeds) = (Vec::new(), Vec::new());
     let (mut loader, mut target) = (Side::default(), Side::default());
     for round in 0..rounds {
@@ -239,7 +225,7 @@ async fn main() {
             target.push(through_hakiri(&script_path, dir.path(), round, Mode::Target).await);
         }
     }
-    let sync_after = fdatasync_time(dir.path());
+    let sync_after = disk::fdatasync_time(dir.path());
 
     let rate = |d: Duration| records as f64 / d.as_secs_f64();
     let (raw, piped) = (rate(median(raws)), rate(median(pipeds)));
@@ -273,8 +259,10 @@ async fn main() {
         target.commits_per_second()
     );
     println!(
-        "  disk: 8 KiB write + fdatasync {:.2} ms before, {:.2} ms after",
+        "  disk: 8 KiB write + fdatasync {:.2} ms before ({}), {:.2} ms after ({})",
         sync_before.as_secs_f64() * 1e3,
-        sync_after.as_secs_f64() * 1e3
+        disk::mode(sync_before),
+        sync_after.as_secs_f64() * 1e3,
+        disk::mode(sync_after)
     );
 }
