@@ -1,26 +1,20 @@
-//! A tiny HTTP/1.1 endpoint for Prometheus: `GET /metrics` answers the reconciler's
-//! [`Metrics::render`]; `GET /healthz` answers `ok`. One request per connection.
-//!
-//! Hand-written on tokio's `TcpListener` rather than a web framework: it serves two fixed
-//! documents, and the CLI should not pull in a server stack for that.
+//! The reconciler's HTTP endpoint for Prometheus, on axum: `GET /metrics` answers the
+//! reconciler's [`Metrics::render`] (OpenMetrics text), `GET /healthz` answers `ok`. The same
+//! routes are what `hakiri serve` mounts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hakiri_reconciler::Metrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use axum::Router;
+use hakiri_reconciler::metrics::{self, Metrics};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::warn;
 
 use crate::error::{CliError, CliResult};
-
-/// Largest request head read; anything longer is answered 431 and closed.
-const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds `addr` (before any work starts, so a taken port fails the command at once).
 ///
@@ -36,126 +30,48 @@ pub(crate) async fn bind(addr: SocketAddr) -> CliResult<TcpListener> {
     })
 }
 
-/// Serves `metrics` on `listener` until `stop` fires.
+/// `/metrics` and `/healthz` for `metrics`.
+pub(crate) fn routes(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.render();
+                async move { ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], body) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// Serves [`routes`] on `listener` until `stop` fires; requests in flight then finish.
 pub(crate) fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = stop.cancelled() => return,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let metrics = metrics.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = answer(stream, &metrics).await {
-                            debug!(%peer, %error, "metrics request failed");
-                        }
-                    });
-                }
-                Err(error) => {
-                    debug!(%error, "metrics accept failed");
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+        let served = axum::serve(listener, routes(metrics))
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            warn!(%error, "the metrics endpoint stopped");
         }
     })
 }
 
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(Some(head))) => head,
-        Ok(Ok(None)) => {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                "request too large\n",
-            )
-            .await;
-        }
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Ok(()),
-    };
-    let request_line = head.lines().next().unwrap_or("");
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            respond(
-                &mut stream,
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                &metrics.render(),
-            )
-            .await
-        }
-        ("GET" | "HEAD", "/healthz") => respond(&mut stream, "200 OK", "text/plain", "ok\n").await,
-        ("GET" | "HEAD", _) => {
-            respond(&mut stream, "404 Not Found", "text/plain", "try /metrics\n").await
-        }
-        _ => {
-            respond(
-                &mut stream,
-                "405 Method Not Allowed",
-                "text/plain",
-                "only GET\n",
-            )
-            .await
-        }
-    }
-}
-
-/// Reads up to the blank line ending the request head; `None` if it exceeds [`MAX_HEAD`].
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            break;
-        }
-        if buf.len() > MAX_HEAD {
-            return Ok(None);
-        }
-    }
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     use super::*;
 
     async fn get(addr: SocketAddr, path: &str) -> String {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
             .await
             .unwrap();
         let mut response = String::new();
@@ -164,18 +80,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn serves_prometheus_text_and_404s_the_rest() {
+    async fn serves_openmetrics_text_and_404s_the_rest() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = Arc::new(Metrics::default());
-        metrics.dispatched.store(7, Ordering::Relaxed);
+        metrics.dispatched.inc_by(7);
         let stop = CancellationToken::new();
         let server = serve(listener, metrics, stop.clone());
 
         let ok = get(addr, "/metrics").await;
         assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+        assert!(
+            ok.to_ascii_lowercase()
+                .contains("content-type: application/openmetrics-text"),
+            "{ok}"
+        );
+        assert!(ok.contains("\r\n\r\n# HELP"), "{ok}");
         assert!(ok.contains("hakiri_runs_dispatched_total 7"), "{ok}");
-        assert!(get(addr, "/healthz").await.ends_with("ok\n"));
+        assert!(get(addr, "/healthz").await.ends_with("\r\n\r\nok\n"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
 
         stop.cancel();

@@ -1202,7 +1202,11 @@ fn free_port() -> u16 {
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     Some(response)
@@ -1256,10 +1260,7 @@ fn reconcile_loop_serves_metrics_and_stops_gracefully_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
-    assert!(
-        metrics.contains("# TYPE hakiri_ticks_total counter"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("# TYPE hakiri_ticks counter"), "{metrics}");
     assert!(http_get(port, "/nope").unwrap().starts_with("HTTP/1.1 404"));
 
     terminate(&child);

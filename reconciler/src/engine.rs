@@ -2,7 +2,6 @@
 //! concurrency limits; runs renew their lease in the background and stop when fenced.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::connector::{ConnectorError, Connectors, RunContext};
+use crate::metrics::Metrics;
 use crate::plan::{plan, Plan, PlanItem};
 
 /// Settings of a reconciler.
@@ -86,99 +86,6 @@ impl ReconcilerConfig {
     /// The holder id.
     pub fn holder(&self) -> &HolderId {
         &self.holder
-    }
-}
-
-/// Counters for the metrics endpoint and progress output.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Ticks done.
-    pub ticks: AtomicU64,
-    /// Total tick time, in microseconds.
-    pub tick_micros: AtomicU64,
-    /// The last tick's time, in microseconds.
-    pub last_tick_micros: AtomicU64,
-    /// Runs begun.
-    pub dispatched: AtomicU64,
-    /// Runs that succeeded.
-    pub succeeded: AtomicU64,
-    /// Runs that failed.
-    pub failed: AtomicU64,
-    /// Runs cancelled (shutdown, schema held).
-    pub cancelled: AtomicU64,
-    /// Leases lost to fencing while running, or races lost to other reconcilers.
-    pub lease_losses: AtomicU64,
-    /// Runs reaped.
-    pub reaped: AtomicU64,
-}
-
-impl Metrics {
-    /// The metrics in Prometheus' text exposition format.
-    pub fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
-        };
-        metric(
-            "hakiri_ticks_total",
-            "counter",
-            "Reconcile ticks done.",
-            get(&self.ticks).to_string(),
-        );
-        #[allow(clippy::cast_precision_loss)]
-        let seconds = |micros: u64| format!("{}", micros as f64 / 1e6);
-        metric(
-            "hakiri_tick_seconds_sum",
-            "counter",
-            "Total time spent in ticks.",
-            seconds(get(&self.tick_micros)),
-        );
-        metric(
-            "hakiri_last_tick_seconds",
-            "gauge",
-            "Duration of the last tick.",
-            seconds(get(&self.last_tick_micros)),
-        );
-        metric(
-            "hakiri_runs_dispatched_total",
-            "counter",
-            "Runs begun.",
-            get(&self.dispatched).to_string(),
-        );
-        metric(
-            "hakiri_runs_succeeded_total",
-            "counter",
-            "Runs that succeeded.",
-            get(&self.succeeded).to_string(),
-        );
-        metric(
-            "hakiri_runs_failed_total",
-            "counter",
-            "Runs that failed.",
-            get(&self.failed).to_string(),
-        );
-        metric(
-            "hakiri_runs_cancelled_total",
-            "counter",
-            "Runs cancelled.",
-            get(&self.cancelled).to_string(),
-        );
-        metric(
-            "hakiri_lease_losses_total",
-            "counter",
-            "Leases lost (fenced or raced).",
-            get(&self.lease_losses).to_string(),
-        );
-        metric(
-            "hakiri_runs_reaped_total",
-            "counter",
-            "Abandoned runs reaped.",
-            get(&self.reaped).to_string(),
-        );
-        out
     }
 }
 
@@ -393,14 +300,7 @@ impl Reconciler {
         }
         .instrument(span)
         .await;
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.metrics.ticks.fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .tick_micros
-            .fetch_add(micros, Ordering::Relaxed);
-        self.metrics
-            .last_tick_micros
-            .store(micros, Ordering::Relaxed);
+        self.metrics.tick_took(started.elapsed().as_secs_f64());
         report
     }
 
@@ -426,7 +326,7 @@ impl Reconciler {
         {
             Ok(lease) => {
                 self.catalog.release(&lease).await?;
-                self.metrics.reaped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reaped.inc();
                 info!(pipeline = %item.pipeline, %run, "reaped abandoned run");
                 Ok(true)
             }
@@ -455,7 +355,7 @@ impl Reconciler {
         {
             Ok(lease) => lease,
             Err(Error::Leased { .. } | Error::NotFound(_)) => {
-                self.metrics.lease_losses.fetch_add(1, Ordering::Relaxed);
+                self.metrics.lease_losses.inc();
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -474,7 +374,7 @@ impl Reconciler {
             Ok(_) => {
                 info!(pipeline = %item.pipeline, "ran since the plan was made; not dispatched");
                 let _ = self.catalog.release(&lease).await;
-                self.metrics.lease_losses.fetch_add(1, Ordering::Relaxed);
+                self.metrics.lease_losses.inc();
                 return Ok(None);
             }
             Err(e) => {
@@ -502,7 +402,7 @@ impl Reconciler {
                 return Err(e);
             }
         };
-        self.metrics.dispatched.fetch_add(1, Ordering::Relaxed);
+        self.metrics.dispatched.inc();
         let run_id = run.id;
         let cancel = self.stop_runs.child_token();
         lock(&self.active).insert(item.pipeline.clone(), cancel.clone());
@@ -699,12 +599,12 @@ impl RunTask {
                     RunStatus::Failed => &self.metrics.failed,
                     _ => &self.metrics.cancelled,
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                counter.inc();
                 let _ = self.catalog.release(&self.lease).await;
                 Some(done.status)
             }
             Err(Error::Fenced { .. }) => {
-                self.metrics.lease_losses.fetch_add(1, Ordering::Relaxed);
+                self.metrics.lease_losses.inc();
                 warn!(%run, "the lease was lost: another holder owns the pipeline; this run's outcome is not recorded");
                 None
             }

@@ -47,14 +47,14 @@
 pub mod connector;
 pub mod connectors;
 pub mod engine;
+pub mod metrics;
 pub mod plan;
 pub mod process;
 pub mod venvs;
 
 pub use connector::{Connector, ConnectorError, Connectors, RunContext, SpecProblem};
 pub use connectors::{builtin, JsonlConnector, SingerConnector, TailConnector};
-pub use engine::{
-    Metrics, Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickOperation, TickReport,
-};
+pub use engine::{Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickOperation, TickReport};
+pub use metrics::Metrics;
 pub use plan::{plan, plan_one, Action, Plan, PlanItem, SkipReason, WaitReason};
 pub use venvs::{Installed, Venvs};
