@@ -29,6 +29,7 @@ pub mod ids;
 pub mod lease;
 pub mod page;
 pub mod pipeline;
+pub mod plan;
 pub mod run;
 pub mod schema;
 pub mod time;

@@ -17,7 +17,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::connector::{ConnectorError, Connectors, RunContext};
 use crate::metrics::Metrics;
-use crate::plan::{plan, Plan, PlanItem};
+use hakiri_core::plan::{plan, Plan, PlanItem};
 
 /// Settings of a reconciler.
 #[derive(Debug, Clone)]

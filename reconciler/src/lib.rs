@@ -48,7 +48,6 @@ pub mod connector;
 pub mod connectors;
 pub mod engine;
 pub mod metrics;
-pub mod plan;
 pub mod process;
 pub mod venvs;
 
@@ -56,5 +55,6 @@ pub use connector::{Connector, ConnectorError, Connectors, RunContext, SpecProbl
 pub use connectors::{builtin, JsonlConnector, SingerConnector, TailConnector};
 pub use engine::{Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickOperation, TickReport};
 pub use metrics::Metrics;
-pub use plan::{plan, plan_one, Action, Plan, PlanItem, SkipReason, WaitReason};
+// The planner is core's (the servers build the same plan); re-exported where it is used.
+pub use hakiri_core::plan::{plan, plan_one, Action, Plan, PlanItem, SkipReason, WaitReason};
 pub use venvs::{Installed, Venvs};

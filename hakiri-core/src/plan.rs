@@ -1,10 +1,12 @@
 //! Planning: which pipelines to run now, which to wait for, skip or reap — a pure function of the
-//! catalog's snapshot and its clock, like `terraform plan`.
+//! catalog's snapshot and its clock, like `terraform plan`. It lives in core, with no runtime, so
+//! that every host builds the same plan: the reconciler before it dispatches, and the servers
+//! (the Worker on wasm32 among them) for `GET /v1/projects/{p}/plan`.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use hakiri_core::{
+use crate::{
     ConnectorRef, CronSchedule, DecisionId, PipelineId, PipelineStatus, RunId, RunStatus, Schedule,
     Timestamp, Trigger,
 };

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hakiri_core::plan::{plan, plan_one, Action, Plan, SkipReason, WaitReason};
 use hakiri_core::{
     Actor, ConnectorRef, CronSchedule, CursorKind, DecisionId, Epoch, Generation, HolderId,
     LeaseState, Pause, Pipeline, PipelineId, PipelineSpec, PipelineStatus, Reason, RetryPolicy,
     Run, RunError, RunId, RunStatus, Schedule, Timestamp, Trigger,
 };
-use hakiri_reconciler::{plan, plan_one, Action, Plan, SkipReason, WaitReason};
 use proptest::prelude::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
