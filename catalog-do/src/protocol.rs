@@ -140,6 +140,11 @@ pub enum Request {
         after: u64,
         limit: Limit,
     },
+    PipelineEvents {
+        pipeline: PipelineId,
+        after: u64,
+        limit: Limit,
+    },
 }
 
 /// Which access a request needs; tokens are scoped to roles.
@@ -170,7 +175,8 @@ impl Request {
             | ListSchemaVersions { .. }
             | ListDecisions { .. }
             | PipelineStatuses { .. }
-            | Events { .. } => Access::Read,
+            | Events { .. }
+            | PipelineEvents { .. } => Access::Read,
             Acquire { .. }
             | Renew { .. }
             | Release { .. }

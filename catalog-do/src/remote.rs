@@ -397,4 +397,18 @@ impl<T: Transport> Catalog for RemoteCatalog<T> {
     async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
         call!(self, Request::Events { after, limit }, Events)
     }
+
+    async fn pipeline_events(
+        &self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        let request = Request::PipelineEvents {
+            pipeline: pipeline.clone(),
+            after,
+            limit,
+        };
+        call!(self, request, Events)
+    }
 }

@@ -299,4 +299,13 @@ impl Catalog for MemoryCatalog {
     async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
         Ok(self.state()?.events(after, limit))
     }
+
+    async fn pipeline_events(
+        &self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        Ok(self.state()?.pipeline_events(pipeline, after, limit))
+    }
 }

@@ -4,7 +4,7 @@
 //! before the first mutation — and then applies the result. Under the project's lock this makes
 //! each operation all-or-nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
@@ -31,6 +31,8 @@ pub(crate) struct ProjectState {
     decisions: BTreeMap<DecisionId, Decision>,
     /// The event log; an event's `seq` is its index + 1.
     events: Vec<Event>,
+    /// Each pipeline's slice of the log: the sequence numbers of its events, ascending.
+    events_by_pipeline: HashMap<PipelineId, Vec<u64>>,
     /// The last epoch handed out in this project: a project-wide counter, so epochs never repeat,
     /// not even for a deleted and re-created pipeline.
     last_epoch: u64,
@@ -122,6 +124,10 @@ impl ProjectState {
 
     fn emit(&mut self, at: Timestamp, actor: Actor, pipeline: &PipelineId, kind: EventKind) {
         let seq = self.events.len() as u64 + 1;
+        self.events_by_pipeline
+            .entry(pipeline.clone())
+            .or_default()
+            .push(seq);
         self.events.push(Event {
             seq,
             at,
@@ -768,6 +774,24 @@ impl ProjectState {
         self.events[start..]
             .iter()
             .take(limit.as_usize())
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn pipeline_events(
+        &self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Vec<Event> {
+        let Some(seqs) = self.events_by_pipeline.get(pipeline) else {
+            return Vec::new();
+        };
+        let start = seqs.partition_point(|&seq| seq <= after);
+        seqs[start..]
+            .iter()
+            .take(limit.as_usize())
+            .filter_map(|&seq| self.events.get(usize::try_from(seq - 1).ok()?))
             .cloned()
             .collect()
     }

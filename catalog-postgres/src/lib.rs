@@ -557,6 +557,15 @@ impl Catalog for PostgresCatalog {
     async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
         self.op_events(after, limit).await
     }
+
+    async fn pipeline_events(
+        &self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        self.op_pipeline_events(pipeline, after, limit).await
+    }
 }
 
 #[cfg(test)]

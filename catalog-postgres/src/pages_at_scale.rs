@@ -11,7 +11,9 @@
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use crate::store::{runs_page, CURSOR_HISTORY_PAGE, EVENTS_PAGE, STATUS_PAGE};
+use crate::store::{
+    runs_page, CURSOR_HISTORY_PAGE, EVENTS_PAGE, PIPELINE_EVENTS_PAGE, STATUS_PAGE,
+};
 use hakiri_test_kit::postgres;
 
 /// Rows per table before and after the project grows.
@@ -58,6 +60,12 @@ fn reads(project: &str, rows: i64) -> Vec<Read> {
             args: format!("'{project}', {}, {PAGE}", rows - 150),
         },
         Read {
+            name: "events of a pipeline (its slice's last 50)",
+            sql: PIPELINE_EVENTS_PAGE.to_owned(),
+            types: "text, text, bigint, bigint",
+            args: format!("'{project}', 'rare', {}, {PAGE}", SMALL - 500),
+        },
+        Read {
             name: "reconciler snapshot",
             sql: STATUS_PAGE.as_str().to_owned(),
             types: "text, text, bigint",
@@ -71,7 +79,8 @@ const RUN_ID: &str = "('01900000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::
 
 /// Rows `from..=to` of the history, the event log and the pipelines (each with a newest run and a
 /// schema decision, one in twenty held); then refreshes the planner's statistics, as autovacuum
-/// would.
+/// would. One event in ten of the first [`SMALL`] is pipeline `rare`'s, the rest `big`'s: only an
+/// index on the pipeline finds the end of `rare`'s slice without reading the log after it.
 async fn append(conn: &mut PgConnection, project: &str, from: i64, to: i64) {
     let statements = [
         format!(
@@ -82,7 +91,9 @@ async fn append(conn: &mut PgConnection, project: &str, from: i64, to: i64) {
         ),
         format!(
             "INSERT INTO events (project, seq, at, actor, pipeline, kind) \
-             SELECT '{project}', g, 0, '{{}}', 'big', '{{}}' FROM generate_series({from}, {to}) g"
+             SELECT '{project}', g, 0, '{{}}', \
+               CASE WHEN g <= {SMALL} AND g % 10 = 0 THEN 'rare' ELSE 'big' END, '{{}}' \
+             FROM generate_series({from}, {to}) g"
         ),
         format!(
             "INSERT INTO pipelines (project, id, body, generation, cursor_kind, last_run) \

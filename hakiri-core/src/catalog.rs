@@ -336,6 +336,17 @@ pub trait Catalog: Debug + Send + Sync {
 
     /// Events with a sequence number greater than `after`, in order, without gaps.
     async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>>;
+
+    /// The events of `pipeline` with a sequence number greater than `after`, in order: its slice
+    /// of the log, read through an index, so a page costs the same however long the log of the
+    /// other pipelines is. Numbers skip the other pipelines' events. A pipeline that never
+    /// existed has no events (an empty list, not an error); a deleted one keeps its slice.
+    async fn pipeline_events(
+        &self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>>;
 }
 
 macro_rules! forward_catalog {
@@ -422,6 +433,9 @@ macro_rules! forward_catalog {
             }
             async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
                 (**self).events(after, limit).await
+            }
+            async fn pipeline_events(&self, pipeline: &PipelineId, after: u64, limit: Limit) -> Result<Vec<Event>> {
+                (**self).pipeline_events(pipeline, after, limit).await
             }
         }
     )*};

@@ -345,6 +345,82 @@ pub async fn events_page_without_gaps_or_repeats(cx: &Ctx) {
     assert!(cx.events(100, Limit::MAX).await.unwrap().is_empty());
 }
 
+/// `pipeline_events(pipeline, after, limit)` is that pipeline's slice of the log: its events only,
+/// in order, the same events as the whole log holds, paged without gaps or repeats; a pipeline
+/// that never existed has none, a deleted one keeps its slice.
+pub async fn events_of_one_pipeline_are_its_slice_of_the_log(cx: &Ctx) {
+    let (a, run_a) = cx.running("a").await;
+    let (b, run_b) = cx.running("b").await;
+    for i in 1..=3 {
+        cx.advance_to(&a, run_a.id, &stream("s"), value(json!(i)))
+            .await
+            .unwrap();
+        cx.advance_to(&b, run_b.id, &stream("s"), value(json!(i)))
+            .await
+            .unwrap();
+    }
+    let all = cx.events(0, Limit::MAX).await.unwrap();
+    for name in ["a", "b"] {
+        let slice: Vec<Event> = all
+            .iter()
+            .filter(|e| e.pipeline == pid(name))
+            .cloned()
+            .collect();
+        assert_eq!(slice.len(), 6, "create, acquire, begin, 3 checkpoints");
+        assert_eq!(
+            cx.pipeline_events(&pid(name), 0, Limit::MAX).await.unwrap(),
+            slice,
+            "{name}'s events"
+        );
+        let two = Limit::new(2).unwrap();
+        let (mut paged, mut after) = (Vec::new(), 0);
+        loop {
+            let page = cx.pipeline_events(&pid(name), after, two).await.unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            paged.extend(page);
+        }
+        assert_eq!(paged, slice, "{name}'s events paged by two");
+        // After a number that is another pipeline's: the slice goes on from there.
+        let other = all.iter().find(|e| e.pipeline != pid(name)).unwrap().seq;
+        assert_eq!(
+            cx.pipeline_events(&pid(name), other, Limit::MAX)
+                .await
+                .unwrap(),
+            slice
+                .iter()
+                .filter(|e| e.seq > other)
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(cx
+        .pipeline_events(&pid("never"), 0, Limit::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+
+    cx.finish_run(&a, run_a.id, FinishRun::succeeded())
+        .await
+        .unwrap();
+    cx.release(&a).await.unwrap();
+    let generation = cx.get_pipeline(&pid("a")).await.unwrap().generation;
+    cx.delete_pipeline(&pid("a"), generation, &operator())
+        .await
+        .unwrap();
+    let kept = cx.pipeline_events(&pid("a"), 0, Limit::MAX).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        9,
+        "the slice, the finish, the release and the delete: {kept:?}"
+    );
+    assert!(matches!(
+        kept.last().map(|e| &e.kind),
+        Some(EventKind::PipelineDeleted)
+    ));
+}
+
 /// A rejected operation appends no event.
 pub async fn events_rejected_operations_append_nothing(cx: &Ctx) {
     let (lease, run) = cx.running("p").await;
@@ -449,6 +525,7 @@ macro_rules! __contract_events {
             events_sequence_starts_at_one_and_is_gapless,
             events_record_each_mutation_with_its_actor,
             events_page_without_gaps_or_repeats,
+            events_of_one_pipeline_are_its_slice_of_the_log,
             events_rejected_operations_append_nothing,
         );
     };

@@ -99,6 +99,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         // of them; this keeps it a keyset scan (`store/pages_at_scale.rs`).
         statements: &["CREATE INDEX runs_by_pipeline_status ON runs (pipeline, status, id)"],
     },
+    Migration {
+        version: 3,
+        name: "events_by_pipeline",
+        // One pipeline's slice of the event log (`Catalog::pipeline_events`, the live event
+        // stream's filter) as a range scan (`store/pages_at_scale.rs`).
+        statements: &["CREATE INDEX events_by_pipeline ON events (pipeline, seq)"],
+    },
 ];
 
 /// Creates the tracking table and applies every pending migration. Run it inside an atomic unit.

@@ -218,6 +218,11 @@ pub(crate) const CURSOR_HISTORY_PAGE: &str =
 pub(crate) const EVENTS_PAGE: &str =
     "SELECT seq, at, actor, pipeline, kind FROM events WHERE seq > ? ORDER BY seq LIMIT ?";
 
+/// A page of one pipeline's events: pipeline, after (exclusive), limit. A range of
+/// `events_by_pipeline`.
+pub(crate) const PIPELINE_EVENTS_PAGE: &str = "SELECT seq, at, actor, pipeline, kind FROM events \
+     WHERE pipeline = ? AND seq > ? ORDER BY seq LIMIT ?";
+
 /// A page of the reconciler snapshot's pipelines: after (exclusive), limit; then, for each,
 /// [`LAST_RUN`] and [`HELD_DECISIONS`].
 pub(crate) const STATUS_PAGE: &str = concat!(
@@ -351,6 +356,11 @@ impl<E: Exec> Store<'_, E> {
                 Response::Statuses(self.pipeline_statuses(after.as_ref(), limit)?)
             }
             R::Events { after, limit } => Response::Events(self.events(after, limit)?),
+            R::PipelineEvents {
+                pipeline,
+                after,
+                limit,
+            } => Response::Events(self.pipeline_events(&pipeline, after, limit)?),
         })
     }
 

@@ -13,7 +13,7 @@ use rusqlite::{params_from_iter, Connection, StatementStatus};
 use super::migrations::MIGRATIONS;
 use super::{
     decisions_page, runs_page, SqlValue, CURSOR_HISTORY_PAGE, EVENTS_PAGE, HELD_DECISIONS,
-    LAST_RUN, STATUS_PAGE,
+    LAST_RUN, PIPELINE_EVENTS_PAGE, STATUS_PAGE,
 };
 
 /// Rows per table before and after the database grows.
@@ -42,14 +42,17 @@ fn numbers(from: i64, to: i64) -> String {
 }
 
 /// Rows `from..=to` of the history, the event log and the pipelines (each with a schema
-/// decision, one in twenty held).
+/// decision, one in twenty held). One event in ten of the first [`SMALL`] is pipeline `rare`'s,
+/// the rest `big`'s: only an index on the pipeline finds the end of `rare`'s slice without
+/// reading the whole log after it.
 fn append(conn: &Connection, from: i64, to: i64) {
     let (p_from, p_to) = (from / 10, to / 10 - 1);
     conn.execute_batch(&format!(
         "{history} INSERT INTO cursor_history (pipeline, stream, version, body) \
            SELECT 'big', 's', g, '{{}}' FROM g;
          {events} INSERT INTO events (seq, at, actor, pipeline, kind) \
-           SELECT g, 0, '{{}}', 'big', '{{}}' FROM g;
+           SELECT g, 0, '{{}}', CASE WHEN g <= {SMALL} AND g % 10 = 0 THEN 'rare' ELSE 'big' END, \
+             '{{}}' FROM g;
          {pipelines} INSERT INTO pipelines (id, body, cursor_kind) \
            SELECT printf('p%08d', g), '{{}}', 'monotonic' FROM g;
          {decisions} INSERT INTO decisions (id, pipeline, stream, held, body) \
@@ -176,6 +179,18 @@ fn measure(conn: &Connection, rows: i64) -> Vec<(&'static str, i64)> {
                 conn,
                 EVENTS_PAGE,
                 &[SqlValue::Integer(rows - 150), SqlValue::Integer(PAGE)],
+            ),
+        ),
+        (
+            "events of a pipeline (its slice's last 50)",
+            steps(
+                conn,
+                PIPELINE_EVENTS_PAGE,
+                &[
+                    SqlValue::from("rare"),
+                    SqlValue::Integer(SMALL - 500),
+                    SqlValue::Integer(PAGE),
+                ],
             ),
         ),
         ("decisions of a pipeline", decisions(false)),

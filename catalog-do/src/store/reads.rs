@@ -45,16 +45,34 @@ impl<E: Exec> Store<'_, E> {
 
     pub(super) fn events(&mut self, after: u64, limit: Limit) -> Result<Vec<Event>> {
         let rows = self.exec.query(EVENTS_PAGE, params![after, limit.get()])?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    seq: r.uint(0)?,
-                    at: Timestamp::from_millis(r.int(1)?),
-                    actor: r.json(2)?,
-                    pipeline: PipelineId::new(r.text(3)?)?,
-                    kind: from_json(r.text(4)?)?,
-                })
-            })
-            .collect()
+        decode_events(&rows)
     }
+
+    pub(super) fn pipeline_events(
+        &mut self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        let rows = self.exec.query(
+            PIPELINE_EVENTS_PAGE,
+            params![pipeline.as_str(), after, limit.get()],
+        )?;
+        decode_events(&rows)
+    }
+}
+
+/// Events from rows of `seq, at, actor, pipeline, kind`.
+fn decode_events(rows: &[Row]) -> Result<Vec<Event>> {
+    rows.iter()
+        .map(|r| {
+            Ok(Event {
+                seq: r.uint(0)?,
+                at: Timestamp::from_millis(r.int(1)?),
+                actor: r.json(2)?,
+                pipeline: PipelineId::new(r.text(3)?)?,
+                kind: from_json(r.text(4)?)?,
+            })
+        })
+        .collect()
 }

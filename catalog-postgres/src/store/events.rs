@@ -45,6 +45,17 @@ pub(crate) static STATUS_PAGE: LazyLock<String> = LazyLock::new(|| {
 pub(crate) const EVENTS_PAGE: &str = "SELECT seq, at, actor, pipeline, kind FROM events \
      WHERE project = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
+/// A page of one pipeline's numbered events ([`EventRow`]), a range of `events_by_pipeline`.
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | pipeline |
+/// | `$3` | after this sequence number (exclusive) |
+/// | `$4` | limit |
+pub(crate) const PIPELINE_EVENTS_PAGE: &str = "SELECT seq, at, actor, pipeline, kind FROM events \
+     WHERE project = $1 AND pipeline = $2 AND seq > $3 ORDER BY seq LIMIT $4";
+
 /// Whether the project has committed events not numbered yet (`$1` project).
 const UNNUMBERED_EVENTS: &str =
     "SELECT EXISTS (SELECT 1 FROM events WHERE project = $1 AND seq IS NULL)";
@@ -121,16 +132,40 @@ impl PostgresCatalog {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Event {
-                    seq: to_u64(row.seq, "event sequence number")?,
-                    at: Timestamp::from_millis(row.at),
-                    actor: row.actor,
-                    pipeline: row.pipeline,
-                    kind: row.kind,
-                })
-            })
-            .collect()
+        to_events(rows)
     }
+
+    /// A page of one pipeline's events
+    /// ([`Catalog::pipeline_events`](hakiri_core::Catalog::pipeline_events)).
+    pub(crate) async fn op_pipeline_events(
+        &self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        self.number_events().await?;
+        let rows: Vec<EventRow> = sqlx::query_as(PIPELINE_EVENTS_PAGE)
+            .bind(self.project_str())
+            .bind(pipeline.as_str())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit.get()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        to_events(rows)
+    }
+}
+
+fn to_events(rows: Vec<EventRow>) -> Result<Vec<Event>> {
+    rows.into_iter()
+        .map(|row| {
+            Ok(Event {
+                seq: to_u64(row.seq, "event sequence number")?,
+                at: Timestamp::from_millis(row.at),
+                actor: row.actor,
+                pipeline: row.pipeline,
+                kind: row.kind,
+            })
+        })
+        .collect()
 }

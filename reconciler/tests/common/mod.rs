@@ -457,4 +457,12 @@ impl Catalog for Faulty {
     async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
         self.inner.events(after, limit).await
     }
+    async fn pipeline_events(
+        &self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        self.inner.pipeline_events(pipeline, after, limit).await
+    }
 }
