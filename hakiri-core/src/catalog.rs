@@ -503,6 +503,38 @@ pub trait CatalogExt: Catalog {
         Ok(first)
     }
 
+    /// The sequence number after which the last `n` events begin — of `pipeline`'s slice, or of
+    /// the whole log — so that reading from it gives the tail (`n` is capped at
+    /// `Limit::MAX - 1`). Found by searching with one-page reads, O(log of the log's length)
+    /// of them, so it works on every backend without a read newest-first.
+    async fn tail_after(&self, pipeline: Option<&PipelineId>, n: u64) -> Result<u64> {
+        let n = n.min(u64::from(Limit::MAX.get()) - 1);
+        let probe = Limit::new(u32::try_from(n + 1).unwrap_or(Limit::MAX.get()))?;
+        // How many events (at most n + 1) follow `after`.
+        let following = |after: u64| async move {
+            let page = match pipeline {
+                Some(pipeline) => self.pipeline_events(pipeline, after, probe).await?,
+                None => self.events(after, probe).await?,
+            };
+            Ok::<_, crate::Error>(page.len() as u64)
+        };
+        // The smallest `after` followed by at most n events: past the end, then halved back.
+        let mut high = 1u64;
+        while following(high).await? > n {
+            high = high.saturating_mul(2);
+        }
+        let mut low = 0u64;
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if following(middle).await? > n {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+
     /// A pipeline's held decisions.
     async fn held_decisions(&self, pipeline: &PipelineId) -> Result<Vec<Decision>> {
         let query = DecisionQuery {

@@ -12,6 +12,17 @@ use crate::{
 };
 use serde::{Deserialize, Serialize};
 
+/// The plan the reconciler would follow now: every pipeline's status, planned at the catalog
+/// clock's time. What `hakiri plan` prints and the servers answer at `/v1/projects/{p}/plan`.
+///
+/// # Errors
+/// The catalog's, reading the statuses.
+pub async fn current(catalog: &(impl crate::Catalog + ?Sized)) -> crate::Result<Plan> {
+    use crate::CatalogExt as _;
+    let statuses = catalog.all_statuses().await?;
+    Ok(plan(&statuses.items, statuses.as_of))
+}
+
 /// What to do about every pipeline, decided at `as_of` (the catalog clock's time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {

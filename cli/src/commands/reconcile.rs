@@ -39,8 +39,7 @@ pub(crate) fn known_connectors() -> Vec<String> {
 /// `hakiri plan`: the reconciler's plan for now, from one snapshot. Writes nothing.
 pub(super) async fn plan(ctx: &Ctx) -> CliResult {
     let opened = ctx.open(Access::Existing).await?;
-    let snapshot = opened.catalog.all_statuses().await?;
-    let plan = hakiri_reconciler::plan(&snapshot.items, snapshot.as_of);
+    let plan = hakiri_core::plan::current(opened.catalog.as_ref()).await?;
     output::emit(ctx.format(), &plan, || {
         if plan.items.is_empty() {
             output::line(
