@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hakiri_core::{Catalog, CatalogExt, ConnectorRef, Error, HolderId, RunStatus};
+use hakiri_core::{Catalog, ConnectorRef, Error, HolderId, RunStatus};
 use hakiri_reconciler::{
     Connectors, Plan, Reconciler, ReconcilerConfig, RunEnd, SingerConnector, TickFailure,
     TickReport, Venvs,
