@@ -260,6 +260,26 @@ impl From<Reply> for Result<Response> {
     }
 }
 
+/// The HTTP status that goes with an error, on every server of the protocol: the body is the
+/// contract, the status a summary of it for proxies, logs and clients that read only the status.
+pub fn status_of(error: &Error) -> u16 {
+    match error {
+        Error::InvalidArgument(_) => 400,
+        Error::Unauthenticated(_) => 401,
+        Error::PermissionDenied(_) => 403,
+        Error::NotFound(_) => 404,
+        // The entity's state refused the operation: a conflict with the current state.
+        Error::AlreadyExists(_)
+        | Error::Conflict { .. }
+        | Error::Fenced { .. }
+        | Error::Leased { .. }
+        | Error::CursorRegression { .. }
+        | Error::FailedPrecondition(_) => 409,
+        Error::Unavailable(_) => 503,
+        _ => 500,
+    }
+}
+
 /// Decodes a request body.
 ///
 /// # Errors

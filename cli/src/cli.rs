@@ -137,6 +137,9 @@ pub(crate) enum Command {
     Decisions(DecisionsCommand),
     /// Show the project's audit log (every change: who, what, when).
     Events(EventsArgs),
+    /// Serve the catalog over HTTP on this machine: every project of --catalog, behind a token
+    /// printed at launch (the event log live, the plan, who you are).
+    Serve(ServeArgs),
     /// Bring the catalog's schema up to date (SQLite: opening it migrates it; Postgres: runs
     /// the migrations).
     Migrate,
@@ -160,6 +163,18 @@ pub(crate) struct ApplyArgs {
     /// Show what would change and write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The loopback address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7464", value_name = "HOST:PORT")]
+    pub(crate) listen: SocketAddr,
+
+    /// Another `Host` header value to answer under (a name this machine has on loopback);
+    /// repeatable. Requests naming any other host are refused.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) allow_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]

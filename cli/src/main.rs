@@ -25,6 +25,7 @@ mod metrics;
 mod output;
 mod postgres;
 mod progress;
+mod serve;
 mod target;
 
 use std::ffi::OsString;

@@ -1,29 +1,9 @@
 //! `Reply` bodies and their HTTP statuses: the body is the contract, the status a summary of it
 //! for proxies, logs and clients that only look at the status line.
 
-use hakiri_core::Error;
 use worker::{Headers, Response};
 
-use crate::protocol::{encode, Reply};
-
-/// The HTTP status that goes with an error.
-pub(crate) fn status_of(error: &Error) -> u16 {
-    match error {
-        Error::InvalidArgument(_) => 400,
-        Error::Unauthenticated(_) => 401,
-        Error::PermissionDenied(_) => 403,
-        Error::NotFound(_) => 404,
-        // The entity's state refused the operation: a conflict with the current state.
-        Error::AlreadyExists(_)
-        | Error::Conflict { .. }
-        | Error::Fenced { .. }
-        | Error::Leased { .. }
-        | Error::CursorRegression { .. }
-        | Error::FailedPrecondition(_) => 409,
-        Error::Unavailable(_) => 503,
-        _ => 500,
-    }
-}
+use crate::protocol::{encode, status_of, Reply};
 
 /// A JSON response carrying `reply`; `status` overrides the one derived from the reply.
 pub(crate) fn reply(reply: &Reply, status: Option<u16>) -> worker::Result<Response> {

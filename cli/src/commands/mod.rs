@@ -40,6 +40,11 @@ impl Ctx {
         }
     }
 
+    /// Where the catalog is.
+    pub(crate) fn url(&self) -> &CatalogUrl {
+        &self.url
+    }
+
     /// The output format.
     pub(crate) fn format(&self) -> OutputFormat {
         self.global.output
@@ -134,6 +139,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<ExitCode> {
         Command::Schemas(command) => schemas::run(ctx, command).await?,
         Command::Decisions(command) => decisions::run(ctx, command).await?,
         Command::Events(args) => events::run(ctx, &args).await?,
+        Command::Serve(args) => crate::serve::run(ctx, &args).await?,
         Command::Migrate => migrate(ctx).await?,
     }
     Ok(ExitCode::SUCCESS)

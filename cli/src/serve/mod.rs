@@ -1,0 +1,351 @@
+//! `hakiri serve`: the catalog behind one HTTP server, on any backend the CLI opens.
+//!
+//! Routes:
+//! - `GET /healthz` (no token): `ok`.
+//! - `GET /metrics` (no token): the server's request counters, OpenMetrics text.
+//! - `GET /v1/whoami`: the grant the bearer token carries (name, role, projects).
+//! - `GET /v1/projects/{project}/plan`: the reconciler's dry-run plan at the catalog's clock.
+//! - `GET /v1/projects/{project}/events`: the event log as Server-Sent Events (`events.rs`).
+//!
+//! Every `/v1` request needs `Authorization: Bearer <token>`: the token this launch printed. The
+//! server binds loopback only, and answers only requests whose `Host` is one it serves under (a
+//! page on another site cannot reach it through DNS rebinding). Errors are the protocol's
+//! `Reply::Err` bodies with the statuses the Worker gives them.
+
+mod events;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hakiri_catalog_do::protocol::{self, Access, Reply};
+use hakiri_core::{Catalog, Error, ProjectId};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServeArgs;
+use crate::commands::Ctx;
+use crate::error::{CliError, CliResult};
+use crate::output;
+use crate::target::{self, CatalogUrl};
+
+/// `hakiri serve`: binds, prints the URL and the token, serves until SIGINT/SIGTERM.
+pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
+    if !args.listen.ip().is_loopback() {
+        return Err(CliError::invalid(
+            "not_loopback",
+            format!(
+                "hakiri serve binds loopback addresses only; {} is not one",
+                args.listen
+            ),
+        )
+        .hint(
+            "serve on 127.0.0.1 (the default) and put a proxy in front of it for other machines",
+        ));
+    }
+    let listener = TcpListener::bind(args.listen).await.map_err(|e| {
+        CliError::failed("listen", format!("cannot listen on {}: {e}", args.listen))
+            .hint("choose a free address with --listen HOST:PORT (port 0 picks one)")
+    })?;
+    let addr = listener.local_addr().unwrap_or(args.listen);
+    let token = launch_token();
+    let stop = CancellationToken::new();
+    let app = App::new(ctx.url().clone(), addr, token.clone(), args, stop.clone());
+    output::note(format!(
+        "serving {} at http://{addr}/ (Ctrl-C to stop)\ntoken: {token}",
+        ctx.url()
+    ));
+    if ctx.json() {
+        // One line, as soon as the server listens: what a script waits for.
+        output::json_line(&serde_json::json!({"url": format!("http://{addr}/"), "token": token}));
+    }
+    tokio::spawn(stop_on_signal(stop.clone()));
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|e| CliError::failed("serve", format!("the server stopped: {e}")))?;
+    output::note("stopped");
+    Ok(())
+}
+
+/// A fresh bearer token for this launch: 32 random bytes, hex.
+fn launch_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    stop.cancel();
+}
+
+/// What every request shares.
+pub(crate) struct App {
+    url: CatalogUrl,
+    /// Catalogs opened so far, by project.
+    catalogs: Mutex<HashMap<ProjectId, Arc<dyn Catalog>>>,
+    token: String,
+    /// `Host` values the server answers.
+    hosts: Vec<String>,
+    /// How often an event stream looks for new events when it has shown them all.
+    poll: Duration,
+    /// Fires when the server stops.
+    stop: CancellationToken,
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+    status: u16,
+}
+
+impl App {
+    fn new(
+        url: CatalogUrl,
+        addr: SocketAddr,
+        token: String,
+        args: &ServeArgs,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
+        let port = addr.port();
+        let mut hosts = vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ];
+        hosts.extend(args.allow_host.iter().cloned());
+        // A local file answers a read in microseconds; a server is not polled as often.
+        let poll = match url {
+            CatalogUrl::Postgres(_) | CatalogUrl::Worker(_) => Duration::from_secs(1),
+            _ => Duration::from_millis(200),
+        };
+        let mut registry = Registry::default();
+        let requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "hakiri_http_requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        Arc::new(Self {
+            url,
+            catalogs: Mutex::new(HashMap::new()),
+            token,
+            hosts,
+            poll,
+            stop,
+            registry,
+            requests,
+        })
+    }
+
+    /// The catalog of `project`, opened on first use. A project with no catalog is refused.
+    async fn catalog(&self, project: &str) -> Result<Arc<dyn Catalog>, ApiError> {
+        let project = ProjectId::new(project)?;
+        let mut catalogs = self.catalogs.lock().await;
+        if let Some(catalog) = catalogs.get(&project) {
+            return Ok(catalog.clone());
+        }
+        let opened = target::open(&self.url, &project, None, target::Access::Existing)
+            .await
+            .map_err(ApiError::from)?;
+        catalogs.insert(project, opened.catalog.clone());
+        Ok(opened.catalog)
+    }
+}
+
+/// The server's routes over `app`.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/projects/{project}/plan", get(plan))
+        .route("/v1/projects/{project}/events", get(events::stream))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .merge(v1)
+        .layer(middleware::from_fn_with_state(app.clone(), count))
+        .layer(middleware::from_fn_with_state(app.clone(), check_host))
+        .with_state(app)
+}
+
+/// Refuses a request whose `Host` is not one this server answers under.
+async fn check_host(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if app.hosts.iter().any(|allowed| allowed == host) {
+        next.run(request).await
+    } else {
+        ApiError::with_status(
+            StatusCode::MISDIRECTED_REQUEST,
+            Error::PermissionDenied(format!(
+                "this server does not answer for host {host:?}; add it with --allow-host"
+            )),
+        )
+        .into_response()
+    }
+}
+
+/// Counts every answer by route and status, for `/metrics`.
+async fn count(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route = route_name(request.uri().path());
+    let response = next.run(request).await;
+    app.requests
+        .get_or_create(&RouteLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// A bounded set of route names for the request counter.
+fn route_name(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "healthz",
+        "/metrics" => "metrics",
+        "/v1/whoami" => "whoami",
+        p if p.starts_with("/v1/projects/") && p.ends_with("/plan") => "plan",
+        p if p.starts_with("/v1/projects/") && p.ends_with("/events") => "events",
+        _ => "other",
+    }
+}
+
+/// Requires the launch's bearer token.
+async fn authenticate(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), app.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => {
+            ApiError::from(Error::Unauthenticated("unknown bearer token".into())).into_response()
+        }
+        None => ApiError::from(Error::Unauthenticated(
+            "no bearer token: send Authorization: Bearer <the token hakiri serve printed>".into(),
+        ))
+        .into_response(),
+    }
+}
+
+/// Equality that takes as long whatever the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Who a token is.
+#[derive(Debug, Serialize)]
+struct WhoAmI {
+    name: &'static str,
+    role: Access,
+    projects: &'static str,
+}
+
+async fn whoami() -> Json<WhoAmI> {
+    Json(WhoAmI {
+        name: "launch",
+        role: Access::Admin,
+        projects: "*",
+    })
+}
+
+async fn plan(
+    State(app): State<Arc<App>>,
+    Path(project): Path<String>,
+) -> Result<Json<hakiri_core::plan::Plan>, ApiError> {
+    let catalog = app.catalog(&project).await?;
+    Ok(Json(hakiri_core::plan::current(catalog.as_ref()).await?))
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut body = String::new();
+    // Writing to a `String` cannot fail.
+    let _ = encode(&mut body, &app.registry);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            hakiri_reconciler::metrics::CONTENT_TYPE,
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A catalog error as an HTTP answer: the protocol's `Reply::Err` body with the status the Worker
+/// gives it, unless the server says otherwise.
+#[derive(Debug)]
+pub(crate) struct ApiError(Box<(Error, Option<StatusCode>)>);
+
+impl ApiError {
+    fn with_status(status: StatusCode, error: Error) -> Self {
+        Self(Box::new((error, Some(status))))
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        Self(Box::new((error, None)))
+    }
+}
+
+impl From<CliError> for ApiError {
+    fn from(error: CliError) -> Self {
+        match error.catalog_error() {
+            Some(catalog) => catalog.clone().into(),
+            // A project with no catalog here: nothing to show, and nothing is created.
+            None if error.code() == "no_catalog" => {
+                Self::with_status(StatusCode::NOT_FOUND, Error::invalid(error.render_text()))
+            }
+            None => Error::Backend(error.render_text()).into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (error, status) = *self.0;
+        let status = status.unwrap_or_else(|| {
+            StatusCode::from_u16(protocol::status_of(&error))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
+        let mut response = (status, Json(Reply::Err(error))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"hakiri\""),
+            );
+        }
+        response
+    }
+}

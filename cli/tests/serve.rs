@@ -1,0 +1,368 @@
+//! `hakiri serve` end to end: the real binary on an embedded SQLite catalog, spoken to over real
+//! HTTP on loopback — the token, the Host check, whoami, the plan, the live event stream (tail,
+//! resume by `Last-Event-ID`, the pipeline filter, events written by another process while a
+//! client watches), the request counters, and a clean stop on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
+use hakiri_core::{Actor, Catalog, CatalogExt, CursorKind, ProjectId};
+use hakiri_test_kit::fixtures;
+use serde_json::Value;
+
+const PROJECT: &str = "shop";
+
+/// A running `hakiri serve` and what it printed.
+struct Server {
+    child: Child,
+    port: u16,
+    token: String,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Creates pipelines `orders` and `users` in a fresh catalog, then serves it.
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = open(dir.path());
+        for id in ["orders", "users"] {
+            catalog
+                .create_pipeline(fixtures::spec(id, CursorKind::Monotonic), &Actor::System)
+                .await
+                .unwrap();
+        }
+        drop(catalog);
+        let mut child = common::hakiri(&common::sqlite_catalog(dir.path()), PROJECT)
+            .args(["--output", "json", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hakiri serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let started: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("hakiri serve printed {line:?}: {e}"));
+        let url = started["url"].as_str().unwrap();
+        let port = url
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|_| panic!("unexpected URL {url}"));
+        Server {
+            child,
+            port,
+            token: started["token"].as_str().unwrap().to_owned(),
+            dir,
+        }
+    }
+
+    /// A GET of `path` with `headers`; the whole answer (the connection is closed after it).
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+        if !headers.iter().any(|(name, _)| *name == "Host") {
+            request.push_str(&format!("Host: 127.0.0.1:{}\r\n", self.port));
+        }
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        Answer::parse(&text)
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// Opens an event stream at `path` and returns it once the headers are read.
+    fn subscribe(&self, path: &str, headers: &[(&str, &str)]) -> Subscription {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: {}\r\n",
+            self.port,
+            self.bearer()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            if header == "\r\n" {
+                break;
+            }
+        }
+        Subscription { reader }
+    }
+
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "hakiri serve ended with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "hakiri serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn open(dir: &Path) -> SqliteCatalog {
+    std::fs::create_dir_all(dir.join(".hakiri")).unwrap();
+    SqliteCatalog::open(
+        dir.join(".hakiri").join(format!("{PROJECT}.db")),
+        ProjectId::new(PROJECT).unwrap(),
+        SqliteConfig::default(),
+    )
+    .unwrap()
+}
+
+/// An HTTP answer: status, headers (lowercase names) and body (chunked bodies decoded).
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn parse(text: &str) -> Self {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let chunked = headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// An open event stream.
+struct Subscription {
+    reader: BufReader<TcpStream>,
+}
+
+impl Subscription {
+    /// The next `n` events' sequence numbers and pipelines (keep-alive comments skipped).
+    fn next(&mut self, n: usize) -> Vec<(u64, String)> {
+        let mut events = Vec::new();
+        let mut id = None;
+        while events.len() < n {
+            let mut line = String::new();
+            let read = self
+                .reader
+                .read_line(&mut line)
+                .expect("the next event in time");
+            assert!(read > 0, "the stream ended");
+            // Chunk sizes and blank lines between messages carry nothing here.
+            if let Some(value) = line.trim_end().strip_prefix("id: ") {
+                id = value.parse().ok();
+            } else if let Some(data) = line.trim_end().strip_prefix("data: ") {
+                let event: Value = serde_json::from_str(data).unwrap();
+                let seq = id.take().expect("an id before the data");
+                assert_eq!(event["seq"], seq, "the id is the event's number");
+                events.push((seq, event["pipeline"].as_str().unwrap().to_owned()));
+            }
+        }
+        events
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_needs_its_token_and_a_host_it_answers_for() {
+    let server = Server::start().await;
+    let health = server.get("/healthz", &[]);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+
+    let none = server.get("/v1/whoami", &[]);
+    assert_eq!(none.status, 401);
+    assert_eq!(
+        none.header("www-authenticate"),
+        Some("Bearer realm=\"hakiri\"")
+    );
+    assert_eq!(
+        none.json()["err"]["code"],
+        "unauthenticated",
+        "{}",
+        none.body
+    );
+    let wrong = server.get("/v1/whoami", &[("Authorization", "Bearer nope")]);
+    assert_eq!(wrong.status, 401);
+
+    let bearer = server.bearer();
+    let me = server.get("/v1/whoami", &[("Authorization", &bearer)]);
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["role"], "admin");
+
+    // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
+    let forged = server.get(
+        "/v1/whoami",
+        &[("Authorization", &bearer), ("Host", "evil.example:80")],
+    );
+    assert_eq!(forged.status, 421, "{}", forged.body);
+
+    let metrics = server.get("/metrics", &[]);
+    assert!(
+        metrics
+            .body
+            .contains("hakiri_http_requests_total{route=\"whoami\",status=\"401\"} 2"),
+        "{}",
+        metrics.body
+    );
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_the_plan_and_refuses_a_project_without_a_catalog() {
+    let server = Server::start().await;
+    let bearer = server.bearer();
+    let plan = server.get("/v1/projects/shop/plan", &[("Authorization", &bearer)]);
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let plan = plan.json();
+    let items = plan["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["pipeline"], "orders");
+    assert_eq!(items[0]["action"]["action"], "skip");
+    assert_eq!(items[0]["action"]["reason"]["kind"], "manual");
+    assert!(plan["as_of"].is_string());
+
+    let typo = server.get("/v1/projects/shpo/plan", &[("Authorization", &bearer)]);
+    assert_eq!(typo.status, 404, "{}", typo.body);
+    assert!(typo.body.contains("shpo"), "{}", typo.body);
+    assert!(
+        !server.dir.path().join(".hakiri/shpo.db").exists(),
+        "no catalog is created for a typo"
+    );
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_live_from_a_tail_resume_after_an_id_and_filter_by_pipeline() {
+    let server = Server::start().await;
+    // Two pipelines created: events 1 and 2.
+    let mut everything = server.subscribe("/v1/projects/shop/events", &[]);
+    assert_eq!(
+        everything.next(2),
+        [(1, "orders".to_owned()), (2, "users".to_owned())]
+    );
+    let mut tail = server.subscribe("/v1/projects/shop/events?tail=1", &[]);
+    assert_eq!(tail.next(1), [(2, "users".to_owned())]);
+    let mut orders = server.subscribe("/v1/projects/shop/events?pipeline=orders", &[]);
+    assert_eq!(orders.next(1), [(1, "orders".to_owned())]);
+
+    // Another process writes while the clients watch: each sees what it asked for, in order.
+    let catalog = open(server.dir.path());
+    let ttl = Duration::from_secs(60);
+    let holder = hakiri_core::HolderId::new("w").unwrap();
+    let users = hakiri_core::PipelineId::new("users").unwrap();
+    let orders_id = hakiri_core::PipelineId::new("orders").unwrap();
+    catalog.acquire(&users, &holder, ttl).await.unwrap(); // 3
+    catalog.acquire(&orders_id, &holder, ttl).await.unwrap(); // 4
+    assert_eq!(
+        everything.next(2),
+        [(3, "users".to_owned()), (4, "orders".to_owned())]
+    );
+    assert_eq!(
+        tail.next(2),
+        [(3, "users".to_owned()), (4, "orders".to_owned())]
+    );
+    assert_eq!(orders.next(1), [(4, "orders".to_owned())]);
+
+    // A client that lost its connection resumes after the last id it saw, gap- and repeat-free.
+    let mut resumed = server.subscribe("/v1/projects/shop/events", &[("Last-Event-ID", "2")]);
+    assert_eq!(
+        resumed.next(2),
+        [(3, "users".to_owned()), (4, "orders".to_owned())]
+    );
+    let mut after = server.subscribe("/v1/projects/shop/events?after=3", &[]);
+    assert_eq!(after.next(1), [(4, "orders".to_owned())]);
+    server.terminate();
+}
+
+#[test]
+fn serve_refuses_an_address_other_machines_can_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::hakiri(&common::sqlite_catalog(dir.path()), PROJECT)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
