@@ -38,6 +38,11 @@ impl Server {
                 .unwrap();
         }
         drop(catalog);
+        Self::serve(dir)
+    }
+
+    /// Serves the catalogs in `dir`.
+    fn serve(dir: tempfile::TempDir) -> Self {
         let mut child = common::hakiri(&common::sqlite_catalog(dir.path()), PROJECT)
             .args(["--output", "json", "serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -118,7 +123,19 @@ impl Server {
         Subscription { reader }
     }
 
+    /// Stops this server and serves the same catalogs again (a new port, a new token).
+    fn restart(mut self) -> Self {
+        self.stop();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::mem::replace(&mut self.dir, dir);
+        Self::serve(dir)
+    }
+
     fn terminate(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -352,6 +369,18 @@ async fn events_stream_live_from_a_tail_resume_after_an_id_and_filter_by_pipelin
     );
     let mut after = server.subscribe("/v1/projects/shop/events?after=3", &[]);
     assert_eq!(after.next(1), [(4, "orders".to_owned())]);
+
+    // Across a restart of the server (its streams end with it): resuming misses nothing.
+    let server = server.restart();
+    catalog
+        .create_pipeline(
+            fixtures::spec("refunds", CursorKind::Monotonic),
+            &Actor::System,
+        )
+        .await
+        .unwrap(); // 5
+    let mut resumed = server.subscribe("/v1/projects/shop/events", &[("Last-Event-ID", "4")]);
+    assert_eq!(resumed.next(1), [(5, "refunds".to_owned())]);
     server.terminate();
 }
 
@@ -365,4 +394,41 @@ fn serve_refuses_an_address_other_machines_can_reach() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_reading_holds_back_no_writer_and_no_other_reader() {
+    let server = Server::start().await;
+    // Subscribed, then never read again: the server's socket buffers fill up.
+    let _stalled = server.subscribe("/v1/projects/shop/events", &[]);
+    let catalog = open(server.dir.path());
+    let ttl = Duration::from_secs(60);
+    let (lease, run) = fixtures::begun(
+        &catalog,
+        fixtures::spec("busy", CursorKind::Opaque),
+        "w",
+        ttl,
+    )
+    .await;
+    let stream = hakiri_core::StreamName::new("s").unwrap();
+    // Some megabytes of events, far beyond what the sockets between them buffer.
+    let padding = "x".repeat(2_000);
+    for i in 1..=2_000u64 {
+        let value =
+            hakiri_core::CursorValue::new(serde_json::json!({"n": i, "pad": padding})).unwrap();
+        catalog
+            .advance_to(&lease, run.id, &stream, value)
+            .await
+            .unwrap();
+    }
+    // Another client still gets the newest events at once.
+    let mut fresh = server.subscribe("/v1/projects/shop/events?tail=1", &[]);
+    let newest = fresh.next(1);
+    assert_eq!(newest[0].1, "busy");
+    assert_eq!(
+        newest[0].0,
+        2 + 3 + 2_000,
+        "two creates, create/acquire/begin, the checkpoints"
+    );
+    server.terminate();
 }
