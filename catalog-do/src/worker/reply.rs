@@ -2,9 +2,9 @@
 //! for proxies, logs and clients that only look at the status line.
 
 use hakiri_core::Error;
+use hakiri_protocol::{encode, Reply};
+use serde::Serialize;
 use worker::{Headers, Response};
-
-use crate::protocol::{encode, Reply};
 
 /// The HTTP status that goes with an error.
 pub(crate) fn status_of(error: &Error) -> u16 {
@@ -39,4 +39,11 @@ pub(crate) fn reply(reply: &Reply, status: Option<u16>) -> worker::Result<Respon
     Ok(Response::from_bytes(encode(reply))?
         .with_status(status)
         .with_headers(headers))
+}
+
+/// A 200 JSON response carrying `value` (an answer that is not a catalog `Reply`, e.g. `whoami`).
+pub(crate) fn json<T: Serialize>(value: &T) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::from_bytes(encode(value))?.with_headers(headers))
 }

@@ -3,11 +3,11 @@
 //! message damaged — never panics and fails only with the documented typed error; valid requests
 //! and replies survive an encode/decode round trip exactly.
 
-use hakiri_catalog_do::protocol::{decode_reply, decode_request, encode, Reply, Request, Response};
 use hakiri_core::{
     CursorAdvance, CursorValue, DecisionId, Entity, Epoch, Error, FenceReason, HolderId, Lease,
     Limit, PipelineId, RunId, StreamName, Timestamp,
 };
+use hakiri_protocol::{decode_reply, decode_request, encode, Reply, Request, Response};
 use proptest::prelude::*;
 use serde_json::Value;
 
