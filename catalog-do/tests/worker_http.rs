@@ -370,6 +370,22 @@ async fn operators_are_audited_as_the_grant_of_their_token() {
         "{:?}",
         answer.reply
     );
+    let answer = rpc(server, "proj-u", Some(ADMIN), &create("w")).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.reply);
+    let acquire = Request::Acquire {
+        pipeline: pid("w"),
+        holder: holder_id("unnamed-worker"),
+        ttl_ms: 30_000,
+    };
+    let answer = rpc(server, "proj-u", Some(UNNAMED), &acquire).await;
+    assert!(
+        matches!(
+            &answer.reply,
+            Reply::Ok(hakiri_protocol::Response::Lease(_))
+        ),
+        "{:?}",
+        answer.reply
+    );
 }
 
 #[tokio::test]

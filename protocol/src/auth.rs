@@ -123,14 +123,17 @@ fn scope(value: &Value) -> std::result::Result<Scope, String> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GrantsError {
-    /// Not JSON, or not a list; the position only, since the text may hold tokens.
-    #[error("the grants are not a JSON list of grants (error at line {line}, column {column})")]
-    NotAList {
-        /// 1-based line of the first error (0 when the JSON is valid but not a list).
+    /// Not JSON; the position only, since the text may hold tokens.
+    #[error("the grants are not valid JSON (error at line {line}, column {column})")]
+    NotJson {
+        /// Line of the first error, from 1.
         line: usize,
-        /// 1-based column of the first error (0 when the JSON is valid but not a list).
+        /// Column of the first error, from 1.
         column: usize,
     },
+    /// JSON, but not a list.
+    #[error("the grants must be a JSON list of grants")]
+    NotAList,
     /// A grant that is not a JSON object.
     #[error("grant {grant} is not a JSON object")]
     NotAnObject {
@@ -385,13 +388,13 @@ impl Grants {
     /// # Errors
     /// [`GrantsError`] naming the first grant and field that is wrong; never echoing a token.
     pub fn parse(text: &str) -> std::result::Result<Self, GrantsError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| GrantsError::NotAList {
+        let value: Value = serde_json::from_str(text).map_err(|e| GrantsError::NotJson {
             // Position only: serde's message could quote part of a token.
             line: e.line(),
             column: e.column(),
         })?;
         let Value::Array(items) = value else {
-            return Err(GrantsError::NotAList { line: 0, column: 0 });
+            return Err(GrantsError::NotAList);
         };
         items
             .iter()
@@ -399,11 +402,6 @@ impl Grants {
             .map(|(i, item)| grant(i + 1, item))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map(Self)
-    }
-
-    /// The grants, in the file's order.
-    pub fn iter(&self) -> impl Iterator<Item = &Grant> {
-        self.0.iter()
     }
 
     /// The grants whose token is `token`, every grant compared in constant time (no early exit).
@@ -641,13 +639,13 @@ mod tests {
         let text = format!(r#"[{{"token": "{secret}", "projects": "*", "role": "admin""#);
         let error = Grants::parse(&text).unwrap_err();
         assert!(
-            matches!(error, GrantsError::NotAList { line: 1, .. }),
+            matches!(error, GrantsError::NotJson { line: 1, .. }),
             "{error}"
         );
         assert!(!error.to_string().contains(secret));
         assert_eq!(
             Grants::parse(r#"{"grants": []}"#).unwrap_err(),
-            GrantsError::NotAList { line: 0, column: 0 }
+            GrantsError::NotAList
         );
         let cases = [
             (json!(["x"]), GrantsError::NotAnObject { grant: 1 }),

@@ -1,6 +1,6 @@
 //! Hakiri's catalog protocol, which belongs to no single backend: one JSON [`Request`] per
 //! `Catalog` method and one [`Reply`] per answer; the `Catalog` over any [`Transport`]
-//! ([`RemoteCatalog`]) and its HTTP client ([`HttpCatalog`]); the generic [`dispatch`] that
+//! ([`RemoteCatalog`]) and its HTTP client ([`HttpCatalog`]); the generic [`dispatch()`] that
 //! answers every request on any `Catalog`; and the grants ([`Grants`]) that decide who may send
 //! which request, and as whom it is audited (ADR 0023, `docs/adr/0023-protocol-crate.md`).
 //!
@@ -12,7 +12,7 @@
 //! # Layout
 //! - `wire`: requests, responses, replies, their encoding, and which access each request needs.
 //! - `remote`: [`RemoteCatalog`], the one `Catalog` implementation for every protocol client.
-//! - `dispatch`: [`dispatch`], a request answered through any `Catalog`, as the Worker answers it.
+//! - `dispatch`: [`dispatch()`], a request answered through any `Catalog` as the Worker would.
 //! - `auth`: the grants file, roles ([`Access`]), the constant-time token check, `whoami`, and
 //!   stamping the audited actor from the token's grant ([`Request::stamped_by`]).
 //! - `http` (native): [`HttpCatalog`], [`HttpConfig`], [`HttpTransport`]: the client of a catalog
