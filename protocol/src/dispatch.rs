@@ -122,3 +122,104 @@ pub async fn dispatch(catalog: &dyn Catalog, request: Request) -> Result<Respons
         R::Events { after, limit } => Response::Events(catalog.events(after, limit).await?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hakiri_catalog_memory::MemoryCatalog;
+    use hakiri_core::{
+        Actor, BeginRun, CatalogExt, ConnectorRef, Cursor, CursorAdvance, CursorKind, CursorValue,
+        Entity, Error, Limit, PipelineId, PipelineSpec, ProjectId, StreamName, Trigger,
+    };
+    use serde_json::json;
+
+    use super::*;
+    use crate::wire::{decode_request, encode};
+
+    fn pid(id: &str) -> PipelineId {
+        PipelineId::new(id).unwrap()
+    }
+
+    fn stream() -> StreamName {
+        StreamName::new("orders").unwrap()
+    }
+
+    async fn running(catalog: &MemoryCatalog) -> (hakiri_core::Lease, hakiri_core::RunId) {
+        let spec = PipelineSpec::new(
+            pid("p"),
+            ConnectorRef::new("jsonl").unwrap(),
+            CursorKind::Monotonic,
+        );
+        catalog.create_pipeline(spec, &Actor::System).await.unwrap();
+        let holder = hakiri_core::HolderId::new("w").unwrap();
+        let lease = catalog
+            .acquire(&pid("p"), &holder, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let run = catalog
+            .begin_run(&lease, BeginRun::new(Trigger::Manual))
+            .await
+            .unwrap();
+        (lease, run.id)
+    }
+
+    /// Older clients name an advance `checkpoint`: it decodes to an advance and is answered with
+    /// the cursor.
+    #[tokio::test]
+    async fn a_checkpoint_of_an_older_client_is_answered_as_an_advance() {
+        let catalog = MemoryCatalog::new(ProjectId::new("acme").unwrap());
+        let (lease, run) = running(&catalog).await;
+        let advance = Request::Advance {
+            lease,
+            run,
+            stream: stream(),
+            advance: CursorAdvance::to(CursorValue::new(json!(7)).unwrap()),
+        };
+        let mut body: serde_json::Value = serde_json::from_slice(&encode(&advance)).unwrap();
+        body["op"] = json!("checkpoint");
+        let decoded = decode_request(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(decoded, advance);
+        let Response::Cursor(Cursor { value, version, .. }) =
+            dispatch(&catalog, decoded).await.unwrap()
+        else {
+            panic!("an advance is answered with its cursor");
+        };
+        assert_eq!((value, version), (CursorValue::new(json!(7)).unwrap(), 1));
+    }
+
+    /// A stream without a cursor is `MaybeCursor(None)`, not an error; a missing pipeline is
+    /// `NotFound` naming it, as the store answers.
+    #[tokio::test]
+    async fn reads_answer_the_variant_and_error_the_store_does() {
+        let catalog = MemoryCatalog::new(ProjectId::new("acme").unwrap());
+        running(&catalog).await;
+        let request = |pipeline: &str| Request::GetCursor {
+            pipeline: pid(pipeline),
+            stream: stream(),
+        };
+        assert_eq!(
+            dispatch(&catalog, request("p")).await.unwrap(),
+            Response::MaybeCursor(None)
+        );
+        let error = dispatch(&catalog, request("missing")).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::NotFound(Entity::Pipeline { .. })),
+            "{error:?}"
+        );
+        let events = dispatch(
+            &catalog,
+            Request::Events {
+                after: 0,
+                limit: Limit::MAX,
+            },
+        )
+        .await
+        .unwrap();
+        let Response::Events(events) = events else {
+            panic!("events are answered as events");
+        };
+        assert_eq!(events, catalog.events(0, Limit::MAX).await.unwrap());
+        assert_eq!(events.len(), 3, "create, acquire, begin: {events:?}");
+    }
+}
