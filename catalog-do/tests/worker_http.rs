@@ -388,6 +388,32 @@ async fn operators_are_audited_as_the_grant_of_their_token() {
     );
 }
 
+/// A malformed grants secret fails every request closed (HTTP 500, `Backend`), naming the grant
+/// and field at fault and never the token.
+#[tokio::test]
+async fn a_malformed_grants_secret_fails_closed() {
+    let persist = tempfile::tempdir().expect("a temporary directory");
+    let secret = "s3cret-token-in-the-secret";
+    let tokens =
+        json!([{"name": "ops", "token": secret, "projects": "*", "role": "owner"}]).to_string();
+    let mut options = WorkerdOptions::new(tokens, persist.path());
+    options.test_hooks = false;
+    let server = Workerd::start(&options);
+    let answer = rpc(&server, "proj-a", Some(secret), &list_pipelines()).await;
+    let error = expect_err(&answer, 500);
+    assert!(
+        matches!(error, Error::Backend(m) if m.contains("grant 1: role must be") && !m.contains(secret)),
+        "{error:?}"
+    );
+    let whoami = reqwest::Client::new()
+        .get(format!("{}/v1/whoami", server.url()))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .expect("the worker answers");
+    assert_eq!(whoami.status().as_u16(), 500);
+}
+
 #[tokio::test]
 async fn malformed_input_gets_typed_invalid_argument() {
     let server = server();
