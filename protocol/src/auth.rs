@@ -517,7 +517,7 @@ mod tests {
         .unwrap()
     }
 
-    fn parse_err(value: serde_json::Value) -> GrantsError {
+    fn parse_err(value: Value) -> GrantsError {
         Grants::parse(&value.to_string()).unwrap_err()
     }
 
