@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use hakiri_catalog_do::{DoCatalog, DoConfig};
 use hakiri_core::{CatalogExt, CursorKind, CursorValue, ProjectId, StreamName};
+use hakiri_protocol::{HttpCatalog, HttpConfig};
 use hakiri_test_kit::{disk, fixtures, workerd};
 use serde_json::json;
 
@@ -49,7 +49,7 @@ fn main() {
     let before = disk::fdatasync_time(persist.path());
     runtime.block_on(async {
         let project = ProjectId::new("bench").unwrap();
-        let catalog = DoCatalog::connect(&server.url(), project, workerd::ADMIN_TOKEN, DoConfig::default()).unwrap();
+        let catalog = HttpCatalog::connect(&server.url(), project, workerd::ADMIN_TOKEN, HttpConfig::default()).unwrap();
         let spec = fixtures::spec("p", CursorKind::Monotonic);
         let (lease, run) = fixtures::begun(&catalog, spec, "bench", Duration::from_secs(3600)).await;
         let stream = StreamName::new("s").unwrap();

@@ -23,13 +23,18 @@ use std::thread;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hakiri_core::{Clock, Error, ProjectId, Result, SystemClock, Timestamp};
+use hakiri_core::{
+    Actor, BeginRun, Catalog, Clock, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset,
+    Decide, Decision, DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId,
+    Lease, Limit, Observation, Page, PauseChange, Pipeline, PipelineId, PipelineSpec, ProjectId,
+    PutMode, Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName,
+    SystemClock, Timestamp, Trigger,
+};
+use hakiri_protocol::{Access, RemoteCatalog, Request, Response, Transport};
 use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::oneshot;
 
-use crate::protocol::{Access, Request, Response};
-use crate::remote::{RemoteCatalog, Transport};
 use crate::store::{self, Atomic, Exec, Row, SqlValue};
 
 /// How hard a commit tries to survive power loss.
@@ -100,8 +105,12 @@ impl SqliteConfig {
     }
 }
 
-/// The catalog of one project on a local SQLite file.
-pub type SqliteCatalog = RemoteCatalog<EmbeddedTransport>;
+/// The catalog of one project on a local SQLite file: the protocol's [`RemoteCatalog`] over a
+/// channel to the file's writer and reader threads.
+// A struct, not an alias of `RemoteCatalog<EmbeddedTransport>`: `open` is an inherent method,
+// which Rust allows only on a type of this crate.
+#[derive(Debug)]
+pub struct SqliteCatalog(RemoteCatalog<EmbeddedTransport>);
 
 impl SqliteCatalog {
     /// Opens (creating if needed) the catalog database at `path` for `project`, migrating it to
@@ -132,7 +141,183 @@ impl SqliteCatalog {
                 reader.run(jobs);
             })?,
         };
-        Ok(RemoteCatalog::new(project, transport))
+        Ok(Self(RemoteCatalog::new(project, transport)))
+    }
+
+    /// The transport: the database file and its threads.
+    pub fn transport(&self) -> &EmbeddedTransport {
+        self.0.transport()
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    fn project(&self) -> &ProjectId {
+        self.0.project()
+    }
+    async fn put_pipeline(
+        &self,
+        spec: PipelineSpec,
+        mode: PutMode,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        self.0.put_pipeline(spec, mode, by).await
+    }
+    async fn get_pipeline(&self, pipeline: &PipelineId) -> Result<Pipeline> {
+        self.0.get_pipeline(pipeline).await
+    }
+    async fn list_pipelines(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<Page<Pipeline, PipelineId>> {
+        self.0.list_pipelines(after, limit).await
+    }
+    async fn set_paused(
+        &self,
+        pipeline: &PipelineId,
+        change: PauseChange,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        self.0.set_paused(pipeline, change, by).await
+    }
+    async fn delete_pipeline(
+        &self,
+        pipeline: &PipelineId,
+        expected: Generation,
+        by: &Actor,
+    ) -> Result<()> {
+        self.0.delete_pipeline(pipeline, expected, by).await
+    }
+    async fn request_run(
+        &self,
+        pipeline: &PipelineId,
+        trigger: Trigger,
+        by: &Actor,
+    ) -> Result<Pipeline> {
+        self.0.request_run(pipeline, trigger, by).await
+    }
+    async fn acquire(
+        &self,
+        pipeline: &PipelineId,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<Lease> {
+        self.0.acquire(pipeline, holder, ttl).await
+    }
+    async fn force_acquire(
+        &self,
+        pipeline: &PipelineId,
+        holder: &HolderId,
+        ttl: Duration,
+        by: &Actor,
+        reason: &Reason,
+    ) -> Result<Lease> {
+        self.0
+            .force_acquire(pipeline, holder, ttl, by, reason)
+            .await
+    }
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+        self.0.renew(lease, ttl).await
+    }
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        self.0.release(lease).await
+    }
+    async fn begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run> {
+        self.0.begin_run(lease, begin).await
+    }
+    async fn advance(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        advance: CursorAdvance,
+    ) -> Result<Cursor> {
+        self.0.advance(lease, run, stream, advance).await
+    }
+    async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {
+        self.0.finish_run(lease, run, finish).await
+    }
+    async fn get_run(&self, run: RunId) -> Result<Run> {
+        self.0.get_run(run).await
+    }
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunId>> {
+        self.0.list_runs(query).await
+    }
+    async fn get_cursor(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Option<Cursor>> {
+        self.0.get_cursor(pipeline, stream).await
+    }
+    async fn list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>> {
+        self.0.list_cursors(pipeline).await
+    }
+    async fn cursor_history(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        before: Option<u64>,
+        limit: Limit,
+    ) -> Result<Page<CursorHistoryEntry, u64>> {
+        self.0.cursor_history(pipeline, stream, before, limit).await
+    }
+    async fn reset_cursor(
+        &self,
+        lease: &Lease,
+        stream: &StreamName,
+        reset: CursorReset,
+    ) -> Result<Cursor> {
+        self.0.reset_cursor(lease, stream, reset).await
+    }
+    async fn observe_schema(
+        &self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        schema: Schema,
+    ) -> Result<Observation> {
+        self.0.observe_schema(lease, run, stream, schema).await
+    }
+    async fn get_schema(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        version: Option<u32>,
+    ) -> Result<SchemaVersion> {
+        self.0.get_schema(pipeline, stream, version).await
+    }
+    async fn list_schema_versions(
+        &self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+    ) -> Result<Vec<SchemaVersion>> {
+        self.0.list_schema_versions(pipeline, stream).await
+    }
+    async fn list_decisions(&self, query: &DecisionQuery) -> Result<Page<Decision, DecisionId>> {
+        self.0.list_decisions(query).await
+    }
+    async fn decide(&self, decision: DecisionId, decide: Decide) -> Result<Decision> {
+        self.0.decide(decision, decide).await
+    }
+    async fn pipeline_statuses(
+        &self,
+        after: Option<&PipelineId>,
+        limit: Limit,
+    ) -> Result<StatusPage> {
+        self.0.pipeline_statuses(after, limit).await
+    }
+    async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
+        self.0.events(after, limit).await
+    }
+    async fn pipeline_events(
+        &self,
+        pipeline: &PipelineId,
+        after: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        self.0.pipeline_events(pipeline, after, limit).await
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use hakiri_catalog_do::protocol::{Request, Response};
 use hakiri_catalog_do::store::{self, Atomic, Exec, FailAt};
 use hakiri_catalog_do::{SqliteConfig, SqliteConnection};
 use hakiri_core::{
@@ -14,6 +13,7 @@ use hakiri_core::{
     FinishRun, HolderId, Lease, PipelineId, PipelineSpec, ProjectId, PutMode, Run, RunStatus,
     Schema, StreamName, StreamStats, Timestamp, Trigger,
 };
+use hakiri_protocol::{Request, Response};
 use serde_json::json;
 
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);

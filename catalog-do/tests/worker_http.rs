@@ -1,18 +1,21 @@
-//! The Worker's HTTP surface in a real workerd: authentication and scopes, typed errors for bad
-//! input, durability across a restart, and atomicity proven by injecting a failure at every
-//! statement of a run finish (ADR 0008).
+//! The Worker's HTTP surface in a real workerd: authentication and scopes, `whoami`, operators
+//! audited as their token's grant (ADR 0023), typed errors for bad input, durability across a
+//! restart, and atomicity proven by injecting a failure at every statement of a run finish
+//! (ADR 0008).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hakiri_catalog_do::protocol::{decode_reply, encode, Reply, Request};
-use hakiri_catalog_do::{DoCatalog, DoConfig};
 use hakiri_contract::{holder_id, operator, pid, spec, stream, value};
 use hakiri_core::{
-    BeginRun, Catalog, CatalogExt, Column, ColumnType, Cursor, CursorHistoryEntry, CursorKind,
-    Decision, DecisionQuery, Error, Event, FinishRun, Lease, Limit, PipelineStatus, ProjectId, Run,
-    RunStatus, Schema, SchemaVersion, StreamStats, Trigger,
+    Actor, BeginRun, Catalog, CatalogExt, Column, ColumnType, Cursor, CursorHistoryEntry,
+    CursorKind, Decision, DecisionQuery, Error, Event, EventKind, FinishRun, Lease, Limit,
+    OperatorName, PauseChange, PipelineStatus, ProjectId, Reason, Run, RunStatus, Schema,
+    SchemaVersion, StreamStats, Trigger,
+};
+use hakiri_protocol::{
+    decode_reply, encode, Access, GrantInfo, HttpCatalog, HttpConfig, Reply, Request, Scope, WhoAmI,
 };
 use hakiri_test_kit::{fixtures, workerd};
 use serde_json::json;
@@ -23,14 +26,18 @@ const WRITER_A: &str = "writer-token-a";
 const READER_A: &str = "reader-token-a";
 /// Granted by digest only: the secret holds its SHA-256, never the token.
 const HASHED: &str = "hashed-token";
+/// An admin grant without a name.
+const UNNAMED: &str = "unnamed-token";
 
-/// Grants: admin everywhere; a writer and a reader on `proj-a`; a hashed admin token on `proj-h`.
+/// Grants: admin everywhere; a writer and a reader on `proj-a`; a hashed admin token on `proj-h`;
+/// an unnamed admin token on `proj-u`.
 fn grants() -> String {
     json!([
         {"name": "admin", "token": ADMIN, "projects": "*", "role": "admin"},
         {"name": "writer-a", "token": WRITER_A, "projects": ["proj-a"], "role": "write"},
         {"name": "reader-a", "token": READER_A, "projects": ["proj-a"], "role": "read"},
         {"name": "hashed", "sha256": sha256_hex(HASHED), "projects": ["proj-h"], "role": "admin"},
+        {"token": UNNAMED, "projects": ["proj-u"], "role": "admin"},
     ])
     .to_string()
 }
@@ -73,12 +80,12 @@ fn project(name: &str) -> ProjectId {
     ProjectId::new(name).expect("valid project")
 }
 
-fn catalog(server: &Workerd, project_name: &str, token: &str) -> DoCatalog {
-    DoCatalog::connect(
+fn catalog(server: &Workerd, project_name: &str, token: &str) -> HttpCatalog {
+    HttpCatalog::connect(
         &server.url(),
         project(project_name),
         token,
-        DoConfig::default(),
+        HttpConfig::default(),
     )
     .expect("a client")
 }
@@ -250,6 +257,163 @@ async fn a_token_granted_by_digest_works() {
     expect_err(&answer, 403);
 }
 
+fn operator_named(name: &str) -> Actor {
+    Actor::Operator(OperatorName::new(name).expect("a valid operator name"))
+}
+
+/// `GET /v1/whoami` names the token's grant, its role and projects; it needs a known token and
+/// answers GET only.
+#[tokio::test]
+async fn whoami_reports_the_grant_of_the_token() {
+    let server = server();
+    let url = format!("{}/v1/whoami", server.url());
+    let client = reqwest::Client::new();
+    let whoami = |token: &'static str| {
+        let request = client.get(&url).bearer_auth(token);
+        async move {
+            let response = request.send().await.expect("the worker answers");
+            let status = response.status().as_u16();
+            (status, response.bytes().await.expect("a body"))
+        }
+    };
+    let (status, body) = whoami(WRITER_A).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let me: WhoAmI = serde_json::from_slice(&body).expect("a whoami answer");
+    assert_eq!(
+        me.grants,
+        vec![GrantInfo {
+            name: Some(OperatorName::new("writer-a").unwrap()),
+            role: Access::Write,
+            projects: Scope::Only(vec![project("proj-a")]),
+        }]
+    );
+    let (status, body) = whoami(ADMIN).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        json!({"grants": [{"name": "admin", "role": "admin", "projects": "*"}]})
+    );
+    let (status, body) = whoami(UNNAMED).await;
+    assert_eq!(status, 200);
+    let me: WhoAmI = serde_json::from_slice(&body).unwrap();
+    assert_eq!(me.grants[0].name, None);
+
+    let (status, body) = whoami("not-a-known-token").await;
+    assert_eq!(status, 401);
+    assert!(matches!(
+        decode_reply(&body),
+        Err(Error::Unauthenticated(_))
+    ));
+    let anonymous = client.get(&url).send().await.expect("the worker answers");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let posted = client
+        .post(&url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("the worker answers");
+    assert_eq!(posted.status().as_u16(), 405);
+}
+
+/// A request that acts as an operator is audited as the token's grant, whatever operator (or
+/// `system`) the client claims; a grant without a name may read and write but not act as one.
+#[tokio::test]
+async fn operators_are_audited_as_the_grant_of_their_token() {
+    let server = server();
+    let catalog = catalog(server, "proj-stamp", ADMIN);
+    let pipeline = catalog
+        .create_pipeline(spec("p", CursorKind::Monotonic), &operator_named("mallory"))
+        .await
+        .expect("create as admin");
+    let pause = Reason::new("maintenance").unwrap();
+    catalog
+        .set_paused(&pid("p"), PauseChange::Pause(pause.clone()), &Actor::System)
+        .await
+        .expect("pause as admin");
+    let events = catalog.events(0, Limit::MAX).await.unwrap();
+    let admin = operator_named("admin");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.actor.clone(), e.kind.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                admin.clone(),
+                EventKind::PipelineCreated {
+                    generation: pipeline.generation
+                }
+            ),
+            (admin, EventKind::PipelinePaused { reason: pause }),
+        ]
+    );
+    assert_eq!(
+        catalog
+            .get_pipeline(&pid("p"))
+            .await
+            .unwrap()
+            .paused
+            .map(|p| p.by),
+        Some(operator_named("admin"))
+    );
+
+    // The unnamed grant: refused as an operator, nothing created; its reads and writes go through.
+    let answer = rpc(server, "proj-u", Some(UNNAMED), &create("p")).await;
+    let error = expect_err(&answer, 403);
+    assert!(
+        matches!(error, Error::PermissionDenied(m) if m.contains("no name")),
+        "{error:?}"
+    );
+    let answer = rpc(server, "proj-u", Some(UNNAMED), &list_pipelines()).await;
+    assert!(
+        matches!(&answer.reply, Reply::Ok(hakiri_protocol::Response::Pipelines(page)) if page.items.is_empty()),
+        "{:?}",
+        answer.reply
+    );
+    let answer = rpc(server, "proj-u", Some(ADMIN), &create("w")).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.reply);
+    let acquire = Request::Acquire {
+        pipeline: pid("w"),
+        holder: holder_id("unnamed-worker"),
+        ttl_ms: 30_000,
+    };
+    let answer = rpc(server, "proj-u", Some(UNNAMED), &acquire).await;
+    assert!(
+        matches!(
+            &answer.reply,
+            Reply::Ok(hakiri_protocol::Response::Lease(_))
+        ),
+        "{:?}",
+        answer.reply
+    );
+}
+
+/// A malformed grants secret fails every request closed (HTTP 500, `Backend`), naming the grant
+/// and field at fault and never the token.
+#[tokio::test]
+async fn a_malformed_grants_secret_fails_closed() {
+    let persist = tempfile::tempdir().expect("a temporary directory");
+    let secret = "s3cret-token-in-the-secret";
+    let tokens =
+        json!([{"name": "ops", "token": secret, "projects": "*", "role": "owner"}]).to_string();
+    let mut options = WorkerdOptions::new(tokens, persist.path());
+    options.test_hooks = false;
+    let server = Workerd::start(&options);
+    let answer = rpc(&server, "proj-a", Some(secret), &list_pipelines()).await;
+    let error = expect_err(&answer, 500);
+    assert!(
+        matches!(error, Error::Backend(m) if m.contains("grant 1: role must be") && !m.contains(secret)),
+        "{error:?}"
+    );
+    let whoami = reqwest::Client::new()
+        .get(format!("{}/v1/whoami", server.url()))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .expect("the worker answers");
+    assert_eq!(whoami.status().as_u16(), 500);
+}
+
 #[tokio::test]
 async fn malformed_input_gets_typed_invalid_argument() {
     let server = server();
@@ -310,7 +474,7 @@ async fn malformed_input_gets_typed_invalid_argument() {
     let answer = rpc(server, "proj-m", Some(ADMIN), &list_pipelines()).await;
     assert_eq!(answer.status, 200);
     assert!(
-        matches!(&answer.reply, Reply::Ok(hakiri_catalog_do::protocol::Response::Pipelines(page)) if page.items.is_empty())
+        matches!(&answer.reply, Reply::Ok(hakiri_protocol::Response::Pipelines(page)) if page.items.is_empty())
     );
 }
 
@@ -513,7 +677,7 @@ struct Snapshot {
 
 const STREAMS: [&str; 3] = ["s", "t", "u"];
 
-async fn snapshot(catalog: &DoCatalog, run: &Run) -> Snapshot {
+async fn snapshot(catalog: &HttpCatalog, run: &Run) -> Snapshot {
     let p = pid("p");
     let mut histories = BTreeMap::new();
     let mut schemas = BTreeMap::new();
@@ -547,7 +711,7 @@ async fn snapshot(catalog: &DoCatalog, run: &Run) -> Snapshot {
 }
 
 /// A running pipeline with cursors on `s` and `t` and schemas observed on `s` and `u`.
-async fn running(catalog: &DoCatalog) -> (Lease, Run) {
+async fn running(catalog: &HttpCatalog) -> (Lease, Run) {
     let spec = spec("p", CursorKind::Monotonic);
     let (lease, run) = fixtures::begun(catalog, spec, "w", Duration::from_secs(120)).await;
     for (s, v) in [("s", 10), ("t", 3)] {

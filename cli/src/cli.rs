@@ -83,7 +83,8 @@ pub(crate) struct Global {
     pub(crate) output: OutputFormat,
 
     /// The operator name recorded in the audit log for changes made by hand (default: $USER,
-    /// else $LOGNAME, else the OS account name).
+    /// else $LOGNAME, else the OS account name). An https:// catalog records the name of the
+    /// token's grant instead.
     #[arg(
         long = "as",
         global = true,

@@ -4,9 +4,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hakiri_catalog_do::{DoCatalog, DoConfig, SqliteCatalog, SqliteConfig};
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_catalog_memory::MemoryCatalog;
 use hakiri_core::{Catalog, ProjectId};
+use hakiri_protocol::{HttpCatalog, HttpConfig};
 
 use crate::error::{CliError, CliResult};
 use crate::output;
@@ -20,8 +21,8 @@ pub(crate) enum CatalogUrl {
     SqliteFile(PathBuf),
     /// A Postgres server.
     Postgres(String),
-    /// A deployed Worker.
-    Worker(String),
+    /// A catalog server speaking the protocol over HTTP(S): a deployed Worker.
+    Http(String),
     /// In memory, for this command only.
     Memory,
 }
@@ -53,7 +54,7 @@ impl CatalogUrl {
             return Ok(CatalogUrl::Postgres(url.to_owned()));
         }
         if url.starts_with("https://") || url.starts_with("http://") {
-            return Ok(CatalogUrl::Worker(url.to_owned()));
+            return Ok(CatalogUrl::Http(url.to_owned()));
         }
         if url == "memory://" || url == "memory:" {
             return Ok(CatalogUrl::Memory);
@@ -72,7 +73,7 @@ impl fmt::Display for CatalogUrl {
             CatalogUrl::SqliteDir(dir) => write!(f, "sqlite://{}", dir.display()),
             CatalogUrl::SqliteFile(file) => write!(f, "sqlite://{}", file.display()),
             CatalogUrl::Postgres(url) => f.write_str(&redact(url)),
-            CatalogUrl::Worker(url) => f.write_str(url),
+            CatalogUrl::Http(url) => f.write_str(url),
             CatalogUrl::Memory => f.write_str("memory://"),
         }
     }
@@ -179,15 +180,16 @@ pub(crate) async fn open(
                 file: None,
             })
         }
-        CatalogUrl::Worker(base) => {
+        CatalogUrl::Http(base) => {
             let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
                 return Err(CliError::invalid(
                     "no_token",
-                    format!("the Worker catalog at {base} needs a bearer token"),
+                    format!("the catalog server at {base} needs a bearer token"),
                 )
                 .hint("pass --token TOKEN or set HAKIRI_TOKEN"));
             };
-            let catalog = DoCatalog::connect(base, project.clone(), token, DoConfig::default())?;
+            let catalog =
+                HttpCatalog::connect(base, project.clone(), token, HttpConfig::default())?;
             Ok(Opened {
                 catalog: Arc::new(catalog),
                 url: url.clone(),
@@ -284,7 +286,7 @@ mod tests {
         ));
         assert!(matches!(
             CatalogUrl::parse("https://hakiri.example.com").unwrap(),
-            CatalogUrl::Worker(_)
+            CatalogUrl::Http(_)
         ));
         let bad = CatalogUrl::parse("mysql://x").unwrap_err().render_text();
         assert!(bad.contains("sqlite://DIR/"), "{bad}");

@@ -112,9 +112,14 @@ impl WorkerdOptions {
     }
 }
 
-/// The grants of [`shared`]: [`ADMIN_TOKEN`] is `admin` on every project.
+/// The name of [`ADMIN_TOKEN`]'s grant: the Worker audits operator requests under it, whatever
+/// the client claims (ADR 0023), so it is the contract suite's operator
+/// (`hakiri_contract::operator()`), whose checks assert the actor they sent.
+pub const ADMIN_NAME: &str = "contract-operator";
+
+/// The grants of [`shared`]: [`ADMIN_TOKEN`] is `admin` on every project, named [`ADMIN_NAME`].
 pub fn admin_grants() -> String {
-    format!(r#"[{{"name":"test-admin","token":"{ADMIN_TOKEN}","projects":"*","role":"admin"}}]"#)
+    format!(r#"[{{"name":"{ADMIN_NAME}","token":"{ADMIN_TOKEN}","projects":"*","role":"admin"}}]"#)
 }
 
 /// A running workerd serving the catalog Worker.

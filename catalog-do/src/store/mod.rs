@@ -41,9 +41,9 @@ use hakiri_core::{
     StreamName, Timestamp, Trigger, WriteStamp,
 };
 
-use crate::protocol::{Request, Response};
 use exec::{from_json, params, to_json};
 pub use exec::{Atomic, Exec, FailAt, Row, SqlValue};
+use hakiri_protocol::{Request, Response};
 
 /// Brings a database to the current schema in an atomic unit of its own; run it once when a host
 /// opens its database.

@@ -1,24 +1,29 @@
 //! The Cloudflare host: a Worker in front of one Durable Object per project.
 //!
-//! `POST /v1/projects/{project}/rpc` carries one JSON [`Request`](crate::protocol::Request) and
-//! answers one JSON [`Reply`]. The Worker authenticates the bearer token, checks that it is scoped
-//! to the project with a role that covers [`Request::access`](crate::protocol::Request::access),
-//! and forwards the request to the object `idFromName(project)`, which runs it atomically on its
+//! `POST /v1/projects/{project}/rpc` carries one JSON [`Request`](hakiri_protocol::Request) and
+//! answers one JSON [`Reply`]. The Worker authenticates the bearer token against its grants
+//! ([`Grants`](hakiri_protocol::Grants)), checks that it is scoped to the project with a role that
+//! covers [`Request::access`](hakiri_protocol::Request::access), stamps a request that acts as an
+//! operator with the grant's name ([`Request::stamped_by`](hakiri_protocol::Request::stamped_by),
+//! ADR 0023), and forwards it to the object `idFromName(project)`, which runs it atomically on its
 //! SQLite storage. Every answer, errors included, is a `Reply` with a matching HTTP status.
 //!
 //! `POST /v1/projects/{project}/ping` (any role of the project) makes a round trip to the
 //! project's object without touching its storage: a health check, and the baseline the Worker
 //! benchmark compares catalog operations with.
 //!
+//! `GET /v1/whoami` answers the presented token's grants — name, role and projects — as a
+//! [`WhoAmI`](hakiri_protocol::WhoAmI) JSON object (errors as a `Reply`, like every other route).
+//!
 //! # Layout
-//! - this file: the Worker's `fetch`: routing, authentication, forwarding.
-//! - `auth`: the token list (`HAKIRI_TOKENS`) and its constant-time check.
+//! - this file: the Worker's `fetch`: routing, authentication, stamping, forwarding.
+//! - `auth`: the grants from the `HAKIRI_TOKENS` secret and the token from the request.
 //! - `object`: the `#[durable_object]` class and the store's `Exec`/`Atomic` over its SQL storage.
 //! - `reply`: `Reply` bodies and their HTTP statuses.
 //!
 //! # Configuration
 //! - `HAKIRI_CATALOG`: the Durable Object namespace binding (class `HakiriCatalog`).
-//! - `HAKIRI_TOKENS` (a secret): the token list, see `auth`.
+//! - `HAKIRI_TOKENS` (a secret): the grants, see `hakiri_protocol::Grants`.
 //! - `HAKIRI_TEST_HOOKS` (tests only): `"1"` honours the `x-hakiri-fail-at` fault-injection header.
 //!   Never set it in production.
 
@@ -29,8 +34,8 @@ mod reply;
 use hakiri_core::{Error, ProjectId};
 use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
 
-use crate::protocol::{self, Reply};
-use reply::reply;
+use hakiri_protocol::{decode_request, encode, Reply};
+use reply::{json, reply};
 
 pub use object::HakiriCatalog;
 
@@ -84,20 +89,22 @@ fn failure(status: u16, error: Error) -> Failure {
 }
 
 /// What a path asks for.
-#[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     /// A catalog request.
-    Rpc,
+    Rpc(ProjectId),
     /// A round trip to the object, nothing else.
-    Ping,
+    Ping(ProjectId),
+    /// The token's grants.
+    WhoAmI,
 }
 
-/// The project and endpoint of `/v1/projects/{project}/{rpc|ping}`, or why the path is not that.
-fn rpc_project(path: &str) -> Result<(ProjectId, Endpoint), Failure> {
+/// The endpoint of a path, or why the path names none.
+fn endpoint(path: &str) -> Result<Endpoint, Failure> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["v1", "projects", project, "rpc"] => Ok((ProjectId::new(*project)?, Endpoint::Rpc)),
-        ["v1", "projects", project, "ping"] => Ok((ProjectId::new(*project)?, Endpoint::Ping)),
+        ["v1", "projects", project, "rpc"] => Ok(Endpoint::Rpc(ProjectId::new(*project)?)),
+        ["v1", "projects", project, "ping"] => Ok(Endpoint::Ping(ProjectId::new(*project)?)),
+        ["v1", "whoami"] => Ok(Endpoint::WhoAmI),
         _ => Err(failure(
             404,
             Error::invalid(format!(
@@ -107,24 +114,40 @@ fn rpc_project(path: &str) -> Result<(ProjectId, Endpoint), Failure> {
     }
 }
 
+/// 405 unless the request's method is `method`.
+fn only(req: &Request, method: Method, path: &str) -> Result<(), Failure> {
+    if req.method() == method {
+        return Ok(());
+    }
+    Err(failure(
+        405,
+        Error::invalid(format!(
+            "{} is not allowed on {path}; send {method}",
+            req.method()
+        )),
+    ))
+}
+
 async fn route(mut req: Request, env: &Env) -> Result<Response, Failure> {
     let path = req.path();
-    let (project, endpoint) = rpc_project(&path)?;
-    if req.method() != Method::Post {
-        return Err(failure(
-            405,
-            Error::invalid(format!(
-                "{} is not allowed on {path}; send POST",
-                req.method()
-            )),
-        ));
-    }
+    let (project, target) = match endpoint(&path)? {
+        Endpoint::WhoAmI => {
+            only(&req, Method::Get, &path)?;
+            let grants = auth::grants(env)?;
+            let me = grants.whoami(auth::bearer(req.headers()).as_deref())?;
+            return json(&me)
+                .map_err(|e| Failure::from(Error::Backend(format!("cannot answer whoami: {e}"))));
+        }
+        Endpoint::Ping(project) => (project, Target::Ping),
+        Endpoint::Rpc(project) => (project, Target::Rpc),
+    };
+    only(&req, Method::Post, &path)?;
 
-    let tokens = auth::Tokens::from_env(env)?;
+    let grants = auth::grants(env)?;
     let bearer = auth::bearer(req.headers());
-    let grant = tokens.check(bearer.as_deref(), &project)?;
-    if endpoint == Endpoint::Ping {
-        return forward(env, &project, &req, Endpoint::Ping, Vec::new()).await;
+    let grant = grants.check(bearer.as_deref(), &project)?;
+    if target == Target::Ping {
+        return forward(env, &project, &req, Target::Ping, Vec::new()).await;
     }
 
     let too_large = |len: usize| {
@@ -153,10 +176,24 @@ async fn route(mut req: Request, env: &Env) -> Result<Response, Failure> {
     if body.len() > MAX_BODY {
         return Err(too_large(body.len()));
     }
-    let request = protocol::decode_request(&body)?;
+    let request = decode_request(&body)?;
     grant.allows(request.access())?;
+    // The operator is the token's grant, not the client's claim (ADR 0023). Only operator
+    // requests are encoded again; the hot path (advance, finish) forwards the body as it came.
+    let body = if request.actor().is_some() {
+        encode(&request.stamped_by(grant)?)
+    } else {
+        body
+    };
 
-    forward(env, &project, &req, Endpoint::Rpc, body).await
+    forward(env, &project, &req, Target::Rpc, body).await
+}
+
+/// Which of the object's endpoints a request goes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Rpc,
+    Ping,
 }
 
 /// Sends the (validated) body to the project's object and passes its answer through.
@@ -164,7 +201,7 @@ async fn forward(
     env: &Env,
     project: &ProjectId,
     req: &Request,
-    endpoint: Endpoint,
+    target: Target,
     body: Vec<u8>,
 ) -> Result<Response, Failure> {
     let unavailable = |e: worker::Error| {
@@ -185,9 +222,9 @@ async fn forward(
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    let url = match endpoint {
-        Endpoint::Rpc => "https://catalog.internal/rpc",
-        Endpoint::Ping => "https://catalog.internal/ping",
+    let url = match target {
+        Target::Rpc => "https://catalog.internal/rpc",
+        Target::Ping => "https://catalog.internal/ping",
     };
     let inner = Request::new_with_init(url, &init).map_err(unavailable)?;
     let stub = env

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use hakiri_core::{Error, ProjectId, Result, Timestamp};
+use hakiri_protocol::{decode_request, Reply};
 use js_sys::{Function, Reflect};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -21,7 +22,6 @@ use worker::{
 
 use super::reply::reply;
 use super::{test_hooks, FAIL_AT_HEADER, PROJECT_HEADER, STATEMENTS_HEADER};
-use crate::protocol::{decode_request, Reply};
 use crate::store::{self, Atomic, Exec, FailAt, Row, SqlValue};
 
 /// The largest integer a JavaScript number holds exactly (2^53 − 1).
@@ -95,7 +95,7 @@ impl HakiriCatalog {
         project: Option<&str>,
         body: &[u8],
         fail_at: Option<&str>,
-    ) -> (Result<crate::protocol::Response>, Option<usize>) {
+    ) -> (Result<hakiri_protocol::Response>, Option<usize>) {
         if let Err(e) = self.ready(project) {
             return (Err(e), None);
         }

@@ -35,7 +35,7 @@ fn root(url: &CatalogUrl, flag: Option<&Path>) -> PathBuf {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .join("venvs"),
-        CatalogUrl::Postgres(_) | CatalogUrl::Worker(_) | CatalogUrl::Memory => {
+        CatalogUrl::Postgres(_) | CatalogUrl::Http(_) | CatalogUrl::Memory => {
             PathBuf::from(DEFAULT_ROOT)
         }
     }

@@ -148,7 +148,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<ExitCode> {
 async fn migrate(ctx: &Ctx) -> CliResult {
     let opened = match &ctx.url {
         CatalogUrl::Postgres(raw) => crate::postgres::migrate(raw, &ctx.url, &ctx.project).await?,
-        CatalogUrl::Worker(url) => {
+        CatalogUrl::Http(url) => {
             return Err(CliError::invalid(
                 "not_applicable",
                 format!("the Worker at {url} migrates its Durable Objects itself"),

@@ -174,7 +174,7 @@ pub(super) async fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult<ExitCode> 
         CatalogUrl::SqliteDir(_) | CatalogUrl::SqliteFile(_) | CatalogUrl::Memory => {
             Duration::from_millis(250)
         }
-        CatalogUrl::Postgres(_) | CatalogUrl::Worker(_) => Duration::from_secs(1),
+        CatalogUrl::Postgres(_) | CatalogUrl::Http(_) => Duration::from_secs(1),
     };
     let follower = Follower::start(catalog.clone(), holder.clone(), sink, poll).await?;
     let stop_progress = CancellationToken::new();

@@ -23,8 +23,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
-use hakiri_catalog_do::protocol::Reply;
 use hakiri_core::{Catalog, CatalogExt, Error, Event, Limit, PipelineId};
+use hakiri_protocol::Reply;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 

@@ -26,8 +26,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hakiri_catalog_do::protocol::{self, Access, Reply};
 use hakiri_core::{Catalog, Error, ProjectId};
+use hakiri_protocol::{self as protocol, Access, Reply};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -140,7 +140,7 @@ impl App {
         hosts.extend(args.allow_host.iter().cloned());
         // A local file answers a read in microseconds; a server is not polled as often.
         let poll = match url {
-            CatalogUrl::Postgres(_) | CatalogUrl::Worker(_) => Duration::from_secs(1),
+            CatalogUrl::Postgres(_) | CatalogUrl::Http(_) => Duration::from_secs(1),
             _ => Duration::from_millis(200),
         };
         let mut registry = Registry::default();

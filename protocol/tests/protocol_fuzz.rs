@@ -1,13 +1,13 @@
-//! Fuzzing the wire protocol (`docs/guarantees.md`, “Reliable”): decoding any bytes — random,
-//! random JSON, or a valid
-//! message damaged — never panics and fails only with the documented typed error; valid requests
-//! and replies survive an encode/decode round trip exactly.
+//! Fuzzing the wire protocol and the grants file (`docs/guarantees.md`, “Reliable”): decoding
+//! any bytes — random, random JSON, or a valid message damaged — never panics and fails only with
+//! the documented typed error; valid requests and replies survive an encode/decode round trip
+//! exactly.
 
-use hakiri_catalog_do::protocol::{decode_reply, decode_request, encode, Reply, Request, Response};
 use hakiri_core::{
     CursorAdvance, CursorValue, DecisionId, Entity, Epoch, Error, FenceReason, HolderId, Lease,
     Limit, PipelineId, RunId, StreamName, Timestamp,
 };
+use hakiri_protocol::{decode_reply, decode_request, encode, Grants, Reply, Request, Response};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -382,4 +382,42 @@ fn deep_nesting_is_refused() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(decode_reply(deep.as_bytes()).is_err());
+}
+
+/// A JSON list of objects shaped like grants: the grant fields with random values, sometimes a
+/// valid one, so that parsing reaches every field's check.
+fn grants_like() -> impl Strategy<Value = Value> {
+    let field = prop::sample::select(&["name", "token", "sha256", "projects", "role", "roles"][..]);
+    let plausible = prop_oneof![
+        Just(Value::from("*")),
+        Just(Value::from("admin")),
+        Just(Value::from("read")),
+        Just(Value::from("a".repeat(64))),
+        Just(serde_json::json!(["acme", "beta"])),
+        json_value(),
+    ];
+    prop::collection::vec(
+        prop::collection::btree_map(field, plausible, 0..6)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        0..4,
+    )
+    .prop_map(Value::Array)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The grants file is an operator's input: any text or JSON parses or fails with a typed
+    /// `GrantsError`, never a panic, and the error never quotes a token (checked for tokens long
+    /// enough not to match the message's own words by chance).
+    #[test]
+    fn grants_never_panic(text in any::<String>(), value in grants_like()) {
+        let _ = Grants::parse(&text);
+        if let Err(error) = Grants::parse(&value.to_string()) {
+            let message = error.to_string();
+            for token in value.as_array().into_iter().flatten().filter_map(|g| g.get("token")?.as_str()) {
+                prop_assert!(token.chars().count() < 16 || !message.contains(token), "{message}");
+            }
+        }
+    }
 }

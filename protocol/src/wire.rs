@@ -1,9 +1,10 @@
 //! The catalog's wire protocol: one [`Request`] per `Catalog` method and one [`Response`] shape
 //! per result, shared by every host and client.
 //!
-//! The Durable Object decodes requests from JSON; the embedded host receives them over a channel;
-//! the native clients produce them. Errors travel as [`hakiri_core::Error`], which serialises
-//! with its variant, so a `Fenced` raised by the store is a `Fenced` for the caller.
+//! A server (the Worker) decodes requests from JSON; the embedded host receives them over a
+//! channel; [`RemoteCatalog`](crate::RemoteCatalog) produces them. Errors travel as
+//! [`hakiri_core::Error`], which serialises with its variant, so a `Fenced` raised by the store is
+//! a `Fenced` for the caller.
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use hakiri_core::{
     Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Trigger,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::auth::Access;
 
 /// The protocol version; requests and responses carry it in the URL (`/v1/…`).
 pub const VERSION: u32 = 1;
@@ -147,18 +150,6 @@ pub enum Request {
     },
 }
 
-/// Which access a request needs; tokens are scoped to roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Access {
-    /// Reads only.
-    Read,
-    /// Pipeline writes: leases, runs, checkpoints, schemas.
-    Write,
-    /// Operator actions: specs, pauses, deletes, forced leases, resets, decisions.
-    Admin,
-}
-
 impl Request {
     /// The access this request needs.
     pub fn access(&self) -> Access {
@@ -198,6 +189,38 @@ impl Request {
     /// retry it after a transport failure without knowing whether the first attempt landed.
     pub fn is_idempotent(&self) -> bool {
         self.access() == Access::Read
+    }
+
+    /// The actor a request that acts as an operator claims (its `by`), or `None` for a request
+    /// that does not: only [`Access::Admin`] requests carry one. A server replaces the claim with
+    /// the token's grant ([`Request::stamped_by`]).
+    pub fn actor(&self) -> Option<&Actor> {
+        use Request::*;
+        match self {
+            PutPipeline { by, .. }
+            | SetPaused { by, .. }
+            | DeletePipeline { by, .. }
+            | RequestRun { by, .. }
+            | ForceAcquire { by, .. } => Some(by),
+            ResetCursor { reset, .. } => Some(&reset.by),
+            Decide { decide, .. } => Some(&decide.by),
+            _ => None,
+        }
+    }
+
+    /// As [`Request::actor`], to replace it.
+    pub(crate) fn actor_mut(&mut self) -> Option<&mut Actor> {
+        use Request::*;
+        match self {
+            PutPipeline { by, .. }
+            | SetPaused { by, .. }
+            | DeletePipeline { by, .. }
+            | RequestRun { by, .. }
+            | ForceAcquire { by, .. } => Some(by),
+            ResetCursor { reset, .. } => Some(&mut reset.by),
+            Decide { decide, .. } => Some(&mut decide.by),
+            _ => None,
+        }
     }
 }
 

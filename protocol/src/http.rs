@@ -1,11 +1,12 @@
-//! [`DoCatalog`]: the `Catalog` of one project on a deployed Worker, over HTTPS.
+//! [`HttpCatalog`]: the `Catalog` of one project on a catalog server (the Cloudflare Worker), over
+//! HTTP(S).
 //!
 //! One request is one `POST {base}/v1/projects/{project}/rpc` with the JSON protocol. The reply's
-//! typed error is returned as is, so a `Fenced` raised in the Durable Object is a `Fenced` here.
+//! typed error is returned as is, so a `Fenced` raised by the server's store is a `Fenced` here.
 //! Transport trouble becomes `Unavailable`; reads (and requests that provably never left, such as
 //! refused connections) are retried with exponential backoff, writes are not: the client cannot
 //! tell whether a write whose answer was lost landed. A request and its retries share one time
-//! budget ([`DoConfig::timeout`]), so the wait an error reports is the wait the caller had.
+//! budget ([`HttpConfig::timeout`]), so the wait an error reports is the wait the caller had.
 
 use std::fmt;
 use std::time::Duration;
@@ -16,15 +17,15 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 
-use crate::protocol::{decode_reply, encode, Reply, Request, Response};
 use crate::remote::{RemoteCatalog, Transport};
+use crate::wire::{decode_reply, encode, Reply, Request, Response};
 
-/// The catalog of one project on a deployed Hakiri Worker.
-pub type DoCatalog = RemoteCatalog<HttpTransport>;
+/// The catalog of one project on a catalog server that speaks the protocol over HTTP(S).
+pub type HttpCatalog = RemoteCatalog<HttpTransport>;
 
 /// Settings of the HTTP client.
 #[derive(Debug, Clone)]
-pub struct DoConfig {
+pub struct HttpConfig {
     timeout: Duration,
     connect_timeout: Duration,
     retries: u32,
@@ -33,7 +34,7 @@ pub struct DoConfig {
     client: Option<reqwest::Client>,
 }
 
-impl Default for DoConfig {
+impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(30),
@@ -46,7 +47,7 @@ impl Default for DoConfig {
     }
 }
 
-impl DoConfig {
+impl HttpConfig {
     /// How long a request may take in all, its answer and its retries included (default 30 s):
     /// each attempt gets what is left of it, and no retry starts that could not end in time.
     ///
@@ -101,8 +102,8 @@ impl DoConfig {
     }
 }
 
-impl DoCatalog {
-    /// A catalog of `project` on the Worker at `base_url` (e.g. `https://hakiri.example.com`),
+impl HttpCatalog {
+    /// A catalog of `project` on the server at `base_url` (e.g. `https://hakiri.example.com`),
     /// authenticating with `token`. Connections are opened lazily and reused.
     ///
     /// # Errors
@@ -112,19 +113,19 @@ impl DoCatalog {
         base_url: &str,
         project: ProjectId,
         token: &str,
-        config: DoConfig,
+        config: HttpConfig,
     ) -> Result<Self> {
         let transport = HttpTransport::new(base_url, &project, token, config)?;
         Ok(RemoteCatalog::new(project, transport))
     }
 }
 
-/// Carries protocol requests to the Worker over HTTP(S).
+/// Carries protocol requests to a catalog server over HTTP(S).
 pub struct HttpTransport {
     client: reqwest::Client,
     endpoint: Url,
     authorization: HeaderValue,
-    config: DoConfig,
+    config: HttpConfig,
 }
 
 impl fmt::Debug for HttpTransport {
@@ -138,18 +139,23 @@ impl fmt::Debug for HttpTransport {
     }
 }
 
-/// One attempt's failure, and whether the request may have reached the Worker.
+/// One attempt's failure, and whether the request may have reached the server.
 struct Failed {
     error: Error,
     maybe_sent: bool,
 }
 
 impl HttpTransport {
-    /// A transport to `project` on the Worker at `base_url`.
+    /// A transport to `project` on the server at `base_url`.
     ///
     /// # Errors
-    /// As [`DoCatalog::connect`].
-    pub fn new(base_url: &str, project: &ProjectId, token: &str, config: DoConfig) -> Result<Self> {
+    /// As [`HttpCatalog::connect`].
+    pub fn new(
+        base_url: &str,
+        project: &ProjectId,
+        token: &str,
+        config: HttpConfig,
+    ) -> Result<Self> {
         let base = Url::parse(base_url)
             .map_err(|e| Error::invalid(format!("catalog URL {base_url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
@@ -179,7 +185,7 @@ impl HttpTransport {
                 .timeout(config.timeout)
                 .pool_idle_timeout(Duration::from_secs(60))
                 .tcp_keepalive(Duration::from_secs(30))
-                .user_agent(concat!("hakiri-catalog-do/", env!("CARGO_PKG_VERSION")))
+                .user_agent(concat!("hakiri-protocol/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| Error::Backend(format!("cannot build the HTTP client: {e}")))?,
         };
@@ -257,7 +263,7 @@ impl HttpTransport {
     }
 
     /// The error of a non-2xx answer: the typed error in its body when there is one (the
-    /// Worker always sends one), otherwise one derived from the status (a proxy's answer).
+    /// server always sends one), otherwise one derived from the status (a proxy's answer).
     fn status_error(&self, status: StatusCode, body: &[u8]) -> Error {
         if let Ok(Reply::Err(error)) = serde_json::from_slice::<Reply>(body) {
             return error;
@@ -331,7 +337,7 @@ mod tests {
             "https://h.example/base/",
             &project(),
             "t",
-            DoConfig::default(),
+            HttpConfig::default(),
         )
         .unwrap();
         assert_eq!(t.endpoint(), "https://h.example/base/v1/projects/acme/rpc");
@@ -340,25 +346,26 @@ mod tests {
     #[test]
     fn bad_urls_and_tokens_are_invalid_arguments() {
         for url in ["ftp://h.example", "not a url", "mailto:x@y"] {
-            let e = HttpTransport::new(url, &project(), "t", DoConfig::default()).unwrap_err();
+            let e = HttpTransport::new(url, &project(), "t", HttpConfig::default()).unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{url}: {e}");
         }
         for token in ["", "  ", "a\nb"] {
-            let e =
-                HttpTransport::new("http://h", &project(), token, DoConfig::default()).unwrap_err();
+            let e = HttpTransport::new("http://h", &project(), token, HttpConfig::default())
+                .unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{token:?}: {e}");
         }
     }
 
     #[test]
     fn debug_never_shows_the_token() {
-        let t = HttpTransport::new("http://h", &project(), "s3cret", DoConfig::default()).unwrap();
+        let t =
+            HttpTransport::new("http://h", &project(), "s3cret", HttpConfig::default()).unwrap();
         assert!(!format!("{t:?}").contains("s3cret"));
     }
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let c = DoConfig::default().backoff(Duration::from_millis(100), Duration::from_secs(1));
+        let c = HttpConfig::default().backoff(Duration::from_millis(100), Duration::from_secs(1));
         for attempt in 0..40 {
             let d = c.delay(attempt);
             let exp =
@@ -372,12 +379,12 @@ mod tests {
 
     #[test]
     fn clients_do_not_retry_in_step() {
-        let c = DoConfig::default().backoff(Duration::from_millis(100), Duration::from_secs(1));
+        let c = HttpConfig::default().backoff(Duration::from_millis(100), Duration::from_secs(1));
         let delays: std::collections::BTreeSet<Duration> = (0..64).map(|_| c.delay(3)).collect();
         assert!(delays.len() > 48, "{} distinct delays of 64", delays.len());
     }
 
-    /// A Worker URL whose server accepts connections and never answers: the caller waits the
+    /// A catalog URL whose server accepts connections and never answers: the caller waits the
     /// time the error names, retries included, not that time once per attempt.
     #[tokio::test]
     async fn a_server_that_never_answers_costs_the_timeout_the_error_names() {
@@ -389,11 +396,11 @@ mod tests {
         // process).
         std::thread::spawn(move || listener.incoming().collect::<Vec<_>>());
         let timeout = Duration::from_millis(400);
-        let catalog = DoCatalog::connect(
+        let catalog = HttpCatalog::connect(
             &format!("http://127.0.0.1:{port}"),
             project(),
             "t",
-            DoConfig::default().timeout(timeout),
+            HttpConfig::default().timeout(timeout),
         )
         .unwrap();
         let started = std::time::Instant::now();
@@ -415,7 +422,7 @@ mod tests {
 
     #[test]
     fn status_errors_prefer_the_typed_body() {
-        let t = HttpTransport::new("http://h", &project(), "t", DoConfig::default()).unwrap();
+        let t = HttpTransport::new("http://h", &project(), "t", HttpConfig::default()).unwrap();
         let typed = encode(&Reply::Err(Error::invalid("bad")));
         assert_eq!(
             t.status_error(StatusCode::BAD_REQUEST, &typed),

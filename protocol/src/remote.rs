@@ -1,5 +1,6 @@
 //! The `Catalog` port over any transport that carries a [`Request`] and returns a [`Response`]:
-//! written once for the embedded host (a channel to its writer thread) and the HTTP client.
+//! written once for every client of the protocol (the embedded host's channel to its writer
+//! thread, the HTTP client, a test's in-process loopback).
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use hakiri_core::{
     Reason, Result, Run, RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Trigger,
 };
 
-use crate::protocol::{ttl_ms, Request, Response};
+use crate::wire::{ttl_ms, Request, Response};
 
 /// Carries one request to a catalog store and brings back its result.
 #[async_trait]

@@ -1,0 +1,35 @@
+//! Hakiri's catalog protocol, which belongs to no single backend: one JSON [`Request`] per
+//! `Catalog` method and one [`Reply`] per answer; the `Catalog` over any [`Transport`]
+//! ([`RemoteCatalog`]) and its HTTP client ([`HttpCatalog`]); the generic [`dispatch()`] that
+//! answers every request on any `Catalog`; and the grants ([`Grants`]) that decide who may send
+//! which request, and as whom it is audited (ADR 0023, `docs/adr/0023-protocol-crate.md`).
+//!
+//! The Cloudflare Worker (`hakiri-catalog-do`) authenticates with [`Grants`] and forwards
+//! requests to its Durable Object, whose SQL store answers them; the embedded SQLite host is a
+//! [`RemoteCatalog`] over a channel to its writer thread. Everything here but the HTTP client
+//! builds for `wasm32-unknown-unknown`.
+//!
+//! # Layout
+//! - `wire`: requests, responses, replies, their encoding, and which access each request needs.
+//! - `remote`: [`RemoteCatalog`], the one `Catalog` implementation for every protocol client.
+//! - `dispatch`: [`dispatch()`], a request answered through any `Catalog` as the Worker would.
+//! - `auth`: the grants file, roles ([`Access`]), the constant-time token check, `whoami`, and
+//!   stamping the audited actor from the token's grant ([`Request::stamped_by`]).
+//! - `http` (native): [`HttpCatalog`], [`HttpConfig`], [`HttpTransport`]: the client of a catalog
+//!   server (the Worker).
+
+mod auth;
+mod dispatch;
+#[cfg(not(target_arch = "wasm32"))]
+mod http;
+mod remote;
+mod wire;
+
+pub use auth::{bearer, Access, Grant, GrantInfo, Grants, GrantsError, Scope, WhoAmI};
+pub use dispatch::dispatch;
+#[cfg(not(target_arch = "wasm32"))]
+pub use http::{HttpCatalog, HttpConfig, HttpTransport};
+pub use remote::{RemoteCatalog, Transport};
+pub use wire::{
+    decode_reply, decode_request, encode, status_of, ttl_ms, Reply, Request, Response, VERSION,
+};
