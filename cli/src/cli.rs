@@ -168,9 +168,15 @@ pub(crate) struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The loopback address to listen on (port 0 picks a free one).
+    /// The address to listen on (port 0 picks a free one). Anything but loopback needs --grants.
     #[arg(long, default_value = "127.0.0.1:7464", value_name = "HOST:PORT")]
     pub(crate) listen: SocketAddr,
+
+    /// The tokens this server accepts: a JSON list of grants, the format the Worker's
+    /// HAKIRI_TOKENS secret has ({"name", "token" | "sha256", "projects", "role"}). Without it, a
+    /// token made for this launch, printed at start, acts as you (admin on every project).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) grants: Option<PathBuf>,
 
     /// Another `Host` header value to answer under (a name this machine has on loopback);
     /// repeatable. Requests naming any other host are refused.

@@ -38,13 +38,14 @@ impl Server {
                 .unwrap();
         }
         drop(catalog);
-        Self::serve(dir)
+        Self::serve(dir, &["--listen", "127.0.0.1:0"])
     }
 
-    /// Serves the catalogs in `dir`.
-    fn serve(dir: tempfile::TempDir) -> Self {
+    /// Serves the catalogs in `dir` with `args`.
+    fn serve(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let mut child = common::hakiri(&common::sqlite_catalog(dir.path()), PROJECT)
-            .args(["--output", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--output", "json", "serve"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -57,14 +58,14 @@ impl Server {
             .unwrap_or_else(|e| panic!("hakiri serve printed {line:?}: {e}"));
         let url = started["url"].as_str().unwrap();
         let port = url
-            .trim_start_matches("http://127.0.0.1:")
             .trim_end_matches('/')
-            .parse()
-            .unwrap_or_else(|_| panic!("unexpected URL {url}"));
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected URL {url}"));
         Server {
             child,
             port,
-            token: started["token"].as_str().unwrap().to_owned(),
+            token: started["token"].as_str().unwrap_or_default().to_owned(),
             dir,
         }
     }
@@ -123,12 +124,15 @@ impl Server {
         Subscription { reader }
     }
 
-    /// Stops this server and serves the same catalogs again (a new port, a new token).
-    fn restart(mut self) -> Self {
+    /// Stops this server and keeps its catalogs' directory.
+    fn stop_keeping_dir(mut self) -> tempfile::TempDir {
         self.stop();
-        let dir = tempfile::tempdir().unwrap();
-        let dir = std::mem::replace(&mut self.dir, dir);
-        Self::serve(dir)
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Stops this server and serves the same catalogs again (a new port, a new token).
+    fn restart(self) -> Self {
+        Self::serve(self.stop_keeping_dir(), &["--listen", "127.0.0.1:0"])
     }
 
     fn terminate(mut self) {
@@ -285,7 +289,11 @@ async fn serve_needs_its_token_and_a_host_it_answers_for() {
     let bearer = server.bearer();
     let me = server.get("/v1/whoami", &[("Authorization", &bearer)]);
     assert_eq!(me.status, 200, "{}", me.body);
-    assert_eq!(me.json()["role"], "admin");
+    // The launch token acts as the operator who started the server.
+    assert_eq!(
+        me.json()["grants"],
+        serde_json::json!([{"name": "tester", "role": "admin", "projects": "*"}])
+    );
 
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
     let forged = server.get(
@@ -394,6 +402,7 @@ fn serve_refuses_an_address_other_machines_can_reach() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loopback"), "{stderr}");
+    assert!(stderr.contains("--grants"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,4 +440,60 @@ async fn a_consumer_that_stops_reading_holds_back_no_writer_and_no_other_reader(
         "two creates, create/acquire/begin, the checkpoints"
     );
     server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grants_file_scopes_tokens_to_projects_and_roles_and_allows_other_interfaces() {
+    let dir = Server::start().await.stop_keeping_dir();
+    let grants = dir.path().join("grants.json");
+    std::fs::write(
+        &grants,
+        r#"[{"name": "dashboards", "token": "read-shop", "projects": ["shop"], "role": "read"},
+            {"name": "elsewhere", "token": "admin-other", "projects": ["other"], "role": "admin"}]"#,
+    )
+    .unwrap();
+    let grants = grants.to_str().unwrap().to_owned();
+    let server = Server::serve(dir, &["--listen", "0.0.0.0:0", "--grants", &grants]);
+    assert_eq!(server.token, "", "no launch token with a grants file");
+
+    let read = [("Authorization", "Bearer read-shop")];
+    let plan = server.get("/v1/projects/shop/plan", &read);
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let me = server.get("/v1/whoami", &read);
+    assert_eq!(
+        me.json()["grants"],
+        serde_json::json!([{"name": "dashboards", "role": "read", "projects": ["shop"]}])
+    );
+    let other = server.get(
+        "/v1/projects/shop/plan",
+        &[("Authorization", "Bearer admin-other")],
+    );
+    assert_eq!(other.status, 403, "{}", other.body);
+    let unknown = server.get(
+        "/v1/projects/shop/plan",
+        &[("Authorization", "Bearer nope")],
+    );
+    assert_eq!(unknown.status, 401, "{}", unknown.body);
+    server.terminate();
+}
+
+#[test]
+fn a_bad_grants_file_is_refused_naming_the_grant_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let grants = dir.path().join("grants.json");
+    std::fs::write(
+        &grants,
+        r#"[{"name": "x", "token": "s3cret-token", "projects": "*", "rol": "read"}]"#,
+    )
+    .unwrap();
+    let out = common::hakiri(&common::sqlite_catalog(dir.path()), PROJECT)
+        .args(["serve", "--listen", "127.0.0.1:0", "--grants"])
+        .arg(&grants)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("grant 1"), "{stderr}");
+    assert!(stderr.contains("rol"), "{stderr}");
+    assert!(!stderr.contains("s3cret-token"), "{stderr}");
 }

@@ -7,33 +7,36 @@
 //! - `GET /v1/projects/{project}/plan`: the reconciler's dry-run plan at the catalog's clock.
 //! - `GET /v1/projects/{project}/events`: the event log as Server-Sent Events (`events.rs`).
 //!
-//! Every `/v1` request needs `Authorization: Bearer <token>`: the token this launch printed. The
-//! server binds loopback only, and answers only requests whose `Host` is one it serves under (a
-//! page on another site cannot reach it through DNS rebinding). Errors are the protocol's
-//! `Reply::Err` bodies with the statuses the Worker gives them.
+//! Every `/v1` request needs `Authorization: Bearer <token>`, checked against the grants — the
+//! `--grants` file (the Worker's format and rules, `hakiri_protocol::auth`), or else one grant
+//! made for this launch: its token printed at start, admin on every project, audited as the
+//! operator who started the server. Without a grants file the server binds loopback only. It
+//! answers only requests whose `Host` is one it serves under (a page on another site cannot
+//! reach it through DNS rebinding). Errors are the protocol's `Reply::Err` bodies with the
+//! statuses the Worker gives them.
 
 mod events;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path as FilePath;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hakiri_core::{Catalog, Error, ProjectId};
-use hakiri_protocol::{self as protocol, Access, Reply};
+use hakiri_core::{Actor, Catalog, Error, ProjectId};
+use hakiri_protocol::{self as protocol, bearer, Access, Grants, Reply, WhoAmI};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -46,33 +49,43 @@ use crate::target::{self, CatalogUrl};
 
 /// `hakiri serve`: binds, prints the URL and the token, serves until SIGINT/SIGTERM.
 pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
-    if !args.listen.ip().is_loopback() {
+    if !args.listen.ip().is_loopback() && args.grants.is_none() {
         return Err(CliError::invalid(
             "not_loopback",
             format!(
-                "hakiri serve binds loopback addresses only; {} is not one",
+                "{} is not a loopback address: other machines could reach this server, so it needs the tokens it accepts",
                 args.listen
             ),
         )
-        .hint(
-            "serve on 127.0.0.1 (the default) and put a proxy in front of it for other machines",
-        ));
+        .hint("pass --grants FILE (a JSON list of grants), or serve on 127.0.0.1 (the default)"));
     }
+    let (grants, launch_token) = match &args.grants {
+        Some(file) => (read_grants(file)?, None),
+        None => {
+            let token = new_token();
+            (launch_grants(ctx, &token)?, Some(token))
+        }
+    };
     let listener = TcpListener::bind(args.listen).await.map_err(|e| {
         CliError::failed("listen", format!("cannot listen on {}: {e}", args.listen))
             .hint("choose a free address with --listen HOST:PORT (port 0 picks one)")
     })?;
     let addr = listener.local_addr().unwrap_or(args.listen);
-    let token = launch_token();
     let stop = CancellationToken::new();
-    let app = App::new(ctx.url().clone(), addr, token.clone(), args, stop.clone());
+    let app = App::new(ctx.url().clone(), addr, grants, args, stop.clone());
+    let tokens = match &launch_token {
+        Some(token) => format!("token: {token}"),
+        None => "tokens: those of --grants".to_owned(),
+    };
     output::note(format!(
-        "serving {} at http://{addr}/ (Ctrl-C to stop)\ntoken: {token}",
+        "serving {} at http://{addr}/ (Ctrl-C to stop)\n{tokens}",
         ctx.url()
     ));
     if ctx.json() {
         // One line, as soon as the server listens: what a script waits for.
-        output::json_line(&serde_json::json!({"url": format!("http://{addr}/"), "token": token}));
+        output::json_line(
+            &serde_json::json!({"url": format!("http://{addr}/"), "token": launch_token}),
+        );
     }
     tokio::spawn(stop_on_signal(stop.clone()));
     axum::serve(listener, router(app))
@@ -84,9 +97,32 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
 }
 
 /// A fresh bearer token for this launch: 32 random bytes, hex.
-fn launch_token() -> String {
+fn new_token() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The one grant of a launch without a grants file: `token`, admin on every project, audited as
+/// the operator who started the server.
+fn launch_grants(ctx: &Ctx, token: &str) -> CliResult<Grants> {
+    let Actor::Operator(name) = ctx.operator()? else {
+        unreachable!("Ctx::operator names an operator")
+    };
+    let grant =
+        serde_json::json!([{"name": name, "token": token, "projects": "*", "role": "admin"}]);
+    Grants::parse(&grant.to_string())
+        .map_err(|e| CliError::failed("grants", format!("the launch token's grant: {e}")))
+}
+
+/// The grants in `file`; a bad file is refused naming the grant and the field, never a token.
+fn read_grants(file: &FilePath) -> CliResult<Grants> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::invalid("grants", format!("cannot read {}: {e}", file.display())))?;
+    Grants::parse(&text).map_err(|e| {
+        CliError::invalid("grants", format!("{}: {e}", file.display())).hint(
+            "a JSON list of {\"name\", \"token\" or \"sha256\", \"projects\", \"role\"} grants",
+        )
+    })
 }
 
 async fn stop_on_signal(stop: CancellationToken) {
@@ -106,7 +142,7 @@ pub(crate) struct App {
     url: CatalogUrl,
     /// Catalogs opened so far, by project.
     catalogs: Mutex<HashMap<ProjectId, Arc<dyn Catalog>>>,
-    token: String,
+    grants: Grants,
     /// `Host` values the server answers.
     hosts: Vec<String>,
     /// How often an event stream looks for new events when it has shown them all.
@@ -127,7 +163,7 @@ impl App {
     fn new(
         url: CatalogUrl,
         addr: SocketAddr,
-        token: String,
+        grants: Grants,
         args: &ServeArgs,
         stop: CancellationToken,
     ) -> Arc<Self> {
@@ -153,7 +189,7 @@ impl App {
         Arc::new(Self {
             url,
             catalogs: Mutex::new(HashMap::new()),
-            token,
+            grants,
             hosts,
             poll,
             stop,
@@ -179,15 +215,15 @@ impl App {
 
 /// The server's routes over `app`.
 pub(crate) fn router(app: Arc<App>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/whoami", get(whoami))
+    let projects = Router::new()
         .route("/v1/projects/{project}/plan", get(plan))
         .route("/v1/projects/{project}/events", get(events::stream))
-        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .merge(v1)
+        .route("/v1/whoami", get(whoami))
+        .merge(projects)
         .layer(middleware::from_fn_with_state(app.clone(), count))
         .layer(middleware::from_fn_with_state(app.clone(), check_host))
         .with_state(app)
@@ -238,46 +274,34 @@ fn route_name(path: &str) -> &'static str {
     }
 }
 
-/// Requires the launch's bearer token.
-async fn authenticate(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), app.token.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => {
-            ApiError::from(Error::Unauthenticated("unknown bearer token".into())).into_response()
-        }
-        None => ApiError::from(Error::Unauthenticated(
-            "no bearer token: send Authorization: Bearer <the token hakiri serve printed>".into(),
-        ))
-        .into_response(),
+/// The bearer token of `headers`, if any.
+fn token(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()))
+}
+
+/// Lets a request on a project through if its token has a grant on the project that reads.
+async fn authorize(
+    State(app): State<Arc<App>>,
+    Path(project): Path<HashMap<String, String>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let checked = ProjectId::new(project.get("project").map_or("", String::as_str))
+        .and_then(|project| {
+            app.grants
+                .check(token(request.headers()), &project)
+                .cloned()
+        })
+        .and_then(|grant| grant.allows(Access::Read));
+    match checked {
+        Ok(()) => next.run(request).await,
+        Err(error) => ApiError::from(error).into_response(),
     }
 }
 
-/// Equality that takes as long whatever the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Who a token is.
-#[derive(Debug, Serialize)]
-struct WhoAmI {
-    name: &'static str,
-    role: Access,
-    projects: &'static str,
-}
-
-async fn whoami() -> Json<WhoAmI> {
-    Json(WhoAmI {
-        name: "launch",
-        role: Access::Admin,
-        projects: "*",
-    })
+/// `GET /v1/whoami`: every grant of the presented token (name, role, projects).
+async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<WhoAmI>, ApiError> {
+    Ok(Json(app.grants.whoami(token(&headers))?))
 }
 
 async fn plan(
