@@ -178,6 +178,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) grants: Option<PathBuf>,
 
+    /// Answer reads only: every write request is refused (403).
+    #[arg(long)]
+    pub(crate) read_only: bool,
+
+    /// How long one protocol request may take before it is answered 504.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) request_timeout: Duration,
+
     /// Another `Host` header value to answer under (a name this machine has on loopback);
     /// repeatable. Requests naming any other host are refused.
     #[arg(long, value_name = "HOST:PORT")]

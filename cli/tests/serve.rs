@@ -497,3 +497,142 @@ fn a_bad_grants_file_is_refused_naming_the_grant_and_never_the_token() {
     assert!(stderr.contains("rol"), "{stderr}");
     assert!(!stderr.contains("s3cret-token"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_over_serve_is_the_catalog_as_the_worker_serves_it() {
+    let server = Server::start().await;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let remote = |project: &str| {
+        hakiri_protocol::HttpCatalog::connect(
+            &base,
+            ProjectId::new(project).unwrap(),
+            &server.token,
+            hakiri_protocol::HttpConfig::default(),
+        )
+        .unwrap()
+    };
+    let shop = remote(PROJECT);
+    // A writer's whole round: create (claiming to be someone else), lease, run, advance, finish.
+    let claimed = Actor::Operator(hakiri_core::OperatorName::new("mallory").unwrap());
+    shop.create_pipeline(fixtures::spec("web", CursorKind::Monotonic), &claimed)
+        .await
+        .unwrap();
+    let holder = hakiri_core::HolderId::new("w").unwrap();
+    let web = hakiri_core::PipelineId::new("web").unwrap();
+    let lease = shop
+        .acquire(&web, &holder, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let run = shop
+        .begin_run(
+            &lease,
+            hakiri_core::BeginRun::new(hakiri_core::Trigger::Manual),
+        )
+        .await
+        .unwrap();
+    let stream = hakiri_core::StreamName::new("s").unwrap();
+    shop.advance_to(
+        &lease,
+        run.id,
+        &stream,
+        hakiri_core::CursorValue::new(serde_json::json!(42)).unwrap(),
+    )
+    .await
+    .unwrap();
+    shop.finish_run(&lease, run.id, hakiri_core::FinishRun::succeeded())
+        .await
+        .unwrap();
+    // The file holds it, and the audit log names the token's operator, not the claim.
+    let local = open(server.dir.path());
+    let cursor = local.get_cursor(&web, &stream).await.unwrap().unwrap();
+    assert_eq!(cursor.value.as_json(), &serde_json::json!(42));
+    let created = local
+        .pipeline_events(&web, 0, hakiri_core::Limit::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        created[0].actor,
+        Actor::Operator(hakiri_core::OperatorName::new("tester").unwrap())
+    );
+    // Typed errors cross the wire: while `w` holds the lease, another holder gets `Leased`.
+    let other = hakiri_core::HolderId::new("other").unwrap();
+    let refused = shop
+        .acquire(&web, &other, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, hakiri_core::Error::Leased { .. }),
+        "{refused:?}"
+    );
+    shop.release(&lease).await.unwrap();
+
+    // A write to a new project creates its catalog; a read of an unknown one does not.
+    remote("fresh")
+        .create_pipeline(fixtures::spec("p", CursorKind::Opaque), &Actor::System)
+        .await
+        .unwrap();
+    assert!(server.dir.path().join(".hakiri/fresh.db").exists());
+    let missing = remote("nothing")
+        .list_pipelines(None, hakiri_core::Limit::MAX)
+        .await;
+    assert!(missing.is_err(), "{missing:?}");
+    assert!(!server.dir.path().join(".hakiri/nothing.db").exists());
+
+    // The CLI's http:// catalog URL works against it.
+    let out = common::hakiri(&base, PROJECT)
+        .args([
+            "--token",
+            &server.token,
+            "--output",
+            "json",
+            "pipelines",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    let text = common::stdout_of_success(out, &["pipelines", "list"], "");
+    assert!(text.contains("\"web\""), "{text}");
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_needs_json_and_a_read_only_server_answers_reads_only() {
+    let dir = Server::start().await.stop_keeping_dir();
+    let server = Server::serve(dir, &["--listen", "127.0.0.1:0", "--read-only"]);
+    let bearer = server.bearer();
+    let post = |content_type: &str, body: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let request = format!(
+            "POST /v1/projects/shop/rpc HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: {bearer}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            server.port,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        Answer::parse(&text)
+    };
+    let list = serde_json::to_string(&hakiri_protocol::Request::ListPipelines {
+        after: None,
+        limit: hakiri_core::Limit::MAX,
+    })
+    .unwrap();
+    let form = post("application/x-www-form-urlencoded", &list);
+    assert_eq!(form.status, 415, "{}", form.body);
+    let read = post("application/json", &list);
+    assert_eq!(read.status, 200, "{}", read.body);
+    match hakiri_protocol::decode_reply(read.body.as_bytes()).unwrap() {
+        hakiri_protocol::Response::Pipelines(page) => assert_eq!(page.items.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    let pause = serde_json::to_string(&hakiri_protocol::Request::SetPaused {
+        pipeline: hakiri_core::PipelineId::new("orders").unwrap(),
+        change: hakiri_core::PauseChange::Pause(hakiri_core::Reason::new("x").unwrap()),
+        by: Actor::System,
+    })
+    .unwrap();
+    let write = post("application/json", &pause);
+    assert_eq!(write.status, 403, "{}", write.body);
+    assert!(write.body.contains("read-only"), "{}", write.body);
+    server.terminate();
+}

@@ -3,7 +3,14 @@
 //! Routes:
 //! - `GET /healthz` (no token): `ok`.
 //! - `GET /metrics` (no token): the server's request counters, OpenMetrics text.
-//! - `GET /v1/whoami`: the grant the bearer token carries (name, role, projects).
+//! - `GET /v1/whoami`: the grants the bearer token carries (name, role, projects).
+//! - `POST /v1/projects/{project}/rpc`: one protocol request, answered through the catalog as the
+//!   Worker answers it (`hakiri_protocol::dispatch`): the token's grant must allow the request's
+//!   access, an operator request is audited as the grant, the body must be JSON
+//!   (`Content-Type: application/json`, which a cross-site form cannot send without a preflight)
+//!   of at most 8 MiB, and the answer comes within the request time limit. With `--read-only`
+//!   only reads are answered. A write to a project with no catalog yet creates it, as the Worker
+//!   does; a read of one is refused.
 //! - `GET /v1/projects/{project}/plan`: the reconciler's dry-run plan at the catalog's clock.
 //! - `GET /v1/projects/{project}/events`: the event log as Server-Sent Events (`events.rs`).
 //!
@@ -23,12 +30,15 @@ use std::path::Path as FilePath;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hakiri_core::{Actor, Catalog, Error, ProjectId};
 use hakiri_protocol::{self as protocol, bearer, Access, Grants, Reply, WhoAmI};
@@ -46,6 +56,10 @@ use crate::commands::Ctx;
 use crate::error::{CliError, CliResult};
 use crate::output;
 use crate::target::{self, CatalogUrl};
+
+/// The largest request body: cursor values and schemas have their own, smaller limits in
+/// `hakiri-core`; this bounds what is buffered before they are checked (the Worker's bound).
+const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// `hakiri serve`: binds, prints the URL and the token, serves until SIGINT/SIGTERM.
 pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
@@ -71,7 +85,8 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
             .hint("choose a free address with --listen HOST:PORT (port 0 picks one)")
     })?;
     let addr = listener.local_addr().unwrap_or(args.listen);
-    let stop = CancellationToken::new();
+    // Listening for signals before the URL is printed: whoever reads it may stop us at once.
+    let stop = stop_on_signals()?;
     let app = App::new(ctx.url().clone(), addr, grants, args, stop.clone());
     let tokens = match &launch_token {
         Some(token) => format!("token: {token}"),
@@ -87,7 +102,6 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
             &serde_json::json!({"url": format!("http://{addr}/"), "token": launch_token}),
         );
     }
-    tokio::spawn(stop_on_signal(stop.clone()));
     axum::serve(listener, router(app))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
@@ -125,16 +139,26 @@ fn read_grants(file: &FilePath) -> CliResult<Grants> {
     })
 }
 
-async fn stop_on_signal(stop: CancellationToken) {
+/// A token that fires on SIGINT or SIGTERM; the handlers are in place when this returns.
+fn stop_on_signals() -> CliResult<CancellationToken> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        return;
+    let listen = |kind| {
+        signal(kind).map_err(|e| CliError::failed("signals", format!("cannot watch signals: {e}")))
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    stop.cancel();
+    let (mut interrupt, mut terminate) = (
+        listen(SignalKind::interrupt())?,
+        listen(SignalKind::terminate())?,
+    );
+    let stop = CancellationToken::new();
+    let fire = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        fire.cancel();
+    });
+    Ok(stop)
 }
 
 /// What every request shares.
@@ -149,6 +173,10 @@ pub(crate) struct App {
     poll: Duration,
     /// Fires when the server stops.
     stop: CancellationToken,
+    /// Only reads are answered.
+    read_only: bool,
+    /// How long one protocol request may take.
+    request_timeout: Duration,
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
 }
@@ -193,6 +221,8 @@ impl App {
             hosts,
             poll,
             stop,
+            read_only: args.read_only,
+            request_timeout: args.request_timeout,
             registry,
             requests,
         })
@@ -200,12 +230,21 @@ impl App {
 
     /// The catalog of `project`, opened on first use. A project with no catalog is refused.
     async fn catalog(&self, project: &str) -> Result<Arc<dyn Catalog>, ApiError> {
+        self.open(project, target::Access::Existing).await
+    }
+
+    /// The catalog of `project`, opened on first use with `access`.
+    async fn open(
+        &self,
+        project: &str,
+        access: target::Access,
+    ) -> Result<Arc<dyn Catalog>, ApiError> {
         let project = ProjectId::new(project)?;
         let mut catalogs = self.catalogs.lock().await;
         if let Some(catalog) = catalogs.get(&project) {
             return Ok(catalog.clone());
         }
-        let opened = target::open(&self.url, &project, None, target::Access::Existing)
+        let opened = target::open(&self.url, &project, None, access)
             .await
             .map_err(ApiError::from)?;
         catalogs.insert(project, opened.catalog.clone());
@@ -216,6 +255,7 @@ impl App {
 /// The server's routes over `app`.
 pub(crate) fn router(app: Arc<App>) -> Router {
     let projects = Router::new()
+        .route("/v1/projects/{project}/rpc", post(rpc))
         .route("/v1/projects/{project}/plan", get(plan))
         .route("/v1/projects/{project}/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(app.clone(), authorize));
@@ -224,6 +264,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/whoami", get(whoami))
         .merge(projects)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(app.clone(), count))
         .layer(middleware::from_fn_with_state(app.clone(), check_host))
         .with_state(app)
@@ -268,6 +309,7 @@ fn route_name(path: &str) -> &'static str {
         "/healthz" => "healthz",
         "/metrics" => "metrics",
         "/v1/whoami" => "whoami",
+        p if p.starts_with("/v1/projects/") && p.ends_with("/rpc") => "rpc",
         p if p.starts_with("/v1/projects/") && p.ends_with("/plan") => "plan",
         p if p.starts_with("/v1/projects/") && p.ends_with("/events") => "events",
         _ => "other",
@@ -304,6 +346,68 @@ async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<
     Ok(Json(app.grants.whoami(token(&headers))?))
 }
 
+/// `POST /v1/projects/{project}/rpc`: one protocol request.
+async fn rpc(
+    State(app): State<Arc<App>>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = async {
+        let json = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim() == "application/json")
+            });
+        if !json {
+            return Err(ApiError::with_status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Error::invalid("a protocol request is JSON: send Content-Type: application/json"),
+            ));
+        }
+        let request = protocol::decode_request(&body)?;
+        let id = ProjectId::new(project.as_str())?;
+        let grant = app.grants.check(token(&headers), &id)?;
+        let access = request.access();
+        grant.allows(access)?;
+        if app.read_only && access != Access::Read {
+            return Err(Error::PermissionDenied(
+                "this server is read-only (hakiri serve --read-only)".into(),
+            )
+            .into());
+        }
+        let request = request.stamped_by(grant)?;
+        let opening = if access == Access::Read {
+            target::Access::Existing
+        } else {
+            target::Access::CreateIfMissing
+        };
+        let catalog = app.open(&project, opening).await?;
+        match tokio::time::timeout(
+            app.request_timeout,
+            protocol::dispatch(catalog.as_ref(), request),
+        )
+        .await
+        {
+            Ok(response) => Ok(response?),
+            Err(_) => Err(ApiError::with_status(
+                StatusCode::GATEWAY_TIMEOUT,
+                Error::Unavailable(format!(
+                    "the catalog did not answer within {:?}; the request may or may not have been applied",
+                    app.request_timeout
+                )),
+            )),
+        }
+    };
+    match answer.await {
+        Ok(response) => Json(Reply::Ok(response)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
 async fn plan(
     State(app): State<Arc<App>>,
     Path(project): Path<String>,
@@ -317,10 +421,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     // Writing to a `String` cannot fail.
     let _ = encode(&mut body, &app.registry);
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            hakiri_reconciler::metrics::CONTENT_TYPE,
-        )],
+        [(CONTENT_TYPE, hakiri_reconciler::metrics::CONTENT_TYPE)],
         body,
     )
         .into_response()
