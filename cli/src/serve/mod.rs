@@ -120,7 +120,11 @@ fn new_token() -> String {
 /// the operator who started the server.
 fn launch_grants(ctx: &Ctx, token: &str) -> CliResult<Grants> {
     let Actor::Operator(name) = ctx.operator()? else {
-        unreachable!("Ctx::operator names an operator")
+        return Err(CliError::invalid(
+            "no_operator",
+            "the launch token is audited as an operator, and none is named",
+        )
+        .hint("pass --as NAME"));
     };
     let grant =
         serde_json::json!([{"name": name, "token": token, "projects": "*", "role": "admin"}]);
