@@ -20,7 +20,7 @@
 //! operator who started the server. Without a grants file the server binds loopback only. It
 //! answers only requests whose `Host` is one it serves under (a page on another site cannot
 //! reach it through DNS rebinding). Errors are the protocol's `Reply::Err` bodies with the
-//! statuses the Worker gives them.
+//! statuses the Worker gives them. Why these rules: ADR 0024.
 
 mod events;
 
