@@ -73,8 +73,12 @@ async fn tail_after_starts_the_last_n_events_of_the_log_or_of_a_pipeline() {
         let expected = slice.len().min(usize::try_from(n).unwrap_or(usize::MAX));
         assert_eq!(tail, slice[slice.len() - expected..], "b's last {n}");
     }
+    // The last 0: the log's end, its last event's number.
+    let last = all.last().unwrap().seq;
+    assert_eq!(catalog.tail_after(None, 0).await.unwrap(), last);
     let empty = MemoryCatalog::new(ProjectId::new("empty").unwrap());
     assert_eq!(empty.tail_after(None, 10).await.unwrap(), 0);
+    assert_eq!(empty.tail_after(None, 0).await.unwrap(), 0);
 }
 
 #[tokio::test]

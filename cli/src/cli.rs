@@ -12,7 +12,8 @@ Catalog URLs (--catalog, or HAKIRI_CATALOG):
   sqlite://PATH/     a directory holding one <project>.db per project (default: sqlite://.hakiri/)
   sqlite://FILE.db   one SQLite file (it belongs to one project)
   postgres://…       a Postgres catalog (AWS RDS or any Postgres ≥ 13); run `hakiri migrate` once
-  https://HOST       a deployed Hakiri Worker (Durable Objects); needs --token or HAKIRI_TOKEN
+  https://HOST       a catalog server: a deployed Hakiri Worker (Durable Objects), or `hakiri serve`
+                     (http://HOST:PORT); needs --token or HAKIRI_TOKEN
   memory://          an in-memory catalog that lives only as long as this command
 
 Exit codes:
@@ -60,7 +61,8 @@ pub(crate) struct Global {
     )]
     pub(crate) project: String,
 
-    /// Bearer token for an https:// catalog (a deployed Worker).
+    /// Bearer token for a catalog server (an http:// or https:// catalog: `hakiri serve`, a
+    /// deployed Worker).
     #[arg(
         long,
         global = true,
@@ -518,13 +520,14 @@ pub(crate) struct EventsArgs {
     /// How many events (1–1000).
     #[arg(long, default_value_t = 50)]
     pub(crate) limit: u32,
-    /// Only this pipeline's events (filtered from the events read; a deleted pipeline's stay).
+    /// Only this pipeline's events (a deleted pipeline's stay).
     #[arg(long, short = 'p')]
     pub(crate) pipeline: Option<String>,
-    /// Keep printing new events as they happen, until interrupted.
+    /// Keep printing new events as they happen, until interrupted. A catalog server
+    /// (http:// or https://) pushes them; other catalogs are polled.
     #[arg(long, short = 'f')]
     pub(crate) follow: bool,
-    /// With --follow: how often to poll the catalog.
+    /// With --follow on a file or database catalog: how often to poll it.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
     pub(crate) poll: Duration,
 }

@@ -71,6 +71,7 @@ pub(crate) async fn open(
         catalog: Arc::new(PostgresCatalog::new(pool, project.clone())),
         url: url.clone(),
         file: None,
+        server: None,
     })
 }
 
@@ -88,5 +89,6 @@ pub(crate) async fn migrate(raw: &str, url: &CatalogUrl, project: &ProjectId) ->
         catalog: Arc::new(PostgresCatalog::new(pool, project.clone())),
         url: url.clone(),
         file: None,
+        server: None,
     })
 }

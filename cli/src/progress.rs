@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hakiri_core::{
-    Actor, Catalog, Decision, DecisionId, DecisionQuery, Event, EventKind, HolderId, Limit,
-    PipelineId, Run, RunStatus, Verdict,
+    Actor, Catalog, CatalogExt, Decision, DecisionId, DecisionQuery, Event, EventKind, HolderId,
+    Limit, PipelineId, Run, RunStatus, Verdict,
 };
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -67,7 +67,8 @@ impl Follower {
         sink: Sink,
         poll: Duration,
     ) -> hakiri_core::Result<Self> {
-        let after = last_seq(catalog.as_ref()).await?;
+        // The log's end: the point followed by no event.
+        let after = catalog.tail_after(None, 0).await?;
         Ok(Self {
             catalog,
             holder,
@@ -230,37 +231,6 @@ fn trigger(run: &Run) -> &'static str {
     }
 }
 
-/// The sequence number of the log's last event (0 if empty), in O(log n) reads: the log has no
-/// gaps, so `events(after = x)` is empty exactly when `x` is at or past the end.
-pub(crate) async fn last_seq(catalog: &dyn Catalog) -> hakiri_core::Result<u64> {
-    let one = Limit::new(1)?;
-    let past_end = |after: u64| async move {
-        catalog
-            .events(after, one)
-            .await
-            .map(|events| events.is_empty())
-    };
-    if past_end(0).await? {
-        return Ok(0);
-    }
-    // Invariant: the log has an event after `low`, none after `high`.
-    let mut low = 0u64;
-    let mut high = 1u64;
-    while !past_end(high).await? {
-        low = high;
-        high = high.saturating_mul(2);
-    }
-    while high - low > 1 {
-        let mid = low + (high - low) / 2;
-        if past_end(mid).await? {
-            high = mid;
-        } else {
-            low = mid;
-        }
-    }
-    Ok(high)
-}
-
 #[cfg(test)]
 mod tests {
     use hakiri_catalog_memory::MemoryCatalog;
@@ -316,20 +286,5 @@ mod tests {
             ),
             "{line}"
         );
-    }
-
-    #[tokio::test]
-    async fn last_seq_finds_the_end_of_the_log() {
-        let catalog = MemoryCatalog::new(ProjectId::new("p").unwrap());
-        assert_eq!(last_seq(&catalog).await.unwrap(), 0);
-        for n in 1..=37u64 {
-            let spec = PipelineSpec::new(
-                PipelineId::new(format!("p{n}")).unwrap(),
-                ConnectorRef::new("jsonl").unwrap(),
-                CursorKind::Monotonic,
-            );
-            catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-            assert_eq!(last_seq(&catalog).await.unwrap(), n);
-        }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) enum CatalogUrl {
     SqliteFile(PathBuf),
     /// A Postgres server.
     Postgres(String),
-    /// A catalog server speaking the protocol over HTTP(S): a deployed Worker.
+    /// A catalog server speaking the protocol over HTTP(S): `hakiri serve` or a deployed Worker.
     Http(String),
     /// In memory, for this command only.
     Memory,
@@ -122,6 +122,8 @@ pub(crate) struct Opened {
     pub(crate) url: CatalogUrl,
     /// The SQLite file, for messages.
     pub(crate) file: Option<PathBuf>,
+    /// The catalog server, when the catalog is one (`catalog` is this): it pushes its events.
+    pub(crate) server: Option<Arc<HttpCatalog>>,
 }
 
 /// Opens the catalog of `project` at `url`.
@@ -178,6 +180,7 @@ pub(crate) async fn open(
                 catalog: Arc::new(MemoryCatalog::new(project.clone())),
                 url: url.clone(),
                 file: None,
+                server: None,
             })
         }
         CatalogUrl::Http(base) => {
@@ -188,12 +191,17 @@ pub(crate) async fn open(
                 )
                 .hint("pass --token TOKEN or set HAKIRI_TOKEN"));
             };
-            let catalog =
-                HttpCatalog::connect(base, project.clone(), token, HttpConfig::default())?;
+            let server = Arc::new(HttpCatalog::connect(
+                base,
+                project.clone(),
+                token,
+                HttpConfig::default(),
+            )?);
             Ok(Opened {
-                catalog: Arc::new(catalog),
+                catalog: server.clone(),
                 url: url.clone(),
                 file: None,
+                server: Some(server),
             })
         }
         CatalogUrl::Postgres(raw) => crate::postgres::open(raw, url, project, access).await,
@@ -220,6 +228,7 @@ fn open_sqlite(url: &CatalogUrl, file: &Path, project: &ProjectId) -> CliResult<
         catalog: Arc::new(catalog),
         url: url.clone(),
         file: Some(file.to_path_buf()),
+        server: None,
     })
 }
 

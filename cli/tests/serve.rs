@@ -636,3 +636,109 @@ async fn rpc_needs_json_and_a_read_only_server_answers_reads_only() {
     assert!(write.body.contains("read-only"), "{}", write.body);
     server.terminate();
 }
+
+/// A port free on loopback at the time of asking.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `hakiri events --follow` on a catalog server is pushed the events (it polls only every hour
+/// here, so what arrives came through the server's event stream), and it rides out a restart of
+/// the server: what was written while the server was away arrives after it is back, nothing is
+/// missed and nothing repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_on_a_server_is_pushed_and_rides_out_a_restart() {
+    let dir = Server::start().await.stop_keeping_dir();
+    let grants = dir.path().join("grants.json");
+    std::fs::write(
+        &grants,
+        r#"[{"name": "watcher", "token": "watch-shop", "projects": ["shop"], "role": "read"}]"#,
+    )
+    .unwrap();
+    let grants = grants.to_str().unwrap().to_owned();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = ["--listen", listen.as_str(), "--grants", grants.as_str()];
+    let server = Server::serve(dir, &args);
+
+    let mut follower = common::hakiri(&format!("http://{listen}"), PROJECT)
+        .env("HAKIRI_TOKEN", "watch-shop")
+        .args(["--output", "json", "events", "--follow", "--poll", "1h"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hakiri events --follow");
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(follower.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let event: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not an event ({e}): {line}"));
+            let _ = lines.send((
+                event["seq"].as_u64().unwrap(),
+                event["pipeline"].as_str().unwrap().to_owned(),
+            ));
+        }
+    });
+    let next = |n: usize| -> Vec<(u64, String)> {
+        (0..n)
+            .map(|_| {
+                seen.recv_timeout(Duration::from_secs(20))
+                    .expect("the next event within 20 s")
+            })
+            .collect()
+    };
+    // The last events, then what happens as it happens.
+    assert_eq!(next(2), [(1, "orders".to_owned()), (2, "users".to_owned())]);
+    let catalog = open(server.dir.path());
+    let holder = hakiri_core::HolderId::new("w").unwrap();
+    let users = hakiri_core::PipelineId::new("users").unwrap();
+    catalog
+        .acquire(&users, &holder, Duration::from_secs(60))
+        .await
+        .unwrap(); // 3
+    assert_eq!(next(1), [(3, "users".to_owned())]);
+
+    // The server goes away; an event is written meanwhile; the server comes back on its port.
+    let dir = server.stop_keeping_dir();
+    catalog
+        .create_pipeline(
+            fixtures::spec("refunds", CursorKind::Monotonic),
+            &Actor::System,
+        )
+        .await
+        .unwrap(); // 4
+    let server = Server::serve(dir, &args);
+    catalog
+        .create_pipeline(
+            fixtures::spec("returns", CursorKind::Monotonic),
+            &Actor::System,
+        )
+        .await
+        .unwrap(); // 5
+    assert_eq!(
+        next(2),
+        [(4, "refunds".to_owned()), (5, "returns".to_owned())]
+    );
+    assert!(
+        seen.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing repeated"
+    );
+
+    let status = Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "events --follow ended with {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.terminate();
+}

@@ -1,5 +1,5 @@
-//! [`HttpCatalog`]: the `Catalog` of one project on a catalog server (the Cloudflare Worker), over
-//! HTTP(S).
+//! [`HttpCatalog`]: the `Catalog` of one project on a catalog server (`hakiri serve`, the
+//! Worker), over HTTP(S).
 //!
 //! One request is one `POST {base}/v1/projects/{project}/rpc` with the JSON protocol. The reply's
 //! typed error is returned as is, so a `Fenced` raised by the server's store is a `Fenced` here.
@@ -12,12 +12,13 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hakiri_core::{Error, ProjectId, Result};
+use hakiri_core::{Error, PipelineId, ProjectId, Result};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 
 use crate::remote::{RemoteCatalog, Transport};
+use crate::sse::EventFeed;
 use crate::wire::{decode_reply, encode, Reply, Request, Response};
 
 /// The catalog of one project on a catalog server that speaks the protocol over HTTP(S).
@@ -124,6 +125,7 @@ impl HttpCatalog {
 pub struct HttpTransport {
     client: reqwest::Client,
     endpoint: Url,
+    events: Url,
     authorization: HeaderValue,
     config: HttpConfig,
 }
@@ -164,12 +166,15 @@ impl HttpTransport {
             )));
         }
         // Project ids are URL-safe slugs; a base URL may carry a path prefix.
-        let endpoint = format!(
-            "{}/v1/projects/{project}/rpc",
-            base.as_str().trim_end_matches('/')
-        );
-        let endpoint = Url::parse(&endpoint)
-            .map_err(|e| Error::invalid(format!("catalog URL {endpoint:?}: {e}")))?;
+        let route = |name: &str| {
+            let url = format!(
+                "{}/v1/projects/{project}/{name}",
+                base.as_str().trim_end_matches('/')
+            );
+            Url::parse(&url).map_err(|e| Error::invalid(format!("catalog URL {url:?}: {e}")))
+        };
+        let endpoint = route("rpc")?;
+        let events = route("events")?;
         if token.trim().is_empty() {
             return Err(Error::invalid("the catalog token is empty"));
         }
@@ -192,6 +197,7 @@ impl HttpTransport {
         Ok(Self {
             client,
             endpoint,
+            events,
             authorization,
             config,
         })
@@ -200,6 +206,18 @@ impl HttpTransport {
     /// The URL requests go to.
     pub fn endpoint(&self) -> &str {
         self.endpoint.as_str()
+    }
+
+    /// The project's event log after `after` (only `pipeline`'s events, if given), followed
+    /// live from the server's event stream; see [`EventFeed`].
+    pub fn follow(&self, after: u64, pipeline: Option<PipelineId>) -> EventFeed {
+        EventFeed::new(
+            self.client.clone(),
+            self.events.clone(),
+            self.authorization.clone(),
+            after,
+            pipeline,
+        )
     }
 
     /// One attempt, given `time` to complete.
@@ -229,7 +247,7 @@ impl HttpTransport {
             });
         }
         Err(Failed {
-            error: self.status_error(status, &bytes),
+            error: status_error(&self.endpoint, status, &bytes),
             maybe_sent: true,
         })
     }
@@ -261,33 +279,32 @@ impl HttpTransport {
             maybe_sent: true,
         }
     }
+}
 
-    /// The error of a non-2xx answer: the typed error in its body when there is one (the
-    /// server always sends one), otherwise one derived from the status (a proxy's answer).
-    fn status_error(&self, status: StatusCode, body: &[u8]) -> Error {
-        if let Ok(Reply::Err(error)) = serde_json::from_slice::<Reply>(body) {
-            return error;
+/// The error of a non-2xx answer: the typed error in its body when there is one (the
+/// server always sends one), otherwise one derived from the status (a proxy's answer).
+pub(crate) fn status_error(endpoint: &Url, status: StatusCode, body: &[u8]) -> Error {
+    if let Ok(Reply::Err(error)) = serde_json::from_slice::<Reply>(body) {
+        return error;
+    }
+    let text = String::from_utf8_lossy(body);
+    let detail: String = text.chars().take(300).collect();
+    match status {
+        StatusCode::UNAUTHORIZED => Error::Unauthenticated(format!(
+            "the catalog at {endpoint} refused the token (HTTP 401): {detail}"
+        )),
+        StatusCode::FORBIDDEN => Error::PermissionDenied(format!(
+            "the catalog at {endpoint} refused the request (HTTP 403): {detail}"
+        )),
+        s if s.is_server_error()
+            || s == StatusCode::TOO_MANY_REQUESTS
+            || s == StatusCode::REQUEST_TIMEOUT =>
+        {
+            Error::Unavailable(format!("the catalog at {endpoint} answered {s}: {detail}"))
         }
-        let endpoint = &self.endpoint;
-        let text = String::from_utf8_lossy(body);
-        let detail: String = text.chars().take(300).collect();
-        match status {
-            StatusCode::UNAUTHORIZED => Error::Unauthenticated(format!(
-                "the catalog at {endpoint} refused the token (HTTP 401): {detail}"
-            )),
-            StatusCode::FORBIDDEN => Error::PermissionDenied(format!(
-                "the catalog at {endpoint} refused the request (HTTP 403): {detail}"
-            )),
-            s if s.is_server_error()
-                || s == StatusCode::TOO_MANY_REQUESTS
-                || s == StatusCode::REQUEST_TIMEOUT =>
-            {
-                Error::Unavailable(format!("the catalog at {endpoint} answered {s}: {detail}"))
-            }
-            s => Error::Backend(format!(
-                "the catalog at {endpoint} answered {s} without a catalog reply: {detail}"
-            )),
-        }
+        s => Error::Backend(format!(
+            "the catalog at {endpoint} answered {s} without a catalog reply: {detail}"
+        )),
     }
 }
 
@@ -406,7 +423,7 @@ mod tests {
         let started = std::time::Instant::now();
         // A read: retried on `Unavailable` (3 retries by default).
         let error = catalog
-            .get_pipeline(&hakiri_core::PipelineId::new("orders").unwrap())
+            .get_pipeline(&PipelineId::new("orders").unwrap())
             .await
             .unwrap_err();
         let waited = started.elapsed();
@@ -423,21 +440,22 @@ mod tests {
     #[test]
     fn status_errors_prefer_the_typed_body() {
         let t = HttpTransport::new("http://h", &project(), "t", HttpConfig::default()).unwrap();
+        let status_error = |status, body: &[u8]| status_error(&t.endpoint, status, body);
         let typed = encode(&Reply::Err(Error::invalid("bad")));
         assert_eq!(
-            t.status_error(StatusCode::BAD_REQUEST, &typed),
+            status_error(StatusCode::BAD_REQUEST, &typed),
             Error::invalid("bad")
         );
         assert!(matches!(
-            t.status_error(StatusCode::BAD_GATEWAY, b"<html>"),
+            status_error(StatusCode::BAD_GATEWAY, b"<html>"),
             Error::Unavailable(_)
         ));
         assert!(matches!(
-            t.status_error(StatusCode::UNAUTHORIZED, b""),
+            status_error(StatusCode::UNAUTHORIZED, b""),
             Error::Unauthenticated(m) if m.contains("401")
         ));
         assert!(matches!(
-            t.status_error(StatusCode::IM_A_TEAPOT, b""),
+            status_error(StatusCode::IM_A_TEAPOT, b""),
             Error::Backend(_)
         ));
     }

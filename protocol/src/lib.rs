@@ -16,13 +16,16 @@
 //! - `auth`: the grants file, roles ([`Access`]), the constant-time token check, `whoami`, and
 //!   stamping the audited actor from the token's grant ([`Request::stamped_by`]).
 //! - `http` (native): [`HttpCatalog`], [`HttpConfig`], [`HttpTransport`]: the client of a catalog
-//!   server (the Worker).
+//!   server (`hakiri serve`, the Worker).
+//! - `sse` (native): [`EventFeed`], a project's event log followed live from a server.
 
 mod auth;
 mod dispatch;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod remote;
+#[cfg(not(target_arch = "wasm32"))]
+mod sse;
 mod wire;
 
 pub use auth::{bearer, Access, Grant, GrantInfo, Grants, GrantsError, Scope, WhoAmI};
@@ -30,6 +33,8 @@ pub use dispatch::dispatch;
 #[cfg(not(target_arch = "wasm32"))]
 pub use http::{HttpCatalog, HttpConfig, HttpTransport};
 pub use remote::{RemoteCatalog, Transport};
+#[cfg(not(target_arch = "wasm32"))]
+pub use sse::EventFeed;
 pub use wire::{
     decode_reply, decode_request, encode, status_of, ttl_ms, Reply, Request, Response, VERSION,
 };

@@ -1,68 +1,141 @@
 //! `hakiri events`: the project's audit log.
 
-use hakiri_core::{Event, EventKind, Limit, PipelineId};
+use std::time::Duration;
+
+use hakiri_core::{Catalog, CatalogExt, Error, Event, EventKind, Limit, PipelineId};
+use hakiri_protocol::EventFeed;
 
 use super::{limit, pipeline_id, Ctx};
 use crate::cli::EventsArgs;
 use crate::error::CliResult;
 use crate::output;
-use crate::progress::last_seq;
 use crate::target::Access;
 
 pub(super) async fn run(ctx: &Ctx, args: &EventsArgs) -> CliResult {
-    let catalog = ctx.open(Access::Existing).await?.catalog;
-    let catalog = catalog.as_ref();
+    let opened = ctx.open(Access::Existing).await?;
+    let catalog = opened.catalog.as_ref();
     let page = limit(args.limit)?;
     let pipeline = args.pipeline.as_deref().map(pipeline_id).transpose()?;
     // No existence check for --pipeline: a deleted pipeline's events stay and may be asked for.
     let after = match args.after {
         Some(after) => after,
-        // Like `tail`: the last --limit events.
-        None => last_seq(catalog)
-            .await?
-            .saturating_sub(u64::from(page.get())),
+        // Like `tail`: the last --limit events (of the pipeline, with --pipeline).
+        None => {
+            catalog
+                .tail_after(pipeline.as_ref(), u64::from(page.get()))
+                .await?
+        }
     };
-    let events = filtered(catalog.events(after, page).await?, pipeline.as_ref());
+    let events = read(catalog, pipeline.as_ref(), after, page).await?;
 
     if !args.follow {
         output::emit(ctx.format(), &events, || print(&events, true));
         return Ok(());
     }
 
-    let mut after = after;
-    let mut header = true;
-    let mut batch = events;
-    loop {
-        if let Some(last) = batch.last() {
-            after = after.max(last.seq);
-        }
-        if ctx.json() {
-            for event in &batch {
+    let mut shown = Shown::new(ctx.json());
+    shown.show(&events);
+    let after = events.last().map_or(after, |e| e.seq);
+    match &opened.server {
+        // A catalog server pushes its events as they happen.
+        Some(server) => follow(server.transport().follow(after, pipeline), shown).await,
+        None => poll(catalog, pipeline.as_ref(), after, args.poll, shown).await,
+    }
+}
+
+/// A page of the log after `after`, of `pipeline` only if given (read through its index).
+async fn read(
+    catalog: &dyn Catalog,
+    pipeline: Option<&PipelineId>,
+    after: u64,
+    page: Limit,
+) -> hakiri_core::Result<Vec<Event>> {
+    match pipeline {
+        Some(pipeline) => catalog.pipeline_events(pipeline, after, page).await,
+        None => catalog.events(after, page).await,
+    }
+}
+
+/// Events printed as they come: one JSON object per line, or table rows under one header.
+struct Shown {
+    json: bool,
+    header: bool,
+}
+
+impl Shown {
+    fn new(json: bool) -> Self {
+        Self { json, header: true }
+    }
+
+    fn show(&mut self, events: &[Event]) {
+        if self.json {
+            for event in events {
                 output::json_line(event);
             }
-        } else if !batch.is_empty() {
-            print(&batch, header);
-            header = false;
+        } else if !events.is_empty() {
+            print(events, self.header);
+            self.header = false;
         }
+    }
+}
+
+/// Reads the log every `poll` until interrupted or stdout closes.
+async fn poll(
+    catalog: &dyn Catalog,
+    pipeline: Option<&PipelineId>,
+    mut after: u64,
+    poll: Duration,
+    mut shown: Shown,
+) -> CliResult {
+    loop {
         if output::stdout_closed() {
             return Ok(());
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            () = tokio::time::sleep(args.poll) => {}
+            () = tokio::time::sleep(poll) => {}
         }
-        let raw = catalog.events(after, Limit::MAX).await?;
-        if let Some(last) = raw.last() {
-            after = last.seq;
-        }
-        batch = filtered(raw, pipeline.as_ref());
+        let events = read(catalog, pipeline, after, Limit::MAX).await?;
+        after = events.last().map_or(after, |e| e.seq);
+        shown.show(&events);
     }
 }
 
-fn filtered(events: Vec<Event>, pipeline: Option<&PipelineId>) -> Vec<Event> {
-    match pipeline {
-        Some(p) => events.into_iter().filter(|e| e.pipeline == *p).collect(),
-        None => events,
+/// Prints the server's events as it pushes them, until interrupted or stdout closes. While the
+/// server cannot be reached, says so once and retries; the feed resumes after the last event
+/// shown, so nothing is missed or repeated.
+async fn follow(mut feed: EventFeed, mut shown: Shown) -> CliResult {
+    /// The wait between attempts to reach a server that is away.
+    const RETRY: Duration = Duration::from_secs(1);
+    let mut away = false;
+    loop {
+        if output::stdout_closed() {
+            return Ok(());
+        }
+        let next = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            next = feed.next() => next,
+        };
+        match next {
+            Ok(event) => {
+                if away {
+                    output::note("reconnected");
+                    away = false;
+                }
+                shown.show(std::slice::from_ref(&event));
+            }
+            Err(error @ Error::Unavailable(_)) => {
+                if !away {
+                    output::note(format!("{error}; retrying every {RETRY:?}"));
+                    away = true;
+                }
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    () = tokio::time::sleep(RETRY) => {}
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
 }
 
