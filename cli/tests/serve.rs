@@ -742,3 +742,135 @@ async fn events_follow_on_a_server_is_pushed_and_rides_out_a_restart() {
     );
     server.terminate();
 }
+
+/// One raw request (`head` without the Host line and the blank line; `body` sent as is) to the
+/// server on `port`; the whole answer.
+fn raw(port: u16, head: &str, body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let request = format!("{head}Host: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    Answer::parse(&text)
+}
+
+/// A protocol write: pausing pipeline `orders`.
+fn pause_orders() -> String {
+    serde_json::to_string(&hakiri_protocol::Request::SetPaused {
+        pipeline: hakiri_core::PipelineId::new("orders").unwrap(),
+        change: hakiri_core::PauseChange::Pause(hakiri_core::Reason::new("x").unwrap()),
+        by: Actor::System,
+    })
+    .unwrap()
+}
+
+/// A page of another site cannot make the browser write through the server, whatever the
+/// request looks like otherwise; the server's own pages can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_browser_sends_for_another_site_are_refused() {
+    let server = Server::start().await;
+    let pause = pause_orders();
+    let post = |extra: &str| {
+        raw(
+            server.port,
+            &format!(
+                "POST /v1/projects/shop/rpc HTTP/1.1\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}",
+                server.bearer(),
+                pause.len()
+            ),
+            pause.as_bytes(),
+        )
+    };
+    for foreign in [
+        "Origin: https://evil.example\r\n",
+        "Origin: null\r\n",
+        "Origin: http://127.0.0.1:1\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+    ] {
+        let answer = post(foreign);
+        assert_eq!(answer.status, 403, "{foreign}: {}", answer.body);
+        assert!(answer.body.contains("another site") || answer.body.contains("a page of"));
+    }
+    let events = server.get(
+        "/v1/projects/shop/events",
+        &[
+            ("Authorization", &server.bearer()),
+            ("Origin", "https://evil.example"),
+        ],
+    );
+    assert_eq!(events.status, 403, "{}", events.body);
+    // Nothing was paused by any of them.
+    let orders = open(server.dir.path())
+        .get_pipeline(&hakiri_core::PipelineId::new("orders").unwrap())
+        .await
+        .unwrap();
+    assert!(orders.paused.is_none(), "{orders:?}");
+
+    let own = format!(
+        "Origin: http://127.0.0.1:{}\r\nSec-Fetch-Site: same-origin\r\n",
+        server.port
+    );
+    let answer = post(&own);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    server.terminate();
+}
+
+/// A body over the limit is refused before it is read, with the protocol's typed error; a
+/// request the catalog cannot answer in time is answered 504 saying it may have been applied,
+/// and the server goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_and_slow_requests_are_answered_within_bounds() {
+    let dir = Server::start().await.stop_keeping_dir();
+    let server = Server::serve(
+        dir,
+        &["--listen", "127.0.0.1:0", "--request-timeout", "300ms"],
+    );
+    let head = |length: usize| {
+        format!(
+            "POST /v1/projects/shop/rpc HTTP/1.1\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n",
+            server.bearer()
+        )
+    };
+    let huge = raw(server.port, &head(9 * 1024 * 1024), b"");
+    assert_eq!(huge.status, 413, "{}", huge.body);
+    match hakiri_protocol::decode_reply(huge.body.as_bytes()) {
+        Err(hakiri_core::Error::InvalidArgument(message)) => {
+            assert!(message.contains("8 MiB"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Another process holds the catalog's write lock: the write waits past the time limit.
+    let file = server
+        .dir
+        .path()
+        .join(".hakiri")
+        .join(format!("{PROJECT}.db"));
+    let blocker = rusqlite::Connection::open(&file).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let pause = pause_orders();
+    let slow = raw(server.port, &head(pause.len()), pause.as_bytes());
+    assert_eq!(slow.status, 504, "{}", slow.body);
+    match hakiri_protocol::decode_reply(slow.body.as_bytes()) {
+        Err(hakiri_core::Error::Unavailable(message)) => {
+            assert!(
+                message.contains("may or may not have been applied"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    // The server is not wedged: a read is answered.
+    let plan = server.get(
+        "/v1/projects/shop/plan",
+        &[("Authorization", &server.bearer())],
+    );
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    server.terminate();
+}

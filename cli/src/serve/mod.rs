@@ -31,10 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Request, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -268,8 +267,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/whoami", get(whoami))
         .merge(projects)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(app.clone(), count))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            refuse_cross_site,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), check_host))
         .with_state(app)
 }
@@ -292,6 +294,29 @@ async fn check_host(State(app): State<Arc<App>>, request: Request, next: Next) -
         )
         .into_response()
     }
+}
+
+/// Refuses a request a browser sends for a page of another site: one marked
+/// `Sec-Fetch-Site: cross-site`, or whose `Origin` is not one of the hosts this server answers
+/// under. Such a page could not read the answer, but a write needs no answer to do harm.
+async fn refuse_cross_site(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let origin = headers.get(ORIGIN).map(|o| o.to_str().unwrap_or("?"));
+    let foreign = origin.filter(|origin| {
+        let authority = origin.split_once("://").map_or(*origin, |(_, rest)| rest);
+        !app.hosts.iter().any(|host| host == authority)
+    });
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site == "cross-site");
+    if foreign.is_none() && !cross_site {
+        return next.run(request).await;
+    }
+    let from = foreign.map_or_else(|| "another site".to_owned(), |o| format!("{o:?}"));
+    ApiError::from(Error::PermissionDenied(format!(
+        "a page of {from} cannot use this server; serve the page from a host the server answers under (--allow-host)"
+    )))
+    .into_response()
 }
 
 /// Counts every answer by route and status, for `/metrics`.
@@ -354,10 +379,12 @@ async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<
 async fn rpc(
     State(app): State<Arc<App>>,
     Path(project): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let answer = async {
+        let (parts, body) = request.into_parts();
+        let headers = parts.headers;
+        let body = read_body(&headers, body).await?;
         let json = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -410,6 +437,35 @@ async fn rpc(
         Ok(response) => Json(Reply::Ok(response)).into_response(),
         Err(error) => error.into_response(),
     }
+}
+
+/// A request body of at most [`MAX_BODY`] bytes; a larger one is refused 413 as soon as its
+/// `Content-Length` says so, without reading it.
+async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Error::invalid(format!(
+                "a protocol request is at most {} MiB",
+                MAX_BODY >> 20
+            )),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            Error::invalid(format!("the request body cannot be read: {e}")).into()
+        }
+    })
 }
 
 async fn plan(
