@@ -349,99 +349,108 @@ pub trait Catalog: Debug + Send + Sync {
     ) -> Result<Vec<Event>>;
 }
 
+/// Implements [`Catalog`] for a type that holds a catalog, passing every method on to it: the
+/// implementations for `Arc` and `Box` below, and newtypes over a catalog elsewhere (the
+/// embedded `SqliteCatalog`). Written once here, so that a method added to the port cannot be
+/// forgotten by one of them.
+///
+/// `forward_catalog!([generics] Type, |self| the inner catalog, borrowed);`, e.g.
+/// `forward_catalog!([] Newtype, |self| &self.0);`
+#[macro_export]
 macro_rules! forward_catalog {
-    ($($wrapper:ident),*) => {$(
-        #[async_trait]
-        impl<T: Catalog + ?Sized> Catalog for $wrapper<T> {
-            fn project(&self) -> &ProjectId {
-                (**self).project()
+    ([$($generics:tt)*] $ty:ty, |$this:ident| $inner:expr) => {
+        #[$crate::__private::async_trait]
+        impl<$($generics)*> $crate::Catalog for $ty {
+            fn project(&$this) -> &$crate::ProjectId {
+                $crate::Catalog::project($inner)
             }
-            async fn put_pipeline(&self, spec: PipelineSpec, mode: PutMode, by: &Actor) -> Result<Pipeline> {
-                (**self).put_pipeline(spec, mode, by).await
+            async fn put_pipeline(&$this, spec: $crate::PipelineSpec, mode: $crate::PutMode, by: &$crate::Actor) -> $crate::Result<$crate::Pipeline> {
+                $crate::Catalog::put_pipeline($inner, spec, mode, by).await
             }
-            async fn get_pipeline(&self, pipeline: &PipelineId) -> Result<Pipeline> {
-                (**self).get_pipeline(pipeline).await
+            async fn get_pipeline(&$this, pipeline: &$crate::PipelineId) -> $crate::Result<$crate::Pipeline> {
+                $crate::Catalog::get_pipeline($inner, pipeline).await
             }
-            async fn list_pipelines(&self, after: Option<&PipelineId>, limit: Limit) -> Result<Page<Pipeline, PipelineId>> {
-                (**self).list_pipelines(after, limit).await
+            async fn list_pipelines(&$this, after: Option<&$crate::PipelineId>, limit: $crate::Limit) -> $crate::Result<$crate::Page<$crate::Pipeline, $crate::PipelineId>> {
+                $crate::Catalog::list_pipelines($inner, after, limit).await
             }
-            async fn set_paused(&self, pipeline: &PipelineId, change: PauseChange, by: &Actor) -> Result<Pipeline> {
-                (**self).set_paused(pipeline, change, by).await
+            async fn set_paused(&$this, pipeline: &$crate::PipelineId, change: $crate::PauseChange, by: &$crate::Actor) -> $crate::Result<$crate::Pipeline> {
+                $crate::Catalog::set_paused($inner, pipeline, change, by).await
             }
-            async fn delete_pipeline(&self, pipeline: &PipelineId, expected: Generation, by: &Actor) -> Result<()> {
-                (**self).delete_pipeline(pipeline, expected, by).await
+            async fn delete_pipeline(&$this, pipeline: &$crate::PipelineId, expected: $crate::Generation, by: &$crate::Actor) -> $crate::Result<()> {
+                $crate::Catalog::delete_pipeline($inner, pipeline, expected, by).await
             }
-            async fn request_run(&self, pipeline: &PipelineId, trigger: Trigger, by: &Actor) -> Result<Pipeline> {
-                (**self).request_run(pipeline, trigger, by).await
+            async fn request_run(&$this, pipeline: &$crate::PipelineId, trigger: $crate::Trigger, by: &$crate::Actor) -> $crate::Result<$crate::Pipeline> {
+                $crate::Catalog::request_run($inner, pipeline, trigger, by).await
             }
-            async fn acquire(&self, pipeline: &PipelineId, holder: &HolderId, ttl: Duration) -> Result<Lease> {
-                (**self).acquire(pipeline, holder, ttl).await
+            async fn acquire(&$this, pipeline: &$crate::PipelineId, holder: &$crate::HolderId, ttl: ::std::time::Duration) -> $crate::Result<$crate::Lease> {
+                $crate::Catalog::acquire($inner, pipeline, holder, ttl).await
             }
-            async fn force_acquire(&self, pipeline: &PipelineId, holder: &HolderId, ttl: Duration, by: &Actor, reason: &Reason) -> Result<Lease> {
-                (**self).force_acquire(pipeline, holder, ttl, by, reason).await
+            async fn force_acquire(&$this, pipeline: &$crate::PipelineId, holder: &$crate::HolderId, ttl: ::std::time::Duration, by: &$crate::Actor, reason: &$crate::Reason) -> $crate::Result<$crate::Lease> {
+                $crate::Catalog::force_acquire($inner, pipeline, holder, ttl, by, reason).await
             }
-            async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
-                (**self).renew(lease, ttl).await
+            async fn renew(&$this, lease: &$crate::Lease, ttl: ::std::time::Duration) -> $crate::Result<$crate::Lease> {
+                $crate::Catalog::renew($inner, lease, ttl).await
             }
-            async fn release(&self, lease: &Lease) -> Result<()> {
-                (**self).release(lease).await
+            async fn release(&$this, lease: &$crate::Lease) -> $crate::Result<()> {
+                $crate::Catalog::release($inner, lease).await
             }
-            async fn begin_run(&self, lease: &Lease, begin: BeginRun) -> Result<Run> {
-                (**self).begin_run(lease, begin).await
+            async fn begin_run(&$this, lease: &$crate::Lease, begin: $crate::BeginRun) -> $crate::Result<$crate::Run> {
+                $crate::Catalog::begin_run($inner, lease, begin).await
             }
-            async fn advance(&self, lease: &Lease, run: RunId, stream: &StreamName, advance: CursorAdvance) -> Result<Cursor> {
-                (**self).advance(lease, run, stream, advance).await
+            async fn advance(&$this, lease: &$crate::Lease, run: $crate::RunId, stream: &$crate::StreamName, advance: $crate::CursorAdvance) -> $crate::Result<$crate::Cursor> {
+                $crate::Catalog::advance($inner, lease, run, stream, advance).await
             }
-            async fn finish_run(&self, lease: &Lease, run: RunId, finish: FinishRun) -> Result<Run> {
-                (**self).finish_run(lease, run, finish).await
+            async fn finish_run(&$this, lease: &$crate::Lease, run: $crate::RunId, finish: $crate::FinishRun) -> $crate::Result<$crate::Run> {
+                $crate::Catalog::finish_run($inner, lease, run, finish).await
             }
-            async fn get_run(&self, run: RunId) -> Result<Run> {
-                (**self).get_run(run).await
+            async fn get_run(&$this, run: $crate::RunId) -> $crate::Result<$crate::Run> {
+                $crate::Catalog::get_run($inner, run).await
             }
-            async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunId>> {
-                (**self).list_runs(query).await
+            async fn list_runs(&$this, query: &$crate::RunQuery) -> $crate::Result<$crate::Page<$crate::Run, $crate::RunId>> {
+                $crate::Catalog::list_runs($inner, query).await
             }
-            async fn get_cursor(&self, pipeline: &PipelineId, stream: &StreamName) -> Result<Option<Cursor>> {
-                (**self).get_cursor(pipeline, stream).await
+            async fn get_cursor(&$this, pipeline: &$crate::PipelineId, stream: &$crate::StreamName) -> $crate::Result<Option<$crate::Cursor>> {
+                $crate::Catalog::get_cursor($inner, pipeline, stream).await
             }
-            async fn list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>> {
-                (**self).list_cursors(pipeline).await
+            async fn list_cursors(&$this, pipeline: &$crate::PipelineId) -> $crate::Result<Vec<$crate::Cursor>> {
+                $crate::Catalog::list_cursors($inner, pipeline).await
             }
-            async fn cursor_history(&self, pipeline: &PipelineId, stream: &StreamName, before: Option<u64>, limit: Limit) -> Result<Page<CursorHistoryEntry, u64>> {
-                (**self).cursor_history(pipeline, stream, before, limit).await
+            async fn cursor_history(&$this, pipeline: &$crate::PipelineId, stream: &$crate::StreamName, before: Option<u64>, limit: $crate::Limit) -> $crate::Result<$crate::Page<$crate::CursorHistoryEntry, u64>> {
+                $crate::Catalog::cursor_history($inner, pipeline, stream, before, limit).await
             }
-            async fn reset_cursor(&self, lease: &Lease, stream: &StreamName, reset: CursorReset) -> Result<Cursor> {
-                (**self).reset_cursor(lease, stream, reset).await
+            async fn reset_cursor(&$this, lease: &$crate::Lease, stream: &$crate::StreamName, reset: $crate::CursorReset) -> $crate::Result<$crate::Cursor> {
+                $crate::Catalog::reset_cursor($inner, lease, stream, reset).await
             }
-            async fn observe_schema(&self, lease: &Lease, run: RunId, stream: &StreamName, schema: Schema) -> Result<Observation> {
-                (**self).observe_schema(lease, run, stream, schema).await
+            async fn observe_schema(&$this, lease: &$crate::Lease, run: $crate::RunId, stream: &$crate::StreamName, schema: $crate::Schema) -> $crate::Result<$crate::Observation> {
+                $crate::Catalog::observe_schema($inner, lease, run, stream, schema).await
             }
-            async fn get_schema(&self, pipeline: &PipelineId, stream: &StreamName, version: Option<u32>) -> Result<SchemaVersion> {
-                (**self).get_schema(pipeline, stream, version).await
+            async fn get_schema(&$this, pipeline: &$crate::PipelineId, stream: &$crate::StreamName, version: Option<u32>) -> $crate::Result<$crate::SchemaVersion> {
+                $crate::Catalog::get_schema($inner, pipeline, stream, version).await
             }
-            async fn list_schema_versions(&self, pipeline: &PipelineId, stream: &StreamName) -> Result<Vec<SchemaVersion>> {
-                (**self).list_schema_versions(pipeline, stream).await
+            async fn list_schema_versions(&$this, pipeline: &$crate::PipelineId, stream: &$crate::StreamName) -> $crate::Result<Vec<$crate::SchemaVersion>> {
+                $crate::Catalog::list_schema_versions($inner, pipeline, stream).await
             }
-            async fn list_decisions(&self, query: &DecisionQuery) -> Result<Page<Decision, DecisionId>> {
-                (**self).list_decisions(query).await
+            async fn list_decisions(&$this, query: &$crate::DecisionQuery) -> $crate::Result<$crate::Page<$crate::Decision, $crate::DecisionId>> {
+                $crate::Catalog::list_decisions($inner, query).await
             }
-            async fn decide(&self, decision: DecisionId, decide: Decide) -> Result<Decision> {
-                (**self).decide(decision, decide).await
+            async fn decide(&$this, decision: $crate::DecisionId, decide: $crate::Decide) -> $crate::Result<$crate::Decision> {
+                $crate::Catalog::decide($inner, decision, decide).await
             }
-            async fn pipeline_statuses(&self, after: Option<&PipelineId>, limit: Limit) -> Result<StatusPage> {
-                (**self).pipeline_statuses(after, limit).await
+            async fn pipeline_statuses(&$this, after: Option<&$crate::PipelineId>, limit: $crate::Limit) -> $crate::Result<$crate::StatusPage> {
+                $crate::Catalog::pipeline_statuses($inner, after, limit).await
             }
-            async fn events(&self, after: u64, limit: Limit) -> Result<Vec<Event>> {
-                (**self).events(after, limit).await
+            async fn events(&$this, after: u64, limit: $crate::Limit) -> $crate::Result<Vec<$crate::Event>> {
+                $crate::Catalog::events($inner, after, limit).await
             }
-            async fn pipeline_events(&self, pipeline: &PipelineId, after: u64, limit: Limit) -> Result<Vec<Event>> {
-                (**self).pipeline_events(pipeline, after, limit).await
+            async fn pipeline_events(&$this, pipeline: &$crate::PipelineId, after: u64, limit: $crate::Limit) -> $crate::Result<Vec<$crate::Event>> {
+                $crate::Catalog::pipeline_events($inner, pipeline, after, limit).await
             }
         }
-    )*};
+    };
 }
 
-forward_catalog!(Arc, Box);
+forward_catalog!([T: Catalog + ?Sized] Arc<T>, |self| &**self);
+forward_catalog!([T: Catalog + ?Sized] Box<T>, |self| &**self);
 
 /// Conveniences over any [`Catalog`]; implemented for every catalog, never by hand.
 #[async_trait]

@@ -62,3 +62,9 @@ pub use schema::{ChangeClass, Column, ColumnType, Fingerprint, Schema, SchemaDif
 #[cfg(not(target_arch = "wasm32"))]
 pub use time::SystemClock;
 pub use time::{Clock, ManualClock, Timestamp};
+
+/// What this crate's macros use, not part of its API.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+}
