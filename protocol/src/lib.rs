@@ -13,6 +13,8 @@
 //! - `wire`: requests, responses, replies, their encoding, and which access each request needs.
 //! - `remote`: [`RemoteCatalog`], the one `Catalog` implementation for every protocol client.
 //! - `dispatch`: [`dispatch()`], a request answered through any `Catalog` as the Worker would.
+//! - [`events`]: the event stream both hosts serve (`GET /v1/projects/{p}/events`): its query,
+//!   where it starts, and its Server-Sent Events framing.
 //! - `auth`: the grants file, roles ([`Access`]), the constant-time token check, `whoami`, and
 //!   stamping the audited actor from the token's grant ([`Request::stamped_by`]).
 //! - `http` (native): [`HttpCatalog`], [`HttpConfig`], [`HttpTransport`]: the client of a catalog
@@ -21,6 +23,7 @@
 
 mod auth;
 mod dispatch;
+pub mod events;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod remote;

@@ -120,6 +120,69 @@ pub fn handle(exec: &mut impl Exec, request: Request, now: Timestamp) -> Result<
     store.handle(request)
 }
 
+/// The events after `after`, oldest first, at most `limit` of them — of `pipeline`'s slice of
+/// the log (through `events_by_pipeline`), or of the whole log: what an event stream reads. One
+/// statement, so it needs no atomic unit.
+///
+/// # Errors
+/// The host's error reading the log.
+pub fn events(
+    exec: &mut impl Exec,
+    pipeline: Option<&PipelineId>,
+    after: u64,
+    limit: Limit,
+) -> Result<Vec<Event>> {
+    let mut store = Store {
+        exec,
+        now: Timestamp::from_millis(0),
+    };
+    match pipeline {
+        Some(pipeline) => store.pipeline_events(pipeline, after, limit),
+        None => store.events(after, limit),
+    }
+}
+
+/// The sequence number after which the last `n` events begin, of `pipeline`'s slice or of the
+/// whole log: the same number `CatalogExt::tail_after` finds by searching with page reads, here
+/// read in one step (the `n + 1`-th newest event's, or 0 when there are no more than `n`).
+///
+/// # Errors
+/// The host's error reading the log.
+pub fn tail_after(exec: &mut impl Exec, pipeline: Option<&PipelineId>, n: u64) -> Result<u64> {
+    let offset = i64::try_from(n).unwrap_or(i64::MAX);
+    let row = match pipeline {
+        Some(pipeline) => exec.query_row(
+            "SELECT seq FROM events WHERE pipeline = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+            params![pipeline.as_str(), offset],
+        )?,
+        None => exec.query_row(
+            "SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?",
+            params![offset],
+        )?,
+    };
+    row.map_or(Ok(0), |row| row.uint(0))
+}
+
+/// The reconciler's plan at `now` (the host's clock): every pipeline's status, read page by page
+/// and planned by `hakiri_core::plan`. Call it inside an atomic unit, so that the pages are one
+/// snapshot.
+///
+/// # Errors
+/// The host's error reading the statuses.
+pub fn plan(exec: &mut impl Exec, now: Timestamp) -> Result<hakiri_core::plan::Plan> {
+    let mut store = Store { exec, now };
+    let mut statuses = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.pipeline_statuses(after.as_ref(), Limit::MAX)?;
+        statuses.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(hakiri_core::plan::plan(&statuses, now)),
+        }
+    }
+}
+
 struct Store<'a, E: Exec> {
     exec: &'a mut E,
     now: Timestamp,

@@ -12,6 +12,19 @@
 //! project's object without touching its storage: a health check, and the baseline the Worker
 //! benchmark compares catalog operations with.
 //!
+//! `GET /v1/projects/{project}/plan` (a read grant on the project) answers the reconciler's
+//! dry-run plan at the object's clock, as [`Plan`](hakiri_core::plan::Plan) JSON: the body
+//! `hakiri serve` answers on the same route, computed by the same `hakiri_core::plan`.
+//!
+//! `GET /v1/projects/{project}/events` (a read grant on the project) streams the event log as
+//! Server-Sent Events from the project's object, with the query, start position and framing of
+//! `hakiri_protocol::events` (`hakiri serve`'s too): `id: <seq>` and `data: <event JSON>` per
+//! event; after `Last-Event-ID`, else `?after=N`, else the last `?tail=N`, else from the start;
+//! `?pipeline=ID` for one pipeline's events; a keep-alive comment every 15 s; an `error` message
+//! ending the stream on a catalog error. The object wakes its streams when a write commits; a
+//! stream ends after 10 minutes and the client reconnects with `Last-Event-ID` (ADR 0025). Errors
+//! before the stream starts are JSON `Reply`s, as everywhere.
+//!
 //! `GET /v1/whoami` answers the presented token's grants — name, role and projects — as a
 //! [`WhoAmI`](hakiri_protocol::WhoAmI) JSON object (errors as a `Reply`, like every other route).
 //!
@@ -19,22 +32,26 @@
 //! - this file: the Worker's `fetch`: routing, authentication, stamping, forwarding.
 //! - `auth`: the grants from the `HAKIRI_TOKENS` secret and the token from the request.
 //! - `object`: the `#[durable_object]` class and the store's `Exec`/`Atomic` over its SQL storage.
+//! - `feed`: the object's event streams, woken by its commits.
 //! - `reply`: `Reply` bodies and their HTTP statuses.
 //!
 //! # Configuration
 //! - `HAKIRI_CATALOG`: the Durable Object namespace binding (class `HakiriCatalog`).
 //! - `HAKIRI_TOKENS` (a secret): the grants, see `hakiri_protocol::Grants`.
-//! - `HAKIRI_TEST_HOOKS` (tests only): `"1"` honours the `x-hakiri-fail-at` fault-injection header.
-//!   Never set it in production.
+//! - `HAKIRI_TEST_HOOKS` (tests only): `"1"` honours the `x-hakiri-fail-at` fault-injection header
+//!   and the event streams' `x-hakiri-stream-lifetime-ms` and `x-hakiri-keep-alive-ms`. Never set
+//!   it in production.
 
 mod auth;
+mod feed;
 mod object;
 mod reply;
 
 use hakiri_core::{Error, ProjectId};
 use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
 
-use hakiri_protocol::{decode_request, encode, Reply};
+use hakiri_protocol::events::LAST_EVENT_ID;
+use hakiri_protocol::{decode_request, encode, Access, Reply};
 use reply::{json, reply};
 
 pub use object::HakiriCatalog;
@@ -45,6 +62,10 @@ const NAMESPACE: &str = "HAKIRI_CATALOG";
 const TEST_HOOKS: &str = "HAKIRI_TEST_HOOKS";
 /// Fault injection (tests only): the request fails at this statement (1-based) and rolls back.
 const FAIL_AT_HEADER: &str = "x-hakiri-fail-at";
+/// An event stream's lifetime in milliseconds (tests only).
+const LIFETIME_HEADER: &str = "x-hakiri-stream-lifetime-ms";
+/// An event stream's keep-alive interval in milliseconds (tests only).
+const KEEP_ALIVE_HEADER: &str = "x-hakiri-keep-alive-ms";
 /// How many statements a request ran, as the object reports it (with the test hooks on).
 const STATEMENTS_HEADER: &str = "x-hakiri-statements";
 /// The project, from the Worker to its object: the object learns its name from the first request.
@@ -90,10 +111,8 @@ fn failure(status: u16, error: Error) -> Failure {
 
 /// What a path asks for.
 enum Endpoint {
-    /// A catalog request.
-    Rpc(ProjectId),
-    /// A round trip to the object, nothing else.
-    Ping(ProjectId),
+    /// One of a project's endpoints on its object.
+    Project(ProjectId, Target),
     /// The token's grants.
     WhoAmI,
 }
@@ -101,17 +120,22 @@ enum Endpoint {
 /// The endpoint of a path, or why the path names none.
 fn endpoint(path: &str) -> Result<Endpoint, Failure> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["v1", "projects", project, "rpc"] => Ok(Endpoint::Rpc(ProjectId::new(*project)?)),
-        ["v1", "projects", project, "ping"] => Ok(Endpoint::Ping(ProjectId::new(*project)?)),
-        ["v1", "whoami"] => Ok(Endpoint::WhoAmI),
-        _ => Err(failure(
-            404,
-            Error::invalid(format!(
-                "no route {path:?}; the catalog answers POST /v1/projects/{{project}}/rpc"
-            )),
-        )),
-    }
+    let target = match segments.as_slice() {
+        ["v1", "whoami"] => return Ok(Endpoint::WhoAmI),
+        ["v1", "projects", _, "rpc"] => Target::Rpc,
+        ["v1", "projects", _, "ping"] => Target::Ping,
+        ["v1", "projects", _, "plan"] => Target::Plan,
+        ["v1", "projects", _, "events"] => Target::Events,
+        _ => {
+            return Err(failure(
+                404,
+                Error::invalid(format!(
+                    "no route {path:?}; the catalog answers POST /v1/projects/{{project}}/rpc"
+                )),
+            ))
+        }
+    };
+    Ok(Endpoint::Project(ProjectId::new(segments[2])?, target))
 }
 
 /// 405 unless the request's method is `method`.
@@ -138,16 +162,22 @@ async fn route(mut req: Request, env: &Env) -> Result<Response, Failure> {
             return json(&me)
                 .map_err(|e| Failure::from(Error::Backend(format!("cannot answer whoami: {e}"))));
         }
-        Endpoint::Ping(project) => (project, Target::Ping),
-        Endpoint::Rpc(project) => (project, Target::Rpc),
+        Endpoint::Project(project, target) => (project, target),
     };
-    only(&req, Method::Post, &path)?;
+    only(&req, target.method(), &path)?;
 
     let grants = auth::grants(env)?;
     let bearer = auth::bearer(req.headers());
     let grant = grants.check(bearer.as_deref(), &project)?;
-    if target == Target::Ping {
-        return forward(env, &project, &req, Target::Ping, Vec::new()).await;
+    match target {
+        // Any role of the project.
+        Target::Ping => return forward(env, &project, &req, target, Vec::new()).await,
+        Target::Plan | Target::Events => {
+            grant.allows(Access::Read)?;
+            // An event stream is the object's response, passed through as it streams.
+            return forward(env, &project, &req, target, Vec::new()).await;
+        }
+        Target::Rpc => {}
     }
 
     let too_large = |len: usize| {
@@ -194,9 +224,50 @@ async fn route(mut req: Request, env: &Env) -> Result<Response, Failure> {
 enum Target {
     Rpc,
     Ping,
+    Plan,
+    Events,
 }
 
-/// Sends the (validated) body to the project's object and passes its answer through.
+impl Target {
+    /// The method the route takes, from the client and on to the object.
+    fn method(self) -> Method {
+        match self {
+            Target::Rpc | Target::Ping => Method::Post,
+            Target::Plan | Target::Events => Method::Get,
+        }
+    }
+
+    /// The object's URL for it; an event stream keeps the client's query.
+    fn url(self, req: &Request) -> String {
+        match self {
+            Target::Rpc => "https://catalog.internal/rpc".to_owned(),
+            Target::Ping => "https://catalog.internal/ping".to_owned(),
+            Target::Plan => "https://catalog.internal/plan".to_owned(),
+            Target::Events => {
+                let query = req
+                    .url()
+                    .ok()
+                    .and_then(|url| url.query().map(str::to_owned));
+                match query {
+                    Some(query) => format!("https://catalog.internal/events?{query}"),
+                    None => "https://catalog.internal/events".to_owned(),
+                }
+            }
+        }
+    }
+
+    /// The client's headers the object reads.
+    fn passes(self, hooks: bool) -> &'static [&'static str] {
+        match (self, hooks) {
+            (Target::Rpc, true) => &[FAIL_AT_HEADER],
+            (Target::Events, false) => &[LAST_EVENT_ID],
+            (Target::Events, true) => &[LAST_EVENT_ID, LIFETIME_HEADER, KEEP_ALIVE_HEADER],
+            _ => &[],
+        }
+    }
+}
+
+/// Sends the (validated) request to the project's object and passes its answer through.
 async fn forward(
     env: &Env,
     project: &ProjectId,
@@ -213,20 +284,17 @@ async fn forward(
     headers
         .set(PROJECT_HEADER, project.as_str())
         .map_err(unavailable)?;
-    if test_hooks(env) {
-        if let Ok(Some(fail_at)) = req.headers().get(FAIL_AT_HEADER) {
-            headers.set(FAIL_AT_HEADER, &fail_at).map_err(unavailable)?;
+    for name in target.passes(test_hooks(env)) {
+        if let Ok(Some(value)) = req.headers().get(name) {
+            headers.set(name, &value).map_err(unavailable)?;
         }
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    let url = match target {
-        Target::Rpc => "https://catalog.internal/rpc",
-        Target::Ping => "https://catalog.internal/ping",
-    };
-    let inner = Request::new_with_init(url, &init).map_err(unavailable)?;
+    init.with_method(target.method()).with_headers(headers);
+    if target.method() == Method::Post {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let inner = Request::new_with_init(&target.url(req), &init).map_err(unavailable)?;
     let stub = env
         .durable_object(NAMESPACE)
         .and_then(|ns| ns.id_from_name(project.as_str())?.get_stub())

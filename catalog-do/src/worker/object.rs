@@ -4,6 +4,10 @@
 //! statements, so an operation never interleaves with another. Atomicity comes from
 //! `ctx.storage.transactionSync` (ADR 0008): the DO rejects SQL `BEGIN`/`SAVEPOINT`, and a
 //! finish (run, cursors, schema decisions, events) is many statements.
+//!
+//! The object's endpoints, behind the Worker (which authenticates): `/rpc` (one protocol
+//! request), `/ping`, `/plan` (the reconciler's plan at the object's clock) and `/events` (the
+//! event log as Server-Sent Events, `feed.rs`).
 
 // `#[durable_object]` generates the class's JavaScript bindings without docs.
 #![allow(missing_docs)]
@@ -12,7 +16,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use hakiri_core::{Error, ProjectId, Result, Timestamp};
-use hakiri_protocol::{decode_request, Reply};
+use hakiri_protocol::{decode_request, Access, Reply};
 use js_sys::{Function, Reflect};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -20,7 +24,8 @@ use worker::{
     durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State,
 };
 
-use super::reply::reply;
+use super::feed::Feeds;
+use super::reply::{json, reply};
 use super::{test_hooks, FAIL_AT_HEADER, PROJECT_HEADER, STATEMENTS_HEADER};
 use crate::store::{self, Atomic, Exec, FailAt, Row, SqlValue};
 
@@ -37,6 +42,8 @@ pub struct HakiriCatalog {
     migrated: RefCell<Result<()>>,
     /// The project this object holds, recorded in its database by the first request.
     project: RefCell<Option<ProjectId>>,
+    /// The open event streams, woken after every committed write.
+    feeds: Feeds,
 }
 
 impl DurableObject for HakiriCatalog {
@@ -52,19 +59,33 @@ impl DurableObject for HakiriCatalog {
             env,
             migrated: RefCell::new(migrated),
             project: RefCell::new(None),
+            feeds: Feeds::default(),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        if req.path() == "/ping" {
+        let project = req.headers().get(PROJECT_HEADER).ok().flatten();
+        match req.path().as_str() {
             // A round trip and nothing else: no storage, no migration check.
-            return Response::ok("pong");
+            "/ping" => return Response::ok("pong"),
+            "/plan" => {
+                return match self.plan(project.as_deref()) {
+                    Ok(plan) => json(&plan),
+                    Err(e) => reply(&Reply::Err(e), None),
+                }
+            }
+            "/events" => {
+                return match self.ready(project.as_deref()) {
+                    Ok(()) => self.feeds.open(&req, &self.sql, test_hooks(&self.env)),
+                    Err(e) => reply(&Reply::Err(e), None),
+                }
+            }
+            _ => {}
         }
         let body = req.bytes().await;
         let fail_at = test_hooks(&self.env)
             .then(|| req.headers().get(FAIL_AT_HEADER).ok().flatten())
             .flatten();
-        let project = req.headers().get(PROJECT_HEADER).ok().flatten();
         let (result, statements) = match body {
             Ok(body) => self.serve(project.as_deref(), &body, fail_at.as_deref()),
             Err(e) => (
@@ -83,13 +104,21 @@ impl DurableObject for HakiriCatalog {
 }
 
 /// The object's clock: the catalog's authoritative time (invariant 9 in `docs/guarantees.md`).
-fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     // Whole milliseconds since the epoch, exact in an f64 for the next 285,000 years.
     Timestamp::from_millis(js_sys::Date::now() as i64)
 }
 
 impl HakiriCatalog {
-    /// Runs one request body; with a fault injected, also says how many statements ran.
+    /// The reconciler's plan at the object's clock, over one snapshot of the statuses.
+    fn plan(&self, project: Option<&str>) -> Result<hakiri_core::plan::Plan> {
+        self.ready(project)?;
+        let now = now();
+        self.sql.clone().atomic(move |exec| store::plan(exec, now))
+    }
+
+    /// Runs one request body; with a fault injected, also says how many statements ran. A write
+    /// that commits wakes the event streams.
     fn serve(
         &self,
         project: Option<&str>,
@@ -103,6 +132,20 @@ impl HakiriCatalog {
             Ok(request) => request,
             Err(e) => return (Err(e), None),
         };
+        let wrote = request.access() != Access::Read;
+        let (result, statements) = self.run(request, fail_at);
+        if wrote && result.is_ok() {
+            self.feeds.wake();
+        }
+        (result, statements)
+    }
+
+    /// Runs one request in an atomic unit, failing at a statement if asked.
+    fn run(
+        &self,
+        request: hakiri_protocol::Request,
+        fail_at: Option<&str>,
+    ) -> (Result<hakiri_protocol::Response>, Option<usize>) {
         let now = now();
         let mut sql = self.sql.clone();
         match fail_at {
@@ -165,7 +208,7 @@ impl HakiriCatalog {
 
 /// The object's SQL storage as the store's [`Exec`]; cheap to clone (two JS handles).
 #[derive(Clone)]
-struct DoSql {
+pub(super) struct DoSql {
     sql: SqlStorage,
     /// `ctx.storage`, for `transactionSync`, which workers-rs does not wrap.
     storage: JsValue,

@@ -1,73 +1,57 @@
 //! `GET /v1/projects/{project}/events`: the event log as Server-Sent Events.
 //!
-//! Each event is one SSE message, `id: <seq>` and `data: <the event as JSON>`. Where the stream
-//! starts, first that applies:
-//! - `Last-Event-ID` (a reconnecting `EventSource` sends it): after that number;
-//! - `?after=N`: after N;
-//! - `?tail=N`: the last N events;
-//! - else the whole log.
+//! The query, where a stream starts and the framing are the protocol's
+//! (`hakiri_protocol::events`), shared with the Worker: one message per event (`id: <seq>`,
+//! `data: <the event as JSON>`); a stream starts after `Last-Event-ID`, else `?after=N`, else
+//! with the last `?tail=N` events, else at the beginning; `?pipeline=ID` keeps that pipeline's
+//! events only, read through the stores' index on it.
 //!
-//! `?pipeline=ID` keeps that pipeline's events only, read through the stores' index on it.
 //! The stream reads the catalog page by page as a client consumes it and looks for new events
 //! every poll interval once it has shown them all; each stream reads on its own, so a slow
 //! consumer holds back nobody else, writers least of all. Comments keep idle connections open.
-//! A catalog error ends the stream with an `error` event; the client reconnects with its
+//! A catalog error ends the stream with an `error` message; the client reconnects with its
 //! `Last-Event-ID` and misses nothing. So does the server's shutdown, which ends every stream.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures_util::stream::{self, Stream};
-use hakiri_core::{Catalog, CatalogExt, Error, Event, Limit, PipelineId};
-use hakiri_protocol::Reply;
-use serde::Deserialize;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use hakiri_core::{Catalog, CatalogExt, Error, Limit, PipelineId};
+use hakiri_protocol::events::{
+    self, error_frame, frame, EventsQuery, Start, KEEP_ALIVE, KEEP_ALIVE_FRAME, LAST_EVENT_ID,
+};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, App};
-
-/// How often an idle stream sends a comment.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// The query of an event stream.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EventsQuery {
-    after: Option<u64>,
-    tail: Option<u64>,
-    pipeline: Option<String>,
-}
 
 /// Where a stream is.
 struct Cursor {
     catalog: Arc<dyn Catalog>,
     pipeline: Option<PipelineId>,
     after: u64,
-    shown: VecDeque<Event>,
     poll: Duration,
+    /// When the stream last sent something: a keep-alive is due `KEEP_ALIVE` after it.
+    sent: Instant,
     ended: bool,
     /// The server is stopping: the stream ends, so that the connection can close.
     stop: CancellationToken,
 }
 
 impl Cursor {
-    /// The next SSE message, waiting for new events when none is left.
-    async fn next(mut self) -> Option<(Result<SseEvent, Infallible>, Self)> {
+    /// The next chunk of the stream — a page of events, a keep-alive or an error — waiting for
+    /// new events when none is left.
+    async fn next(mut self) -> Option<(Result<String, Infallible>, Self)> {
         if self.ended {
             return None;
         }
         loop {
-            if let Some(event) = self.shown.pop_front() {
-                let message = SseEvent::default()
-                    .id(event.seq.to_string())
-                    .json_data(&event)
-                    .unwrap_or_else(|e| SseEvent::default().event("error").data(e.to_string()));
-                return Some((Ok(message), self));
-            }
             let page = match &self.pipeline {
                 Some(pipeline) => {
                     self.catalog
@@ -78,63 +62,66 @@ impl Cursor {
             };
             match page {
                 Ok(page) if page.is_empty() => {
+                    let keep_alive = self.sent + KEEP_ALIVE;
+                    if Instant::now() >= keep_alive {
+                        self.sent = Instant::now();
+                        return Some((Ok(KEEP_ALIVE_FRAME.to_owned()), self));
+                    }
                     tokio::select! {
                         () = self.stop.cancelled() => return None,
-                        () = tokio::time::sleep(self.poll) => {}
+                        () = tokio::time::sleep_until(keep_alive.min(Instant::now() + self.poll)) => {}
                     }
                 }
                 Ok(page) => {
                     self.after = page.last().map_or(self.after, |e| e.seq);
-                    self.shown.extend(page);
+                    self.sent = Instant::now();
+                    return Some((Ok(page.iter().map(frame).collect()), self));
                 }
                 Err(error) => {
                     self.ended = true;
-                    let message = SseEvent::default()
-                        .event("error")
-                        .json_data(Reply::Err(error))
-                        .unwrap_or_else(|e| SseEvent::default().event("error").data(e.to_string()));
-                    return Some((Ok(message), self));
+                    return Some((Ok(error_frame(&error)), self));
                 }
             }
         }
     }
 }
 
-/// The `Last-Event-ID` header, if the client sent one.
-fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get("last-event-id") else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .map(Some)
-        .ok_or_else(|| Error::invalid("Last-Event-ID must be an event's sequence number").into())
-}
-
 pub(super) async fn stream(
     State(app): State<Arc<App>>,
     Path(project): Path<String>,
-    Query(query): Query<EventsQuery>,
+    Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let catalog = app.catalog(&project).await?;
-    let pipeline = query.pipeline.map(PipelineId::new).transpose()?;
-    let after = match (last_event_id(&headers)?, query.after, query.tail) {
-        (Some(after), _, _) | (None, Some(after), _) => after,
-        (None, None, Some(n)) => catalog.tail_after(pipeline.as_ref(), n).await?,
-        (None, None, None) => 0,
+    let query = EventsQuery::from_pairs(pairs)?;
+    let last_event_id = match headers.get(LAST_EVENT_ID) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| Error::invalid("Last-Event-ID must be an event's sequence number"))?,
+        ),
+    };
+    let after = match events::start(last_event_id, &query)? {
+        Start::After(after) => after,
+        Start::Tail(n) => catalog.tail_after(query.pipeline.as_ref(), n).await?,
     };
     let cursor = Cursor {
         catalog,
-        pipeline,
+        pipeline: query.pipeline,
         after,
-        shown: VecDeque::new(),
         poll: app.poll,
+        sent: Instant::now(),
         ended: false,
         stop: app.stop.clone(),
     };
-    let events = stream::unfold(cursor, Cursor::next);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    let body = Body::from_stream(stream::unfold(cursor, Cursor::next));
+    Ok((
+        [
+            (CONTENT_TYPE, events::CONTENT_TYPE),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
 }
