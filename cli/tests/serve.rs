@@ -8,9 +8,9 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::serve::Served;
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_core::{Actor, Catalog, CatalogExt, CursorKind, ProjectId};
 use hakiri_test_kit::fixtures;
@@ -18,9 +18,9 @@ use serde_json::Value;
 
 const PROJECT: &str = "shop";
 
-/// A running `hakiri serve` and what it printed.
+/// A running `hakiri serve` and the directory of its catalogs.
 struct Server {
-    child: Child,
+    served: Served,
     port: u16,
     token: String,
     dir: tempfile::TempDir,
@@ -43,29 +43,13 @@ impl Server {
 
     /// Serves the catalogs in `dir` with `args`.
     fn serve(dir: tempfile::TempDir, args: &[&str]) -> Self {
-        let mut child = common::hakiri(&common::sqlite_catalog(dir.path()), PROJECT)
-            .args(["--output", "json", "serve"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start hakiri serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let started: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("hakiri serve printed {line:?}: {e}"));
-        let url = started["url"].as_str().unwrap();
-        let port = url
-            .trim_end_matches('/')
-            .rsplit_once(':')
-            .and_then(|(_, port)| port.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected URL {url}"));
+        let mut command = common::hakiri(&common::sqlite_catalog(dir.path()), PROJECT);
+        command.args(["--output", "json", "serve"]).args(args);
+        let served = Served::start(&command, &[]);
         Server {
-            child,
-            port,
-            token: started["token"].as_str().unwrap_or_default().to_owned(),
+            port: served.port,
+            token: served.token.clone(),
+            served,
             dir,
         }
     }
@@ -124,10 +108,10 @@ impl Server {
         Subscription { reader }
     }
 
-    /// Stops this server and keeps its catalogs' directory.
-    fn stop_keeping_dir(mut self) -> tempfile::TempDir {
-        self.stop();
-        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    /// Stops this server (SIGTERM, a clean exit) and keeps its catalogs' directory.
+    fn stop_keeping_dir(self) -> tempfile::TempDir {
+        self.served.stop();
+        self.dir
     }
 
     /// Stops this server and serves the same catalogs again (a new port, a new token).
@@ -135,31 +119,9 @@ impl Server {
         Self::serve(self.stop_keeping_dir(), &["--listen", "127.0.0.1:0"])
     }
 
-    fn terminate(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "hakiri serve ended with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "hakiri serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
+    /// Stops this server with SIGTERM and asserts a clean exit.
+    fn terminate(self) {
+        self.served.stop();
     }
 }
 
@@ -566,16 +528,24 @@ async fn the_protocol_over_serve_is_the_catalog_as_the_worker_serves_it() {
     );
     shop.release(&lease).await.unwrap();
 
-    // A write to a new project creates its catalog; a read of an unknown one does not.
+    // A write to a new project creates its catalog; a read of an unknown one answers as an empty
+    // catalog (as on the Worker) and creates nothing.
     remote("fresh")
         .create_pipeline(fixtures::spec("p", CursorKind::Opaque), &Actor::System)
         .await
         .unwrap();
     assert!(server.dir.path().join(".hakiri/fresh.db").exists());
-    let missing = remote("nothing")
+    let nothing = remote("nothing");
+    let listed = nothing
         .list_pipelines(None, hakiri_core::Limit::MAX)
-        .await;
-    assert!(missing.is_err(), "{missing:?}");
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty(), "{listed:?}");
+    let missing = nothing.get_pipeline(&web).await.unwrap_err();
+    assert!(
+        matches!(missing, hakiri_core::Error::NotFound(_)),
+        "{missing:?}"
+    );
     assert!(!server.dir.path().join(".hakiri/nothing.db").exists());
 
     // The CLI's http:// catalog URL works against it.

@@ -9,8 +9,8 @@
 //!   access, an operator request is audited as the grant, the body must be JSON
 //!   (`Content-Type: application/json`, which a cross-site form cannot send without a preflight)
 //!   of at most 8 MiB, and the answer comes within the request time limit. With `--read-only`
-//!   only reads are answered. A write to a project with no catalog yet creates it, as the Worker
-//!   does; a read of one is refused.
+//!   only reads are answered. A write to a project with no catalog yet creates it, and a read of
+//!   one answers as an empty catalog without creating anything, as on the Worker.
 //! - `GET /v1/projects/{project}/plan`: the reconciler's dry-run plan at the catalog's clock.
 //! - `GET /v1/projects/{project}/events`: the event log as Server-Sent Events (`events.rs`).
 //!
@@ -39,6 +39,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hakiri_catalog_memory::MemoryCatalog;
 use hakiri_core::{Actor, Catalog, Error, ProjectId};
 use hakiri_protocol::{self as protocol, bearer, Access, Grants, Reply, WhoAmI};
 use prometheus_client::encoding::text::encode;
@@ -233,24 +234,44 @@ impl App {
 
     /// The catalog of `project`, opened on first use. A project with no catalog is refused.
     async fn catalog(&self, project: &str) -> Result<Arc<dyn Catalog>, ApiError> {
-        self.open(project, target::Access::Existing).await
+        let project = ProjectId::new(project)?;
+        Ok(self.open(&project, target::Access::Existing).await?)
+    }
+
+    /// The catalog a protocol request with `access` on `project` is answered by: a write opens
+    /// it, creating it if missing; a read of a project with no catalog yet is answered by an
+    /// empty catalog and creates nothing. So a fresh project reads as empty, as it does on the
+    /// Worker and on every backend (the contract suite's rule), and a typo leaves no file behind.
+    async fn for_request(
+        &self,
+        project: &ProjectId,
+        access: Access,
+    ) -> Result<Arc<dyn Catalog>, ApiError> {
+        if access != Access::Read {
+            return Ok(self.open(project, target::Access::CreateIfMissing).await?);
+        }
+        match self.open(project, target::Access::Existing).await {
+            Ok(catalog) => Ok(catalog),
+            // Not cached: the project's first write opens the real one.
+            Err(error) if error.code() == "no_catalog" => {
+                Ok(Arc::new(MemoryCatalog::new(project.clone())))
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The catalog of `project`, opened on first use with `access`.
     async fn open(
         &self,
-        project: &str,
+        project: &ProjectId,
         access: target::Access,
-    ) -> Result<Arc<dyn Catalog>, ApiError> {
-        let project = ProjectId::new(project)?;
+    ) -> CliResult<Arc<dyn Catalog>> {
         let mut catalogs = self.catalogs.lock().await;
-        if let Some(catalog) = catalogs.get(&project) {
+        if let Some(catalog) = catalogs.get(project) {
             return Ok(catalog.clone());
         }
-        let opened = target::open(&self.url, &project, None, access)
-            .await
-            .map_err(ApiError::from)?;
-        catalogs.insert(project, opened.catalog.clone());
+        let opened = target::open(&self.url, project, None, access).await?;
+        catalogs.insert(project.clone(), opened.catalog.clone());
         Ok(opened.catalog)
     }
 }
@@ -411,12 +432,7 @@ async fn rpc(
             .into());
         }
         let request = request.stamped_by(grant)?;
-        let opening = if access == Access::Read {
-            target::Access::Existing
-        } else {
-            target::Access::CreateIfMissing
-        };
-        let catalog = app.open(&project, opening).await?;
+        let catalog = app.for_request(&id, access).await?;
         match tokio::time::timeout(
             app.request_timeout,
             protocol::dispatch(catalog.as_ref(), request),

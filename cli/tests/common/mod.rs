@@ -3,6 +3,8 @@
 // Each test binary uses a subset of these.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod serve;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
