@@ -198,13 +198,15 @@ const catalog :Workerd.Worker = (
 /// Runs workerd under a shell watchdog that prints workerd's pid. The watchdog reads its stdin
 /// (a pipe from this process) on a copied descriptor — an asynchronous list's own stdin is
 /// /dev/null — and stops workerd when the pipe closes: when the harness drops it, or when the
-/// test process dies, so no workerd outlives its tests. It exits when workerd does, removing
+/// test process dies, so no workerd outlives its tests: SIGTERM, then SIGKILL if workerd is still
+/// draining 10 s later (its graceful stop waits for open event streams, which a stream whose
+/// client is gone notices only when it next writes). It exits when workerd does, removing
 /// `$HAKIRI_WORKERD_CLEANUP` (the config directory, and the data of a process-long instance).
 const WATCHDOG: &str = r#"exec 3<&0
 "$@" 3<&- </dev/null >"$HAKIRI_WORKERD_LOG" 2>&1 &
 pid=$!
 echo "$pid"
-{ read -r _ <&3; kill -TERM "$pid" 2>/dev/null; } &
+{ read -r _ <&3; kill -TERM "$pid" 2>/dev/null; sleep 10 >/dev/null 2>&1; kill -KILL "$pid" 2>/dev/null; } &
 watcher=$!
 wait "$pid"
 status=$?

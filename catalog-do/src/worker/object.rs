@@ -104,7 +104,7 @@ impl DurableObject for HakiriCatalog {
 }
 
 /// The object's clock: the catalog's authoritative time (invariant 9 in `docs/guarantees.md`).
-pub(super) fn now() -> Timestamp {
+fn now() -> Timestamp {
     // Whole milliseconds since the epoch, exact in an f64 for the next 285,000 years.
     Timestamp::from_millis(js_sys::Date::now() as i64)
 }
