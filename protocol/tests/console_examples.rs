@@ -1,8 +1,8 @@
 //! The operator console's protocol types cannot drift from these (ADR 0027): a scripted session
 //! on the memory backend sends every [`Request`] through JSON and [`dispatch`], and records one
 //! example of every request, of every [`Response`], of the errors, the events, the plan, a
-//! `whoami` answer and an event stream's framing. They are written as TypeScript values checked
-//! with `satisfies` against the console's hand-written types
+//! `whoami` answer and an event stream's framing. They are written as TypeScript values typed
+//! with the console's hand-written types
 //! (`console/src/lib/protocol/examples.ts`), so:
 //!
 //! - a Rust change to the wire makes this test fail until the file is regenerated
@@ -512,11 +512,11 @@ async fn the_console_examples_are_those_of_the_rust_protocol() {
          //   HAKIRI_BLESS=1 cargo test -p hakiri-protocol --test console_examples\n\
          // then `npm run check` in console/ checks the types below against these (ADR 0027).\n\
          import type {{ Event, Plan, Reply, Request, WhoAmI }} from './types';\n\n\
-         export const requests = {} satisfies Request[];\n\n\
-         export const replies = {} satisfies Reply[];\n\n\
-         export const events = {} satisfies Event[];\n\n\
-         export const plan = {} satisfies Plan;\n\n\
-         export const whoami = {} satisfies WhoAmI;\n\n\
+         export const requests: Request[] = {};\n\n\
+         export const replies: Reply[] = {};\n\n\
+         export const events: Event[] = {};\n\n\
+         export const plan: Plan = {};\n\n\
+         export const whoami: WhoAmI = {};\n\n\
          /** The first events as an event stream frames them (`GET …/events`). */\n\
          export const eventStream = {};\n",
         pretty(&requests),

@@ -3,7 +3,7 @@
 // then `npm run check` in console/ checks the types below against these (ADR 0027).
 import type { Event, Plan, Reply, Request, WhoAmI } from './types';
 
-export const requests = [
+export const requests: Request[] = [
   {
     "holder": "worker-1",
     "op": "acquire",
@@ -288,9 +288,9 @@ export const requests = [
     "op": "set_paused",
     "pipeline": "orders"
   }
-] satisfies Request[];
+];
 
-export const replies = [
+export const replies: Reply[] = [
   {
     "ok": {
       "type": "pipeline",
@@ -1438,9 +1438,9 @@ export const replies = [
       "detail": "disk full"
     }
   }
-] satisfies Reply[];
+];
 
-export const events = [
+export const events: Event[] = [
   {
     "seq": 1,
     "at": "2027-01-15T08:00:00.000Z",
@@ -1808,9 +1808,9 @@ export const events = [
       "type": "pipeline_deleted"
     }
   }
-] satisfies Event[];
+];
 
-export const plan = {
+export const plan: Plan = {
   "as_of": "2027-01-15T08:00:42.000Z",
   "items": [
     {
@@ -1823,9 +1823,9 @@ export const plan = {
       }
     }
   ]
-} satisfies Plan;
+};
 
-export const whoami = {
+export const whoami: WhoAmI = {
   "grants": [
     {
       "name": "ana",
@@ -1840,7 +1840,7 @@ export const whoami = {
       ]
     }
   ]
-} satisfies WhoAmI;
+};
 
 /** The first events as an event stream frames them (`GET …/events`). */
 export const eventStream = "id: 1\ndata: {\"seq\":1,\"at\":\"2027-01-15T08:00:00.000Z\",\"actor\":{\"kind\":\"operator\",\"name\":\"contract-operator\"},\"pipeline\":\"orders\",\"kind\":{\"type\":\"pipeline_created\",\"generation\":1}}\n\nid: 2\ndata: {\"seq\":2,\"at\":\"2027-01-15T08:00:00.000Z\",\"actor\":{\"kind\":\"operator\",\"name\":\"contract-operator\"},\"pipeline\":\"orders\",\"kind\":{\"type\":\"pipeline_updated\",\"generation\":2}}\n\nid: 3\ndata: {\"seq\":3,\"at\":\"2027-01-15T08:00:00.000Z\",\"actor\":{\"kind\":\"operator\",\"name\":\"contract-operator\"},\"pipeline\":\"refunds\",\"kind\":{\"type\":\"pipeline_created\",\"generation\":1}}\n\nid: 4\ndata: {\"seq\":4,\"at\":\"2027-01-15T08:00:00.000Z\",\"actor\":{\"kind\":\"holder\",\"name\":\"worker-1\"},\"pipeline\":\"orders\",\"kind\":{\"type\":\"lease_acquired\",\"holder\":\"worker-1\",\"epoch\":1,\"forced\":false}}\n\n";

@@ -2,7 +2,7 @@
 // the `hakiri_core` types they carry, the event stream's `Event`, the plan and `whoami`.
 //
 // Written by hand to read well, and kept honest by `examples.ts`: values the Rust protocol
-// produced, checked here with `satisfies` (`npm run check`). A Rust change regenerates the
+// produced, typed with these (`npm run check`). A Rust change regenerates the
 // examples (protocol/tests/console_examples.rs) and fails the check until these types follow
 // (ADR 0027). Integers are JavaScript numbers: the catalog keeps them below 2^53.
 
