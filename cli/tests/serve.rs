@@ -24,6 +24,8 @@ struct Server {
     served: Served,
     port: u16,
     token: String,
+    /// The console's URL, as printed.
+    console: String,
     dir: tempfile::TempDir,
 }
 
@@ -50,6 +52,7 @@ impl Server {
         Server {
             port: served.port,
             token: served.token.clone(),
+            console: served.console.clone(),
             served,
             dir,
         }
@@ -843,5 +846,100 @@ async fn oversized_bodies_and_slow_requests_are_answered_within_bounds() {
         &[("Authorization", &server.bearer())],
     );
     assert_eq!(plan.status, 200, "{}", plan.body);
+    server.terminate();
+}
+
+/// The console is served at `/` without a token: a deep link answers the same page (the
+/// single-page app routes on the client), a file of the build its content type, hashed files a
+/// year-long cache; a missing file under `/_app/` and any unknown `/v1` path are 404, never the
+/// page. Without a console build the page says how to build it. The launch prints the console's
+/// URL with the token in the fragment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_at_the_root_with_a_fallback_for_its_pages() {
+    let server = Server::start().await;
+    assert_eq!(
+        server.console,
+        format!(
+            "http://127.0.0.1:{}/#token={}&project={PROJECT}",
+            server.port, server.token
+        )
+    );
+    let root = server.get("/", &[]);
+    assert_eq!(root.status, 200, "{}", root.body);
+    assert_eq!(
+        root.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(root.header("cache-control"), Some("no-cache"));
+    assert!(root
+        .header("content-security-policy")
+        .is_some_and(|p| p.contains("frame-ancestors 'none'")));
+    // A link from another site to a page is an ordinary navigation.
+    let deep = server.get(
+        "/projects/shop/pipelines",
+        &[("Sec-Fetch-Site", "cross-site")],
+    );
+    assert_eq!(deep.status, 200);
+    assert_eq!(deep.body, root.body, "a deep link answers the same page");
+
+    if root.body.contains("scripts/build-console") {
+        // This binary was compiled without a console build: the placeholder says how to build it.
+        assert!(
+            root.body.contains("The console is not built"),
+            "{}",
+            root.body
+        );
+    } else {
+        let asset = root
+            .body
+            .split('"')
+            .find(|s| s.starts_with("/_app/immutable/") && s.ends_with(".js"))
+            .unwrap_or_else(|| panic!("no script in the page: {}", root.body));
+        let script = server.get(asset, &[]);
+        assert_eq!(script.status, 200, "{asset}");
+        assert_eq!(
+            script.header("content-type"),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(
+            script.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        let etag = script.header("etag").expect("an ETag").to_owned();
+        let again = server.get(asset, &[("If-None-Match", &etag)]);
+        assert_eq!(again.status, 304);
+        assert!(
+            root.body.contains("content-security-policy"),
+            "the page's own policy"
+        );
+    }
+    let missing = server.get("/_app/immutable/chunks/gone.js", &[]);
+    assert_eq!(missing.status, 404);
+    assert_ne!(
+        missing.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+
+    // The API is as it was: its paths never answer the page, and still need the token.
+    let unknown = server.get("/v1/nope", &[("Authorization", &server.bearer())]);
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["err"]["code"], "invalid_argument");
+    let plan = server.get("/v1/projects/shop/plan", &[]);
+    assert_eq!(plan.status, 401);
+    let cross = server.get(
+        "/v1/whoami",
+        &[
+            ("Authorization", &server.bearer()),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+    );
+    assert_eq!(cross.status, 403, "{}", cross.body);
+    // A write is not a page.
+    let post = raw(
+        server.port,
+        "POST /projects/shop/pipelines HTTP/1.1\r\nContent-Length: 0\r\n",
+        b"",
+    );
+    assert_eq!(post.status, 405);
     server.terminate();
 }

@@ -40,6 +40,11 @@ impl Ctx {
         }
     }
 
+    /// The project of `--project`.
+    pub(crate) fn project(&self) -> &ProjectId {
+        &self.project
+    }
+
     /// Where the catalog is.
     pub(crate) fn url(&self) -> &CatalogUrl {
         &self.url

@@ -13,6 +13,8 @@
 //!   one answers as an empty catalog without creating anything, as on the Worker.
 //! - `GET /v1/projects/{project}/plan`: the reconciler's dry-run plan at the catalog's clock.
 //! - `GET /v1/projects/{project}/events`: the event log as Server-Sent Events (`events.rs`).
+//! - Every other path: the operator console, embedded at compile time (`console.rs`); public, as
+//!   the page holds no secret and every call it makes needs the token.
 //!
 //! Every `/v1` request needs `Authorization: Bearer <token>`, checked against the grants — the
 //! `--grants` file (the Worker's format and rules, `hakiri_protocol::auth`), or else one grant
@@ -22,6 +24,7 @@
 //! reach it through DNS rebinding). Errors are the protocol's `Reply::Err` bodies with the
 //! statuses the Worker gives them. Why these rules: ADR 0024.
 
+mod console;
 mod events;
 
 use std::collections::HashMap;
@@ -34,7 +37,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,15 +95,23 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
         Some(token) => format!("token: {token}"),
         None => "tokens: those of --grants".to_owned(),
     };
+    let console = console_url(addr, launch_token.as_deref(), ctx.project().as_str());
+    let console_note = if console::is_built() {
+        format!("console: {console}")
+    } else {
+        "console: not built into this binary (scripts/build-console, then rebuild)".to_owned()
+    };
     output::note(format!(
-        "serving {} at http://{addr}/ (Ctrl-C to stop)\n{tokens}",
+        "serving {} at http://{addr}/ (Ctrl-C to stop)\n{tokens}\n{console_note}",
         ctx.url()
     ));
     if ctx.json() {
         // One line, as soon as the server listens: what a script waits for.
-        output::json_line(
-            &serde_json::json!({"url": format!("http://{addr}/"), "token": launch_token}),
-        );
+        output::json_line(&serde_json::json!({
+            "url": format!("http://{addr}/"),
+            "token": launch_token,
+            "console": console,
+        }));
     }
     axum::serve(listener, router(app))
         .with_graceful_shutdown(stop.cancelled_owned())
@@ -108,6 +119,16 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
         .map_err(|e| CliError::failed("serve", format!("the server stopped: {e}")))?;
     output::note("stopped");
     Ok(())
+}
+
+/// The console's address: with the launch token and the project in the fragment, which a browser
+/// never sends to a server (nor into its logs); the console stores the token and strips it.
+fn console_url(addr: SocketAddr, token: Option<&str>, project: &str) -> String {
+    let project: String = url::form_urlencoded::byte_serialize(project.as_bytes()).collect();
+    match token {
+        Some(token) => format!("http://{addr}/#token={token}&project={project}"),
+        None => format!("http://{addr}/#project={project}"),
+    }
 }
 
 /// A fresh bearer token for this launch: 32 random bytes, hex.
@@ -288,6 +309,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/whoami", get(whoami))
         .merge(projects)
+        .fallback(console::serve)
         .layer(middleware::from_fn_with_state(app.clone(), count))
         .layer(middleware::from_fn_with_state(
             app.clone(),
@@ -321,6 +343,11 @@ async fn check_host(State(app): State<Arc<App>>, request: Request, next: Next) -
 /// `Sec-Fetch-Site: cross-site`, or whose `Origin` is not one of the hosts this server answers
 /// under. Such a page could not read the answer, but a write needs no answer to do harm.
 async fn refuse_cross_site(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if is_console_read(&request) {
+        // A link from another site to a console page is an ordinary navigation; the page is
+        // public and every call it makes is checked here like any other.
+        return next.run(request).await;
+    }
     let headers = request.headers();
     let origin = headers.get(ORIGIN).map(|o| o.to_str().unwrap_or("?"));
     let foreign = origin.filter(|origin| {
@@ -338,6 +365,14 @@ async fn refuse_cross_site(State(app): State<Arc<App>>, request: Request, next: 
         "a page of {from} cannot use this server; serve the page from a host the server answers under (--allow-host)"
     )))
     .into_response()
+}
+
+/// Whether `request` reads the console (a GET or HEAD outside `/v1`).
+fn is_console_read(request: &Request) -> bool {
+    let path = request.uri().path();
+    (request.method() == Method::GET || request.method() == Method::HEAD)
+        && path != "/v1"
+        && !path.starts_with("/v1/")
 }
 
 /// Counts every answer by route and status, for `/metrics`.
@@ -362,7 +397,8 @@ fn route_name(path: &str) -> &'static str {
         p if p.starts_with("/v1/projects/") && p.ends_with("/rpc") => "rpc",
         p if p.starts_with("/v1/projects/") && p.ends_with("/plan") => "plan",
         p if p.starts_with("/v1/projects/") && p.ends_with("/events") => "events",
-        _ => "other",
+        p if p.starts_with("/v1/") || p == "/v1" => "other",
+        _ => "console",
     }
 }
 

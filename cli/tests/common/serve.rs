@@ -1,5 +1,5 @@
 //! A running `hakiri serve`, started as a script would start it (`--output json serve`, then the
-//! one `{url, token}` line it prints once listening), that never outlives the test process.
+//! one `{url, token, console}` line it prints once listening), that never outlives the test process.
 //!
 //! The server runs under a shell watchdog that reads a pipe from the test process and sends the
 //! server SIGTERM when the pipe closes: when [`Served::stop`] or the drop closes it, and when the
@@ -45,6 +45,8 @@ pub struct Served {
     pub port: u16,
     /// The launch token (empty with `--grants`).
     pub token: String,
+    /// The console's URL, as printed (with `#token=` for a launch token).
+    pub console: String,
     log: PathBuf,
     /// Holds the log.
     _logs: tempfile::TempDir,
@@ -101,18 +103,21 @@ impl Served {
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse().ok())
             .unwrap_or_else(|| panic!("unexpected URL {url}"));
-        let token = started
-            .as_ref()
-            .and_then(|s| s["token"].as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let printed = |field: &str| {
+            started
+                .as_ref()
+                .and_then(|s| s[field].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
         Served {
             watchdog,
             stdin,
             _stdout: stdout,
             url,
             port,
-            token,
+            token: printed("token"),
+            console: printed("console"),
             log,
             _logs: logs,
         }
