@@ -440,6 +440,18 @@ async fn a_grants_file_scopes_tokens_to_projects_and_roles_and_allows_other_inte
         &[("Authorization", "Bearer nope")],
     );
     assert_eq!(unknown.status, 401, "{}", unknown.body);
+    // A read grant cannot write, whatever the request claims.
+    let pause = pause_orders();
+    let write = raw(
+        server.port,
+        &format!(
+            "POST /v1/projects/shop/rpc HTTP/1.1\r\nAuthorization: Bearer read-shop\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            pause.len()
+        ),
+        pause.as_bytes(),
+    );
+    assert_eq!(write.status, 403, "{}", write.body);
+    assert!(write.body.contains("permission_denied"), "{}", write.body);
     server.terminate();
 }
 
