@@ -17,12 +17,13 @@ use hakiri_core::{Error, Event, PipelineId, Result};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Url;
 
+use crate::events::{CONTENT_TYPE, KEEP_ALIVE};
 use crate::http::status_error;
 use crate::wire::Reply;
 
 /// How long a stream may stay silent, keep-alives included, before it counts as dropped: three
-/// of the servers' 15 s keep-alive intervals.
-const SILENCE: Duration = Duration::from_secs(45);
+/// of the servers' keep-alive intervals.
+const SILENCE: Duration = Duration::from_secs(3 * KEEP_ALIVE.as_secs());
 
 /// How long one connection may last before the client itself ends it and reconnects; a bound on
 /// the request, which a server's own lifetime cap normally reaches first.
@@ -161,7 +162,7 @@ impl EventFeed {
             .client
             .get(url)
             .header(AUTHORIZATION, self.authorization.clone())
-            .header(ACCEPT, "text/event-stream")
+            .header(ACCEPT, CONTENT_TYPE)
             .timeout(CONNECTION_LIFETIME)
             .send()
             .await
