@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use common::serve::Served;
 use hakiri_core::{
     Actor, BeginRun, Catalog, CatalogExt, CursorKind, CursorValue, Error, EventKind, FinishRun,
-    HolderId, Limit, PipelineId, RunQuery, RunStatus, StreamName, Trigger,
+    HolderId, Lease, Limit, PipelineId, RunQuery, RunStatus, StreamName, Trigger,
 };
 use hakiri_protocol::{HttpCatalog, HttpConfig};
 use hakiri_test_kit::fixtures;
@@ -77,36 +77,43 @@ fn number(value: &CursorValue) -> u64 {
     value.as_json().as_u64().expect("a numeric cursor")
 }
 
+/// One round under `lease`: a run that advances the cursor from `from` ten times, finished and
+/// released; counted in `tally`.
+async fn round(catalog: &HttpCatalog, lease: &Lease, from: u64, tally: &mut Tally) {
+    let (holder, pipeline, stream) = (&lease.holder, &lease.pipeline, stream());
+    let run = catalog
+        .begin_run(lease, BeginRun::new(Trigger::Manual))
+        .await
+        .unwrap_or_else(|e| panic!("{holder} beginning a run: {e:?}"));
+    for step in 1..=ADVANCES_PER_RUN {
+        let value = CursorValue::new(serde_json::json!(from + step)).expect("a value");
+        catalog
+            .advance_to(lease, run.id, &stream, value)
+            .await
+            .unwrap_or_else(|e| panic!("{holder} advancing {pipeline}: {e:?}"));
+        tally.advances += 1;
+    }
+    catalog
+        .finish_run(lease, run.id, FinishRun::succeeded())
+        .await
+        .unwrap_or_else(|e| panic!("{holder} finishing a run: {e:?}"));
+    catalog
+        .release(lease)
+        .await
+        .unwrap_or_else(|e| panic!("{holder} releasing {pipeline}: {e:?}"));
+}
+
 /// A client that owns `pipeline`: rounds of lease, run, ten increasing advances, finish, release.
 async fn owner(catalog: HttpCatalog, pipeline: PipelineId, holder: HolderId) -> Tally {
     let deadline = Instant::now() + DURATION;
     let mut tally = Tally::default();
-    let stream = stream();
     while Instant::now() < deadline {
         let lease = catalog
             .acquire(&pipeline, &holder, TTL)
             .await
             .unwrap_or_else(|e| panic!("{holder} acquiring its own {pipeline}: {e:?}"));
-        let run = catalog
-            .begin_run(&lease, BeginRun::new(Trigger::Manual))
-            .await
-            .unwrap_or_else(|e| panic!("{holder} beginning a run: {e:?}"));
-        for _ in 0..ADVANCES_PER_RUN {
-            let value = CursorValue::new(serde_json::json!(tally.advances + 1)).expect("a value");
-            catalog
-                .advance_to(&lease, run.id, &stream, value)
-                .await
-                .unwrap_or_else(|e| panic!("{holder} advancing {pipeline}: {e:?}"));
-            tally.advances += 1;
-        }
-        catalog
-            .finish_run(&lease, run.id, FinishRun::succeeded())
-            .await
-            .unwrap_or_else(|e| panic!("{holder} finishing a run: {e:?}"));
-        catalog
-            .release(&lease)
-            .await
-            .unwrap_or_else(|e| panic!("{holder} releasing {pipeline}: {e:?}"));
+        let from = tally.advances;
+        round(&catalog, &lease, from, &mut tally).await;
         tally.runs += 1;
         tally.answered += 4 + ADVANCES_PER_RUN;
     }
@@ -129,31 +136,12 @@ async fn contender(catalog: HttpCatalog, pipeline: PipelineId, holder: HolderId)
             }
             Err(e) => panic!("{holder} acquiring the shared {pipeline}: {e:?}"),
         };
-        let run = catalog
-            .begin_run(&lease, BeginRun::new(Trigger::Manual))
-            .await
-            .unwrap_or_else(|e| panic!("{holder} beginning a run: {e:?}"));
         let from = catalog
             .get_cursor(&pipeline, &stream)
             .await
             .unwrap_or_else(|e| panic!("{holder} reading the cursor: {e:?}"))
             .map_or(0, |c| number(&c.value));
-        for step in 1..=ADVANCES_PER_RUN {
-            let value = CursorValue::new(serde_json::json!(from + step)).expect("a value");
-            catalog
-                .advance_to(&lease, run.id, &stream, value)
-                .await
-                .unwrap_or_else(|e| panic!("{holder} advancing the shared {pipeline}: {e:?}"));
-            tally.advances += 1;
-        }
-        catalog
-            .finish_run(&lease, run.id, FinishRun::succeeded())
-            .await
-            .unwrap_or_else(|e| panic!("{holder} finishing a run: {e:?}"));
-        catalog
-            .release(&lease)
-            .await
-            .unwrap_or_else(|e| panic!("{holder} releasing {pipeline}: {e:?}"));
+        round(&catalog, &lease, from, &mut tally).await;
         tally.runs += 1;
         tally.answered += 5 + ADVANCES_PER_RUN;
     }
