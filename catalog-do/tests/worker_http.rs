@@ -291,7 +291,10 @@ async fn whoami_reports_the_grant_of_the_token() {
     assert_eq!(status, 200);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
-        json!({"grants": [{"name": "admin", "role": "admin", "projects": "*"}]})
+        json!({
+            "grants": [{"name": "admin", "role": "admin", "projects": "*"}],
+            "server": {"backend": "durable_object", "read_only": false}
+        })
     );
     let (status, body) = whoami(UNNAMED).await;
     assert_eq!(status, 200);

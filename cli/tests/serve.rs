@@ -260,6 +260,10 @@ async fn serve_needs_its_token_and_a_host_it_answers_for() {
         me.json()["grants"],
         serde_json::json!([{"name": "tester", "role": "admin", "projects": "*"}])
     );
+    assert_eq!(
+        me.json()["server"],
+        serde_json::json!({"backend": "sqlite", "read_only": false})
+    );
 
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
     let forged = server.get(
@@ -586,6 +590,8 @@ async fn rpc_needs_json_and_a_read_only_server_answers_reads_only() {
     let dir = Server::start().await.stop_keeping_dir();
     let server = Server::serve(dir, &["--listen", "127.0.0.1:0", "--read-only"]);
     let bearer = server.bearer();
+    let me = server.get("/v1/whoami", &[("Authorization", &bearer)]);
+    assert_eq!(me.json()["server"]["read_only"], true, "{}", me.body);
     let post = |content_type: &str, body: &str| {
         let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
         let request = format!(
@@ -924,6 +930,9 @@ async fn the_console_is_served_at_the_root_with_a_fallback_for_its_pages() {
             root.body.contains("content-security-policy"),
             "the page's own policy"
         );
+        // The Worker's header rules are in the build, not served as a file.
+        let rules = server.get("/_headers", &[]);
+        assert_eq!(rules.body, root.body, "/_headers is a page path here");
     }
     let missing = server.get("/_app/immutable/chunks/gone.js", &[]);
     assert_eq!(missing.status, 404);

@@ -48,13 +48,14 @@ test('the overview shows the held decision; the log follows a write live', async
 	await page.close();
 });
 
-test('a deep link loads after the token is kept; who am I shows the grant', async () => {
+test('a deep link loads after the token is kept; who am I shows the grant and the backend', async () => {
 	const { page, problems } = await open(env.browser);
 	await page.goto(env.server.console());
 	await page.getByTestId('pipelines').waitFor();
 	await page.goto(`${env.server.url}whoami`);
 	await page.getByTestId('role').filter({ hasText: 'admin' }).waitFor({ timeout: 15_000 });
 	assert.match(await page.getByTestId('grants').innerText(), /alice\s+admin\s+every project/);
+	assert.equal(await page.getByTestId('backend').innerText(), 'SQLite files on the server’s machine');
 	await shot(page, 'whoami');
 	assert.deepEqual(problems, []);
 	await page.close();

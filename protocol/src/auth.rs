@@ -292,11 +292,39 @@ pub struct GrantInfo {
 }
 
 /// The answer of `GET /v1/whoami`: every grant of the presented token, in the file's order (one,
-/// unless the token was granted different roles on different projects).
+/// unless the token was granted different roles on different projects), and what serves them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WhoAmI {
     /// The token's grants.
     pub grants: Vec<GrantInfo>,
+    /// The server that answered.
+    pub server: Server,
+}
+
+/// What a catalog server says of itself in `GET /v1/whoami`, so an operator (and the console)
+/// knows where the catalog lives and whether writes are answered at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    /// Where the catalog is kept.
+    pub backend: Backend,
+    /// Every write is refused (`hakiri serve --read-only`), whatever the grants say.
+    pub read_only: bool,
+}
+
+/// Where a catalog server keeps the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// SQLite files on the server's machine (`hakiri serve` over `sqlite://`).
+    Sqlite,
+    /// PostgreSQL (`hakiri serve` over `postgres://`).
+    Postgres,
+    /// Memory, gone when the server stops (`hakiri serve` over `memory://`).
+    Memory,
+    /// A Cloudflare Durable Object per project (the Worker).
+    DurableObject,
+    /// Another catalog server (`hakiri serve` over `http(s)://`).
+    Remote,
 }
 
 /// The grants of a deployment, parsed from the grants file.
@@ -444,13 +472,14 @@ impl Grants {
         })
     }
 
-    /// Every grant of `token`, as `GET /v1/whoami` answers.
+    /// Every grant of `token`, as `GET /v1/whoami` on `server` answers.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] without a token or with an unknown one.
-    pub fn whoami(&self, token: Option<&str>) -> Result<WhoAmI> {
+    pub fn whoami(&self, token: Option<&str>, server: Server) -> Result<WhoAmI> {
         Ok(WhoAmI {
             grants: self.of(token)?.into_iter().map(Grant::info).collect(),
+            server,
         })
     }
 }
@@ -493,6 +522,10 @@ mod tests {
     use super::*;
 
     const ADMIN: &str = "admin-token";
+    const SERVER: Server = Server {
+        backend: Backend::Postgres,
+        read_only: true,
+    };
     const WRITER: &str = "writer-token";
     const HASHED: &str = "hashed-token";
 
@@ -548,7 +581,7 @@ mod tests {
                 matches!(error, Error::Unauthenticated(_)),
                 "{token:?}: {error}"
             );
-            let error = grants.whoami(token).unwrap_err();
+            let error = grants.whoami(token, SERVER).unwrap_err();
             assert!(
                 matches!(error, Error::Unauthenticated(_)),
                 "{token:?}: {error}"
@@ -591,7 +624,7 @@ mod tests {
     #[test]
     fn whoami_lists_every_grant_of_the_token_never_the_token() {
         let grants = grants();
-        let me = grants.whoami(Some(WRITER)).unwrap();
+        let me = grants.whoami(Some(WRITER), SERVER).unwrap();
         assert_eq!(
             me.grants,
             vec![
@@ -607,13 +640,16 @@ mod tests {
                 },
             ]
         );
-        let ops = serde_json::to_value(grants.whoami(Some(ADMIN)).unwrap()).unwrap();
+        let ops = serde_json::to_value(grants.whoami(Some(ADMIN), SERVER).unwrap()).unwrap();
         assert_eq!(
             ops,
-            json!({"grants": [{"name": "ops", "role": "admin", "projects": "*"}]})
+            json!({
+                "grants": [{"name": "ops", "role": "admin", "projects": "*"}],
+                "server": {"backend": "postgres", "read_only": true}
+            })
         );
         let back: WhoAmI = serde_json::from_value(ops).unwrap();
-        assert_eq!(back, grants.whoami(Some(ADMIN)).unwrap());
+        assert_eq!(back, grants.whoami(Some(ADMIN), SERVER).unwrap());
         assert!(!format!("{grants:?}").contains(ADMIN));
     }
 

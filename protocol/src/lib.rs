@@ -31,7 +31,9 @@ mod remote;
 mod sse;
 mod wire;
 
-pub use auth::{bearer, Access, Grant, GrantInfo, Grants, GrantsError, Scope, WhoAmI};
+pub use auth::{
+    bearer, Access, Backend, Grant, GrantInfo, Grants, GrantsError, Scope, Server, WhoAmI,
+};
 pub use dispatch::dispatch;
 #[cfg(not(target_arch = "wasm32"))]
 pub use http::{HttpCatalog, HttpConfig, HttpTransport};

@@ -29,7 +29,8 @@ use hakiri_core::{
 };
 use hakiri_protocol::events::frame;
 use hakiri_protocol::{
-    decode_request, dispatch, encode, Grants, RemoteCatalog, Reply, Request, Response, Transport,
+    decode_request, dispatch, encode, Backend, Grants, RemoteCatalog, Reply, Request, Response,
+    Server, Transport,
 };
 use serde_json::{json, Value};
 
@@ -503,7 +504,11 @@ async fn the_console_examples_are_those_of_the_rust_protocol() {
             {"name": "ana", "token": "secret-1", "projects": ["examples"], "role": "read"}]"#,
     )
     .expect("grants");
-    let whoami = grants.whoami(Some("secret-1")).expect("whoami");
+    let server = Server {
+        backend: Backend::Sqlite,
+        read_only: false,
+    };
+    let whoami = grants.whoami(Some("secret-1"), server).expect("whoami");
     let stream: String = events.iter().take(4).map(frame).collect();
 
     let requests: Vec<&Value> = requests.values().collect();

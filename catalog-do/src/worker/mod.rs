@@ -25,8 +25,9 @@
 //! stream ends after 10 minutes and the client reconnects with `Last-Event-ID` (ADR 0025). Errors
 //! before the stream starts are JSON `Reply`s, as everywhere.
 //!
-//! `GET /v1/whoami` answers the presented token's grants — name, role and projects — as a
-//! [`WhoAmI`](hakiri_protocol::WhoAmI) JSON object (errors as a `Reply`, like every other route).
+//! `GET /v1/whoami` answers the presented token's grants — name, role and projects — and the
+//! server (backend `durable_object`) as a [`WhoAmI`](hakiri_protocol::WhoAmI) JSON object (errors
+//! as a `Reply`, like every other route).
 //!
 //! # Layout
 //! - this file: the Worker's `fetch`: routing, authentication, stamping, forwarding.
@@ -51,7 +52,7 @@ use hakiri_core::{Error, ProjectId};
 use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response};
 
 use hakiri_protocol::events::LAST_EVENT_ID;
-use hakiri_protocol::{decode_request, encode, Access, Reply};
+use hakiri_protocol::{decode_request, encode, Access, Backend, Reply, Server};
 use reply::{json, reply};
 
 pub use object::HakiriCatalog;
@@ -158,7 +159,11 @@ async fn route(mut req: Request, env: &Env) -> Result<Response, Failure> {
         Endpoint::WhoAmI => {
             only(&req, Method::Get, &path)?;
             let grants = auth::grants(env)?;
-            let me = grants.whoami(auth::bearer(req.headers()).as_deref())?;
+            let server = Server {
+                backend: Backend::DurableObject,
+                read_only: false,
+            };
+            let me = grants.whoami(auth::bearer(req.headers()).as_deref(), server)?;
             return json(&me)
                 .map_err(|e| Failure::from(Error::Backend(format!("cannot answer whoami: {e}"))));
         }

@@ -28,6 +28,8 @@ use super::ApiError;
 #[folder = "../console/build/"]
 // Without a build the binary still compiles: Node is not needed to build or test the Rust.
 #[allow_missing = true]
+// The Worker's header rules (Workers Static Assets), not a file of the console.
+#[exclude = "_headers"]
 struct Build;
 
 /// The page of the single-page app, answered for every page path.
@@ -144,4 +146,37 @@ fn with_headers(mut response: Response, cache: &'static str) -> Response {
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Worker serves the same build with the headers of `console/static/_headers`: both hosts
+    /// must send the same policy.
+    #[test]
+    fn the_workers_header_rules_match_these() {
+        let rules = include_str!("../../../console/static/_headers");
+        let header = |name: &str| {
+            rules
+                .lines()
+                .filter_map(|line| line.trim().split_once(": "))
+                .find_map(|(key, value)| key.eq_ignore_ascii_case(name).then_some(value))
+                .unwrap_or_else(|| panic!("console/static/_headers sets no {name}"))
+                .to_owned()
+        };
+        let response = with_headers(StatusCode::OK.into_response(), "no-cache");
+        for name in [
+            CONTENT_SECURITY_POLICY,
+            X_CONTENT_TYPE_OPTIONS,
+            REFERRER_POLICY,
+        ] {
+            assert_eq!(response.headers()[&name], header(name.as_str()), "{name}");
+        }
+        assert_eq!(
+            header(CACHE_CONTROL.as_str()),
+            "public, max-age=31536000, immutable"
+        );
+        assert!(rules.contains(&format!("/{IMMUTABLE}*")));
+    }
 }

@@ -3,7 +3,8 @@
 //! Routes:
 //! - `GET /healthz` (no token): `ok`.
 //! - `GET /metrics` (no token): the server's request counters, OpenMetrics text.
-//! - `GET /v1/whoami`: the grants the bearer token carries (name, role, projects).
+//! - `GET /v1/whoami`: the grants the bearer token carries (name, role, projects), the backend,
+//!   and whether the server is read-only.
 //! - `POST /v1/projects/{project}/rpc`: one protocol request, answered through the catalog as the
 //!   Worker answers it (`hakiri_protocol::dispatch`): the token's grant must allow the request's
 //!   access, an operator request is audited as the grant, the body must be JSON
@@ -44,7 +45,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hakiri_catalog_memory::MemoryCatalog;
 use hakiri_core::{Actor, Catalog, Error, ProjectId};
-use hakiri_protocol::{self as protocol, bearer, Access, Grants, Reply, WhoAmI};
+use hakiri_protocol::{
+    self as protocol, bearer, Access, Backend, Grants, Reply, Server, WhoAmI,
+};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -429,7 +432,17 @@ async fn authorize(
 
 /// `GET /v1/whoami`: every grant of the presented token (name, role, projects).
 async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<WhoAmI>, ApiError> {
-    Ok(Json(app.grants.whoami(token(&headers))?))
+    let backend = match app.url {
+        CatalogUrl::SqliteDir(_) | CatalogUrl::SqliteFile(_) => Backend::Sqlite,
+        CatalogUrl::Postgres(_) => Backend::Postgres,
+        CatalogUrl::Memory => Backend::Memory,
+        CatalogUrl::Http(_) => Backend::Remote,
+    };
+    let server = Server {
+        backend,
+        read_only: app.read_only,
+    };
+    Ok(Json(app.grants.whoami(token(&headers), server)?))
 }
 
 /// `POST /v1/projects/{project}/rpc`: one protocol request.

@@ -117,9 +117,18 @@ describe('roles', () => {
 	it('takes the strongest grant that covers the project', () => {
 		expect(roleOn(whoami, 'examples')).toBe('admin');
 		expect(roleOn(whoami, 'other')).toBe('admin');
-		const reader = { grants: [{ name: 'r', role: 'read' as const, projects: ['a'] }] };
+		const reader = {
+			grants: [{ name: 'r', role: 'read' as const, projects: ['a'] }],
+			server: whoami.server
+		};
 		expect(roleOn(reader, 'a')).toBe('read');
 		expect(roleOn(reader, 'b')).toBeNull();
+	});
+
+	it('acts as a reader at most on a read-only server', () => {
+		const readOnly = { ...whoami, server: { ...whoami.server, read_only: true } };
+		expect(roleOn(readOnly, 'examples')).toBe('read');
+		expect(roleOn({ ...readOnly, grants: [] }, 'examples')).toBeNull();
 	});
 
 	it('orders admin over write over read', () => {

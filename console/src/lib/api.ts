@@ -208,7 +208,10 @@ export class Client {
 
 const RANK: Record<Role, number> = { read: 0, write: 1, admin: 2 };
 
-/** The strongest role the token's grants give on `project`, or null if none covers it. */
+/**
+ * The role the token acts with on `project`: the strongest its grants give there, and no more
+ * than `read` on a read-only server (which refuses every write); null if no grant covers it.
+ */
 export function roleOn(whoami: WhoAmI, project: string): Role | null {
 	let best: Role | null = null;
 	for (const grant of whoami.grants) {
@@ -217,7 +220,7 @@ export function roleOn(whoami: WhoAmI, project: string): Role | null {
 			best = grant.role;
 		}
 	}
-	return best;
+	return best !== null && whoami.server.read_only ? 'read' : best;
 }
 
 /** Whether `role` may do what needs `needed`: admin ⊃ write ⊃ read. */

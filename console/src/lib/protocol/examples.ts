@@ -1839,7 +1839,11 @@ export const whoami: WhoAmI = {
         "examples"
       ]
     }
-  ]
+  ],
+  "server": {
+    "backend": "sqlite",
+    "read_only": false
+  }
 };
 
 /** The first events as an event stream frames them (`GET …/events`). */

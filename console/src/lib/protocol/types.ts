@@ -359,9 +359,14 @@ export interface Plan {
 
 export type Role = 'read' | 'write' | 'admin';
 
-/** `GET /v1/whoami`: every grant of the presented token. */
+/** Where a catalog server keeps the catalog. */
+export type Backend = 'sqlite' | 'postgres' | 'memory' | 'durable_object' | 'remote';
+
+/** `GET /v1/whoami`: every grant of the presented token, and the server that answered. */
 export interface WhoAmI {
 	grants: { name: OperatorName | null; role: Role; projects: '*' | string[] }[];
+	/** `read_only`: every write is refused, whatever the grants say. */
+	server: { backend: Backend; read_only: boolean };
 }
 
 // ---- requests and replies ---------------------------------------------------------------------
