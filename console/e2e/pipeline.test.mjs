@@ -139,6 +139,7 @@ test('a cursor rollback is refused while a run holds the lease, and works after'
 	assert.equal(await page.getByTestId('lease-holder').innerText(), 'worker-1');
 	assert.match(await refused.innerText(), new RegExp(`worker-1 holds the writer lease of shop \\(epoch ${lease.epoch}\\) until`));
 	assert.match(await refused.innerText(), /Nothing was changed/);
+	await shot(page, 'cursor-refused');
 	assert.equal(Number(await page.getByTestId('cursor-version').innerText()), before);
 	const held = await env.server.rpc({ op: 'get_cursor', pipeline: 'shop', stream: 'orders' });
 	assert.equal(held.version, before, 'the refusal wrote nothing');
