@@ -69,6 +69,9 @@ test('the state filter shows only the held pipeline; its name opens the detail p
 	assert.match(await decision.innerText(), /decision #\d+/);
 	assert.match(await decision.getAttribute('href'), new RegExp(`^/projects/${PROJECT}/decisions/\\d+$`));
 	assert.match(await page.getByTestId('paused-reason').innerText(), /held for review/);
+	// The catalog refuses to resume a held pipeline: the page offers the decision instead.
+	await page.getByTestId('resume-held').waitFor({ timeout: 15_000 });
+	assert.equal(await page.getByTestId('resume').count(), 0);
 	await page.getByTestId('run-row').first().waitFor();
 	assert.match(await page.getByTestId('run-row').first().getAttribute('data-run'), /^[0-9a-f-]{36}$/);
 	assert.equal(
@@ -225,7 +228,7 @@ test('a cursor changed behind the page is refused with "reload"', async () => {
 });
 
 test('a read-only token sees the data and no action', async () => {
-	const actions = ['actions', 'pause', 'resume', 'run-manual', 'run-backfill', 'reset-panel', 'reset-initial', 'reset-value', 'rollback-to', 'reset-submit'];
+	const actions = ['actions', 'pause', 'resume', 'resume-held', 'run-manual', 'run-backfill', 'reset-panel', 'reset-initial', 'reset-value', 'rollback-to', 'reset-submit'];
 	const { page, problems } = await open(env.browser);
 	await page.goto(env.server.console(READER.token, SHOP));
 	await page.locator('header .who').filter({ hasText: 'read' }).waitFor({ timeout: 15_000 });

@@ -217,6 +217,9 @@ describe('inputs', () => {
 	it('names the holder after the operator, and the operator after the strongest grant', () => {
 		expect(consoleHolder('alice')).toBe('console-alice');
 		expect(consoleHolder(' bob ')).toBe('console-bob');
+		const long = consoleHolder('é'.repeat(127));
+		expect(new TextEncoder().encode(long).length).toBeLessThanOrEqual(255);
+		expect(long.startsWith('console-éé')).toBe(true);
 		const whoami = {
 			grants: [
 				{ name: 'viewer', role: 'read' as const, projects: ['quickstart'] },

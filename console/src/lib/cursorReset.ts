@@ -10,7 +10,7 @@
 // - A `conflict` from the reset itself (the cursor moved between the read and the write) is
 //   stale too: the operator reloads and decides again.
 
-import { ApiError, type Client } from './api';
+import { ApiError, roleOn, type Client } from './api';
 import type {
 	Cursor,
 	CursorValue,
@@ -58,24 +58,22 @@ export type ResetOutcome =
 	| { ok: false; kind: 'stale'; message: string }
 	| { ok: false; kind: 'error'; message: string; error: unknown; forced: boolean };
 
-/** The lease holder the console acts as: `console-<operator>` (HolderId: printable, trimmed, ≤ 255 bytes). */
+/** The lease holder the console acts as: `console-<operator>` (a HolderId: printable, trimmed, ≤ 255 bytes). */
 export function consoleHolder(operator: string): HolderId {
-	const name = operator.trim().replace(/\p{Cc}/gu, '') || 'operator';
-	const holder = `console-${name}`;
-	return utf8Length(holder) > 255 ? holder.slice(0, 200) : holder;
+	let holder = `console-${operator.trim().replace(/\p{Cc}/gu, '') || 'operator'}`;
+	while (utf8Length(holder) > 255) {
+		holder = [...holder].slice(0, -1).join('').trimEnd();
+	}
+	return holder;
 }
 
-/** The name of the grant that gives the strongest role on `project`, or null. */
+/** The name of the grant that gives the strongest role on `project` (the one requests are audited as), or null. */
 export function operatorOn(whoami: WhoAmI, project: string): string | null {
-	const rank = { read: 0, write: 1, admin: 2 } as const;
-	let best: WhoAmI['grants'][number] | null = null;
-	for (const grant of whoami.grants) {
-		const covers = grant.projects === '*' || grant.projects.includes(project);
-		if (covers && (best === null || rank[grant.role] > rank[best.role])) {
-			best = grant;
-		}
-	}
-	return best?.name ?? null;
+	const role = roleOn(whoami, project);
+	const grant = whoami.grants.find(
+		(g) => g.role === role && (g.projects === '*' || g.projects.includes(project))
+	);
+	return grant?.name ?? null;
 }
 
 /** Why `reason` cannot be sent, or null if it can (non-blank, at most 4096 bytes). */
