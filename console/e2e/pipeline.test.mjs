@@ -254,6 +254,15 @@ test('the detail page fits a phone', async () => {
 	await page.getByTestId('cursor-row').first().waitFor({ timeout: 15_000 });
 	await page.getByTestId('run-row').first().waitFor();
 	await page.locator('[data-testid="timeline-event"]').first().waitFor({ timeout: 15_000 });
+	// By now shop has more events than the live tail's page: older ones come on demand, down to
+	// its creation.
+	const created = page.locator('[data-testid="timeline-event"][data-kind="pipeline_created"]');
+	assert.equal(await created.count(), 0);
+	await page.getByTestId('older-events').click();
+	await created.waitFor({ timeout: 15_000 });
+	const seqs = await page.getByTestId('timeline-event').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+	assert.deepEqual(seqs, [...seqs].sort((a, b) => b - a), 'newest first');
+	assert.equal(new Set(seqs).size, seqs.length, 'no event twice');
 	await page.getByTestId('run-backfill').click();
 	await page.getByTestId('forecast').waitFor();
 	assert.equal(await overflows(page), false, 'the page is wider than a 390 px screen');
