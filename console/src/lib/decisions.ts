@@ -45,7 +45,7 @@ export function inboxQuery(all: boolean, after: DecisionId | null, limit: number
  * Who the console says an operator action is by: the name of the strongest grant covering
  * `project` (the server stamps the real grant anyway), else `console`.
  */
-export function operator(whoami: WhoAmI | null, project: string): Actor {
+export function operator(whoami: WhoAmI | null, project: string): Extract<Actor, { kind: 'operator' }> {
 	const rank = { read: 0, write: 1, admin: 2 };
 	const grants = (whoami?.grants ?? [])
 		.filter((g) => g.projects === '*' || g.projects.includes(project))

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classOf, diffRows, diffSummary, rowText, widensTo } from './schemadiff';
+import { classOf, diffRows, diffSummary, rowCells, rowText, widensTo } from './schemadiff';
 import { replies } from './protocol/examples';
 import type { ColumnType, Decision, SchemaDiff } from './protocol/types';
 
@@ -68,6 +68,16 @@ describe('diff rows', () => {
 			['email: required → nullable', 'widening'],
 			['phone: nullable → required', 'breaking'],
 			['key (id) → (id, region)', 'breaking']
+		]);
+		expect(rows.map(rowCells)).toEqual([
+			{ column: 'note', from: '—', to: 'string, nullable' },
+			{ column: 'tax', from: '—', to: 'decimal, required' },
+			{ column: 'legacy', from: 'json, nullable', to: '—' },
+			{ column: 'qty', from: 'integer', to: 'number' },
+			{ column: 'amount', from: 'string', to: 'number' },
+			{ column: 'email', from: 'required', to: 'nullable' },
+			{ column: 'phone', from: 'nullable', to: 'required' },
+			{ column: 'key', from: '(id)', to: '(id, region)' }
 		]);
 	});
 

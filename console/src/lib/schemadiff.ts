@@ -117,3 +117,19 @@ export function diffSummary(diff: SchemaDiff, most = 2): string {
 	const rest = rows.length - most;
 	return rest > 0 ? `${shown}; ${rest} more change${rest === 1 ? '' : 's'}` : shown;
 }
+
+/** A row as the diff table's cells: the column (or `key`), what it was, what it becomes. */
+export function rowCells(row: DiffRow): { column: string; from: string; to: string } {
+	switch (row.change) {
+		case 'added':
+			return { column: row.column, from: '—', to: `${row.type}, ${nullText(row.nullable)}` };
+		case 'removed':
+			return { column: row.column, from: `${row.type}, ${nullText(row.nullable)}`, to: '—' };
+		case 'retyped':
+			return { column: row.column, from: row.from, to: row.to };
+		case 'nullability':
+			return { column: row.column, from: nullText(row.from), to: nullText(row.to) };
+		case 'key':
+			return { column: 'key', from: keyText(row.from), to: keyText(row.to) };
+	}
+}
