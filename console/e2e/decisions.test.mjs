@@ -49,6 +49,7 @@ test('the inbox lists the held breaking decision; its page shows the retyped col
 	await page.getByTestId('current-schema').waitFor(timeout);
 	assert.equal(await page.getByTestId('current-version').innerText(), 'Current: version 2');
 	assert.match(await page.getByTestId('current-schema').innerText(), /amount\s+string/);
+	assert.match(await page.getByTestId('current-schema').innerText(), /id \(key\)\s+integer/);
 	assert.match(await page.getByTestId('proposed-schema').innerText(), /amount\s+number/);
 	assert.equal(await page.getByTestId('decision-run').getAttribute('href'), `/projects/${PROJECT}/runs/${held.run}`);
 	assert.equal(await page.getByTestId('accept').count(), 1, 'an admin may decide');
@@ -100,6 +101,7 @@ test('accepting with a reason shows the verdict and the resume live, here and in
 	await activity('decision_resolved').waitFor(timeout);
 	await activity('pipeline_resumed').waitFor(timeout);
 	assert.match(await activity('decision_resolved').innerText(), new RegExp(`decision ${held.id} resolved: accepted`));
+	await page.getByTestId('nav-held').waitFor({ state: 'detached', ...timeout });
 	assert.ok(await page.evaluate(() => window.notReloaded), 'the decision page was not reloaded');
 	await shot(page, 'decision-accepted');
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
 	decideRequest,
+	heldText,
 	findQuery,
 	inboxQuery,
 	operator,
@@ -71,5 +72,13 @@ describe('deciding', () => {
 				reason: 'amounts are numbers now'
 			}
 		});
+	});
+});
+
+describe('the nav count', () => {
+	it('is empty with nothing held, and says when there are more than a page', () => {
+		expect(heldText({ items: [], next: null })).toBe('');
+		expect(heldText({ items: [decision(1), decision(2)], next: null })).toBe('2');
+		expect(heldText({ items: [decision(1)], next: 1 })).toBe('1+');
 	});
 });

@@ -75,3 +75,11 @@ export function decideRequest(
 ): Extract<Request, { op: 'decide' }> {
 	return { op: 'decide', decision, decide: { resolution, by, reason: reason.trim() } };
 }
+
+/** The nav's count of a first inbox page: empty when nothing is held, `100+` when more are. */
+export function heldText(page: Page<Decision, DecisionId>): string {
+	if (page.items.length === 0) {
+		return '';
+	}
+	return `${page.items.length}${page.next === null ? '' : '+'}`;
+}
