@@ -44,7 +44,7 @@ test('the inbox lists the held breaking decision; its page shows the retyped col
 	assert.equal(await rows.count(), 1);
 	assert.equal(await rows.first().getAttribute('data-change'), 'retyped');
 	assert.equal(await rows.first().getAttribute('data-class'), 'breaking');
-	assert.match(await rows.first().innerText(), /retyped\s+amount\s+string\s+number\s+breaking/);
+	assert.match(await rows.first().innerText(), /breaking\s+retyped\s+amount\s+string\s+number/);
 	// The current version (2, which accepted the additive coupon) still has amount as a string.
 	await page.getByTestId('current-schema').waitFor(timeout);
 	assert.equal(await page.getByTestId('current-version').innerText(), 'Current: version 2');
@@ -262,6 +262,60 @@ test('the log narrows to one pipeline on the server, filters kinds, and links to
 	const advanced = page.locator('[data-testid="event-row"][data-kind="cursor_advanced"]').first();
 	assert.match(await advanced.getByTestId('event-link').getAttribute('href'), new RegExp(`^/projects/${PROJECT}/pipelines/shop/cursors/(orders|customers)$`));
 	assert.equal(await advanced.getByTestId('event-pipeline-link').getAttribute('href'), `/projects/${PROJECT}/pipelines/shop`);
+	assert.deepEqual(problems, []);
+	await page.close();
+});
+
+test('rejecting by keyboard keeps the current version and resumes; each change has its own class', async () => {
+	// app-log (paused by an operator above) resumed, then a run reports its stream with a column
+	// added (additive) and one retyped (breaking): the policy holds it and pauses the pipeline.
+	const by = { kind: 'operator', name: ADMIN.name };
+	await env.server.rpc({ op: 'set_paused', pipeline: 'app-log', change: 'resume', by });
+	const lease = await env.server.rpc({ op: 'acquire', pipeline: 'app-log', holder: 'e2e-worker', ttl_ms: 60_000 });
+	const run = await env.server.rpc({ op: 'begin_run', lease, begin: { trigger: 'manual', attempt: 1 } });
+	const schema = {
+		columns: [
+			{ name: 'line', type: 'integer', nullable: false },
+			{ name: 'level', type: 'string', nullable: true }
+		],
+		key: []
+	};
+	const observed = await env.server.rpc({ op: 'observe_schema', lease, run: run.id, stream: 'app', schema });
+	assert.equal(observed.verdict, 'held');
+	const id = observed.decision.id;
+	await env.server.rpc({
+		op: 'finish_run',
+		lease,
+		run: run.id,
+		finish: { outcome: { status: 'cancelled', reason: 'schema held' } }
+	});
+	await env.server.rpc({ op: 'release', lease });
+
+	const { page, problems } = await open(env.browser);
+	await page.goto(env.server.console(ADMIN.token, `projects/${PROJECT}/decisions/${id}`));
+	await page.getByTestId('activity-state').filter({ hasText: 'live' }).waitFor(timeout);
+	const rows = await page.getByTestId('diff-row').evaluateAll((trs) =>
+		trs.map((tr) => [tr.dataset.change, tr.dataset.class, tr.innerText.replace(/\s+/g, ' ').trim()])
+	);
+	assert.deepEqual(rows, [
+		['added', 'additive', 'additive added level — string, nullable'],
+		['retyped', 'breaking', 'breaking retyped line string integer']
+	]);
+	assert.equal(await page.getByTestId('decision-class').innerText(), 'breaking');
+
+	await page.getByTestId('decide-reason').focus();
+	await page.keyboard.type('log lines stay text');
+	await page.keyboard.press('Tab');
+	await page.keyboard.press('Tab');
+	assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'reject');
+	await page.keyboard.press('Enter');
+	await page.getByTestId('decision-verdict').filter({ hasText: 'rejected' }).waitFor(timeout);
+	assert.equal(await page.getByTestId('decision-reason').innerText(), 'log lines stay text');
+	assert.equal(await page.getByTestId('current-version').innerText(), 'Current: version 1');
+	assert.match(await page.getByTestId('current-schema').innerText(), /line\s+string/);
+	await page.locator('[data-testid="activity-row"][data-kind="pipeline_resumed"]').waitFor(timeout);
+	assert.equal(await page.getByTestId('reject').count(), 0);
+	await shot(page, 'decision-rejected');
 	assert.deepEqual(problems, []);
 	await page.close();
 });
