@@ -36,7 +36,7 @@ export function run(p: string, id: string): string {
 	return `${project(p)}/runs/${seg(id)}`;
 }
 
-/** The held-decisions inbox (`all` lists every decision, newest first). */
+/** The held-decisions inbox (`all` lists every decision, oldest first as the catalog pages them). */
 export function decisions(p: string, all = false): string {
 	return `${project(p)}/decisions${all ? '?all=1' : ''}`;
 }
