@@ -19,15 +19,12 @@ import type {
 	Json,
 	Lease,
 	ResetTarget,
-	Timestamp,
-	WhoAmI
+	Timestamp
 } from './protocol/types';
+import { reasonProblem, utf8Length } from './operator';
 
 /** How long the console's lease lasts: the reset is one write. */
 export const CONSOLE_LEASE_MS = 30_000;
-
-/** The longest reason the catalog takes, in UTF-8 bytes. */
-const MAX_REASON_BYTES = 4096;
 
 export interface ResetRequest {
 	project: string;
@@ -65,26 +62,6 @@ export function consoleHolder(operator: string): HolderId {
 		holder = [...holder].slice(0, -1).join('').trimEnd();
 	}
 	return holder;
-}
-
-/** The name of the grant that gives the strongest role on `project` (the one requests are audited as), or null. */
-export function operatorOn(whoami: WhoAmI, project: string): string | null {
-	const role = roleOn(whoami, project);
-	const grant = whoami.grants.find(
-		(g) => g.role === role && (g.projects === '*' || g.projects.includes(project))
-	);
-	return grant?.name ?? null;
-}
-
-/** Why `reason` cannot be sent, or null if it can (non-blank, at most 4096 bytes). */
-export function reasonProblem(reason: string): string | null {
-	if (reason.trim() === '') {
-		return 'say why (the reason is audited)';
-	}
-	if (utf8Length(reason.trim()) > MAX_REASON_BYTES) {
-		return `the reason is longer than ${MAX_REASON_BYTES} bytes`;
-	}
-	return null;
 }
 
 /** A cursor value typed by the operator, as JSON: the value, or why it is not one. */
@@ -199,6 +176,3 @@ function messageOf(error: unknown): string {
 	return error instanceof Error ? error.message : String(error);
 }
 
-function utf8Length(text: string): number {
-	return new TextEncoder().encode(text).length;
-}

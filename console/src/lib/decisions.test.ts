@@ -4,10 +4,8 @@ import {
 	heldText,
 	findQuery,
 	inboxQuery,
-	operator,
 	parseDecisionId,
-	pick,
-	reasonProblem
+	pick
 } from './decisions';
 import { whoami } from './protocol/examples';
 import type { Decision } from './protocol/types';
@@ -42,26 +40,6 @@ describe('the inbox', () => {
 });
 
 describe('deciding', () => {
-	it('is by the grant named for the project, or the console', () => {
-		expect(operator(whoami, 'anything')).toEqual({ kind: 'operator', name: 'ana' });
-		expect(operator(null, 'p')).toEqual({ kind: 'operator', name: 'console' });
-		const two = {
-			grants: [
-				{ name: 'reader', role: 'read' as const, projects: ['p'] },
-				{ name: 'boss', role: 'admin' as const, projects: ['p'] },
-				{ name: 'other', role: 'admin' as const, projects: ['q'] }
-			]
-		};
-		expect(operator(two, 'p').name).toBe('boss');
-		expect(operator({ grants: [{ name: null, role: 'admin', projects: '*' }] }, 'p').name).toBe('console');
-	});
-
-	it('needs a non-blank reason of at most 4096 bytes', () => {
-		expect(reasonProblem('   ')).toMatch(/say why/);
-		expect(reasonProblem('é'.repeat(2049))).toMatch(/4098 bytes/);
-		expect(reasonProblem('é'.repeat(2048))).toBeNull();
-	});
-
 	it('sends the resolution, the operator and the trimmed reason', () => {
 		expect(decideRequest(2, 'accept', { kind: 'operator', name: 'alice' }, '  amounts are numbers now \n')).toEqual({
 			op: 'decide',

@@ -7,12 +7,8 @@ import type {
 	DecisionId,
 	DecisionQuery,
 	Page,
-	Request,
-	WhoAmI
+	Request
 } from './protocol/types';
-
-/** The largest reason the catalog takes, in UTF-8 bytes. */
-export const MAX_REASON_BYTES = 4096;
 
 /** A decision id from a URL segment: a positive integer, else null. */
 export function parseDecisionId(text: string | undefined): DecisionId | null {
@@ -39,31 +35,6 @@ export function pick(page: Page<Decision, DecisionId>, id: DecisionId): Decision
 /** A page of the inbox (held decisions) or, with `all`, of every decision; oldest first. */
 export function inboxQuery(all: boolean, after: DecisionId | null, limit: number): DecisionQuery {
 	return { pipeline: null, held_only: !all, after, limit };
-}
-
-/**
- * Who the console says an operator action is by: the name of the strongest grant covering
- * `project` (the server stamps the real grant anyway), else `console`.
- */
-export function operator(whoami: WhoAmI | null, project: string): Extract<Actor, { kind: 'operator' }> {
-	const rank = { read: 0, write: 1, admin: 2 };
-	const grants = (whoami?.grants ?? [])
-		.filter((g) => g.projects === '*' || g.projects.includes(project))
-		.sort((a, b) => rank[b.role] - rank[a.role]);
-	return { kind: 'operator', name: grants.find((g) => g.name)?.name ?? 'console' };
-}
-
-/** Why a reason cannot be sent, or null if it can. */
-export function reasonProblem(reason: string): string | null {
-	const text = reason.trim();
-	if (text === '') {
-		return 'say why: a reason is recorded with the verdict';
-	}
-	const bytes = new TextEncoder().encode(text).length;
-	if (bytes > MAX_REASON_BYTES) {
-		return `the reason is ${bytes} bytes; the catalog keeps at most ${MAX_REASON_BYTES}`;
-	}
-	return null;
 }
 
 /** The `decide` request resolving `decision`; the reason must have passed `reasonProblem`. */
