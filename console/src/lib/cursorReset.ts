@@ -10,7 +10,7 @@
 // - A `conflict` from the reset itself (the cursor moved between the read and the write) is
 //   stale too: the operator reloads and decides again.
 
-import { ApiError, roleOn, type Client } from './api';
+import { ApiError, type Client } from './api';
 import type {
 	Cursor,
 	CursorValue,

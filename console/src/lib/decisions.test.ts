@@ -7,7 +7,6 @@ import {
 	parseDecisionId,
 	pick
 } from './decisions';
-import { whoami } from './protocol/examples';
 import type { Decision } from './protocol/types';
 
 const decision = (id: number) => ({ id }) as Decision;
