@@ -45,9 +45,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hakiri_catalog_memory::MemoryCatalog;
 use hakiri_core::{Actor, Catalog, Error, ProjectId};
-use hakiri_protocol::{
-    self as protocol, bearer, Access, Backend, Grants, Reply, Server, WhoAmI,
-};
+use hakiri_protocol::{self as protocol, bearer, Access, Backend, Grants, Reply, Server, WhoAmI};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

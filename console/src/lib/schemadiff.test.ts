@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classOf, diffRows, diffSummary, rowCells, rowText, widensTo } from './schemadiff';
-import { replies } from './protocol/examples';
+import { classified, replies } from './protocol/examples';
 import type { ColumnType, Decision, SchemaDiff } from './protocol/types';
 
 const empty: SchemaDiff = { added: [], removed: [], retyped: [], nullability: [], key: null };
@@ -42,6 +42,16 @@ describe('widening', () => {
 });
 
 describe('diff rows', () => {
+	it('class every kind of change as hakiri-core does (its classes, generated from Rust)', () => {
+		expect(classified.length).toBe(96);
+		for (const { diff, class: expected } of classified) {
+			const rows = diffRows(diff);
+			expect(rows.length, JSON.stringify(diff)).toBe(1);
+			expect(rows[0]!.class, rowText(rows[0]!)).toBe(expected);
+			expect(classOf(rows)).toBe(expected);
+		}
+	});
+
 	it('classify each change with the rules of SchemaDiff::classify', () => {
 		const rows = diffRows({
 			added: [

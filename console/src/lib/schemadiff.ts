@@ -1,6 +1,8 @@
 // A schema change as the decision page shows it: one row per change, each with its own class,
 // by the rules of hakiri-core's `SchemaDiff::classify` (hakiri-core/src/schema.rs). The decision's
-// overall class is the server's; these per-row classes say which change made it so.
+// overall class is the server's; these per-row classes say which change made it so. They cannot
+// drift from core's: the unit tests check them against every kind of change as core classes it
+// (`classified` in protocol/examples.ts, generated from Rust; ADR 0027).
 
 import type { ChangeClass, ColumnType, SchemaDiff } from './protocol/types';
 
