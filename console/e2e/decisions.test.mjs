@@ -313,7 +313,11 @@ test('rejecting by keyboard keeps the current version and resumes; each change h
 	assert.equal(await page.getByTestId('decision-reason').innerText(), 'log lines stay text');
 	assert.equal(await page.getByTestId('current-version').innerText(), 'Current: version 1');
 	assert.match(await page.getByTestId('current-schema').innerText(), /line\s+string/);
-	await page.locator('[data-testid="activity-row"][data-kind="pipeline_resumed"]').waitFor(timeout);
+	// The resume the rejection caused arrives live (an earlier resume may be in the tail too).
+	const log = await env.server.rpc({ op: 'pipeline_events', pipeline: 'app-log', after: 0, limit: 1000 });
+	const resumed = log.findLast((e) => e.kind.type === 'pipeline_resumed');
+	assert.ok(resumed && resumed.seq > log.find((e) => e.kind.type === 'decision_resolved' && e.kind.decision === id).seq);
+	await page.locator(`[data-testid="activity-row"][data-kind="pipeline_resumed"][data-seq="${resumed.seq}"]`).waitFor(timeout);
 	assert.equal(await page.getByTestId('reject').count(), 0);
 	await shot(page, 'decision-rejected');
 	assert.deepEqual(problems, []);
