@@ -308,12 +308,15 @@ test('rejecting by keyboard keeps the current version and resumes; each change h
 	await page.keyboard.press('Tab');
 	await page.keyboard.press('Tab');
 	assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'reject');
+	// The test resumed app-log itself above: wait for one resume more than the activity shows now.
+	const resumed = page.locator('[data-testid="activity-row"][data-kind="pipeline_resumed"]');
+	const resumedBefore = await resumed.count();
 	await page.keyboard.press('Enter');
 	await page.getByTestId('decision-verdict').filter({ hasText: 'rejected' }).waitFor(timeout);
 	assert.equal(await page.getByTestId('decision-reason').innerText(), 'log lines stay text');
 	assert.equal(await page.getByTestId('current-version').innerText(), 'Current: version 1');
 	assert.match(await page.getByTestId('current-schema').innerText(), /line\s+string/);
-	await page.locator('[data-testid="activity-row"][data-kind="pipeline_resumed"]').waitFor(timeout);
+	await resumed.nth(resumedBefore).waitFor(timeout);
 	assert.equal(await page.getByTestId('reject').count(), 0);
 	await shot(page, 'decision-rejected');
 	assert.deepEqual(problems, []);
