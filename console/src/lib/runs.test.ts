@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PAGE_SIZE, cursorPairs, filterQuery, runFilter, runMillis, runsHref, runsQuery } from './runs';
+import { PAGE_SIZE, cursorPairs, filterQuery, mergeRuns, runFilter, runMillis, runsHref, runsQuery } from './runs';
 import { replies } from './protocol/examples';
 import type { Run } from './protocol/types';
 
@@ -54,5 +54,20 @@ describe('a run', () => {
 			{ stream: 'a', start: 'null', end: null },
 			{ stream: 'b', start: '{"offset":3}', end: '{"offset":9}' }
 		]);
+	});
+});
+
+describe('recent runs and older pages', () => {
+	it('merges newest first, the newer copy of a run winning', () => {
+		const a = { ...failed!, id: '0190-a' };
+		const b = { ...failed!, id: '0190-b' };
+		const c = { ...succeeded!, id: '0190-c' };
+		const finished = { ...b, status: 'succeeded' as const };
+		expect(mergeRuns([c, finished], [b, a]).map((r) => [r.id, r.status])).toEqual([
+			['0190-c', 'succeeded'],
+			['0190-b', 'succeeded'],
+			['0190-a', failed!.status]
+		]);
+		expect(mergeRuns([], [])).toEqual([]);
 	});
 });

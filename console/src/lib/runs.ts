@@ -80,3 +80,13 @@ export function runsHref(project: string, filter: RunFilter): string {
 	const query = filterQuery(filter);
 	return `${links.runs(project)}${query ? `?${query}` : ''}`;
 }
+
+/** `newer` and `older` runs as one list without repeats, newest first (a newer copy wins). */
+export function mergeRuns(newer: Run[], older: Run[]): Run[] {
+	const byId = new Map<string, Run>();
+	for (const run of [...older, ...newer]) {
+		byId.set(run.id, run);
+	}
+	// Run ids are UUIDv7: they sort by start time.
+	return [...byId.values()].sort((a, b) => (a.id < b.id ? 1 : -1));
+}
