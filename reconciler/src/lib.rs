@@ -26,7 +26,7 @@
 //!
 //! ```
 //! use hakiri_reconciler::builtin;
-//! assert_eq!(builtin().names(), ["jsonl", "singer", "tail"]);
+//! assert_eq!(builtin().names(), ["airbyte", "jsonl", "singer", "tail"]);
 //! ```
 //!
 //! # Layout
@@ -52,7 +52,7 @@ pub mod process;
 pub mod venvs;
 
 pub use connector::{Connector, ConnectorError, Connectors, RunContext, SpecProblem};
-pub use connectors::{builtin, JsonlConnector, SingerConnector, TailConnector};
+pub use connectors::{builtin, AirbyteConnector, JsonlConnector, SingerConnector, TailConnector};
 pub use engine::{Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickOperation, TickReport};
 pub use metrics::Metrics;
 // The planner is core's (the servers build the same plan); re-exported where it is used.
