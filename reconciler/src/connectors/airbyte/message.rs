@@ -26,8 +26,8 @@ pub(crate) enum Message<'a> {
     State(Value),
     /// A log line.
     Log { level: String, message: String },
-    /// An error, a stream's status or an estimate.
-    Trace(Trace),
+    /// An error, a stream's status or an estimate (boxed: it is the largest, and rare).
+    Trace(Box<Trace>),
     /// A control message: the source asks its orchestrator to change something (its config).
     Control { kind: String },
     /// `check`'s answer.
@@ -207,7 +207,7 @@ impl<'a> Message<'a> {
                     message: log.message,
                 }
             }
-            "TRACE" => Message::Trace(envelope.trace.ok_or_else(|| missing("trace"))?),
+            "TRACE" => Message::Trace(Box::new(envelope.trace.ok_or_else(|| missing("trace"))?)),
             "CONTROL" => Message::Control {
                 kind: envelope.control.ok_or_else(|| missing("control"))?.kind,
             },
@@ -261,11 +261,15 @@ mod tests {
             &json!({"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1.5,
                 "stream_status": {"stream_descriptor": {"name": "users"}, "status": "STARTED"}}}),
         ) {
-            Message::Trace(Trace {
-                kind,
-                stream_status: Some(status),
-                ..
-            }) => {
+            Message::Trace(trace) if trace.stream_status.is_some() => {
+                let Trace {
+                    kind,
+                    stream_status: Some(status),
+                    ..
+                } = *trace
+                else {
+                    unreachable!()
+                };
                 assert_eq!(kind, "STREAM_STATUS");
                 assert_eq!(status.stream_descriptor.name, "users");
                 assert_eq!(status.status, "STARTED");
@@ -276,10 +280,8 @@ mod tests {
             &json!({"type": "TRACE", "trace": {"type": "ESTIMATE", "emitted_at": 1,
                 "estimate": {"name": "users", "type": "STREAM", "row_estimate": 100, "byte_estimate": 45000}}}),
         ) {
-            Message::Trace(Trace {
-                estimate: Some(estimate),
-                ..
-            }) => {
+            Message::Trace(trace) if trace.estimate.is_some() => {
+                let estimate = trace.estimate.unwrap();
                 assert_eq!(estimate.row_estimate, Some(100.0));
                 assert_eq!(estimate.byte_estimate, Some(45000.0));
             }
@@ -291,9 +293,8 @@ mod tests {
                           "internal_message": "'x' is not of type 'integer'",
                           "stack_trace": "Traceback …", "failure_type": "config_error"}}}),
         ) {
-            Message::Trace(Trace {
-                error: Some(error), ..
-            }) => {
+            Message::Trace(trace) if trace.error.is_some() => {
+                let error = trace.error.unwrap();
                 assert_eq!(error.failure_type, Some(FailureType::ConfigError));
                 assert!(error.message.unwrap().starts_with("Config validation"));
             }

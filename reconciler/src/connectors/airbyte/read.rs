@@ -188,7 +188,7 @@ impl<'a> Read<'a> {
                 Ok(())
             }
             Message::Trace(trace) => {
-                self.trace(trace);
+                self.trace(*trace);
                 Ok(())
             }
             Message::Control { kind } => Err(Halt::Stop(ConnectorError::permanent(format!(
