@@ -135,12 +135,24 @@ impl Config {
 
     fn decode(config: &ConnectorConfig) -> Result<Self, FieldError> {
         let fields: Fields = decode(config.as_map())?;
+        // Airbyte's packages are `airbyte-source-x` and install a program `source-x`.
+        let executable = match (fields.executable, &fields.pip_url) {
+            (None, Some(pip_url)) => pip_url
+                .0
+                .split_whitespace()
+                .find(|word| !word.starts_with('-'))
+                .and_then(crate::venvs::package_name)
+                .and_then(|package| package.strip_prefix("airbyte-"))
+                .filter(|program| program.starts_with("source-"))
+                .and_then(|program| Executable::try_from(program.to_owned()).ok()),
+            (executable, _) => executable,
+        };
         let source = Program::check(
             "",
             ProgramFields {
                 command: fields.command,
                 pip_url: fields.pip_url,
-                executable: fields.executable,
+                executable,
                 config: fields.config,
                 config_env: fields.config_env,
                 env: fields.env,
@@ -190,6 +202,15 @@ mod tests {
         assert_eq!(streams[1].sync_mode, Some(SyncMode::FullRefresh));
         assert_eq!(config.checkpoint_interval, Duration::from_millis(5));
         assert_eq!(config.stop_grace, Duration::from_millis(7));
+    }
+
+    #[test]
+    fn an_airbyte_package_runs_its_source_program_by_default() {
+        let config =
+            parse(json!({"pip_url": "airbyte-source-faker==7.2.1", "output": "o"})).unwrap();
+        assert_eq!(config.source.program, PathBuf::from("source-faker"));
+        let config = parse(json!({"pip_url": "my-source==1", "output": "o"})).unwrap();
+        assert_eq!(config.source.program, PathBuf::from("my-source"));
     }
 
     #[test]

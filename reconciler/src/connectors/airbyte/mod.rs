@@ -33,7 +33,7 @@
 //! |---|---|---|
 //! | `command` | one of `command`, `pip_url` | the source: an executable (looked up on `PATH`) or an array of it and its first arguments |
 //! | `pip_url` | one of `command`, `pip_url` | the source as pip requirements (`"airbyte-source-faker==7.2.1"`), installed into a virtual environment of its own, as for the `singer` connector |
-//! | `executable` | no, with `pip_url` only | the program in that venv's `bin/` (default: the requirement's package name; Airbyte's packages are `airbyte-source-x` and their programs `source-x`, so give it) |
+//! | `executable` | no, with `pip_url` only | the program in that venv's `bin/` (default: `source-x` for a package `airbyte-source-x`, else the package's name) |
 //! | `output` | yes | directory; each run writes `<output>/<stream>/<run id>.jsonl` |
 //! | `config` | no | the source's settings (an object), written to a file only the run can read |
 //! | `config_env` | no | settings taken from the reconciler's environment when the run starts, `{"api_key": "SOURCE_API_KEY"}` |
@@ -43,7 +43,7 @@
 //! | `stop_grace_ms` | no | how long a stopped source has to exit after SIGTERM before SIGKILL (default 10000) |
 //!
 //! ```json
-//! { "pip_url": "airbyte-source-faker==7.2.1", "executable": "source-faker", "output": "data/out",
+//! { "pip_url": "airbyte-source-faker==7.2.1", "output": "data/out",
 //!   "config": {"count": 1000, "seed": 42}, "streams": ["users", "purchases"] }
 //! ```
 
@@ -56,14 +56,14 @@ mod state;
 use std::path::Path;
 
 use async_trait::async_trait;
-use hakiri_core::PipelineSpec;
+use hakiri_core::{ConnectorConfig, PipelineSpec};
 use serde_json::Value;
 
 use self::config::{check_kind, Config};
 use self::message::{Message, TraceError};
 use self::read::Read;
 use super::singer::records::RecordCheck;
-use super::RunFiles;
+use super::{PipRequirement, RunFiles};
 use crate::connector::{Connector, ConnectorError, RunContext, SpecProblem};
 use crate::process::ChildProcess;
 use crate::venvs::Venvs;
@@ -79,6 +79,25 @@ impl AirbyteConnector {
     /// The connector, installing sources named by `pip_url` under `venvs`' root.
     pub fn with_venvs(venvs: Venvs) -> Self {
         Self { venvs }
+    }
+
+    /// The pip requirement an airbyte pipeline's config installs its source from: none for a
+    /// source given by `command`.
+    ///
+    /// # Errors
+    /// The config is not a valid airbyte config (the error names the field).
+    pub fn pip_requirements(
+        config: &ConnectorConfig,
+    ) -> Result<Vec<PipRequirement>, ConnectorError> {
+        let source = Config::parse(config)?.source;
+        Ok(source
+            .pip_url
+            .map(|pip_url| PipRequirement {
+                pip_url,
+                executable: source.program.display().to_string(),
+            })
+            .into_iter()
+            .collect())
     }
 }
 
