@@ -15,8 +15,9 @@
 //!      `<output>/<stream>/<run id>.jsonl`;
 //!    - `STATE`: each stream's newest state is checkpointed once the records before it are
 //!      durable (every output flushed and `fsync`ed), at most once every
-//!      `checkpoint_interval_ms` and at the end; its `sourceStats.recordCount` must equal the
-//!      records Hakiri wrote since the previous state, or the run fails permanently;
+//!      `checkpoint_interval_ms` and at the end; a STREAM state's `sourceStats.recordCount` must
+//!      equal the records Hakiri wrote of its stream since its previous state, or the run fails
+//!      permanently;
 //!    - `TRACE ERROR`: the run fails with its message once the source ends, permanently for a
 //!      `config_error`, transiently otherwise; `TRACE STREAM_STATUS` and `ESTIMATE` and `LOG`
 //!      are logged;

@@ -45,8 +45,6 @@ pub(super) struct Read<'a> {
     streams: Vec<Stream>,
     /// The stream of the last record.
     last: usize,
-    /// Records of every stream since the previous GLOBAL state.
-    since_global: u64,
     /// Each cursor's newest value not yet checkpointed: it covers the records written before it.
     pending: BTreeMap<StreamName, CursorValue>,
     last_checkpoint: Instant,
@@ -80,7 +78,6 @@ impl<'a> Read<'a> {
             config,
             streams,
             last: 0,
-            since_global: 0,
             pending: BTreeMap::new(),
             last_checkpoint: Instant::now(),
             error: None,
@@ -159,22 +156,24 @@ impl<'a> Read<'a> {
             }
             Message::State(value) => {
                 let set = state::checkpoint(&value).map_err(|e| self.stop(e))?;
-                let sent = match set.scope {
-                    Scope::Stream => self
+                // The CDK counts records per stream and cannot count them for a GLOBAL state
+                // (it raises on one), so only a STREAM state's count has a known meaning.
+                if set.scope == Scope::Stream {
+                    let sent = self
                         .streams
                         .iter_mut()
                         .find(|stream| stream.name == set.stream)
-                        .map_or(0, |stream| std::mem::take(&mut stream.since_state)),
-                    Scope::Global => std::mem::take(&mut self.since_global),
-                };
-                if let Some(count) = set.record_count {
-                    #[allow(clippy::cast_precision_loss)] // exact below 2^53 records
-                    if count != sent as f64 {
-                        return Err(self.stop(format!(
-                            "the source's state of {} says it sent {count} records since its \
-                             previous state, but Hakiri read {sent}; the state is not recorded",
-                            set.stream
-                        )));
+                        .map_or(0, |stream| std::mem::take(&mut stream.since_state));
+                    if let Some(count) = set.record_count {
+                        #[allow(clippy::cast_precision_loss)] // exact below 2^53 records
+                        if count != sent as f64 {
+                            return Err(self.stop(format!(
+                                "the source's state of {} says it sent {count} records since \
+                                 its previous state, but Hakiri read {sent}; the state is not \
+                                 recorded",
+                                set.stream
+                            )));
+                        }
                     }
                 }
                 self.pending.insert(set.stream, set.value);
@@ -259,7 +258,6 @@ impl<'a> Read<'a> {
         stream.since_state += 1;
         stream.records += 1;
         stream.bytes += record.len() as u64 + 1;
-        self.since_global += 1;
         Ok(())
     }
 
