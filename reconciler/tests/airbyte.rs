@@ -55,6 +55,15 @@ struct Source {
 
 impl Source {
     async fn new(catalog: &dyn hakiri_core::Catalog, streams: &[&str]) -> Self {
+        Self::with(catalog, streams, 3_600_000).await
+    }
+
+    /// [`Source::new`], checkpointing at most every `checkpoint_interval_ms`.
+    async fn with(
+        catalog: &dyn hakiri_core::Catalog,
+        streams: &[&str],
+        checkpoint_interval_ms: u64,
+    ) -> Self {
         let fake = FakeTap::new();
         let command = json!([
             env!("CARGO_BIN_EXE_hakiri-fake-tap"),
@@ -65,7 +74,7 @@ impl Source {
             discovered(streams).to_string()
         ]);
         let config = json!({"command": command, "output": fake.path("out"),
-                            "config": {"api_key": "k"}, "checkpoint_interval_ms": 3_600_000});
+                            "config": {"api_key": "k"}, "checkpoint_interval_ms": checkpoint_interval_ms});
         pipeline(catalog, "sources", "airbyte", CursorKind::Opaque, config).await;
         Self { fake }
     }
@@ -311,4 +320,34 @@ async fn a_misfit_record_or_a_failed_check_fails_the_run() {
         "{}",
         error.message
     );
+}
+
+/// A shutdown asks the source to stop before it cancels the run: a CDK source has no SIGTERM
+/// handler and dies of the signal, its states printed before it stand, and the run ends
+/// cancelled, to resume from there.
+#[tokio::test]
+async fn a_shutdown_stops_a_source_that_dies_of_sigterm_keeping_its_states() {
+    let (catalog, _clock) = catalog();
+    // Every state checkpointed at once, so the test sees when the run is under way.
+    let source = Source::with(&*catalog, &["orders"], 1).await;
+    source.fake.script(&[
+        record("orders", 1),
+        stream_state("orders", json!({"id": 1}), 1.0),
+        json!({"sleep_ms": 60000}),
+        record("orders", 2),
+    ]);
+    let reconciler = reconciler(catalog.clone());
+    let started = std::time::Instant::now();
+    let runs = shut_down_after_a_checkpoint(&*catalog, &reconciler, "sources", "orders").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the source was stopped, not waited for"
+    );
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, RunStatus::Cancelled, "{runs:?}");
+    assert_eq!(
+        cursor(&*catalog, "sources", "orders").await,
+        Some(stream_body("orders", json!({"id": 1})))
+    );
+    assert_eq!(source.ids("orders"), [1]);
 }
