@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use common::*;
 use hakiri_core::{
-    Actor, Catalog, CursorKind, CursorReset, HolderId, PipelineId, Reason, ResetPermissions,
-    ResetTarget, RunStatus, StreamName,
+    Actor, Catalog, CatalogExt, ChangeClass, ConnectorConfig, ConnectorRef, CursorKind,
+    CursorReset, Decision, DecisionQuery, HolderId, PipelineId, PipelineSpec, Reason,
+    ResetPermissions, ResetTarget, RunStatus, Schedule, SchemaPolicy, StreamName,
 };
 use serde_json::{json, Value};
 
@@ -175,5 +176,106 @@ async fn a_full_run_an_incremental_resume_that_reads_nothing_twice_and_a_per_str
     assert_eq!(
         users["stream"]["stream_state"]["loop_offset"], 100,
         "{users}"
+    );
+}
+
+/// Runs the real source after noting each command in `<dir>/calls`; while `<dir>/old` exists,
+/// its discovered catalog lacks the `age` column of `users`, as an older version of a source
+/// would.
+const OLDER: &str = r#"echo "$1" >> "$DIR/calls"
+if [ "$1" = discover ] && [ -e "$DIR/old" ]; then
+  "$0" "$@" | sed 's/"age": *{"type": *"integer"}, *//'
+  exit $?
+fi
+exec "$0" "$@""#;
+
+/// A column the source adds is held for review: the run ends cancelled before the source reads,
+/// the pipeline pauses and nothing is written; once the change is accepted, the next run reads
+/// with the new schema. The faker types its columns without `null` (`"age": {"type":
+/// "integer"}`), so a new one is a required column: a breaking change, which the default policy
+/// holds.
+#[tokio::test]
+async fn a_new_column_is_held_before_the_source_reads_and_read_once_accepted() {
+    let (catalog, clock) = catalog();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("old"), "").expect("flag");
+    let script = format!("DIR='{}'\n{OLDER}", dir.path().display());
+    let config = json!({
+        "command": ["/bin/sh", "-c", script, source_faker()],
+        "output": dir.path().join("out"),
+        "config": {"count": 10, "seed": 42, "always_updated": false, "parallelism": 1},
+        "streams": ["users"],
+    });
+    let pipeline = PipelineId::new("faker").unwrap();
+    let spec = PipelineSpec::new(
+        pipeline.clone(),
+        ConnectorRef::new("airbyte").unwrap(),
+        CursorKind::Opaque,
+    )
+    .with_schedule(Schedule::Interval(HOUR))
+    .with_config(ConnectorConfig::new(config).unwrap())
+    .with_schema_policy(SchemaPolicy::default());
+    catalog.create_pipeline(spec, &Actor::System).await.unwrap();
+    let reconciler = reconciler(catalog.clone());
+    let calls = || std::fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
+    let users = || output_files(&dir.path().join("out").join("users")).len();
+
+    let first = only(reconcile(&reconciler).await);
+    assert_eq!(first.status, Some(RunStatus::Succeeded), "{first:?}");
+    assert_eq!(calls(), "check\ndiscover\nread\n");
+    assert_eq!(users(), 1);
+    let before = catalog
+        .get_cursor(&pipeline, &StreamName::new("users").unwrap())
+        .await
+        .unwrap()
+        .expect("a cursor");
+
+    std::fs::remove_file(dir.path().join("old")).expect("the source is upgraded");
+    clock.advance(HOUR);
+    let held = only(reconcile(&reconciler).await);
+    assert_eq!(held.status, Some(RunStatus::Cancelled), "{held:?}");
+    let message = held.message.clone().unwrap_or_default();
+    assert!(message.contains("held (decision"), "{message}");
+    assert_eq!(
+        calls(),
+        "check\ndiscover\nread\ndiscover\n",
+        "no read after the hold"
+    );
+    assert_eq!(users(), 1, "nothing written");
+    let after = catalog
+        .get_cursor(&pipeline, &StreamName::new("users").unwrap())
+        .await
+        .unwrap()
+        .expect("a cursor");
+    assert_eq!(after.version, before.version);
+    assert!(catalog
+        .get_pipeline(&pipeline)
+        .await
+        .unwrap()
+        .paused
+        .is_some());
+
+    let pending: Vec<Decision> = catalog
+        .list_decisions(&DecisionQuery::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(Decision::is_pending)
+        .collect();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].class, ChangeClass::Breaking);
+    catalog.decide(pending[0].id, accept()).await.unwrap();
+    let resumed = only(reconcile(&reconciler).await);
+    assert_eq!(resumed.status, Some(RunStatus::Succeeded), "{resumed:?}");
+    assert!(calls().ends_with("discover\nread\n"), "{}", calls());
+    let current = catalog
+        .get_schema(&pipeline, &StreamName::new("users").unwrap(), None)
+        .await
+        .unwrap();
+    assert!(
+        current.schema.column("age").is_some(),
+        "{:?}",
+        current.schema
     );
 }
