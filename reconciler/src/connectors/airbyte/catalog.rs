@@ -16,6 +16,7 @@ use super::state::GLOBAL;
 pub(crate) struct Selected {
     pub(crate) stream: StreamName,
     pub(crate) schema: Schema,
+    pub(crate) sync_mode: SyncMode,
 }
 
 /// Why a catalog cannot be used; the caller adds which source printed it.
@@ -148,6 +149,7 @@ pub(crate) fn configure(
         selected.push(Selected {
             stream: stream_name,
             schema,
+            sync_mode,
         });
     }
     if let Some(missing) = wanted
@@ -239,6 +241,7 @@ mod tests {
         assert_eq!(streams[0]["sync_mode"], "full_refresh");
         assert_eq!(streams[0]["primary_key"], json!([["id"], ["updated_at"]]));
         assert_eq!(selected[0].schema.key(), ["id", "updated_at"]);
+        assert_eq!(selected[0].sync_mode, SyncMode::FullRefresh);
         assert_eq!(selected[1].stream.as_str(), "app.events");
     }
 

@@ -27,8 +27,9 @@
 //! The source's state maps onto the pipeline's cursors (`state.rs`, ADR 0029): a `STREAM` state
 //! is its stream's cursor (a `stream_state` of `null` resets it), a `GLOBAL` state one reserved
 //! cursor, `_airbyte_global`, kept whole; a `LEGACY` state is refused. The next run's `--state`
-//! is rebuilt from the cursors, so `hakiri cursors reset` of one stream re-reads that stream
-//! only and a rollback works per stream. Pipeline `cursor_kind = "opaque"`.
+//! is rebuilt from the cursors (leaving out streams read in `full_refresh`, which start every
+//! run without state), so `hakiri cursors reset` of one stream re-reads that stream only and a
+//! rollback works per stream. Pipeline `cursor_kind = "opaque"`.
 //!
 //! | field | required | meaning |
 //! |---|---|---|
@@ -57,10 +58,10 @@ mod state;
 use std::path::Path;
 
 use async_trait::async_trait;
-use hakiri_core::{ConnectorConfig, PipelineSpec};
+use hakiri_core::{ConnectorConfig, PipelineSpec, StreamName};
 use serde_json::Value;
 
-use self::config::{check_kind, Config};
+use self::config::{check_kind, Config, SyncMode};
 use self::message::{Message, TraceError};
 use self::read::Read;
 use super::singer::records::RecordCheck;
@@ -160,6 +161,11 @@ impl Connector for AirbyteConnector {
         })?;
         let (configured, selected) = catalog::configure(&discovered, config.streams.as_deref())
             .map_err(|e| ConnectorError::permanent(format!("{program}: {e}")))?;
+        let fresh: Vec<StreamName> = selected
+            .iter()
+            .filter(|stream| stream.sync_mode == SyncMode::FullRefresh)
+            .map(|stream| stream.stream.clone())
+            .collect();
         let mut streams = Vec::with_capacity(selected.len());
         for stream in selected {
             ctx.observe_schema(&stream.stream, stream.schema.clone())
@@ -168,7 +174,7 @@ impl Connector for AirbyteConnector {
         }
 
         let catalog = files.write("catalog.json", &configured)?;
-        let state = state::rebuild(&ctx.run().cursors_at_start)
+        let state = state::rebuild(&ctx.run().cursors_at_start, |stream| fresh.contains(stream))
             .map(|state| files.write("state.json", &state))
             .transpose()?;
         let mut args: Vec<&Path> = vec![
@@ -243,4 +249,36 @@ async fn command(
     }
     exit.check()?;
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_pip_url_is_the_one_requirement_to_install_and_a_command_none() {
+        let config = |value| ConnectorConfig::new(value).unwrap();
+        let requirements = AirbyteConnector::pip_requirements(&config(
+            json!({"pip_url": "airbyte-source-faker==7.2.1", "output": "o"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            requirements,
+            [PipRequirement {
+                pip_url: "airbyte-source-faker==7.2.1".into(),
+                executable: "source-faker".into(),
+            }]
+        );
+        let none = AirbyteConnector::pip_requirements(&config(
+            json!({"command": "source-x", "output": "o"}),
+        ))
+        .unwrap();
+        assert_eq!(none, []);
+        let bad = AirbyteConnector::pip_requirements(&config(json!({"output": "o"})))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.starts_with("airbyte config"), "{bad}");
+    }
 }

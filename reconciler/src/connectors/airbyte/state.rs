@@ -128,12 +128,17 @@ pub(crate) fn checkpoint(state: &Value) -> Result<Checkpoint, BadState> {
 }
 
 /// The `--state` a run gives the source: the array of its cursors' values that are not
-/// initial, in stream order; `None` when there is none (a first run, or every stream reset).
-pub(crate) fn rebuild(cursors: &BTreeMap<StreamName, CursorValue>) -> Option<Value> {
+/// initial, in stream order, leaving out the streams `fresh` names (those read in full refresh:
+/// each run reads them whole, as Airbyte starts a new sync's full-refresh streams without
+/// state); `None` when there is none (a first run, or every stream reset).
+pub(crate) fn rebuild(
+    cursors: &BTreeMap<StreamName, CursorValue>,
+    fresh: impl Fn(&StreamName) -> bool,
+) -> Option<Value> {
     let states: Vec<Value> = cursors
-        .values()
-        .filter(|value| !value.is_initial())
-        .map(|value| value.as_json().clone())
+        .iter()
+        .filter(|(stream, value)| !value.is_initial() && !fresh(stream))
+        .map(|(_, value)| value.as_json().clone())
         .collect();
     (!states.is_empty()).then_some(Value::Array(states))
 }
@@ -179,7 +184,15 @@ mod tests {
             (set.stream, set.value),
             (stream("products"), checkpoint(&products).unwrap().value),
         ]);
-        assert_eq!(rebuild(&cursors), Some(json!([products, body])));
+        assert_eq!(
+            rebuild(&cursors, |_| false),
+            Some(json!([products, body.clone()]))
+        );
+        assert_eq!(
+            rebuild(&cursors, |stream| stream.as_str() == "products"),
+            Some(json!([body])),
+            "a full-refresh stream starts without its state"
+        );
     }
 
     #[test]
@@ -196,9 +209,9 @@ mod tests {
             (stream("public.orders"), CursorValue::initial()),
             (stream("users"), CursorValue::new(kept.clone()).unwrap()),
         ]);
-        assert_eq!(rebuild(&cursors), Some(json!([kept])));
+        assert_eq!(rebuild(&cursors, |_| false), Some(json!([kept])));
         let nothing = BTreeMap::from([(stream("users"), CursorValue::initial())]);
-        assert_eq!(rebuild(&nothing), None);
+        assert_eq!(rebuild(&nothing, |_| false), None);
     }
 
     #[test]
@@ -217,7 +230,7 @@ mod tests {
         body.as_object_mut().unwrap().remove("sourceStats");
         assert_eq!(set.value.as_json(), &body);
         assert_eq!(
-            rebuild(&BTreeMap::from([(set.stream, set.value)])),
+            rebuild(&BTreeMap::from([(set.stream, set.value)]), |_| false),
             Some(json!([body]))
         );
     }
