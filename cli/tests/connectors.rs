@@ -88,7 +88,7 @@ fn list_shows_the_builtin_connectors_and_no_taps_before_an_install() {
     let listing = env.json(&["connectors", "list"]);
     assert_eq!(
         listing["builtin"],
-        serde_json::json!(["jsonl", "singer", "tail"])
+        serde_json::json!(["airbyte", "jsonl", "singer", "tail"])
     );
     assert_eq!(listing["installed"], serde_json::json!([]));
     assert_eq!(

@@ -8,7 +8,7 @@
 //! every backend.
 //!
 //! # Built-in connectors
-//! [`builtin()`] returns a registry with three connectors (config reference in [`connectors`]):
+//! [`builtin()`] returns a registry with four connectors (config reference in [`connectors`]):
 //! - `jsonl` ([`JsonlConnector`]): newline-delimited JSON files, a directory per stream, read
 //!   incrementally by a record field (a monotonic cursor); each file's schema is inferred and
 //!   reported before its records are written, so an added field is an additive change and a
@@ -19,21 +19,25 @@
 //!   `pip_url` into a venv of its own, see [`venvs`]) with Hakiri as its loader; each stream's
 //!   bookmark is its own (opaque) cursor, schemas are observed before records, and the tap's
 //!   state is checkpointed only once the records before it are on disk.
+//! - `airbyte` ([`AirbyteConnector`]): an Airbyte source (`source-*`, installed like a tap) with
+//!   Hakiri as its loader; schemas come from `discover`, each STREAM state is its stream's
+//!   (opaque) cursor and a GLOBAL state one cursor, checkpointed once the records before it are
+//!   on disk.
 //!
-//! All three write each run's output to its own file, make it durable before every checkpoint and
+//! All four write each run's output to its own file, make it durable before every checkpoint and
 //! stop at the next record once a run is cancelled: delivery is at least once, and duplicates
 //! can only follow the last checkpoint.
 //!
 //! ```
 //! use hakiri_reconciler::builtin;
-//! assert_eq!(builtin().names(), ["jsonl", "singer", "tail"]);
+//! assert_eq!(builtin().names(), ["airbyte", "jsonl", "singer", "tail"]);
 //! ```
 //!
 //! # Layout
 //! - [`mod@plan`]: the pure planner and the [`Plan`] it produces (JSON and a table).
 //! - [`connector`]: the [`Connector`] trait, the registry and the [`RunContext`].
-//! - [`connectors`]: the built-in `jsonl`, `tail` and `singer` connectors and their config
-//!   reference.
+//! - [`connectors`]: the built-in `jsonl`, `tail`, `singer` and `airbyte` connectors and their
+//!   config reference.
 //! - [`process`]: child processes for connectors that run a program (Singer taps and targets,
 //!   Airbyte sources): a process group per child, a minimal environment, bounded stdout lines,
 //!   stderr logged with its tail kept, SIGTERM → drain → SIGKILL stops.
@@ -52,7 +56,7 @@ pub mod process;
 pub mod venvs;
 
 pub use connector::{Connector, ConnectorError, Connectors, RunContext, SpecProblem};
-pub use connectors::{builtin, JsonlConnector, SingerConnector, TailConnector};
+pub use connectors::{builtin, AirbyteConnector, JsonlConnector, SingerConnector, TailConnector};
 pub use engine::{Reconciler, ReconcilerConfig, RunEnd, TickFailure, TickOperation, TickReport};
 pub use metrics::Metrics;
 // The planner is core's (the servers build the same plan); re-exported where it is used.

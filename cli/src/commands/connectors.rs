@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use hakiri_core::{CatalogExt, Pipeline};
 use hakiri_reconciler::venvs::DEFAULT_ROOT;
-use hakiri_reconciler::{ConnectorError, Installed, SingerConnector, Venvs};
+use hakiri_reconciler::{AirbyteConnector, ConnectorError, Installed, SingerConnector, Venvs};
 use serde::Serialize;
 
 use super::Ctx;
@@ -228,12 +228,12 @@ fn wanted(pipelines: &[Pipeline], named: &[String]) -> CliResult<Wanted> {
         if !named.is_empty() && !is_named {
             continue;
         }
-        let requirements = if pipeline.spec.connector.as_str() == "singer" {
-            SingerConnector::pip_requirements(&pipeline.spec.config)
-                .map_err(|e| config_error(&id, &e))?
-        } else {
-            Vec::new()
-        };
+        let requirements = match pipeline.spec.connector.as_str() {
+            "singer" => SingerConnector::pip_requirements(&pipeline.spec.config),
+            "airbyte" => AirbyteConnector::pip_requirements(&pipeline.spec.config),
+            _ => Ok(Vec::new()),
+        }
+        .map_err(|e| config_error(&id, &e))?;
         if requirements.is_empty() && is_named {
             return Err(CliError::invalid(
                 "no_pip_url",

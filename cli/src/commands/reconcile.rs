@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use hakiri_core::{Catalog, ConnectorRef, Error, HolderId, RunStatus};
 use hakiri_reconciler::{
-    Connectors, Plan, Reconciler, ReconcilerConfig, RunEnd, SingerConnector, TickFailure,
-    TickReport, Venvs,
+    AirbyteConnector, Connectors, Plan, Reconciler, ReconcilerConfig, RunEnd, SingerConnector,
+    TickFailure, TickReport, Venvs,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -26,9 +26,12 @@ pub(crate) fn connectors() -> Connectors {
     hakiri_reconciler::connectors::builtin()
 }
 
-/// The connectors built into this binary, the `singer` one installing taps under `venvs`.
+/// The connectors built into this binary, the `singer` and `airbyte` ones installing taps and
+/// sources under `venvs`.
 pub(crate) fn connectors_with(venvs: Venvs) -> Connectors {
-    connectors().with("singer", SingerConnector::with_venvs(venvs))
+    connectors()
+        .with("singer", SingerConnector::with_venvs(venvs.clone()))
+        .with("airbyte", AirbyteConnector::with_venvs(venvs))
 }
 
 /// The names of the connectors built into this binary, sorted.

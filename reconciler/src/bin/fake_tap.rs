@@ -6,10 +6,20 @@
 //! hakiri-fake-tap --script <file of steps> [other arguments, ignored]
 //! hakiri-fake-tap --sleep-ms <ms> [--ignore-sigterm]    (what a `grandchild` step runs)
 //! hakiri-fake-tap --discover [--catalog-json '<catalog>'] [other arguments, ignored]
+//! hakiri-fake-tap --airbyte [--catalog-json '<catalog>'] [--check-json '<message>']
+//!                 [--script <file>] check|discover|read [other arguments, ignored]
 //! ```
 //! With `--discover` it prints the catalog given with `--catalog-json` (default
 //! `{"streams": []}`) as a Singer tap's discovery mode does, pretty-printed over several lines
 //! as SDK taps print it, and exits.
+//!
+//! With `--airbyte` it plays an Airbyte source, by the command among its arguments: `check`
+//! prints the message given with `--check-json` (default
+//! `{"type": "CONNECTION_STATUS", "connectionStatus": {"status": "SUCCEEDED"}}`), `discover`
+//! prints `{"type": "CATALOG", "catalog": <catalog>}` on one line, and `read` runs the script, whose
+//! `json` steps are then Airbyte messages (GLOBAL states, TRACE errors, CONTROL messages, states
+//! whose `recordCount` is wrong: whatever a test needs).
+//!
 //! Other arguments (`--config c.json --state s.json`) are accepted so that a connector can pass
 //! what it passes a real tap; the `argv` step shows them.
 //!
@@ -86,6 +96,24 @@ async fn run(args: &[String]) -> Result<u8, String> {
         };
         tokio::time::sleep(Duration::from_millis(ms)).await;
         return Ok(0);
+    }
+    if args.iter().any(|a| a == "--airbyte") {
+        let catalog = flag(args, "--catalog-json").unwrap_or(r#"{"streams": []}"#);
+        if args.iter().any(|a| a == "check") {
+            let status =
+                r#"{"type": "CONNECTION_STATUS", "connectionStatus": {"status": "SUCCEEDED"}}"#;
+            let message: Value = serde_json::from_str(flag(args, "--check-json").unwrap_or(status))
+                .map_err(|e| format!("--check-json: {e}"))?;
+            stdout_line(message.to_string().as_bytes());
+            return Ok(0);
+        }
+        if args.iter().any(|a| a == "discover") {
+            let catalog: Value =
+                serde_json::from_str(catalog).map_err(|e| format!("--catalog-json: {e}"))?;
+            let message = json!({"type": "CATALOG", "catalog": catalog});
+            stdout_line(message.to_string().as_bytes());
+            return Ok(0);
+        }
     }
     if args.iter().any(|a| a == "--discover") {
         let catalog = flag(args, "--catalog-json").unwrap_or(r#"{"streams": []}"#);

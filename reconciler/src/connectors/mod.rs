@@ -1,7 +1,8 @@
 //! The built-in connectors: `jsonl` (newline-delimited JSON files read incrementally by a
 //! monotonic cursor field), `tail` (an append-only file read by byte offset, an opaque cursor)
-//! and `singer` (a Singer tap, with Hakiri as its loader: see [`SingerConnector`]). [`builtin`]
-//! registers them under those names.
+//! `singer` (a Singer tap, with Hakiri as its loader: see [`SingerConnector`]) and `airbyte` (an
+//! Airbyte source, Hakiri its loader: see [`AirbyteConnector`]). [`builtin`] registers them
+//! under those names.
 //!
 //! Paths in configs are taken relative to the reconciler process's working directory.
 //!
@@ -84,6 +85,7 @@
 //! permanent error naming `file:line`; an output that cannot be written fails it (transiently
 //! when retrying may help, e.g. a full disk).
 
+mod airbyte;
 mod fields;
 mod infer;
 mod jsonl;
@@ -97,6 +99,7 @@ use hakiri_core::StreamName;
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
+pub use airbyte::AirbyteConnector;
 pub use jsonl::JsonlConnector;
 pub use singer::{PipRequirement, SingerConnector};
 pub use tail::TailConnector;
@@ -104,9 +107,11 @@ pub use tail::TailConnector;
 use crate::connector::{ConnectorError, Connectors};
 
 /// A registry holding the built-in connectors: [`JsonlConnector`] as `"jsonl"`,
-/// [`TailConnector`] as `"tail"` and [`SingerConnector`] as `"singer"`.
+/// [`TailConnector`] as `"tail"`, [`SingerConnector`] as `"singer"` and [`AirbyteConnector`] as
+/// `"airbyte"`.
 pub fn builtin() -> Connectors {
     Connectors::new()
+        .with("airbyte", AirbyteConnector::default())
         .with("jsonl", JsonlConnector)
         .with("tail", TailConnector)
         .with("singer", SingerConnector::default())
@@ -235,5 +240,45 @@ impl Output {
         }
         self.unsynced = false;
         Ok(())
+    }
+}
+
+/// A run's private directory for the files a program reads (its config, catalog and state);
+/// removed when dropped.
+struct RunFiles {
+    dir: tempfile::TempDir,
+}
+
+impl RunFiles {
+    /// A new directory named `<prefix><random>`, mode 0700.
+    fn new(prefix: &str) -> Result<Self, ConnectorError> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(|e| {
+                ConnectorError::transient(format!(
+                    "cannot create the run's temporary directory: {e}"
+                ))
+            })?;
+        Ok(Self { dir })
+    }
+
+    /// Writes `value` as `name`, readable by this user only (it may hold secrets).
+    fn write(&self, name: &str, value: &serde_json::Value) -> Result<PathBuf, ConnectorError> {
+        use std::io::Write as _;
+        let path = self.dir.path().join(name);
+        let written = (|| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            serde_json::to_writer(&mut file, value)?;
+            file.flush()
+        })();
+        written.map_err(|e| {
+            ConnectorError::transient(format!("cannot write {}: {e}", path.display()))
+        })?;
+        Ok(path)
     }
 }

@@ -36,13 +36,13 @@ struct Fields {
 /// A program's fields as written: the tap's (at the top level) or the target's (`target`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "an object")]
-struct ProgramFields {
-    command: Option<Command>,
-    pip_url: Option<NonEmpty>,
-    executable: Option<Executable>,
-    config: Option<Map<String, Value>>,
-    config_env: Option<BTreeMap<String, VariableName>>,
-    env: Option<Vec<String>>,
+pub(in crate::connectors) struct ProgramFields {
+    pub(in crate::connectors) command: Option<Command>,
+    pub(in crate::connectors) pip_url: Option<NonEmpty>,
+    pub(in crate::connectors) executable: Option<Executable>,
+    pub(in crate::connectors) config: Option<Map<String, Value>>,
+    pub(in crate::connectors) config_env: Option<BTreeMap<String, VariableName>>,
+    pub(in crate::connectors) env: Option<Vec<String>>,
 }
 
 /// `command`: a program, or an array of it and its first arguments.
@@ -51,7 +51,7 @@ struct ProgramFields {
     untagged,
     expecting = "must be a program, or an array of it and its arguments, as strings"
 )]
-enum Command {
+pub(in crate::connectors) enum Command {
     Program(String),
     Words(Vec<String>),
 }
@@ -59,7 +59,7 @@ enum Command {
 /// `executable`: a program's name in the venv's `bin/`, so never a path.
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
-struct Executable(String);
+pub(in crate::connectors) struct Executable(String);
 
 impl TryFrom<String> for Executable {
     type Error = &'static str;
@@ -75,7 +75,7 @@ impl TryFrom<String> for Executable {
 /// A value of `config_env`: the environment variable a setting is taken from.
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
-struct VariableName(String);
+pub(in crate::connectors) struct VariableName(String);
 
 impl TryFrom<String> for VariableName {
     type Error = &'static str;
@@ -111,13 +111,13 @@ pub(super) enum Sink {
     Target(Program),
 }
 
-/// A program the run starts, a tap or a target, with its settings.
-pub(super) struct Program {
+/// A program the run starts (a tap, a target, an Airbyte source), with its settings.
+pub(in crate::connectors) struct Program {
     /// With `pip_url`: the executable's name, until the run has installed it and puts its path
     /// in the venv here.
-    pub(super) program: PathBuf,
+    pub(in crate::connectors) program: PathBuf,
     /// Its pip requirements, when it is installed by Hakiri.
-    pub(super) pip_url: Option<String>,
+    pub(in crate::connectors) pip_url: Option<String>,
     pub(super) args: Vec<String>,
     settings: Map<String, Value>,
     /// Settings whose values come from the reconciler's environment when a run starts.
@@ -187,7 +187,10 @@ impl Config {
 impl Program {
     /// Checks the rules between a program's fields (`command` or `pip_url`, `executable` only
     /// with `pip_url`); `within` is where the fields sit (`"target"`, or `""` for the tap).
-    fn check(within: &str, fields: ProgramFields) -> Result<Self, FieldError> {
+    pub(in crate::connectors) fn check(
+        within: &str,
+        fields: ProgramFields,
+    ) -> Result<Self, FieldError> {
         let pip_url = fields.pip_url.map(|pip_url| pip_url.0);
         let executable = fields.executable.map(|name| name.0);
         let (program, args) = match (&pip_url, fields.command) {
@@ -250,12 +253,12 @@ impl Program {
     }
 
     /// The program's settings, with those taken from the environment filled in.
-    pub(super) fn settings(&self) -> Result<Value, ConnectorError> {
+    pub(in crate::connectors) fn settings(&self) -> Result<Value, ConnectorError> {
         let mut settings = self.settings.clone();
         for (setting, variable) in &self.settings_env {
             let value = std::env::var(variable).map_err(|_| {
                 ConnectorError::permanent(format!(
-                    "singer config: config_env.{setting} of {} comes from ${variable}, \
+                    "config_env.{setting} of {} comes from ${variable}, \
                      which is not set in the reconciler's environment",
                     self.program.display()
                 ))
@@ -266,7 +269,7 @@ impl Program {
     }
 
     /// The program's process, with `args` after the configured ones.
-    pub(super) fn spec(&self, ctx: &RunContext, args: &[&Path]) -> ProcessSpec {
+    pub(in crate::connectors) fn spec(&self, ctx: &RunContext, args: &[&Path]) -> ProcessSpec {
         let spec = self.env.iter().fold(
             ProcessSpec::new(&self.program, ctx.run().id),
             |spec, name| spec.inherit_env(name),

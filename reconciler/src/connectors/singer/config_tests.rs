@@ -227,7 +227,7 @@ fn a_good_config_keeps_every_field() {
     // Settings from the environment are read when the run starts, not when it is parsed.
     let missing = config.tap.settings().unwrap_err().to_string();
     assert!(
-        missing.starts_with("singer config: config_env.password of tap-x comes from $PG_PASSWORD"),
+        missing.starts_with("config_env.password of tap-x comes from $PG_PASSWORD"),
         "{missing}"
     );
 

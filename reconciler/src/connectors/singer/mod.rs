@@ -82,18 +82,17 @@
 //! ```
 
 mod catalog;
-mod config;
+pub(super) mod config;
 #[cfg(test)]
 mod config_tests;
 mod loader;
 mod message;
 mod pipe;
-mod records;
+pub(super) mod records;
 mod session;
 mod state;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use async_trait::async_trait;
 use hakiri_core::{ConnectorConfig, PipelineSpec};
@@ -103,6 +102,7 @@ use self::config::{check_kind, Config, Program, Sink};
 use self::loader::Loader;
 use self::pipe::Pipe;
 use self::session::Session;
+use super::RunFiles;
 use crate::connector::{Connector, ConnectorError, RunContext, SpecProblem};
 use crate::process::ChildProcess;
 use crate::venvs::Venvs;
@@ -144,28 +144,6 @@ impl SingerConnector {
             })
             .collect())
     }
-
-    /// Builds the venv of `program`'s `pip_url` unless it is built, logging progress, and
-    /// points `program` at its executable there; gives up when the run is cancelled (the
-    /// unfinished venv is rebuilt next time).
-    async fn install(&self, ctx: &RunContext, program: &mut Program) -> Result<(), ConnectorError> {
-        let Some(pip_url) = &program.pip_url else {
-            return Ok(());
-        };
-        let executable = program.program.display().to_string();
-        let install = self.venvs.install(pip_url, &executable);
-        let installed = tokio::select! {
-            installed = install => installed?,
-            () = ctx.cancelled() => {
-                return Err(ConnectorError::Stopped(format!("cancelled while installing {pip_url}")))
-            }
-        };
-        if installed.built {
-            tracing::info!(run = %ctx.run().id, pip_url, "installed");
-        }
-        program.program = installed.executable;
-        Ok(())
-    }
 }
 
 /// A tap or target to install: what [`SingerConnector::pip_requirements`] finds in a config.
@@ -179,43 +157,6 @@ pub struct PipRequirement {
 
 /// Largest discovered catalog read: a catalog is metadata, not data.
 const MAX_CATALOG_BYTES: usize = 64 << 20;
-
-/// The run's private directory for the tap's files; removed when dropped.
-struct RunFiles {
-    dir: tempfile::TempDir,
-}
-
-impl RunFiles {
-    fn new() -> Result<Self, ConnectorError> {
-        let dir = tempfile::Builder::new()
-            .prefix("hakiri-singer-")
-            .tempdir()
-            .map_err(|e| {
-                ConnectorError::transient(format!(
-                    "cannot create the run's temporary directory: {e}"
-                ))
-            })?;
-        Ok(Self { dir })
-    }
-
-    /// Writes `value` as `name`, readable by this user only (it may hold secrets).
-    fn write(&self, name: &str, value: &Value) -> Result<PathBuf, ConnectorError> {
-        let path = self.dir.path().join(name);
-        let written = (|| {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path)?;
-            serde_json::to_writer(&mut file, value)?;
-            file.flush()
-        })();
-        written.map_err(|e| {
-            ConnectorError::transient(format!("cannot write {}: {e}", path.display()))
-        })?;
-        Ok(path)
-    }
-}
 
 #[async_trait]
 impl Connector for SingerConnector {
@@ -236,9 +177,9 @@ impl Connector for SingerConnector {
         check_kind(ctx.pipeline().spec.cursor_kind).map_err(ConnectorError::permanent)?;
         let mut config = Config::parse(ctx.config())?;
         for program in config.programs_mut() {
-            self.install(ctx, program).await?;
+            install(&self.venvs, ctx, program).await?;
         }
-        let files = RunFiles::new()?;
+        let files = RunFiles::new("hakiri-singer-")?;
         let settings = files.write("config.json", &config.tap.settings()?)?;
 
         let mut catalog = discover(ctx, &config, &settings).await?;
@@ -318,4 +259,30 @@ async fn discover(
             config.tap.program.display()
         ))
     })
+}
+
+/// Builds the venv of `program`'s `pip_url` in `venvs` unless it is built, logging progress, and
+/// points `program` at its executable there; gives up when the run is cancelled (the unfinished
+/// venv is rebuilt next time). A program given by `command` is left as it is.
+pub(super) async fn install(
+    venvs: &Venvs,
+    ctx: &RunContext,
+    program: &mut Program,
+) -> Result<(), ConnectorError> {
+    let Some(pip_url) = &program.pip_url else {
+        return Ok(());
+    };
+    let executable = program.program.display().to_string();
+    let install = venvs.install(pip_url, &executable);
+    let installed = tokio::select! {
+        installed = install => installed?,
+        () = ctx.cancelled() => {
+            return Err(ConnectorError::Stopped(format!("cancelled while installing {pip_url}")))
+        }
+    };
+    if installed.built {
+        tracing::info!(run = %ctx.run().id, pip_url, "installed");
+    }
+    program.program = installed.executable;
+    Ok(())
 }

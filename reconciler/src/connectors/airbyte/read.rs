@@ -1,0 +1,399 @@
+//! `source read`, with Hakiri as the loader: records are appended to
+//! `<output>/<stream>/<run id>.jsonl` after being checked against their stream's observed schema;
+//! each stream's newest state is kept, and at most once per interval (and at the end) every
+//! output is flushed and `fsync`ed, then the changed cursors are checkpointed.
+
+use std::collections::BTreeMap;
+
+use hakiri_core::{CursorValue, StreamName};
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::super::singer::records::RecordCheck;
+use super::super::Output;
+use super::config::Config;
+use super::message::{FailureType, Message, Trace, TraceError};
+use super::state::{self, Scope};
+use crate::connector::{ConnectorError, RunContext};
+use crate::process::ChildProcess;
+
+/// How reading the source ended early.
+enum Halt {
+    /// The source's output is wrong, or it asked for what Hakiri cannot do: stop it, keep the
+    /// checkpoints that cover what was written before this point, and end with this error.
+    Stop(ConnectorError),
+    /// The run was cancelled or its lease lost: stop the source; nothing more may be written.
+    Abort(ConnectorError),
+}
+
+/// A stream the run reads.
+struct Stream {
+    name: StreamName,
+    check: RecordCheck,
+    output: Output,
+    /// Records written since the stream's previous state: its `recordCount` must say the same.
+    since_state: u64,
+    /// Records and bytes written, added to the run's statistics at the end.
+    records: u64,
+    bytes: u64,
+}
+
+/// One `read` of the source.
+pub(super) struct Read<'a> {
+    ctx: &'a RunContext,
+    config: &'a Config,
+    streams: Vec<Stream>,
+    /// The stream of the last record.
+    last: usize,
+    /// Each cursor's newest value not yet checkpointed: it covers the records written before it.
+    pending: BTreeMap<StreamName, CursorValue>,
+    last_checkpoint: Instant,
+    /// The last `TRACE ERROR`: the run's error when the source fails.
+    error: Option<TraceError>,
+    /// The source's output line being applied, counted from 1.
+    line: u64,
+}
+
+impl<'a> Read<'a> {
+    /// A read of `streams` (observed, with their schemas), writing under the config's output.
+    pub(super) fn new(
+        ctx: &'a RunContext,
+        config: &'a Config,
+        streams: Vec<(StreamName, RecordCheck)>,
+    ) -> Self {
+        let file_name = format!("{}.jsonl", ctx.run().id);
+        let streams = streams
+            .into_iter()
+            .map(|(name, check)| Stream {
+                output: Output::new(config.output.join(name.as_str()), file_name.clone()),
+                name,
+                check,
+                since_state: 0,
+                records: 0,
+                bytes: 0,
+            })
+            .collect();
+        Self {
+            ctx,
+            config,
+            streams,
+            last: 0,
+            pending: BTreeMap::new(),
+            last_checkpoint: Instant::now(),
+            error: None,
+            line: 0,
+        }
+    }
+
+    /// Reads the source to its end (or to a stop), then checkpoints its last states.
+    pub(super) async fn run(mut self, mut source: ChildProcess) -> Result<(), ConnectorError> {
+        let ctx = self.ctx;
+        let grace = self.config.stop_grace;
+        // Set when the reconciler shuts down: the source was sent SIGTERM (a CDK source dies of
+        // it), and the states it printed before still count.
+        let mut stopping = false;
+        let halt = loop {
+            let line = if source.line_ready() {
+                if ctx.is_cancelled() {
+                    break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into())));
+                }
+                source.read_line().await
+            } else {
+                tokio::select! {
+                    line = source.read_line() => line,
+                    () = ctx.cancelled() => break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
+                    () = ctx.stopping(), if !stopping => {
+                        source.terminate(grace);
+                        stopping = true;
+                        continue;
+                    }
+                }
+            };
+            let line = match line {
+                Ok(Some(line)) => line,
+                Ok(None) => break None,
+                Err(e) => break Some(Halt::Stop(e.into())),
+            };
+            if let Err(halt) = self.apply(line).await {
+                break Some(halt);
+            }
+        };
+        let exit = match &halt {
+            None => source.wait().await?,
+            Some(_) => source.stop(grace).await?,
+        };
+        self.count();
+        match halt {
+            Some(Halt::Stop(error)) => {
+                self.checkpoint().await?;
+                Err(error)
+            }
+            Some(Halt::Abort(error)) => Err(error),
+            None => {
+                // A state printed before a failure still covers the records before it.
+                self.checkpoint().await?;
+                if stopping {
+                    return Err(ConnectorError::Stopped(
+                        "the reconciler is shutting down; the source was stopped after its last state was recorded".into(),
+                    ));
+                }
+                match self.error.take() {
+                    Some(error) => Err(failure(&exit.program, &error)),
+                    None => exit.check(),
+                }
+            }
+        }
+    }
+
+    /// Applies one line of the source's output.
+    async fn apply(&mut self, line: &[u8]) -> Result<(), Halt> {
+        self.line += 1;
+        let message = Message::parse(line).map_err(|e| self.stop(e))?;
+        match message {
+            Message::Record { stream, data } => {
+                let at = self.find(&stream.stream_name())?;
+                self.write(at, data).await.map_err(Halt::Stop)
+            }
+            Message::State(value) => {
+                let set = state::checkpoint(&value).map_err(|e| self.stop(e))?;
+                // The CDK counts records per stream and cannot count them for a GLOBAL state
+                // (it raises on one), so only a STREAM state's count has a known meaning.
+                if set.scope == Scope::Stream {
+                    let sent = self
+                        .streams
+                        .iter_mut()
+                        .find(|stream| stream.name == set.stream)
+                        .map_or(0, |stream| std::mem::take(&mut stream.since_state));
+                    if let Some(count) = set.record_count {
+                        #[allow(clippy::cast_precision_loss)] // exact below 2^53 records
+                        if count != sent as f64 {
+                            return Err(self.stop(format!(
+                                "the source's state of {} says it sent {count} records since \
+                                 its previous state, but Hakiri read {sent}; the state is not \
+                                 recorded",
+                                set.stream
+                            )));
+                        }
+                    }
+                }
+                self.pending.insert(set.stream, set.value);
+                if self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+                    self.checkpoint().await.map_err(|e| self.halt(e))?;
+                }
+                Ok(())
+            }
+            Message::Log { level, message } => {
+                log(self.ctx, &level, &message);
+                Ok(())
+            }
+            Message::Trace(trace) => {
+                self.trace(*trace);
+                Ok(())
+            }
+            Message::Control { kind } => Err(Halt::Stop(ConnectorError::permanent(format!(
+                "{} sent a CONTROL {kind} message (line {}): it changed its own config (a rotated \
+                 credential, say), which Hakiri cannot store yet; the run stops rather than lose \
+                 it. Update the pipeline's config by hand, or use a source that does not rotate \
+                 its config",
+                self.program(),
+                self.line
+            )))),
+            Message::ConnectionStatus { .. } | Message::Catalog(_) => Ok(()),
+            Message::Other { kind } => {
+                tracing::debug!(run = %self.ctx.run().id, kind, "airbyte message passed over");
+                Ok(())
+            }
+        }
+    }
+
+    fn trace(&mut self, trace: Trace) {
+        let run = &self.ctx.run().id;
+        if let Some(error) = trace.error {
+            tracing::warn!(%run, message = ?error.message, internal = ?error.internal_message,
+                failure_type = ?error.failure_type, "the source reports an error");
+            self.error = Some(error);
+        } else if let Some(status) = trace.stream_status {
+            tracing::info!(%run, stream = %status.stream_descriptor.stream_name(),
+                status = status.status, "stream status");
+        } else if let Some(estimate) = trace.estimate {
+            tracing::info!(%run, stream = estimate.name, namespace = ?estimate.namespace,
+                rows = ?estimate.row_estimate, bytes = ?estimate.byte_estimate, "stream estimate");
+        } else {
+            tracing::debug!(%run, kind = trace.kind, "trace passed over");
+        }
+    }
+
+    /// The stream a RECORD names.
+    fn find(&mut self, name: &str) -> Result<usize, Halt> {
+        if self
+            .streams
+            .get(self.last)
+            .is_some_and(|last| last.name.as_str() == name)
+        {
+            return Ok(self.last);
+        }
+        match self.streams.iter().position(|s| s.name.as_str() == name) {
+            Some(at) => {
+                self.last = at;
+                Ok(at)
+            }
+            None => Err(self.stop(format!(
+                "a RECORD of stream {name:?}, which is not in the configured catalog"
+            ))),
+        }
+    }
+
+    /// Checks a record against its stream's schema and appends it, as the source wrote it.
+    async fn write(&mut self, at: usize, data: &RawValue) -> Result<(), ConnectorError> {
+        let line = self.line;
+        let stream = &mut self.streams[at];
+        if let Some(problem) = stream.check.mismatch(data) {
+            return Err(ConnectorError::permanent(format!(
+                "RECORD of stream {} (line {line}) does not fit its schema: {problem}",
+                stream.name
+            )));
+        }
+        let record = data.get().as_bytes();
+        stream.output.write_line(record).await?;
+        stream.since_state += 1;
+        stream.records += 1;
+        stream.bytes += record.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// Makes every output durable, then checkpoints the kept states whose cursors changed.
+    async fn checkpoint(&mut self) -> Result<(), ConnectorError> {
+        for stream in &mut self.streams {
+            stream.output.sync().await?;
+        }
+        for (stream, value) in std::mem::take(&mut self.pending) {
+            if self.ctx.cursor(&stream).as_ref() != Some(&value)
+                && !(value.is_initial() && self.ctx.cursor(&stream).is_none())
+            {
+                self.ctx.checkpoint(&stream, value).await?;
+            }
+        }
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// Adds the records written to the run's statistics.
+    fn count(&mut self) {
+        for stream in &mut self.streams {
+            if stream.records > 0 {
+                self.ctx.record(&stream.name, stream.records, stream.bytes);
+                (stream.records, stream.bytes) = (0, 0);
+            }
+        }
+    }
+
+    fn program(&self) -> String {
+        self.config.source.program.display().to_string()
+    }
+
+    /// A permanent stop naming the line.
+    fn stop(&self, problem: impl std::fmt::Display) -> Halt {
+        Halt::Stop(ConnectorError::permanent(format!(
+            "{} output line {}: {problem}",
+            self.program(),
+            self.line
+        )))
+    }
+
+    /// How an error from the catalog ends the read: a lost lease or a cancel writes nothing
+    /// more; anything else keeps what came before.
+    fn halt(&self, error: ConnectorError) -> Halt {
+        if self.ctx.is_cancelled() {
+            Halt::Abort(error)
+        } else {
+            Halt::Stop(error)
+        }
+    }
+}
+
+/// The run's error for a source that reported `error`: its message (and the internal one),
+/// permanent for a config error, transient otherwise.
+pub(super) fn failure(program: &str, error: &TraceError) -> ConnectorError {
+    let mut message = format!(
+        "{program}: {}",
+        error
+            .message
+            .as_deref()
+            .unwrap_or("failed without a message")
+    );
+    if let Some(internal) = error
+        .internal_message
+        .as_deref()
+        .filter(|internal| Some(*internal) != error.message.as_deref())
+    {
+        message.push_str(" (");
+        message.push_str(internal.trim_end());
+        message.push(')');
+    }
+    if let Some(stream) = &error.stream_descriptor {
+        message.push_str(&format!(" [stream {}]", stream.stream_name()));
+    }
+    match error.failure_type {
+        Some(FailureType::ConfigError) => ConnectorError::permanent(message),
+        _ => ConnectorError::transient(message),
+    }
+}
+
+/// Logs a source's LOG message at its level.
+pub(super) fn log(ctx: &RunContext, level: &str, message: &str) {
+    let run = &ctx.run().id;
+    match level {
+        "FATAL" | "ERROR" => tracing::error!(%run, "{message}"),
+        "WARN" => tracing::warn!(%run, "{message}"),
+        "INFO" => tracing::info!(%run, "{message}"),
+        "DEBUG" => tracing::debug!(%run, "{message}"),
+        _ => tracing::trace!(%run, "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(failure_type: Option<FailureType>) -> TraceError {
+        TraceError {
+            message: Some("Config validation error: 'x' is not of type 'integer'".into()),
+            internal_message: Some("'x' is not of type 'integer'".into()),
+            failure_type,
+            stream_descriptor: None,
+        }
+    }
+
+    #[test]
+    fn a_config_error_is_permanent_and_every_other_failure_transient() {
+        let permanent = failure("source-faker", &error(Some(FailureType::ConfigError)));
+        assert!(matches!(
+            permanent,
+            ConnectorError::Failed {
+                retryable: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            permanent.to_string(),
+            "source-faker: Config validation error: 'x' is not of type 'integer' ('x' is not of type 'integer')"
+        );
+        for kind in [
+            Some(FailureType::SystemError),
+            Some(FailureType::TransientError),
+            Some(FailureType::Other),
+            None,
+        ] {
+            assert!(
+                matches!(
+                    failure("s", &error(kind)),
+                    ConnectorError::Failed {
+                        retryable: true,
+                        ..
+                    }
+                ),
+                "{kind:?}"
+            );
+        }
+    }
+}
