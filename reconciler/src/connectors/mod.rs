@@ -89,6 +89,7 @@ mod airbyte;
 mod fields;
 mod infer;
 mod jsonl;
+mod output;
 mod singer;
 mod tail;
 

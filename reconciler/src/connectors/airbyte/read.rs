@@ -9,6 +9,7 @@ use hakiri_core::{CursorValue, StreamName};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
+use super::super::output::{read_all, Ended, Halt, Lines};
 use super::super::singer::records::RecordCheck;
 use super::super::Output;
 use super::config::Config;
@@ -16,15 +17,6 @@ use super::message::{FailureType, Message, Trace, TraceError};
 use super::state::{self, Scope};
 use crate::connector::{ConnectorError, RunContext};
 use crate::process::ChildProcess;
-
-/// How reading the source ended early.
-enum Halt {
-    /// The source's output is wrong, or it asked for what Hakiri cannot do: stop it, keep the
-    /// checkpoints that cover what was written before this point, and end with this error.
-    Stop(ConnectorError),
-    /// The run was cancelled or its lease lost: stop the source; nothing more may be written.
-    Abort(ConnectorError),
-}
 
 /// A stream the run reads.
 struct Stream {
@@ -87,41 +79,14 @@ impl<'a> Read<'a> {
 
     /// Reads the source to its end (or to a stop), then checkpoints its last states.
     pub(super) async fn run(mut self, mut source: ChildProcess) -> Result<(), ConnectorError> {
-        let ctx = self.ctx;
-        let grace = self.config.stop_grace;
-        // Set when the reconciler shuts down: the source was sent SIGTERM (a CDK source dies of
-        // it), and the states it printed before still count.
-        let mut stopping = false;
-        let halt = loop {
-            let line = if source.line_ready() {
-                if ctx.is_cancelled() {
-                    break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into())));
-                }
-                source.read_line().await
-            } else {
-                tokio::select! {
-                    line = source.read_line() => line,
-                    () = ctx.cancelled() => break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
-                    () = ctx.stopping(), if !stopping => {
-                        source.terminate(grace);
-                        stopping = true;
-                        continue;
-                    }
-                }
-            };
-            let line = match line {
-                Ok(Some(line)) => line,
-                Ok(None) => break None,
-                Err(e) => break Some(Halt::Stop(e.into())),
-            };
-            if let Err(halt) = self.apply(line).await {
-                break Some(halt);
-            }
-        };
-        let exit = match &halt {
-            None => source.wait().await?,
-            Some(_) => source.stop(grace).await?,
-        };
+        let (ctx, grace) = (self.ctx, self.config.stop_grace);
+        // After a shutdown's SIGTERM (a CDK source dies of it), the states it printed before
+        // still count.
+        let Ended {
+            halt,
+            exit,
+            stopping,
+        } = read_all(&mut source, ctx, grace, &mut self).await?;
         self.count();
         match halt {
             Some(Halt::Stop(error)) => {
@@ -141,67 +106,6 @@ impl<'a> Read<'a> {
                     Some(error) => Err(failure(&exit.program, &error)),
                     None => exit.check(),
                 }
-            }
-        }
-    }
-
-    /// Applies one line of the source's output.
-    async fn apply(&mut self, line: &[u8]) -> Result<(), Halt> {
-        self.line += 1;
-        let message = Message::parse(line).map_err(|e| self.stop(e))?;
-        match message {
-            Message::Record { stream, data } => {
-                let at = self.find(&stream.stream_name())?;
-                self.write(at, data).await.map_err(Halt::Stop)
-            }
-            Message::State(value) => {
-                let set = state::checkpoint(&value).map_err(|e| self.stop(e))?;
-                // The CDK counts records per stream and cannot count them for a GLOBAL state
-                // (it raises on one), so only a STREAM state's count has a known meaning.
-                if set.scope == Scope::Stream {
-                    let sent = self
-                        .streams
-                        .iter_mut()
-                        .find(|stream| stream.name == set.stream)
-                        .map_or(0, |stream| std::mem::take(&mut stream.since_state));
-                    if let Some(count) = set.record_count {
-                        #[allow(clippy::cast_precision_loss)] // exact below 2^53 records
-                        if count != sent as f64 {
-                            return Err(self.stop(format!(
-                                "the source's state of {} says it sent {count} records since \
-                                 its previous state, but Hakiri read {sent}; the state is not \
-                                 recorded",
-                                set.stream
-                            )));
-                        }
-                    }
-                }
-                self.pending.insert(set.stream, set.value);
-                if self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
-                    self.checkpoint().await.map_err(|e| self.halt(e))?;
-                }
-                Ok(())
-            }
-            Message::Log { level, message } => {
-                log(self.ctx, &level, &message);
-                Ok(())
-            }
-            Message::Trace(trace) => {
-                self.trace(*trace);
-                Ok(())
-            }
-            Message::Control { kind } => Err(Halt::Stop(ConnectorError::permanent(format!(
-                "{} sent a CONTROL {kind} message (line {}): it changed its own config (a rotated \
-                 credential, say), which Hakiri cannot store yet; the run stops rather than lose \
-                 it. Update the pipeline's config by hand, or use a source that does not rotate \
-                 its config",
-                self.program(),
-                self.line
-            )))),
-            Message::ConnectionStatus { .. } | Message::Catalog(_) => Ok(()),
-            Message::Other { kind } => {
-                tracing::debug!(run = %self.ctx.run().id, kind, "airbyte message passed over");
-                Ok(())
             }
         }
     }
@@ -348,6 +252,69 @@ pub(super) fn log(ctx: &RunContext, level: &str, message: &str) {
         "INFO" => tracing::info!(%run, "{message}"),
         "DEBUG" => tracing::debug!(%run, "{message}"),
         _ => tracing::trace!(%run, "{message}"),
+    }
+}
+
+impl Lines for Read<'_> {
+    /// Applies one line of the source's output.
+    async fn apply(&mut self, line: &[u8]) -> Result<(), Halt> {
+        self.line += 1;
+        let message = Message::parse(line).map_err(|e| self.stop(e))?;
+        match message {
+            Message::Record { stream, data } => {
+                let at = self.find(&stream.stream_name())?;
+                self.write(at, data).await.map_err(Halt::Stop)
+            }
+            Message::State(value) => {
+                let set = state::checkpoint(&value).map_err(|e| self.stop(e))?;
+                // The CDK counts records per stream and cannot count them for a GLOBAL state
+                // (it raises on one), so only a STREAM state's count has a known meaning.
+                if set.scope == Scope::Stream {
+                    let sent = self
+                        .streams
+                        .iter_mut()
+                        .find(|stream| stream.name == set.stream)
+                        .map_or(0, |stream| std::mem::take(&mut stream.since_state));
+                    if let Some(count) = set.record_count {
+                        #[allow(clippy::cast_precision_loss)] // exact below 2^53 records
+                        if count != sent as f64 {
+                            return Err(self.stop(format!(
+                                "the source's state of {} says it sent {count} records since \
+                                 its previous state, but Hakiri read {sent}; the state is not \
+                                 recorded",
+                                set.stream
+                            )));
+                        }
+                    }
+                }
+                self.pending.insert(set.stream, set.value);
+                if self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+                    self.checkpoint().await.map_err(|e| self.halt(e))?;
+                }
+                Ok(())
+            }
+            Message::Log { level, message } => {
+                log(self.ctx, &level, &message);
+                Ok(())
+            }
+            Message::Trace(trace) => {
+                self.trace(*trace);
+                Ok(())
+            }
+            Message::Control { kind } => Err(Halt::Stop(ConnectorError::permanent(format!(
+                "{} sent a CONTROL {kind} message (line {}): it changed its own config (a rotated \
+                 credential, say), which Hakiri cannot store yet; the run stops rather than lose \
+                 it. Update the pipeline's config by hand, or use a source that does not rotate \
+                 its config",
+                self.program(),
+                self.line
+            )))),
+            Message::ConnectionStatus { .. } | Message::Catalog(_) => Ok(()),
+            Message::Other { kind } => {
+                tracing::debug!(run = %self.ctx.run().id, kind, "airbyte message passed over");
+                Ok(())
+            }
+        }
     }
 }
 

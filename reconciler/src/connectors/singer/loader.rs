@@ -6,8 +6,9 @@ use std::path::Path;
 
 use serde_json::value::RawValue;
 
+use super::super::output::{read_all, Ended, Halt, Lines};
 use super::super::Output;
-use super::session::{Checked, Halt, Session, StreamId};
+use super::session::{Checked, Session, StreamId};
 use crate::connector::ConnectorError;
 use crate::process::ChildProcess;
 
@@ -30,43 +31,14 @@ impl<'a> Loader<'a> {
 
     /// Reads the tap to its end (or to a stop), then checkpoints its last state.
     pub(super) async fn run(mut self, mut tap: ChildProcess) -> Result<(), ConnectorError> {
-        let ctx = self.session.ctx;
-        let grace = self.session.config.stop_grace;
-        // Set when the reconciler shuts down: the tap was asked to stop (SIGTERM) and what it
-        // prints until it exits — records and the final state that covers them — still counts.
-        let mut stopping = false;
-        let halt = loop {
-            let line = if tap.line_ready() {
-                // A line already read is applied without waiting on anything; a cancel is still
-                // seen before it. A shutdown is seen when the tap's output read so far runs out.
-                if ctx.is_cancelled() {
-                    break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into())));
-                }
-                tap.read_line().await
-            } else {
-                tokio::select! {
-                    line = tap.read_line() => line,
-                    () = ctx.cancelled() => break Some(Halt::Abort(ConnectorError::Stopped("cancelled".into()))),
-                    () = ctx.stopping(), if !stopping => {
-                        tap.terminate(grace);
-                        stopping = true;
-                        continue;
-                    }
-                }
-            };
-            let line = match line {
-                Ok(Some(line)) => line,
-                Ok(None) => break None,
-                Err(e) => break Some(Halt::Stop(e.into())),
-            };
-            if let Err(halt) = self.apply(line).await {
-                break Some(halt);
-            }
-        };
-        let exit = match &halt {
-            None => tap.wait().await?,
-            Some(_) => tap.stop(grace).await?,
-        };
+        let (ctx, grace) = (self.session.ctx, self.session.config.stop_grace);
+        // After a shutdown's SIGTERM, what the tap prints until it exits — records and the final
+        // state that covers them — still counts.
+        let Ended {
+            halt,
+            exit,
+            stopping,
+        } = read_all(&mut tap, ctx, grace, &mut self).await?;
         match halt {
             // Nothing the tap printed after the stop point counts, but the state before it covers
             // records written before it.
@@ -88,23 +60,6 @@ impl<'a> Loader<'a> {
                 exit.check()
             }
         }
-    }
-
-    /// Applies one line of the tap's output.
-    async fn apply(&mut self, line: &[u8]) -> Result<(), Halt> {
-        match self.session.check(line).await? {
-            Checked::Record { stream, record } => {
-                self.write(stream, record).await.map_err(Halt::Stop)?;
-            }
-            Checked::State(state) => {
-                self.session.keep(state);
-                if self.session.due() {
-                    self.checkpoint().await.map_err(|e| self.session.halt(e))?;
-                }
-            }
-            Checked::Other => {}
-        }
-        Ok(())
     }
 
     /// Appends a record to its stream's output as the tap wrote it: one JSON object, one line.
@@ -134,5 +89,24 @@ impl<'a> Loader<'a> {
             output.sync().await?;
         }
         self.session.checkpoint().await
+    }
+}
+
+impl Lines for Loader<'_> {
+    /// Applies one line of the tap's output.
+    async fn apply(&mut self, line: &[u8]) -> Result<(), Halt> {
+        match self.session.check(line).await? {
+            Checked::Record { stream, record } => {
+                self.write(stream, record).await.map_err(Halt::Stop)?;
+            }
+            Checked::State(state) => {
+                self.session.keep(state);
+                if self.session.due() {
+                    self.checkpoint().await.map_err(|e| self.session.halt(e))?;
+                }
+            }
+            Checked::Other => {}
+        }
+        Ok(())
     }
 }

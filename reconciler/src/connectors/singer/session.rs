@@ -18,14 +18,7 @@ use super::records::RecordCheck;
 use super::state;
 use crate::connector::{ConnectorError, RunContext};
 
-/// How reading the tap ended early.
-pub(super) enum Halt {
-    /// The tap's output is wrong, or a schema stopped the run: stop the tap, keep the
-    /// checkpoints that cover what was loaded before this point, and end with this error.
-    Stop(ConnectorError),
-    /// The run was cancelled or its lease lost: stop the tap; nothing more may be written.
-    Abort(ConnectorError),
-}
+pub(super) use super::super::output::Halt;
 
 /// One run's view of its tap: the schemas seen, the line being read, the state to checkpoint.
 pub(super) struct Session<'a> {
