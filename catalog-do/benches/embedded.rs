@@ -278,13 +278,7 @@ impl Writer {
                     CursorValue::new(json!(self.next)).unwrap(),
                 )
                 .with_cursor(other.clone(), CursorValue::new(json!(self.next)).unwrap())
-                .with_stats(
-                    self.stream.clone(),
-                    StreamStats {
-                        records: 100,
-                        bytes: 10_000,
-                    },
-                );
+                .with_stats(self.stream.clone(), StreamStats::new(100, 10_000));
             self.next += 1;
             let start = Instant::now();
             self.catalog

@@ -126,13 +126,7 @@ fn finish_request(lease: &Lease, run: &Run) -> Request {
     let finish = FinishRun::succeeded()
         .with_cursor(a.clone(), CursorValue::new(json!(9)).unwrap())
         .with_cursor(b.clone(), CursorValue::new(json!("x")).unwrap())
-        .with_stats(
-            a.clone(),
-            StreamStats {
-                records: 3,
-                bytes: 30,
-            },
-        )
+        .with_stats(a.clone(), StreamStats::new(3, 30))
         // One accepted additive change and one breaking change held for review.
         .with_schema(a, schema(&["note"]))
         .with_schema(b.clone(), schema(&[]));

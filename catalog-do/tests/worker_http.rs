@@ -743,13 +743,7 @@ async fn a_failure_at_any_statement_of_a_finish_leaves_nothing_behind() {
     let finish = FinishRun::succeeded()
         .with_cursor(stream("s"), value(json!(20)))
         .with_cursor(stream("t"), value(json!(7)))
-        .with_stats(
-            stream("s"),
-            StreamStats {
-                records: 10,
-                bytes: 100,
-            },
-        )
+        .with_stats(stream("s"), StreamStats::new(10, 100))
         // Accepted (additive), first version (new stream), held (breaking → pauses).
         .with_schema(stream("s"), additive())
         .with_schema(stream("t"), base())

@@ -90,13 +90,7 @@ async fn main() -> Result<()> {
             stream.clone(),
             CursorValue::new(json!("2026-11-03T00:00:00.000Z"))?,
         )
-        .with_stats(
-            stream.clone(),
-            StreamStats {
-                records: 1200,
-                bytes: 96_000,
-            },
-        )
+        .with_stats(stream.clone(), StreamStats::new(1200, 96_000))
         .with_schema(stream.clone(), v2.clone());
     let done = catalog.finish_run(&lease, run.id, finish).await?;
     println!(

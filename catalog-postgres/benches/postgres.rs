@@ -236,13 +236,7 @@ impl Client {
                             StreamName::new("t").unwrap(),
                             CursorValue::new(json!(v)).unwrap(),
                         )
-                        .with_stats(
-                            stream.clone(),
-                            StreamStats {
-                                records: v,
-                                bytes: v * 64,
-                            },
-                        );
+                        .with_stats(stream.clone(), StreamStats::new(v, v * 64));
                     let t = Instant::now();
                     self.catalog
                         .finish_run(&self.lease, self.run, finish)

@@ -56,7 +56,7 @@ pub use pipeline::{
 };
 pub use run::{
     AbandonWrite, BeginRun, BeginWrite, Beginning, FinishRun, FinishWrite, Outcome, Run, RunError,
-    RunQuery, RunStatus, StreamStats, Trigger,
+    RunQuery, RunStatus, StreamStats, StreamStatus, Trigger,
 };
 pub use schema::{ChangeClass, Column, ColumnType, Fingerprint, Schema, SchemaDiff};
 #[cfg(not(target_arch = "wasm32"))]

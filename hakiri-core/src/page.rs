@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 pub struct Limit(u32);
 
 impl Limit {
+    /// One item: the newest, the first.
+    pub const ONE: Limit = Limit(1);
     /// The default page size.
     pub const DEFAULT: Limit = Limit(100);
     /// The largest page size: bounds the work and memory of one call.

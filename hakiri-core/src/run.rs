@@ -85,13 +85,60 @@ impl fmt::Display for RunStatus {
     }
 }
 
-/// What a run did to one stream.
+/// What a run did to one stream, and what its source said of it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamStats {
     /// Records read.
     pub records: u64,
     /// Bytes read.
     pub bytes: u64,
+    /// The last status the source reported for the stream, for sources that report one (an
+    /// Airbyte source's `TRACE STREAM_STATUS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StreamStatus>,
+    /// How many records the source said it would send (an Airbyte source's `TRACE ESTIMATE`):
+    /// with `records`, how far the stream got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_records: Option<u64>,
+    /// How many bytes the source said it would send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_bytes: Option<u64>,
+}
+
+impl StreamStats {
+    /// `records` records of `bytes` bytes, and nothing reported by the source.
+    pub fn new(records: u64, bytes: u64) -> Self {
+        Self {
+            records,
+            bytes,
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a source said a stream got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStatus {
+    /// The source began reading it.
+    Started,
+    /// The source is reading it.
+    Running,
+    /// The source read all of it.
+    Complete,
+    /// The source stopped reading it before the end (it failed, or was stopped).
+    Incomplete,
+}
+
+impl fmt::Display for StreamStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StreamStatus::Started => "started",
+            StreamStatus::Running => "running",
+            StreamStatus::Complete => "complete",
+            StreamStatus::Incomplete => "incomplete",
+        })
+    }
 }
 
 /// Why a run failed.

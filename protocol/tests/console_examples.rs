@@ -26,8 +26,8 @@ use hakiri_core::{
     BeginRun, Catalog, CatalogExt, Column, ColumnType, ConnectorConfig, CursorAdvance, CursorKind,
     CursorReset, Decide, DecisionQuery, Entity, Epoch, Error, FenceReason, FinishRun, Limit,
     ManualClock, Outcome, PauseChange, ProjectId, PutMode, ResetPermissions, ResetTarget,
-    Resolution, Result, RunError, RunQuery, Schedule, Schema, SchemaDiff, StreamStats, Timestamp,
-    Trigger,
+    Resolution, Result, RunError, RunQuery, Schedule, Schema, SchemaDiff, StreamStats,
+    StreamStatus, Timestamp, Trigger,
 };
 use hakiri_protocol::events::frame;
 use hakiri_protocol::{
@@ -215,8 +215,10 @@ async fn session(catalog: &dyn Catalog, clock: &ManualClock) {
             FinishRun::new(Outcome::Succeeded).with_stats(
                 s.clone(),
                 StreamStats {
-                    records: 120,
-                    bytes: 4096,
+                    status: Some(StreamStatus::Complete),
+                    estimated_records: Some(150),
+                    estimated_bytes: Some(5000),
+                    ..StreamStats::new(120, 4096)
                 },
             ),
         )

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use hakiri_core::{
-    Catalog, ConnectorConfig, CursorAdvance, CursorValue, Entity, Error, Lease, Pipeline,
-    PipelineSpec, Run, Schema, StreamName, StreamStats, Verdict,
+    Catalog, ConnectorConfig, CursorAdvance, CursorValue, Entity, Error, Lease, Limit, Pipeline,
+    PipelineSpec, Run, RunQuery, RunStatus, Schema, StreamName, StreamStats, StreamStatus, Verdict,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -207,6 +207,26 @@ impl RunContext {
         &self.lease
     }
 
+    /// Whether a run of the pipeline succeeded since its spec (or its pause) last changed: a
+    /// connector that proves its config before using it (`airbyte`'s `check`) does so when not.
+    ///
+    /// # Errors
+    /// The catalog could not be read.
+    pub async fn succeeded_since_changed(&self) -> Result<bool, ConnectorError> {
+        let query = RunQuery {
+            pipeline: Some(self.pipeline.id().clone()),
+            status: Some(RunStatus::Succeeded),
+            before: None,
+            limit: Limit::ONE,
+        };
+        let newest = self.catalog.list_runs(&query).await?;
+        // A run begun in the same instant as the change may have read the old spec: not proven.
+        Ok(newest
+            .items
+            .first()
+            .is_some_and(|run| run.started_at > self.pipeline.updated_at))
+    }
+
     /// A stream's cursor: its value when the run began, or its last checkpoint in this run.
     pub fn cursor(&self, stream: &StreamName) -> Option<CursorValue> {
         lock(&self.cursors)
@@ -308,6 +328,20 @@ impl RunContext {
         let entry = stats.entry(stream.clone()).or_default();
         entry.records += records;
         entry.bytes += bytes;
+    }
+
+    /// Notes the status a source reported for a stream (reported when the run finishes).
+    pub fn stream_status(&self, stream: &StreamName, status: StreamStatus) {
+        lock(&self.stats).entry(stream.clone()).or_default().status = Some(status);
+    }
+
+    /// Notes how many records and bytes a source said it will send of a stream (reported when
+    /// the run finishes); an estimate left out keeps the one given before.
+    pub fn estimate(&self, stream: &StreamName, records: Option<u64>, bytes: Option<u64>) {
+        let mut stats = lock(&self.stats);
+        let entry = stats.entry(stream.clone()).or_default();
+        entry.estimated_records = records.or(entry.estimated_records);
+        entry.estimated_bytes = bytes.or(entry.estimated_bytes);
     }
 
     /// Whether the run has been asked to stop.

@@ -7,7 +7,7 @@ mod common;
 
 use common::singer::{read_json, FakeTap};
 use common::*;
-use hakiri_core::{CursorKind, RunStatus};
+use hakiri_core::{CursorKind, RunStatus, StreamStatus};
 use serde_json::{json, Value};
 
 /// A discovered catalog offering `streams`, each keyed by an integer `id`, incremental on a
@@ -160,6 +160,76 @@ async fn stream_states_and_a_global_state_become_cursors_and_the_next_state() {
         json!([global, orders]),
         "the reset stream is left out"
     );
+}
+
+fn trace(kind: &str, body: Value) -> Value {
+    json!({"json": {"type": "TRACE", "trace": {"type": kind, "emitted_at": 1,
+           kind.to_lowercase(): body}}})
+}
+
+fn stream_status(stream: &str, status: &str) -> Value {
+    trace(
+        "STREAM_STATUS",
+        json!({"stream_descriptor": {"name": stream}, "status": status}),
+    )
+}
+
+/// What the source says of each stream (`STREAM_STATUS`, a STREAM `ESTIMATE`) is kept in the
+/// run's statistics beside what Hakiri counted, the last word of each kind winning; a SYNC
+/// estimate, a status Hakiri does not know and traces of streams it does not read are only
+/// logged.
+#[tokio::test]
+async fn stream_statuses_and_estimates_end_in_the_run_statistics() {
+    let (catalog, _clock) = catalog();
+    let source = Source::new(&*catalog, &["orders", "customers"]).await;
+    source.fake.script(&[
+        trace(
+            "ESTIMATE",
+            json!({"name": "", "type": "SYNC", "row_estimate": 99}),
+        ),
+        stream_status("orders", "STARTED"),
+        trace(
+            "ESTIMATE",
+            json!({"name": "orders", "type": "STREAM", "row_estimate": 10, "byte_estimate": 900}),
+        ),
+        stream_status("orders", "RUNNING"),
+        record("orders", 1),
+        record("orders", 2),
+        trace(
+            "ESTIMATE",
+            json!({"name": "orders", "type": "STREAM", "row_estimate": 3}),
+        ),
+        stream_status("orders", "COMPLETE"),
+        stream_status("customers", "STARTED"),
+        stream_status("customers", "RATE_LIMITED"),
+        record("customers", 7),
+        stream_status("invoices", "COMPLETE"),
+        trace("ESTIMATE", json!({"name": "invoices", "row_estimate": 5})),
+    ]);
+    let end = only(reconcile(&reconciler(catalog.clone())).await);
+    assert_eq!(end.status, Some(RunStatus::Succeeded), "{end:?}");
+    let stats = run(&*catalog, &end).await.stats;
+    let orders = stats.get(&stream("orders")).expect("orders' statistics");
+    assert_eq!(
+        (
+            orders.records,
+            orders.status,
+            orders.estimated_records,
+            orders.estimated_bytes
+        ),
+        (2, Some(StreamStatus::Complete), Some(3), Some(900)),
+        "the newest status and estimate; a count left out keeps the one before"
+    );
+    let customers = stats.get(&stream("customers")).expect("customers'");
+    assert_eq!(
+        (
+            customers.records,
+            customers.status,
+            customers.estimated_records
+        ),
+        (1, Some(StreamStatus::Started), None)
+    );
+    assert_eq!(stats.len(), 2, "{stats:?}");
 }
 
 /// A TRACE ERROR becomes the run's error once the source exits: a `config_error` is permanent,
@@ -320,6 +390,69 @@ async fn a_misfit_record_or_a_failed_check_fails_the_run() {
         "{}",
         error.message
     );
+}
+
+/// `check` proves a config before it is used: on the pipeline's first run and the first after
+/// its config changed, not on the runs in between.
+#[tokio::test]
+async fn check_runs_before_the_first_run_of_each_config() {
+    let (catalog, clock) = catalog();
+    let fake = FakeTap::new();
+    let command = json!([
+        env!("CARGO_BIN_EXE_hakiri-fake-tap"),
+        "--airbyte",
+        "--calls",
+        fake.path("calls"),
+        "--script",
+        fake.path("script.json"),
+        "--catalog-json",
+        discovered(&["orders"]).to_string()
+    ]);
+    let config = |key: &str| json!({"command": command, "output": fake.path("out"), "config": {"api_key": key}});
+    let created = pipeline(
+        &*catalog,
+        "sources",
+        "airbyte",
+        CursorKind::Opaque,
+        config("k1"),
+    )
+    .await;
+    fake.script(&[
+        record("orders", 1),
+        stream_state("orders", json!({"id": 1}), 1.0),
+    ]);
+    let reconciler = reconciler(catalog.clone());
+    let mut commands = Vec::new();
+    let mut run_once = async |what: &str| {
+        clock.advance(std::time::Duration::from_secs(3600));
+        let end = only(reconcile(&reconciler).await);
+        assert_eq!(end.status, Some(RunStatus::Succeeded), "{what}: {end:?}");
+        let calls = std::fs::read_to_string(fake.path("calls")).unwrap_or_default();
+        let new = calls
+            .lines()
+            .skip(commands.len())
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        commands.extend(new.clone());
+        new
+    };
+    assert_eq!(run_once("first").await, ["check", "discover", "read"]);
+    assert_eq!(run_once("same config").await, ["discover", "read"]);
+
+    let mut spec = created.spec.clone();
+    spec.config = hakiri_core::ConnectorConfig::new(config("k2")).unwrap();
+    catalog
+        .put_pipeline(
+            spec,
+            hakiri_core::PutMode::Update {
+                expected: created.generation,
+            },
+            &hakiri_core::Actor::System,
+        )
+        .await
+        .expect("update the config");
+    assert_eq!(run_once("new config").await, ["check", "discover", "read"]);
+    assert_eq!(run_once("proven").await, ["discover", "read"]);
 }
 
 /// A shutdown asks the source to stop before it cancels the run: a CDK source has no SIGTERM

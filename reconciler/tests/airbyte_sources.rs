@@ -22,7 +22,7 @@ use common::*;
 use hakiri_core::{
     Actor, Catalog, CatalogExt, ChangeClass, ConnectorConfig, ConnectorRef, CursorKind,
     CursorReset, Decision, DecisionQuery, HolderId, PipelineId, PipelineSpec, Reason,
-    ResetPermissions, ResetTarget, RunStatus, Schedule, SchemaPolicy, StreamName,
+    ResetPermissions, ResetTarget, RunStatus, Schedule, SchemaPolicy, StreamName, StreamStatus,
 };
 use serde_json::{json, Value};
 
@@ -128,7 +128,12 @@ async fn a_full_run_an_incremental_resume_that_reads_nothing_twice_and_a_per_str
         .expect("a cursor");
     assert_eq!(products["stream"]["stream_state"]["seed"], 42, "{products}");
     let stats = run(&*catalog, &first).await.stats;
-    assert_eq!(stats[&StreamName::new("users").unwrap()].records, 100);
+    let said = stats[&stream("users")];
+    assert_eq!(
+        (said.records, said.status, said.estimated_records),
+        (100, Some(StreamStatus::Complete), Some(100)),
+        "what Hakiri wrote, and what the source said it would send and where it got"
+    );
 
     clock.advance(HOUR);
     let second = only(reconcile(&reconciler).await);

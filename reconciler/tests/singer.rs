@@ -11,7 +11,7 @@ use common::singer::*;
 use common::*;
 use hakiri_core::{
     Actor, Catalog, CursorKind, CursorReset, DecisionQuery, PipelineId, Reason, ResetPermissions,
-    ResetTarget, RunStatus, StreamName,
+    ResetTarget, RunStatus,
 };
 use serde_json::{json, Value};
 
@@ -47,10 +47,6 @@ impl Tap {
     fn records(&self, stream: &str) -> Vec<Value> {
         output_records(&self.path("out").join(stream))
     }
-}
-
-fn stream(name: &str) -> StreamName {
-    StreamName::new(name).unwrap()
 }
 
 /// Records land in per-stream files, each bookmark becomes its stream's cursor only after the

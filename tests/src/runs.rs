@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hakiri_core::{
     BeginRun, CatalogExt, Column, ColumnType, Entity, Error, FinishRun, Lease, Limit, Outcome, Run,
-    RunError, RunId, RunQuery, RunStatus, Schema, StreamStats, Timestamp, Trigger,
+    RunError, RunId, RunQuery, RunStatus, Schema, StreamStats, StreamStatus, Timestamp, Trigger,
 };
 use serde_json::json;
 
@@ -134,14 +134,19 @@ pub async fn runs_finish_succeeded_writes_everything(cx: &Ctx) {
     cx.advance_to(&lease, run.id, &stream("u"), value(json!(1)))
         .await
         .unwrap();
-    let stats = StreamStats {
-        records: 10,
-        bytes: 1000,
+    let stats = StreamStats::new(10, 1000);
+    // What a source said of a stream is kept as it was said.
+    let reported = StreamStats {
+        status: Some(StreamStatus::Incomplete),
+        estimated_records: Some(u64::MAX),
+        estimated_bytes: Some(0),
+        ..StreamStats::new(4, 40)
     };
     let finish = FinishRun::succeeded()
         .with_cursor(stream("s"), value(json!(7)))
         .with_cursor(stream("t"), value(json!("b")))
-        .with_stats(stream("s"), stats);
+        .with_stats(stream("s"), stats)
+        .with_stats(stream("u"), reported);
     let done = cx.finish_run(&lease, run.id, finish).await.unwrap();
 
     assert_eq!(done.id, run.id);
@@ -150,7 +155,12 @@ pub async fn runs_finish_succeeded_writes_everything(cx: &Ctx) {
     assert!(finished_at >= done.started_at);
     assert_eq!(done.started_at, run.started_at);
     assert_eq!(done.error, None);
-    assert_eq!(done.stats, [(stream("s"), stats)].into_iter().collect());
+    assert_eq!(
+        done.stats,
+        [(stream("s"), stats), (stream("u"), reported)]
+            .into_iter()
+            .collect()
+    );
     let at_end: BTreeMap<_, _> = [
         (stream("s"), value(json!(7))),
         (stream("t"), value(json!("b"))),
@@ -239,13 +249,7 @@ pub async fn runs_finish_twice_fails_and_changes_nothing(cx: &Ctx) {
         error: RunError::new("late", true),
     })
     .with_cursor(stream("s"), value(json!(9)))
-    .with_stats(
-        stream("s"),
-        StreamStats {
-            records: 1,
-            bytes: 1,
-        },
-    );
+    .with_stats(stream("s"), StreamStats::new(1, 1));
     let err = cx.finish_run(&lease, run.id, again).await.unwrap_err();
     assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
     let err = cx
@@ -281,13 +285,7 @@ pub async fn runs_finish_is_all_or_nothing(cx: &Ctx) {
     let finish = FinishRun::succeeded()
         .with_cursor(stream("a"), value(json!(20)))
         .with_cursor(stream("b"), value(json!(4)))
-        .with_stats(
-            stream("a"),
-            StreamStats {
-                records: 3,
-                bytes: 30,
-            },
-        )
+        .with_stats(stream("a"), StreamStats::new(3, 30))
         .with_schema(stream("a"), schema());
     let err = cx.finish_run(&lease, run.id, finish).await.unwrap_err();
     match err {

@@ -236,14 +236,7 @@ mod tests {
             status: RunStatus::Failed,
             started_at: Timestamp::from_millis(1_763_800_000_000),
             finished_at: None,
-            stats: [(
-                stream.clone(),
-                StreamStats {
-                    records: 1,
-                    bytes: 2,
-                },
-            )]
-            .into(),
+            stats: [(stream.clone(), StreamStats::new(1, 2))].into(),
             error: Some(RunError::new("\"finished_at\":1,\u{0}", true)),
             cursors_at_start: [(stream.clone(), value.clone())].into(),
             cursors_at_end: [(stream, value)].into(),
@@ -351,13 +344,7 @@ mod tests {
                 ),
             })
             .with_cursor(s(), value(5))
-            .with_stats(
-                s(),
-                StreamStats {
-                    records: 3,
-                    bytes: 30,
-                },
-            );
+            .with_stats(s(), StreamStats::new(3, 30));
 
             let done = a
                 .finish_from_cache(&lease, run.id, &finish)

@@ -1,6 +1,6 @@
 //! `hakiri runs list|show`.
 
-use hakiri_core::{Run, RunQuery, RunStatus};
+use hakiri_core::{Run, RunQuery, RunStatus, StreamStats};
 
 use super::{limit, pipeline_id, run_id, Ctx};
 use crate::cli::{RunStatusArg, RunsCommand};
@@ -163,13 +163,17 @@ fn print_run(run: &Run) {
         .chain(run.cursors_at_start.keys())
         .chain(run.cursors_at_end.keys())
         .collect();
-    let mut s = output::table([
-        "STREAM",
-        "RECORDS",
-        "BYTES",
-        "CURSOR AT START",
-        "CURSOR AT END",
-    ]);
+    // What the source said of its streams (an Airbyte source's statuses and estimates) gets
+    // its own column, for the runs of sources that say anything.
+    let reported = run.stats.values().any(|s| {
+        s.status.is_some() || s.estimated_records.is_some() || s.estimated_bytes.is_some()
+    });
+    let mut header = vec!["STREAM", "RECORDS", "BYTES"];
+    if reported {
+        header.push("SOURCE SAID");
+    }
+    header.extend(["CURSOR AT START", "CURSOR AT END"]);
+    let mut s = output::table(header);
     let known = records(run).is_some();
     for stream in streams {
         let stats = run.stats.get(stream).copied().unwrap_or_default();
@@ -184,13 +188,57 @@ fn print_run(run: &Run) {
             m.get(stream)
                 .map_or_else(|| "-".to_owned(), |v| output::truncate(&v.to_string(), 40))
         };
-        s.add_row([
-            stream.to_string(),
-            count(stats.records),
-            count(stats.bytes),
-            cursor(&run.cursors_at_start),
-            cursor(&run.cursors_at_end),
-        ]);
+        let mut row = vec![stream.to_string(), count(stats.records), count(stats.bytes)];
+        if reported {
+            row.push(source_said(&stats));
+        }
+        row.extend([cursor(&run.cursors_at_start), cursor(&run.cursors_at_end)]);
+        s.add_row(row);
     }
     output::print_table(&s, "no streams");
+}
+
+/// A stream's status and estimates as its source reported them: `complete, ~150 records`.
+fn source_said(stats: &StreamStats) -> String {
+    let said: Vec<String> = [
+        stats.status.map(|s| s.to_string()),
+        stats.estimated_records.map(|n| format!("~{n} records")),
+        stats.estimated_bytes.map(|n| format!("~{n} bytes")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if said.is_empty() {
+        "-".to_owned()
+    } else {
+        said.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hakiri_core::StreamStatus;
+
+    use super::*;
+
+    #[test]
+    fn what_a_source_said_lists_only_what_it_said() {
+        let said = |stats| source_said(&stats);
+        assert_eq!(said(StreamStats::new(5, 50)), "-");
+        assert_eq!(
+            said(StreamStats {
+                status: Some(StreamStatus::Complete),
+                estimated_records: Some(150),
+                ..StreamStats::new(120, 4096)
+            }),
+            "complete, ~150 records"
+        );
+        assert_eq!(
+            said(StreamStats {
+                estimated_bytes: Some(9),
+                ..StreamStats::default()
+            }),
+            "~9 bytes"
+        );
+    }
 }

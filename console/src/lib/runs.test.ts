@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { PAGE_SIZE, cursorPairs, filterQuery, mergeRuns, runFilter, runMillis, runsHref, runsQuery } from './runs';
+import {
+	PAGE_SIZE,
+	cursorPairs,
+	filterQuery,
+	mergeRuns,
+	runFilter,
+	runMillis,
+	runsHref,
+	runsQuery,
+	sourceSaid
+} from './runs';
 import { replies } from './protocol/examples';
 import type { Run } from './protocol/types';
 
@@ -54,6 +64,14 @@ describe('a run', () => {
 			{ stream: 'a', start: 'null', end: null },
 			{ stream: 'b', start: '{"offset":3}', end: '{"offset":9}' }
 		]);
+	});
+});
+
+describe("what a stream's source said", () => {
+	it('lists the status and estimates it gave, and nothing when it gave none', () => {
+		expect(sourceSaid(succeeded!.stats.orders!)).toBe('complete, ~150 records, ~5000 bytes');
+		expect(sourceSaid({ records: 1, bytes: 2 })).toBeNull();
+		expect(sourceSaid({ records: 0, bytes: 0, estimated_bytes: 7 })).toBe('~7 bytes');
 	});
 });
 

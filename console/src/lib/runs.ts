@@ -3,7 +3,7 @@
 
 import { cursorText, millis } from './format';
 import * as links from './links';
-import type { Run, RunId, RunQuery, RunStatus } from './protocol/types';
+import type { Run, RunId, RunQuery, RunStatus, StreamStats } from './protocol/types';
 
 export const RUN_STATUSES: RunStatus[] = ['running', 'succeeded', 'failed', 'cancelled', 'abandoned'];
 
@@ -73,6 +73,17 @@ export function cursorPairs(run: Run): CursorPair[] {
 		start: stream in run.cursors_at_start ? cursorText(run.cursors_at_start[stream]!) : null,
 		end: stream in run.cursors_at_end ? cursorText(run.cursors_at_end[stream]!) : null
 	}));
+}
+
+/** What a stream's source said of it (status, estimates), as `complete, ~150 records`, or null
+ *  when it said nothing (sources other than Airbyte's never do). */
+export function sourceSaid(stats: StreamStats): string | null {
+	const said = [
+		stats.status,
+		stats.estimated_records === undefined ? undefined : `~${stats.estimated_records} records`,
+		stats.estimated_bytes === undefined ? undefined : `~${stats.estimated_bytes} bytes`
+	].filter((part) => part !== undefined);
+	return said.length ? said.join(', ') : null;
 }
 
 /** The runs page's address showing `filter`. */

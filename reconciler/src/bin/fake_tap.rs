@@ -7,7 +7,7 @@
 //! hakiri-fake-tap --sleep-ms <ms> [--ignore-sigterm]    (what a `grandchild` step runs)
 //! hakiri-fake-tap --discover [--catalog-json '<catalog>'] [other arguments, ignored]
 //! hakiri-fake-tap --airbyte [--catalog-json '<catalog>'] [--check-json '<message>']
-//!                 [--script <file>] check|discover|read [other arguments, ignored]
+//!                 [--calls <file>] [--script <file>] check|discover|read [other arguments, ignored]
 //! ```
 //! With `--discover` it prints the catalog given with `--catalog-json` (default
 //! `{"streams": []}`) as a Singer tap's discovery mode does, pretty-printed over several lines
@@ -18,7 +18,8 @@
 //! `{"type": "CONNECTION_STATUS", "connectionStatus": {"status": "SUCCEEDED"}}`), `discover`
 //! prints `{"type": "CATALOG", "catalog": <catalog>}` on one line, and `read` runs the script, whose
 //! `json` steps are then Airbyte messages (GLOBAL states, TRACE errors, CONTROL messages, states
-//! whose `recordCount` is wrong: whatever a test needs).
+//! whose `recordCount` is wrong: whatever a test needs). With `--calls <file>` it appends the
+//! command it was run for to that file, one per line, so a test sees which commands ran.
 //!
 //! Other arguments (`--config c.json --state s.json`) are accepted so that a connector can pass
 //! what it passes a real tap; the `argv` step shows them.
@@ -98,6 +99,18 @@ async fn run(args: &[String]) -> Result<u8, String> {
         return Ok(0);
     }
     if args.iter().any(|a| a == "--airbyte") {
+        if let Some(path) = flag(args, "--calls") {
+            let command = ["check", "discover", "read"]
+                .into_iter()
+                .find(|c| args.iter().any(|a| a == c))
+                .unwrap_or("?");
+            let mut calls = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("{path}: {e}"))?;
+            writeln!(calls, "{command}").map_err(|e| format!("{path}: {e}"))?;
+        }
         let catalog = flag(args, "--catalog-json").unwrap_or(r#"{"streams": []}"#);
         if args.iter().any(|a| a == "check") {
             let status =

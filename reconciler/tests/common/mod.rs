@@ -29,6 +29,11 @@ pub fn t0() -> Timestamp {
     "2026-01-15T12:00:00Z".parse().expect("timestamp")
 }
 
+/// The stream named `name`.
+pub fn stream(name: &str) -> StreamName {
+    StreamName::new(name).expect("stream name")
+}
+
 /// A fresh project on a memory store driven by a manual clock.
 pub fn catalog() -> (Arc<dyn Catalog>, ManualClock) {
     let clock = ManualClock::new(t0());
@@ -148,7 +153,7 @@ pub async fn cursor(catalog: &dyn Catalog, pipeline: &str, stream: &str) -> Opti
     catalog
         .get_cursor(
             &PipelineId::new(pipeline).expect("id"),
-            &StreamName::new(stream).expect("stream"),
+            &self::stream(stream),
         )
         .await
         .expect("get cursor")
@@ -160,7 +165,7 @@ pub async fn checkpoints(catalog: &dyn Catalog, pipeline: &str, stream: &str) ->
     catalog
         .cursor_history(
             &PipelineId::new(pipeline).expect("id"),
-            &StreamName::new(stream).expect("stream"),
+            &self::stream(stream),
             None,
             Limit::MAX,
         )

@@ -334,10 +334,7 @@ async fn crash_loop(url: &str, project: &str) -> Result<()> {
             Err(Error::NotFound(_)) => 0,
             Err(e) => return Err(e),
         };
-        let stats = StreamStats {
-            records: 4,
-            bytes: 64,
-        };
+        let stats = StreamStats::new(4, 64);
         let finish = FinishRun::succeeded()
             .with_cursor(a.clone(), CursorValue::new(json!(end_a))?)
             .with_cursor(b.clone(), CursorValue::new(json!(end_b))?)

@@ -81,7 +81,10 @@ export const requests: Request[] = [
       "stats": {
         "orders": {
           "bytes": 4096,
-          "records": 120
+          "estimated_bytes": 5000,
+          "estimated_records": 150,
+          "records": 120,
+          "status": "complete"
         }
       }
     },
@@ -752,7 +755,10 @@ export const replies: Reply[] = [
             "stats": {
               "orders": {
                 "bytes": 4096,
-                "records": 120
+                "estimated_bytes": 5000,
+                "estimated_records": 150,
+                "records": 120,
+                "status": "complete"
               }
             },
             "status": "succeeded",

@@ -134,9 +134,16 @@ export interface LeaseState {
 export type Trigger = 'schedule' | 'retry' | 'manual' | 'backfill';
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'abandoned';
 
+/** Where a source said a stream got (an Airbyte source's `STREAM_STATUS`). */
+export type StreamStatus = 'started' | 'running' | 'complete' | 'incomplete';
+
 export interface StreamStats {
 	records: number;
 	bytes: number;
+	/** Left out when the source reported nothing of the kind. */
+	status?: StreamStatus;
+	estimated_records?: number;
+	estimated_bytes?: number;
 }
 
 export interface RunError {

@@ -95,20 +95,76 @@ pub(crate) enum FailureType {
     Other,
 }
 
-/// `TRACE ESTIMATE`: how much a stream will send.
+/// `TRACE ESTIMATE`: how much a stream (`"type": "STREAM"`) or the whole read (`"SYNC"`) will
+/// send.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub(crate) struct Estimate {
-    pub(crate) name: String,
-    pub(crate) namespace: Option<String>,
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<String>,
+    #[serde(flatten)]
+    pub(crate) stream: Descriptor<'static>,
     pub(crate) row_estimate: Option<f64>,
     pub(crate) byte_estimate: Option<f64>,
 }
 
-/// `TRACE STREAM_STATUS`: `STARTED`, `RUNNING`, `COMPLETE` or `INCOMPLETE`.
+impl Estimate {
+    /// The stream it is about: none for an estimate of the whole read.
+    pub(crate) fn stream(&self) -> Option<&Descriptor<'static>> {
+        (self.kind.as_deref() != Some("SYNC")).then_some(&self.stream)
+    }
+
+    /// The estimated records, where the source gave a count (a negative or fractional one is
+    /// not a count).
+    pub(crate) fn records(&self) -> Option<u64> {
+        count(self.row_estimate)
+    }
+
+    /// The estimated bytes, where the source gave a count.
+    pub(crate) fn bytes(&self) -> Option<u64> {
+        count(self.byte_estimate)
+    }
+}
+
+/// A whole, non-negative number the protocol types as a JSON number.
+fn count(n: Option<f64>) -> Option<u64> {
+    // `as` saturates at `u64::MAX`.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    n.filter(|n| *n >= 0.0 && n.fract() == 0.0)
+        .map(|n| n as u64)
+}
+
+/// `TRACE STREAM_STATUS`: where the source got with a stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub(crate) struct StreamStatus {
     pub(crate) stream_descriptor: Descriptor<'static>,
-    pub(crate) status: String,
+    pub(crate) status: Status,
+}
+
+/// A `STREAM_STATUS`'s `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum Status {
+    Started,
+    Running,
+    Complete,
+    Incomplete,
+    /// A status a later protocol adds: logged, not kept.
+    #[serde(other)]
+    Other,
+}
+
+impl Status {
+    /// The status as the run's statistics keep it.
+    pub(crate) fn kept(self) -> Option<hakiri_core::StreamStatus> {
+        use hakiri_core::StreamStatus as Kept;
+        match self {
+            Status::Started => Some(Kept::Started),
+            Status::Running => Some(Kept::Running),
+            Status::Complete => Some(Kept::Complete),
+            Status::Incomplete => Some(Kept::Incomplete),
+            Status::Other => None,
+        }
+    }
 }
 
 /// Why a line is not a message Hakiri can act on; the caller adds where it was.
@@ -272,7 +328,11 @@ mod tests {
                 };
                 assert_eq!(kind, "STREAM_STATUS");
                 assert_eq!(status.stream_descriptor.name, "users");
-                assert_eq!(status.status, "STARTED");
+                assert_eq!(status.status, Status::Started);
+                assert_eq!(
+                    status.status.kept(),
+                    Some(hakiri_core::StreamStatus::Started)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -282,8 +342,9 @@ mod tests {
         ) {
             Message::Trace(trace) if trace.estimate.is_some() => {
                 let estimate = trace.estimate.unwrap();
-                assert_eq!(estimate.row_estimate, Some(100.0));
-                assert_eq!(estimate.byte_estimate, Some(45000.0));
+                assert_eq!(estimate.stream().unwrap().stream_name(), "users");
+                assert_eq!(estimate.records(), Some(100));
+                assert_eq!(estimate.bytes(), Some(45000));
             }
             other => panic!("{other:?}"),
         }
@@ -382,5 +443,25 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn estimates_keep_only_counts_and_a_sync_estimate_names_no_stream() {
+        let estimate = |body: Value| -> Estimate { serde_json::from_value(body).unwrap() };
+        let odd = estimate(
+            json!({"name": "users", "namespace": "shop", "type": "STREAM",
+                                  "row_estimate": -1, "byte_estimate": 2.5}),
+        );
+        assert_eq!(odd.stream().unwrap().stream_name(), "shop.users");
+        assert_eq!((odd.records(), odd.bytes()), (None, None));
+        let huge = estimate(json!({"name": "users", "row_estimate": 1e30}));
+        assert_eq!(huge.records(), Some(u64::MAX));
+        let sync = estimate(json!({"name": "", "type": "SYNC", "row_estimate": 10}));
+        assert!(sync.stream().is_none());
+        let later: StreamStatus = serde_json::from_value(
+            json!({"stream_descriptor": {"name": "users"}, "status": "PAUSED"}),
+        )
+        .unwrap();
+        assert_eq!(later.status.kept(), None);
     }
 }

@@ -3,9 +3,10 @@
 //! Hakiri as the loader of its records.
 //!
 //! A run:
-//! 1. `source check --config …`, when the pipeline has no cursor yet (its first run, or every
-//!    cursor reset): a `FAILED` connection status fails the run permanently with the source's
-//!    message.
+//! 1. `source check --config …`, unless a run succeeded since the pipeline's spec (or pause)
+//!    last changed and it has a cursor (so: its first run, the first after a config change, a
+//!    run after every cursor was reset): a `FAILED` connection status fails the run permanently
+//!    with the source's message.
 //! 2. `source discover --config …`: the streams to read are configured from its catalog and
 //!    the config's `streams` (sync mode, cursor field, primary key), and each one's `json_schema`
 //!    is observed with its key before anything is read: a held or rejected change ends the run
@@ -19,8 +20,8 @@
 //!      equal the records Hakiri wrote of its stream since its previous state, or the run fails
 //!      permanently;
 //!    - `TRACE ERROR`: the run fails with its message once the source ends, permanently for a
-//!      `config_error`, transiently otherwise; `TRACE STREAM_STATUS` and `ESTIMATE` and `LOG`
-//!      are logged;
+//!      `config_error`, transiently otherwise; a stream's `TRACE STREAM_STATUS` and STREAM
+//!      `ESTIMATE` are kept in the run's statistics (and logged), `LOG` is logged;
 //!    - `CONTROL` (the source changed its own config): the run fails permanently, since Hakiri
 //!      cannot store the new config yet.
 //!
@@ -126,8 +127,10 @@ impl Connector for AirbyteConnector {
         let settings = files.write("config.json", &config.source.settings()?)?;
         let program = config.source.program.display().to_string();
 
-        let first = ctx.run().cursors_at_start.values().all(|v| v.is_initial());
-        if first {
+        // A config not yet proven: the pipeline's first run, its first since its spec changed,
+        // or one after every cursor was reset (a new start, as after a credential change).
+        let fresh = ctx.run().cursors_at_start.values().all(|v| v.is_initial());
+        if fresh || !ctx.succeeded_since_changed().await? {
             let answer = command(
                 ctx,
                 &config,

@@ -117,14 +117,30 @@ impl<'a> Read<'a> {
                 failure_type = ?error.failure_type, "the source reports an error");
             self.error = Some(error);
         } else if let Some(status) = trace.stream_status {
-            tracing::info!(%run, stream = %status.stream_descriptor.stream_name(),
-                status = status.status, "stream status");
+            let name = status.stream_descriptor.stream_name();
+            tracing::info!(%run, stream = %name, status = ?status.status, "stream status");
+            if let (Some(stream), Some(kept)) = (self.named(&name), status.status.kept()) {
+                self.ctx.stream_status(stream, kept);
+            }
         } else if let Some(estimate) = trace.estimate {
-            tracing::info!(%run, stream = estimate.name, namespace = ?estimate.namespace,
-                rows = ?estimate.row_estimate, bytes = ?estimate.byte_estimate, "stream estimate");
+            let name = estimate.stream().map(|s| s.stream_name().into_owned());
+            tracing::info!(%run, stream = ?name, rows = ?estimate.row_estimate,
+                bytes = ?estimate.byte_estimate, "estimate");
+            if let Some(stream) = name.and_then(|name| self.named(&name)) {
+                self.ctx
+                    .estimate(stream, estimate.records(), estimate.bytes());
+            }
         } else {
             tracing::debug!(%run, kind = trace.kind, "trace passed over");
         }
+    }
+
+    /// The stream read under `name`, if it is one (a trace may name any stream).
+    fn named(&self, name: &str) -> Option<&StreamName> {
+        self.streams
+            .iter()
+            .map(|s| &s.name)
+            .find(|s| s.as_str() == name)
     }
 
     /// The stream a RECORD names.
