@@ -119,8 +119,8 @@ pub(crate) enum Command {
     Plan,
     /// Run the reconciler: dispatch due pipelines to their connectors under writer leases.
     Reconcile(ReconcileArgs),
-    /// List the connectors (built-in, and Singer taps installed from a `pip_url`); install
-    /// taps ahead of their first run.
+    /// List the connectors (built-in, and the Singer taps and Airbyte sources installed from a
+    /// `pip_url`); install them ahead of their first run.
     #[command(subcommand)]
     Connectors(ConnectorsCommand),
     /// List, inspect, pause, resume or delete pipelines.
@@ -239,22 +239,23 @@ pub(crate) struct ReconcileArgs {
     pub(crate) venvs: VenvsArgs,
 }
 
-/// Where Singer taps named by a `pip_url` are installed.
+/// Where Singer taps and Airbyte sources named by a `pip_url` are installed.
 #[derive(Debug, Args)]
 pub(crate) struct VenvsArgs {
-    /// The directory holding the taps' virtual environments, one per `pip_url` (default: DIR/venvs
-    /// for a sqlite://DIR/ catalog, the SQLite file's directory/venvs for sqlite://FILE.db,
-    /// .hakiri/venvs otherwise).
+    /// The directory holding the taps' and sources' virtual environments, one per `pip_url`
+    /// (default: DIR/venvs for a sqlite://DIR/ catalog, the SQLite file's directory/venvs for
+    /// sqlite://FILE.db, .hakiri/venvs otherwise).
     #[arg(long = "venvs", env = "HAKIRI_VENVS", value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConnectorsCommand {
-    /// List the built-in connectors and the taps installed under the venvs directory (their
-    /// pip_url and executables).
+    /// List the built-in connectors and the taps and sources installed under the venvs
+    /// directory (their pip_url and executables).
     List(VenvsArgs),
-    /// Install the taps of singer pipelines that name a `pip_url`: one virtual environment per
+    /// Install the taps and sources of singer and airbyte pipelines that name a `pip_url`
+    /// (pip's arguments, such as `-c constraints.txt`, may follow): one virtual environment per
     /// requirement, built with `python3 -m venv` and pip ($HAKIRI_PYTHON picks the
     /// interpreter). Idempotent: an installed requirement is left as it is. `reconcile` installs
     /// a missing one when its pipeline first runs; this does it ahead of time.
@@ -263,7 +264,8 @@ pub(crate) enum ConnectorsCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct InstallArgs {
-    /// Only these pipelines' taps (default: every singer pipeline with a pip_url).
+    /// Only these pipelines' taps or sources (default: every singer or airbyte pipeline with a
+    /// pip_url).
     #[arg(value_name = "PIPELINE")]
     pub(crate) pipelines: Vec<String>,
 

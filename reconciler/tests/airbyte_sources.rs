@@ -24,6 +24,7 @@ use hakiri_core::{
     CursorReset, Decision, DecisionQuery, HolderId, PipelineId, PipelineSpec, Reason,
     ResetPermissions, ResetTarget, RunStatus, Schedule, SchemaPolicy, StreamName, StreamStatus,
 };
+use hakiri_reconciler::{builtin, AirbyteConnector, Reconciler, ReconcilerConfig, Venvs};
 use serde_json::{json, Value};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -89,6 +90,22 @@ impl Faker {
             })
             .collect()
     }
+}
+
+/// Where the `pip_url` test keeps the venvs Hakiri installs: cached per user beside
+/// `scripts/airbyte-sources`' own, so only a machine's first run pays for the install.
+fn venvs_root() -> PathBuf {
+    let tools = std::env::var_os("HAKIRI_TOOLS_DIR").map_or_else(
+        || {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .expect("HOME or XDG_CACHE_HOME is set")
+                .join("hakiri/tools")
+        },
+        PathBuf::from,
+    );
+    tools.join("airbyte/venvs")
 }
 
 fn one_to_a_hundred() -> Vec<i64> {
@@ -282,5 +299,54 @@ async fn a_new_column_is_held_before_the_source_reads_and_read_once_accepted() {
         current.schema.column("age").is_some(),
         "{:?}",
         current.schema
+    );
+}
+
+/// A source named by `pip_url` is installed by Hakiri into a venv of its own (the faker, its
+/// dependencies pinned by the same constraints as `scripts/airbyte-sources`), found there by
+/// its default program name (`source-faker` for `airbyte-source-faker`), and run.
+#[tokio::test]
+async fn a_source_named_by_pip_url_is_installed_into_its_own_venv_and_runs() {
+    let (catalog, _clock) = catalog();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let constraints = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts/airbyte-constraints/airbyte-source-faker-7.2.1.txt");
+    let pip_url = format!(
+        "airbyte-source-faker==7.2.1 -c {}",
+        constraints.canonicalize().expect("constraints").display()
+    );
+    let config = json!({
+        "pip_url": pip_url,
+        "output": dir.path().join("out"),
+        "config": {"count": 10, "seed": 7, "parallelism": 1},
+        "streams": ["users"],
+    });
+    pipeline(&*catalog, "faker", "airbyte", CursorKind::Opaque, config).await;
+    let venvs = Venvs::new(venvs_root());
+    let reconciler = Reconciler::new(
+        catalog.clone(),
+        builtin().with("airbyte", AirbyteConnector::with_venvs(venvs.clone())),
+        ReconcilerConfig::new(HolderId::new("test-reconciler").unwrap()),
+    );
+    let end = only(reconcile(&reconciler).await);
+    assert_eq!(
+        end.status,
+        Some(RunStatus::Succeeded),
+        "{end:?}\nthis test needs python3 (3.10 to 3.12) with venv and PyPI, or PIP_INDEX_URL / \
+         PIP_FIND_LINKS offering airbyte-source-faker 7.2.1 and its dependencies"
+    );
+    let ids: Vec<i64> = output_records(&dir.path().join("out/users"))
+        .iter()
+        .map(|r| int(r, "id"))
+        .collect();
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+    let installed = venvs.list().expect("list venvs");
+    let faker = installed
+        .iter()
+        .find(|venv| venv.pip_url == pip_url)
+        .unwrap_or_else(|| panic!("{pip_url} is not among {installed:?}"));
+    assert!(
+        faker.executables.iter().any(|e| e == "source-faker"),
+        "{faker:?}"
     );
 }
