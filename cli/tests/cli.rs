@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_do::store::Exec;
@@ -25,13 +25,21 @@ const PROJECT: &str = "e2e";
 
 /// A temporary working directory with its own catalog.
 struct Env {
-    dir: tempfile::TempDir,
+    work: common::Workdir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = common::Workdir;
+
+    fn deref(&self) -> &common::Workdir {
+        &self.work
+    }
 }
 
 impl Env {
     fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().expect("a temporary directory"),
+            work: common::Workdir::new(PROJECT),
         }
     }
 
@@ -43,36 +51,12 @@ impl Env {
         env
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     fn catalog_file(&self) -> PathBuf {
         self.path().join(".hakiri").join(format!("{PROJECT}.db"))
     }
 
     fn write(&self, name: &str, text: &str) {
         std::fs::write(self.path().join(name), text).expect("write a test file");
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = common::hakiri(&common::sqlite_catalog(self.path()), PROJECT);
-        command.args(args).current_dir(self.path());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run hakiri")
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        common::stdout_of_success(self.run(args), args, "")
-    }
-
-    /// Runs a command with `--output json` that must succeed; returns the parsed document.
-    fn json(&self, args: &[&str]) -> Value {
-        common::json_document(args, &self.ok(&common::with_json_output(args)))
     }
 
     /// Runs a command that must fail with `code`; returns its stderr.

@@ -17,7 +17,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,7 +25,7 @@ use serde_json::Value;
 const PROJECT: &str = "taps";
 
 /// Which connector runs the source, and who loads its records.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Mode {
     /// A Singer tap, Hakiri loading: `out/orders/<run id>.jsonl`.
     Singer,
@@ -76,14 +76,22 @@ const AIRBYTE_RECORD: &str = r#"echo "{\"type\": \"RECORD\", \"record\": {\"stre
 const AIRBYTE_STATE: &str = r#"echo "{\"type\": \"STATE\", \"state\": {\"type\": \"STREAM\", \"stream\": {\"stream_descriptor\": {\"name\": \"orders\"}, \"stream_state\": {\"n\": $i}}, \"sourceStats\": {\"recordCount\": 5.0}}}""#;
 
 struct Env {
-    dir: tempfile::TempDir,
+    work: common::Workdir,
     mode: Mode,
+}
+
+impl std::ops::Deref for Env {
+    type Target = common::Workdir;
+
+    fn deref(&self) -> &common::Workdir {
+        &self.work
+    }
 }
 
 impl Env {
     fn new(mode: Mode) -> Self {
         let env = Self {
-            dir: tempfile::tempdir().expect("tempdir"),
+            work: common::Workdir::new(PROJECT),
             mode,
         };
         let output = format!("output = \"{}\"", env.path().join("out").display());
@@ -110,10 +118,6 @@ impl Env {
         );
         std::fs::write(env.path().join("hakiri.toml"), manifest).unwrap();
         env
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
     }
 
     /// Writes the source (the Singer tap or the Airbyte source, by mode): it prints `count`
@@ -156,24 +160,6 @@ done
             pids = self.path().join("source-pids").display(),
         );
         std::fs::write(self.path().join("source.sh"), script).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = common::hakiri(&common::sqlite_catalog(self.path()), PROJECT);
-        command.args(args).current_dir(self.path());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run hakiri")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        common::stdout_of_success(self.run(args), args, "")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        common::json_document(args, &self.ok(&common::with_json_output(args)))
     }
 
     /// A `hakiri reconcile` loop in the background.

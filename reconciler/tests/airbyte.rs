@@ -51,6 +51,7 @@ fn trace_error(failure_type: &str, message: &str) -> Value {
 /// A pipeline `sources` running the fake source over `streams`, writing into `out/`.
 struct Source {
     fake: FakeTap,
+    pipeline: hakiri_core::Pipeline,
 }
 
 impl Source {
@@ -68,6 +69,8 @@ impl Source {
         let command = json!([
             env!("CARGO_BIN_EXE_hakiri-fake-tap"),
             "--airbyte",
+            "--calls",
+            fake.path("calls"),
             "--script",
             fake.path("script.json"),
             "--catalog-json",
@@ -75,8 +78,31 @@ impl Source {
         ]);
         let config = json!({"command": command, "output": fake.path("out"),
                             "config": {"api_key": "k"}, "checkpoint_interval_ms": checkpoint_interval_ms});
-        pipeline(catalog, "sources", "airbyte", CursorKind::Opaque, config).await;
-        Self { fake }
+        let pipeline = pipeline(catalog, "sources", "airbyte", CursorKind::Opaque, config).await;
+        Self { fake, pipeline }
+    }
+
+    /// The commands the source ran for, in order (`check`, `discover`, `read`).
+    fn calls(&self) -> Vec<String> {
+        let calls = std::fs::read_to_string(self.fake.path("calls")).unwrap_or_default();
+        calls.lines().map(str::to_owned).collect()
+    }
+
+    /// Gives the source new settings (its `config`): a new spec of the pipeline.
+    async fn set_settings(&mut self, catalog: &dyn hakiri_core::Catalog, settings: Value) {
+        let mut spec = self.pipeline.spec.clone();
+        let mut config = spec.config.as_map().clone();
+        config.insert("config".into(), settings);
+        spec.config = hakiri_core::ConnectorConfig::new(config.into()).unwrap();
+        let expected = self.pipeline.generation;
+        self.pipeline = catalog
+            .put_pipeline(
+                spec,
+                hakiri_core::PutMode::Update { expected },
+                &hakiri_core::Actor::System,
+            )
+            .await
+            .expect("a new spec");
     }
 
     fn ids(&self, stream: &str) -> Vec<i64> {
@@ -397,62 +423,32 @@ async fn a_misfit_record_or_a_failed_check_fails_the_run() {
 #[tokio::test]
 async fn check_runs_before_the_first_run_of_each_config() {
     let (catalog, clock) = catalog();
-    let fake = FakeTap::new();
-    let command = json!([
-        env!("CARGO_BIN_EXE_hakiri-fake-tap"),
-        "--airbyte",
-        "--calls",
-        fake.path("calls"),
-        "--script",
-        fake.path("script.json"),
-        "--catalog-json",
-        discovered(&["orders"]).to_string()
-    ]);
-    let config = |key: &str| json!({"command": command, "output": fake.path("out"), "config": {"api_key": key}});
-    let created = pipeline(
-        &*catalog,
-        "sources",
-        "airbyte",
-        CursorKind::Opaque,
-        config("k1"),
-    )
-    .await;
-    fake.script(&[
+    let mut source = Source::new(&*catalog, &["orders"]).await;
+    source.fake.script(&[
         record("orders", 1),
         stream_state("orders", json!({"id": 1}), 1.0),
     ]);
     let reconciler = reconciler(catalog.clone());
-    let mut commands = Vec::new();
-    let mut run_once = async |what: &str| {
+    let run_once = async |source: &Source, what: &str| {
+        let before = source.calls().len();
         clock.advance(std::time::Duration::from_secs(3600));
         let end = only(reconcile(&reconciler).await);
         assert_eq!(end.status, Some(RunStatus::Succeeded), "{what}: {end:?}");
-        let calls = std::fs::read_to_string(fake.path("calls")).unwrap_or_default();
-        let new = calls
-            .lines()
-            .skip(commands.len())
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
-        commands.extend(new.clone());
-        new
+        source.calls().split_off(before)
     };
-    assert_eq!(run_once("first").await, ["check", "discover", "read"]);
-    assert_eq!(run_once("same config").await, ["discover", "read"]);
-
-    let mut spec = created.spec.clone();
-    spec.config = hakiri_core::ConnectorConfig::new(config("k2")).unwrap();
-    catalog
-        .put_pipeline(
-            spec,
-            hakiri_core::PutMode::Update {
-                expected: created.generation,
-            },
-            &hakiri_core::Actor::System,
-        )
-        .await
-        .expect("update the config");
-    assert_eq!(run_once("new config").await, ["check", "discover", "read"]);
-    assert_eq!(run_once("proven").await, ["discover", "read"]);
+    assert_eq!(
+        run_once(&source, "first").await,
+        ["check", "discover", "read"]
+    );
+    assert_eq!(run_once(&source, "same config").await, ["discover", "read"]);
+    source
+        .set_settings(&*catalog, json!({"api_key": "k2"}))
+        .await;
+    assert_eq!(
+        run_once(&source, "new config").await,
+        ["check", "discover", "read"]
+    );
+    assert_eq!(run_once(&source, "proven").await, ["discover", "read"]);
 }
 
 /// A shutdown asks the source to stop before it cancels the run: a CDK source has no SIGTERM

@@ -54,3 +54,47 @@ pub fn json_document(args: &[&str], text: &str) -> Value {
     serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("hakiri {args:?} printed invalid JSON ({e}):\n{text}"))
 }
+
+/// A temporary working directory with a catalog of its own (`sqlite://<dir>/.hakiri/`), where
+/// `hakiri` runs on one project.
+pub struct Workdir {
+    dir: tempfile::TempDir,
+    project: &'static str,
+}
+
+impl Workdir {
+    /// A new empty directory; `hakiri` will act on `project` there.
+    pub fn new(project: &'static str) -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            project,
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `hakiri args`, run in the directory on its catalog.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = hakiri(&sqlite_catalog(self.path()), self.project);
+        command.args(args).current_dir(self.path());
+        command
+    }
+
+    /// Runs `hakiri args` to its end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run hakiri")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        stdout_of_success(self.run(args), args, "")
+    }
+
+    /// Runs a command with `--output json` that must succeed; returns the parsed document.
+    pub fn json(&self, args: &[&str]) -> Value {
+        json_document(args, &self.ok(&with_json_output(args)))
+    }
+}
