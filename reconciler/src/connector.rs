@@ -84,6 +84,24 @@ pub struct SpecProblem {
     pub message: String,
 }
 
+impl SpecProblem {
+    /// The spec's `config` is wrong: `problem` says where.
+    pub fn config(problem: impl fmt::Display) -> Self {
+        Self {
+            field: "config",
+            message: problem.to_string(),
+        }
+    }
+
+    /// The spec's `cursor_kind` does not suit the connector.
+    pub fn cursor_kind(message: String) -> Self {
+        Self {
+            field: "cursor_kind",
+            message,
+        }
+    }
+}
+
 /// The connectors a reconciler can run, by the name pipelines' specs refer to.
 #[derive(Clone, Default)]
 pub struct Connectors {

@@ -26,14 +26,9 @@ pub struct JsonlConnector;
 #[async_trait]
 impl Connector for JsonlConnector {
     fn check(&self, spec: &PipelineSpec) -> Result<(), SpecProblem> {
-        let config = Config::decode(&spec.config).map_err(|e| SpecProblem {
-            field: "config",
-            message: e.in_config("jsonl").to_string(),
-        })?;
-        check_kind(spec.cursor_kind, &config).map_err(|message| SpecProblem {
-            field: "cursor_kind",
-            message,
-        })
+        let config =
+            Config::decode(&spec.config).map_err(|e| SpecProblem::config(e.in_config("jsonl")))?;
+        check_kind(spec.cursor_kind, &config).map_err(SpecProblem::cursor_kind)
     }
 
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {

@@ -96,7 +96,7 @@ mod tail;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use hakiri_core::StreamName;
+use hakiri_core::{CursorKind, StreamName};
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
@@ -116,6 +116,19 @@ pub fn builtin() -> Connectors {
         .with("jsonl", JsonlConnector)
         .with("tail", TailConnector)
         .with("singer", SingerConnector::default())
+}
+
+/// Refuses a cursor kind other than opaque for `connector`'s pipelines, whose cursors hold
+/// `what` (a tap's bookmark, a source's state, a resume token): nothing Hakiri can order.
+fn opaque_only(kind: CursorKind, connector: &str, what: &str) -> Result<(), String> {
+    if kind == CursorKind::Opaque {
+        Ok(())
+    } else {
+        Err(format!(
+            "{connector} pipelines need cursor_kind = \"opaque\": {what}, not a number or a \
+             string Hakiri can order"
+        ))
+    }
 }
 
 /// Default of `checkpoint_every`.

@@ -31,14 +31,8 @@ pub struct TailConnector;
 #[async_trait]
 impl Connector for TailConnector {
     fn check(&self, spec: &PipelineSpec) -> Result<(), SpecProblem> {
-        Config::decode(&spec.config).map_err(|e| SpecProblem {
-            field: "config",
-            message: e.in_config("tail").to_string(),
-        })?;
-        check_kind(spec.cursor_kind).map_err(|message| SpecProblem {
-            field: "cursor_kind",
-            message,
-        })
+        Config::decode(&spec.config).map_err(|e| SpecProblem::config(e.in_config("tail")))?;
+        check_kind(spec.cursor_kind).map_err(SpecProblem::cursor_kind)
     }
 
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {
@@ -62,13 +56,7 @@ impl Connector for TailConnector {
 
 /// Refused before anything runs: the cursor is a resume token, not an orderable value.
 fn check_kind(kind: CursorKind) -> Result<(), String> {
-    if kind == CursorKind::Opaque {
-        return Ok(());
-    }
-    Err(format!(
-        "the tail connector needs cursor_kind = \"opaque\" (its cursor is a resume token), not \
-         {kind:?}"
-    ))
+    super::opaque_only(kind, "tail", "the cursor is a resume token")
 }
 
 /// The config, as decoded: see the module docs of [`crate::connectors`] for the fields.

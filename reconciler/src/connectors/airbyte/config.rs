@@ -117,15 +117,11 @@ pub(crate) struct Config {
 
 /// Refused before anything runs: an airbyte pipeline's cursors are its source's states.
 pub(crate) fn check_kind(kind: CursorKind) -> Result<(), String> {
-    if kind == CursorKind::Opaque {
-        Ok(())
-    } else {
-        Err(
-            "airbyte pipelines need cursor_kind = \"opaque\": a source's state is an object of \
-             its own making, not a number or a string Hakiri can order"
-                .to_owned(),
-        )
-    }
+    super::super::opaque_only(
+        kind,
+        "airbyte",
+        "a source's state is an object of its own making",
+    )
 }
 
 impl Config {

@@ -107,16 +107,10 @@ impl AirbyteConnector {
 #[async_trait]
 impl Connector for AirbyteConnector {
     fn check(&self, spec: &PipelineSpec) -> Result<(), SpecProblem> {
-        check_kind(spec.cursor_kind).map_err(|message| SpecProblem {
-            field: "cursor_kind",
-            message,
-        })?;
+        check_kind(spec.cursor_kind).map_err(SpecProblem::cursor_kind)?;
         Config::parse(&spec.config)
             .map(drop)
-            .map_err(|e| SpecProblem {
-                field: "config",
-                message: e.to_string(),
-            })
+            .map_err(SpecProblem::config)
     }
 
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {

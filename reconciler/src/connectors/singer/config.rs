@@ -127,15 +127,11 @@ pub(in crate::connectors) struct Program {
 
 /// Refused before anything runs: a singer pipeline's cursors are its tap's bookmarks.
 pub(super) fn check_kind(kind: CursorKind) -> Result<(), String> {
-    if kind == CursorKind::Opaque {
-        Ok(())
-    } else {
-        Err(
-            "singer pipelines need cursor_kind = \"opaque\": a tap's bookmark is an object of \
-             its own making, not a number or a string Hakiri can order"
-                .to_owned(),
-        )
-    }
+    super::super::opaque_only(
+        kind,
+        "singer",
+        "a tap's bookmark is an object of its own making",
+    )
 }
 
 impl Config {

@@ -161,16 +161,10 @@ const MAX_CATALOG_BYTES: usize = 64 << 20;
 #[async_trait]
 impl Connector for SingerConnector {
     fn check(&self, spec: &PipelineSpec) -> Result<(), SpecProblem> {
-        check_kind(spec.cursor_kind).map_err(|message| SpecProblem {
-            field: "cursor_kind",
-            message,
-        })?;
+        check_kind(spec.cursor_kind).map_err(SpecProblem::cursor_kind)?;
         Config::parse(&spec.config)
             .map(drop)
-            .map_err(|e| SpecProblem {
-                field: "config",
-                message: e.to_string(),
-            })
+            .map_err(SpecProblem::config)
     }
 
     async fn run(&self, ctx: &RunContext) -> Result<(), ConnectorError> {
