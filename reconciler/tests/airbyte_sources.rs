@@ -31,29 +31,11 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// The installed `source-faker`, or a panic saying how to install it.
 fn source_faker() -> PathBuf {
-    if let Some(path) = std::env::var_os("HAKIRI_SOURCE_FAKER") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "HAKIRI_SOURCE_FAKER={} is not a file: unset it, or run scripts/airbyte-sources (or \
-             scripts/setup)",
-            path.display()
-        );
-        return path;
-    }
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/airbyte-sources");
-    let out = std::process::Command::new(&script)
-        .args(["--where", "airbyte-source-faker"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "airbyte-source-faker is not installed: run scripts/airbyte-sources (or scripts/setup), \
-         which installs it from PyPI into a cached virtual environment\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+    installed(
+        "airbyte-sources",
+        "airbyte-source-faker",
+        "HAKIRI_SOURCE_FAKER",
+    )
 }
 
 /// A pipeline `faker` reading `products` and `users` (100 each) into `<dir>/out`.
@@ -242,6 +224,9 @@ async fn a_new_column_is_held_before_the_source_reads_and_read_once_accepted() {
     let calls = || std::fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
     let users = || output_files(&dir.path().join("out").join("users")).len();
 
+    // Later than the pipeline's creation: a run begun in the same instant as a spec change does
+    // not prove the new spec, and the next run would check again.
+    clock.advance(HOUR);
     let first = only(reconcile(&reconciler).await);
     assert_eq!(first.status, Some(RunStatus::Succeeded), "{first:?}");
     assert_eq!(calls(), "check\ndiscover\nread\n");

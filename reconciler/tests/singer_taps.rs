@@ -29,7 +29,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::*;
@@ -46,38 +46,12 @@ const DAY: u64 = 24 * 3600;
 /// 2026-01-01T00:00:00Z: file mtimes are days after it.
 const JAN_1: u64 = 1_767_225_600;
 
-/// The installed `package` (`tap-jsonl`, `target-jsonl`), or a panic saying how to install it;
-/// `variable` names its path instead when set.
-fn installed(package: &str, variable: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(variable) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "{variable}={} is not a file: unset it, or run scripts/singer-taps (or scripts/setup)",
-            path.display()
-        );
-        return path;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/singer-taps");
-    let out = std::process::Command::new(&script)
-        .args(["--where", package])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{package} is not installed: run scripts/singer-taps (or scripts/setup), which installs \
-         it from PyPI into a cached virtual environment\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
-}
-
 fn tap_jsonl() -> PathBuf {
-    installed("tap-jsonl", "HAKIRI_TAP_JSONL")
+    installed("singer-taps", "tap-jsonl", "HAKIRI_TAP_JSONL")
 }
 
 fn target_jsonl() -> PathBuf {
-    installed("target-jsonl", "HAKIRI_TARGET_JSONL")
+    installed("singer-taps", "target-jsonl", "HAKIRI_TARGET_JSONL")
 }
 
 /// Who loads the tap's records.

@@ -471,3 +471,32 @@ impl Catalog for Faulty {
         self.inner.pipeline_events(pipeline, after, limit).await
     }
 }
+
+/// The program of `package` that `scripts/<installer>` put into its cached virtual environment
+/// (`scripts/<installer> --where <package>`), or the file `$variable` names when it is set; a
+/// panic saying how to install it otherwise.
+pub fn installed(installer: &str, package: &str, variable: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{variable}={} is not a file: unset it, or run scripts/{installer} (or scripts/setup)",
+            path.display()
+        );
+        return path;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(installer);
+    let out = std::process::Command::new(&script)
+        .args(["--where", package])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{package} is not installed: run scripts/{installer} (or scripts/setup), which installs \
+         it from PyPI into a cached virtual environment\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
