@@ -33,8 +33,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{median, Side};
 use hakiri_test_kit::disk;
@@ -80,21 +80,11 @@ fn raw(script: &Path) -> Duration {
 
 /// The tap piped straight into the target, as `tap | target` in a shell.
 fn piped(script: &Path, target_config: &Path) -> Duration {
-    let started = Instant::now();
-    let mut tap = Command::new(TAP)
-        .args(["--script", script.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the tap");
-    let target = Command::new(TARGET)
-        .args(["--config", target_config.to_str().unwrap()])
-        .stdin(tap.stdout.take().unwrap())
-        .stdout(Stdio::null())
-        .status()
-        .expect("run the target");
-    assert!(tap.wait().unwrap().success());
-    assert!(target.success());
-    started.elapsed()
+    let mut tap = Command::new(TAP);
+    tap.arg("--script").arg(script);
+    let mut target = Command::new(TARGET);
+    target.arg("--config").arg(target_config);
+    common::piped(tap, target)
 }
 
 /// Which way Hakiri's run loads the records.
@@ -180,11 +170,5 @@ async fn main() {
         "    checkpoint commits        {}",
         target.commits_per_second()
     );
-    println!(
-        "  disk: 8 KiB write + fdatasync {:.2} ms before ({}), {:.2} ms after ({})",
-        sync_before.as_secs_f64() * 1e3,
-        disk::mode(sync_before),
-        sync_after.as_secs_f64() * 1e3,
-        disk::mode(sync_after)
-    );
+    common::print_disk(sync_before, sync_after);
 }

@@ -15,6 +15,7 @@ use hakiri_core::{
     PipelineId, PipelineSpec, ProjectId, RunStatus, Schedule, StreamName,
 };
 use hakiri_reconciler::{builtin, Reconciler, ReconcilerConfig};
+use hakiri_test_kit::disk;
 use serde_json::Value;
 
 /// One whole run of a pipeline of `connector` with `config`, on a fresh catalog (project
@@ -79,6 +80,36 @@ pub fn to_dev_null<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S]) -> D
         .unwrap_or_else(|e| panic!("run {}: {e}", program.to_string_lossy()));
     assert!(status.success(), "{}: {status}", program.to_string_lossy());
     started.elapsed()
+}
+
+/// How long `source | sink` takes, as in a shell, with the sink's stdout to `/dev/null`; both
+/// must succeed.
+pub fn piped(mut source: Command, mut sink: Command) -> Duration {
+    let started = Instant::now();
+    let mut source = source
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the source");
+    let sink = sink
+        .stdin(source.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run the sink");
+    assert!(source.wait().unwrap().success());
+    assert!(sink.success(), "{sink}");
+    started.elapsed()
+}
+
+/// Prints how long an 8 KiB write and `fdatasync` took before and after the rounds, and the
+/// disk's mode each time (the checkpoints wait for it).
+pub fn print_disk(before: Duration, after: Duration) {
+    println!(
+        "  disk: 8 KiB write + fdatasync {:.2} ms before ({}), {:.2} ms after ({})",
+        before.as_secs_f64() * 1e3,
+        disk::mode(before),
+        after.as_secs_f64() * 1e3,
+        disk::mode(after)
+    );
 }
 
 pub fn median(mut xs: Vec<Duration>) -> Duration {
