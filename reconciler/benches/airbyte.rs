@@ -33,8 +33,9 @@
 //! every line pays for each pipe write that wakes its reader, which `/dev/null` never does, so
 //! that row shows how much of the gap a pipe alone makes.
 //!
-//! Measured on the 2-core development machine, shared (load average 2.5–5 from other builds
-//! throughout), four runs of 7 rounds (fake, 500,000 records) and 3 rounds (faker):
+//! Measured on the 2-core development machine, shared (load average 2–5 from other builds
+//! throughout; run 5 the quietest), six runs of 7 rounds (fake, 500,000 records) and 3 rounds
+//! (faker, whose few rounds swing most):
 //!
 //! | run | fake: `read` > /dev/null | → Hakiri | hakiri/raw | `read` \| cat | hakiri/cat | faker: hakiri/raw (of `read` alone) |
 //! |---|---|---|---|---|---|---|
@@ -42,16 +43,18 @@
 //! | 2 | 673k/s | 228k/s | 0.34 | — | — | 0.98 (0.52) |
 //! | 3 | 509k/s | 192k/s | 0.38 | 182k/s | 1.05 | 0.91 (0.47) |
 //! | 4 | 558k/s | 218k/s | 0.39 | 196k/s | 1.11 | 1.04 (0.53) |
+//! | 5 | 566k/s | 337k/s | 0.60 | 274k/s | 1.23 | 0.93 (0.53) |
+//! | 6 | 482k/s | 183k/s | 0.38 | 169k/s | 1.08 | 1.41 (0.74) |
 //!
-//! The singer bench's loader measured 0.53 in the same hour: the two loaders cost the same
-//! (they share the read loop, the record check and the output). The fake source misses the goal
-//! against `/dev/null` and meets it against `cat`: a profile (`perf record` of a whole bench,
-//! fake source) found Hakiri's read loop in 32% of the samples (the envelope's JSON parsed: 14
-//! points; the record checked: 8, of which the column lookup's hash 2.6; the output and the
-//! line reader most of the rest), its thread busy about 40% of its runs' time, so what holds it
-//! back is the pipe and the machine's load more than Hakiri's work. The faker, ~2,000 records/s from Python, is
-//! not slowed by Hakiri: its `check` and `discover` (each a start of Python and the CDK, ~3 s)
-//! are what a whole run adds to `read` alone.
+//! The singer bench's loader measured 0.53 and 0.49 in the same hour (after runs 1 and 5): the two
+//! loaders cost the same (they share the read loop, the record check and the output). The fake
+//! source misses the goal against `/dev/null` and meets it against `cat`: a profile (`perf record`
+//! of a whole bench, fake source) found Hakiri's read loop in 32% of the samples (the envelope's
+//! JSON parsed: 14 points; the record checked: 8, of which the column lookup's hash 2.6; the output
+//! and the line reader most of the rest), its thread busy about 40% of its runs' time, so what
+//! holds it back is the pipe and the machine's load more than Hakiri's work. The faker, ~2,000
+//! records/s from Python, is not slowed by Hakiri: its `check` and `discover` (each a start of
+//! Python and the CDK, ~3 s) are what a whole run adds to `read` alone.
 
 mod common;
 
