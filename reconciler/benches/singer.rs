@@ -30,17 +30,13 @@
 //! 0.3–0.5 while other builds ran (Hakiri then competes with the tap and the target for the
 //! two cores). The tap prints ≈ 500k records/s to `/dev/null` there.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use hakiri_catalog_memory::MemoryCatalog;
-use hakiri_core::{
-    Actor, Catalog, CatalogExt, ConnectorConfig, ConnectorRef, CursorKind, HolderId, Limit,
-    PipelineId, PipelineSpec, ProjectId, RunStatus, Schedule,
-};
-use hakiri_reconciler::{builtin, Reconciler, ReconcilerConfig};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{median, Side};
 use hakiri_test_kit::disk;
 use serde_json::{json, Value};
 
@@ -79,33 +75,16 @@ fn target_config() -> Value {
 
 /// The tap straight to /dev/null.
 fn raw(script: &Path) -> Duration {
-    let started = Instant::now();
-    let status = Command::new(TAP)
-        .args(["--script", script.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("run the tap");
-    assert!(status.success());
-    started.elapsed()
+    common::to_dev_null(TAP, &[Path::new("--script"), script])
 }
 
 /// The tap piped straight into the target, as `tap | target` in a shell.
 fn piped(script: &Path, target_config: &Path) -> Duration {
-    let started = Instant::now();
-    let mut tap = Command::new(TAP)
-        .args(["--script", script.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the tap");
-    let target = Command::new(TARGET)
-        .args(["--config", target_config.to_str().unwrap()])
-        .stdin(tap.stdout.take().unwrap())
-        .stdout(Stdio::null())
-        .status()
-        .expect("run the target");
-    assert!(tap.wait().unwrap().success());
-    assert!(target.success());
-    started.elapsed()
+    let mut tap = Command::new(TAP);
+    tap.arg("--script").arg(script);
+    let mut target = Command::new(TARGET);
+    target.arg("--config").arg(target_config);
+    common::piped(tap, target)
 }
 
 /// Which way Hakiri's run loads the records.
@@ -117,80 +96,13 @@ enum Mode {
 
 /// One whole run through Hakiri; returns its time and the checkpoints it made.
 async fn through_hakiri(script: &Path, out: &Path, round: usize, mode: Mode) -> (Duration, u64) {
-    let catalog: Arc<dyn Catalog> = Arc::new(MemoryCatalog::new(
-        ProjectId::new(format!("bench-{round}")).unwrap(),
-    ));
     let command = json!([TAP, "--script", script, "--catalog-json", discovered()]);
     let config = match mode {
         Mode::Loader => json!({"command": command, "output": out.join(round.to_string())}),
         Mode::Target => json!({"command": command,
             "target": {"command": TARGET, "config": target_config()}}),
     };
-    let spec = PipelineSpec::new(
-        PipelineId::new("taps").unwrap(),
-        ConnectorRef::new("singer").unwrap(),
-        CursorKind::Opaque,
-    )
-    .with_schedule(Schedule::Interval(Duration::from_secs(3600)))
-    .with_config(ConnectorConfig::new(config).unwrap());
-    catalog.create_pipeline(spec, &Actor::System).await.unwrap();
-    let reconciler = Reconciler::new(
-        catalog.clone(),
-        builtin(),
-        ReconcilerConfig::new(HolderId::new("bench").unwrap()),
-    );
-    let started = Instant::now();
-    let mut ends = Vec::new();
-    reconciler
-        .run_until_idle(10, |_, e| ends.extend_from_slice(e))
-        .await
-        .unwrap();
-    let took = started.elapsed();
-    assert_eq!(ends.len(), 1);
-    assert_eq!(ends[0].status, Some(RunStatus::Succeeded), "{:?}", ends[0]);
-    let history = catalog
-        .cursor_history(
-            &PipelineId::new("taps").unwrap(),
-            &hakiri_core::StreamName::new("orders").unwrap(),
-            None,
-            Limit::MAX,
-        )
-        .await
-        .unwrap();
-    (took, history.items.len() as u64)
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-/// The times of one side, and the checkpoints its runs made.
-#[derive(Default)]
-struct Side {
-    times: Vec<Duration>,
-    checkpoints: u64,
-}
-
-impl Side {
-    fn push(&mut self, (took, checkpoints): (Duration, u64)) {
-        self.times.push(took);
-        self.checkpoints += checkpoints;
-    }
-
-    fn rate(&self, records: u64) -> f64 {
-        records as f64 / median(self.times.clone()).as_secs_f64()
-    }
-
-    fn commits_per_second(&self) -> String {
-        let total: Duration = self.times.iter().sum();
-        format!(
-            "{:>12.1} /s   ({} in {:.1} s of runs)",
-            self.checkpoints as f64 / total.as_secs_f64(),
-            self.checkpoints,
-            total.as_secs_f64()
-        )
-    }
+    common::through_hakiri("singer", config, round, &["orders"]).await
 }
 
 #[tokio::main]
@@ -258,11 +170,5 @@ async fn main() {
         "    checkpoint commits        {}",
         target.commits_per_second()
     );
-    println!(
-        "  disk: 8 KiB write + fdatasync {:.2} ms before ({}), {:.2} ms after ({})",
-        sync_before.as_secs_f64() * 1e3,
-        disk::mode(sync_before),
-        sync_after.as_secs_f64() * 1e3,
-        disk::mode(sync_after)
-    );
+    common::print_disk(sync_before, sync_after);
 }
