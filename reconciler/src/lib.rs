@@ -51,6 +51,8 @@
 pub mod connector;
 pub mod connectors;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod process;
 pub mod venvs;

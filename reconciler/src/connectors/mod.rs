@@ -85,12 +85,12 @@
 //! permanent error naming `file:line`; an output that cannot be written fails it (transiently
 //! when retrying may help, e.g. a full disk).
 
-mod airbyte;
+pub(crate) mod airbyte;
 mod fields;
 mod infer;
 mod jsonl;
 mod output;
-mod singer;
+pub(crate) mod singer;
 mod tail;
 
 use std::io;

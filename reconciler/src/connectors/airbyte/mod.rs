@@ -52,9 +52,9 @@
 
 mod catalog;
 mod config;
-mod message;
+pub(crate) mod message;
 mod read;
-mod state;
+pub(crate) mod state;
 
 use std::path::Path;
 

@@ -86,11 +86,11 @@ pub(super) mod config;
 #[cfg(test)]
 mod config_tests;
 mod loader;
-mod message;
+pub(crate) mod message;
 mod pipe;
-pub(super) mod records;
+pub(crate) mod records;
 mod session;
-mod state;
+pub(crate) mod state;
 
 use std::path::Path;
 
