@@ -43,7 +43,16 @@ pub(crate) fn load(path: &Path, connectors: &Connectors) -> CliResult<Vec<Pipeli
         CliError::invalid("manifest", format!("cannot read {name}: {e}"))
             .hint("pass the file with -f PATH (the default is ./hakiri.toml)")
     })?;
-    parse(&name, &decode(&name, bytes)?, connectors)
+    read(&name, bytes, connectors)
+}
+
+/// Decodes and parses the bytes of a manifest named `name` (see [`parse`]).
+pub(crate) fn read(
+    name: &str,
+    bytes: Vec<u8>,
+    connectors: &Connectors,
+) -> CliResult<Vec<PipelineSpec>> {
+    parse(name, &decode(name, bytes)?, connectors)
 }
 
 /// The file's text, or an error at its first byte that is not UTF-8 (TOML is UTF-8 only).

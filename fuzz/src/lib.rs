@@ -7,6 +7,7 @@
 //! | target | input | holds |
 //! |---|---|---|
 //! | `protocol` | a request or reply body of the wire protocol | decoding fails only with its documented error kind; what decodes re-encodes to itself |
+//! | `manifest` | a `hakiri.toml` | reading and validating it, and rendering its error, never panic |
 //! | `cursor` | a cursor value (JSON) | a position compares equal to itself and survives its JSON round trip; no panic |
 //! | `json_schema` | a JSON Schema, then a record on the next line | conversion and the record check never panic |
 //! | `singer` | one line of a Singer tap | the `singer` connector's parse and what follows (schema, record check, state split) never panic |
@@ -25,6 +26,7 @@ pub type Body = fn(&[u8]);
 /// Every target: its name (its corpus directory, its binary) and its body.
 pub const TARGETS: &[(&str, Body)] = &[
     ("protocol", protocol),
+    ("manifest", manifest),
     ("cursor", cursor),
     ("json_schema", json_schema),
     ("singer", singer),
@@ -47,6 +49,11 @@ pub fn protocol(data: &[u8]) {
             .expect("a decoded reply re-encodes");
         assert_eq!(again, response, "a reply changed in its round trip");
     }
+}
+
+/// A `hakiri.toml`, as `hakiri apply` reads it.
+pub fn manifest(data: &[u8]) {
+    hakiri_cli::fuzzing::manifest(data);
 }
 
 /// A cursor value: kept as an opaque value, and ordered as a monotonic position.
