@@ -125,8 +125,9 @@ pub trait Catalog: Debug + Send + Sync {
     ) -> Result<Pipeline>;
 
     /// Asks for a `Manual` or `Backfill` run of the pipeline now, outside its schedule; the
-    /// reconciler dispatches it on its next tick. The request stays until a run of that kind
-    /// begins (which consumes it). Asking again changes nothing.
+    /// reconciler dispatches it on its next tick. The request stays until a run that does what
+    /// it asks begins and consumes it ([`crate::RunRequest::satisfied_by`]: a backfill run any
+    /// request, a manual run a manual one). Asking again changes nothing.
     ///
     /// # Errors
     /// `NotFound`; `InvalidArgument` for another trigger; `FailedPrecondition` for a disabled

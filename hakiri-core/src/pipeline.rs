@@ -464,6 +464,19 @@ pub struct RunRequest {
     pub at: Timestamp,
 }
 
+impl RunRequest {
+    /// Whether a run begun with `trigger` does what was asked, and so consumes the request: a
+    /// backfill run answers any request (it runs now, from the start); a manual run only a manual
+    /// one, so that a pending backfill is not lost to it; a scheduled run none.
+    pub fn satisfied_by(&self, trigger: Trigger) -> bool {
+        match trigger {
+            Trigger::Backfill => true,
+            Trigger::Manual => self.trigger == Trigger::Manual,
+            Trigger::Schedule | Trigger::Retry => false,
+        }
+    }
+}
+
 /// The rule for requesting a run: only `Manual` or `Backfill`, only on an enabled pipeline; a
 /// backfill request replaces a manual one. Returns the new request, or `None` if nothing changes.
 ///

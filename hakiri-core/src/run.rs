@@ -39,8 +39,8 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    /// Whether runs of this kind start from an operator's request (`Manual`, `Backfill`); a run
-    /// of this kind that begins consumes the pipeline's pending request.
+    /// Whether runs of this kind start from an operator's request (`Manual`, `Backfill`); which
+    /// pending request a begun run consumes is [`crate::RunRequest::satisfied_by`].
     pub fn is_requested(self) -> bool {
         matches!(self, Trigger::Manual | Trigger::Backfill)
     }
@@ -424,7 +424,11 @@ pub fn plan_begin(begin: BeginRun, at: Beginning<'_>) -> Result<BeginWrite> {
         epoch: lease.epoch,
     };
     Ok(BeginWrite {
-        clears_request: begin.trigger.is_requested() && at.pipeline.requested.is_some(),
+        clears_request: at
+            .pipeline
+            .requested
+            .as_ref()
+            .is_some_and(|request| request.satisfied_by(begin.trigger)),
         event: (Actor::Holder(lease.holder.clone()), event),
         run,
     })

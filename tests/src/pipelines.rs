@@ -445,7 +445,8 @@ pub async fn pipelines_begin_run_on_paused_pipeline_fails(cx: &Ctx) {
 }
 
 /// An operator's run request is recorded and audited, asking again changes nothing, and the
-/// first run of that kind to begin consumes it; other triggers cannot be requested.
+/// first run that does what it asks consumes it (a backfill run any request, a manual run a
+/// manual one); other triggers cannot be requested.
 pub async fn pipelines_request_run_until_a_requested_run_begins(cx: &Ctx) {
     cx.pipeline("p").await;
     let requested = cx
@@ -494,13 +495,44 @@ pub async fn pipelines_request_run_until_a_requested_run_begins(cx: &Ctx) {
     cx.finish_run(&lease, scheduled.id, FinishRun::succeeded())
         .await
         .unwrap();
-    cx.begin_run(&lease, BeginRun::new(Trigger::Manual))
+    let manual = cx
+        .begin_run(&lease, BeginRun::new(Trigger::Manual))
         .await
         .unwrap();
     assert_eq!(
         cx.get_pipeline(&pid("p")).await.unwrap().requested,
         None,
         "the manual run consumed it"
+    );
+    cx.finish_run(&lease, manual.id, FinishRun::succeeded())
+        .await
+        .unwrap();
+    cx.request_run(&pid("p"), Trigger::Backfill, &operator())
+        .await
+        .unwrap();
+    let manual = cx
+        .begin_run(&lease, BeginRun::new(Trigger::Manual))
+        .await
+        .unwrap();
+    assert_eq!(
+        cx.get_pipeline(&pid("p"))
+            .await
+            .unwrap()
+            .requested
+            .map(|r| r.trigger),
+        Some(Trigger::Backfill),
+        "a manual run leaves a backfill request: it does not read from the start"
+    );
+    cx.finish_run(&lease, manual.id, FinishRun::succeeded())
+        .await
+        .unwrap();
+    cx.begin_run(&lease, BeginRun::new(Trigger::Backfill))
+        .await
+        .unwrap();
+    assert_eq!(
+        cx.get_pipeline(&pid("p")).await.unwrap().requested,
+        None,
+        "the backfill run consumed it"
     );
     let disabled = spec("d", CursorKind::Monotonic).with_enabled(false);
     cx.put_pipeline(disabled, PutMode::Create, &operator())
