@@ -58,6 +58,13 @@ pub trait Harness: Send + Sync + 'static {
     /// The lease time-to-live the checks use: long enough that no lease expires unless a check
     /// says so, short enough to wait out on a real clock.
     fn ttl(&self) -> Duration;
+
+    /// Whether [`Harness::advance`] moves an injected clock by exactly `by`, so that a test may
+    /// predict the catalog's times and expire leases at will. A real clock (the default) only
+    /// moves by sleeping: checks that need exact times then leave them out.
+    fn manual_clock(&self) -> bool {
+        false
+    }
 }
 
 /// One check's context: a fresh project's catalog, the harness, and fixtures.
