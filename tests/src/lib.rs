@@ -21,6 +21,8 @@
 //! - [`isolation`]: projects see nothing of each other.
 //! - [`validation`]: invalid input is refused and changes nothing.
 //! - [`concurrency`]: racing writers, exact totals, never two live holders.
+//! - [`model`]: random sequences of calls checked in lock step against a reference model
+//!   ([`model_sequences!`]).
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -39,6 +41,7 @@ pub mod cursors;
 pub mod events;
 pub mod isolation;
 pub mod leases;
+pub mod model;
 pub mod pipelines;
 pub mod runs;
 pub mod schemas;
@@ -61,7 +64,7 @@ pub trait Harness: Send + Sync + 'static {
 
     /// Whether [`Harness::advance`] moves an injected clock by exactly `by`, so that a test may
     /// predict the catalog's times and expire leases at will. A real clock (the default) only
-    /// moves by sleeping: checks that need exact times then leave them out.
+    /// moves by sleeping: the model sequences then leave clock moves out.
     fn manual_clock(&self) -> bool {
         false
     }

@@ -1,0 +1,9 @@
+//! The model sequences on the embedded host (the SQLite store on local files, with a manual
+//! clock): random sequences of calls checked in lock step against the contract crate's reference
+//! model.
+
+mod common;
+
+use common::EmbeddedHarness;
+
+hakiri_contract::model_sequences!(EmbeddedHarness::new());

@@ -1,0 +1,488 @@
+//! The operations a sequence is made of: [`Op`], what proptest generates and shrinks, over a small
+//! universe (two pipelines, two holders, two streams, cursor values 0..4 and two strings), and
+//! [`Call`], the concrete port call an op becomes once the leases and runs handed out so far and
+//! the model's versions are known.
+//!
+//! Ops name leases and runs by how far back they were handed out (0: the newest), so that a
+//! sequence stays meaningful while proptest shrinks it, and versions relative to the stored one
+//! ([`Expect`]), so that stale and future versions are as likely as the right one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hakiri_core::{
+    Actor, CursorAdvance, CursorKind, CursorReset, CursorValue, FinishRun, Generation, HolderId,
+    Lease, Outcome, PauseChange, PipelineId, PipelineSpec, PutMode, ResetPermissions, ResetTarget,
+    RunError, StreamName,
+};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::state::Model;
+use crate::{holder_id, operator, pid, reason, spec, stream};
+
+/// The pipelines a sequence works on.
+pub const PIPELINES: [&str; 2] = ["p0", "p1"];
+/// The lease holders.
+pub const HOLDERS: [&str; 2] = ["h0", "h1"];
+/// The streams.
+pub const STREAMS: [&str; 2] = ["s0", "s1"];
+
+/// A version a compare-and-set expects, relative to the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The stored version.
+    Current,
+    /// One below it (or, with none stored, one that was never there).
+    Behind,
+    /// One above it.
+    Ahead,
+}
+
+impl Expect {
+    fn resolve(self, current: u64) -> u64 {
+        match self {
+            Expect::Current => current,
+            Expect::Behind => current.checked_sub(1).unwrap_or(current + 2),
+            Expect::Ahead => current + 1,
+        }
+    }
+}
+
+/// A cursor value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Val {
+    /// A small integer.
+    Int(i64),
+    /// A one-letter string (a type change for a numeric monotonic cursor).
+    Text(&'static str),
+    /// `null` (refused by monotonic cursors, any value for opaque ones).
+    Null,
+}
+
+impl Val {
+    fn json(self) -> Value {
+        match self {
+            Val::Int(i) => json!(i),
+            Val::Text(s) => json!(s),
+            Val::Null => Value::Null,
+        }
+    }
+
+    fn cursor(self) -> CursorValue {
+        CursorValue::new(self.json()).expect("small cursor values are valid")
+    }
+}
+
+/// Where a reset takes a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A value.
+    Value(Val),
+    /// `null`, from the start.
+    Initial,
+    /// An earlier version's value (a rollback); 0 and versions never written are refused.
+    Version(u64),
+}
+
+/// How far the clock moves, relative to the lease ttl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Half a ttl: a lease taken now is still live.
+    Half,
+    /// Exactly a ttl: a lease taken at the start of the wait has just expired.
+    Ttl,
+    /// A ttl and a millisecond.
+    PastTtl,
+}
+
+/// One step of a sequence. Indices pick from [`PIPELINES`], [`HOLDERS`], [`STREAMS`]; `lease`
+/// and `run` count back from the newest lease or run handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Op {
+    Create {
+        pipeline: usize,
+        opaque: bool,
+    },
+    Update {
+        pipeline: usize,
+        enabled: bool,
+        expect: Expect,
+    },
+    Pause {
+        pipeline: usize,
+    },
+    Resume {
+        pipeline: usize,
+    },
+    Delete {
+        pipeline: usize,
+        expect: Expect,
+    },
+    Acquire {
+        pipeline: usize,
+        holder: usize,
+    },
+    ForceAcquire {
+        pipeline: usize,
+        holder: usize,
+    },
+    Renew {
+        lease: usize,
+    },
+    Release {
+        lease: usize,
+    },
+    Begin {
+        lease: usize,
+    },
+    Advance {
+        lease: usize,
+        run: usize,
+        stream: usize,
+        value: Val,
+        expect: Option<Expect>,
+    },
+    Finish {
+        lease: usize,
+        run: usize,
+        failed: bool,
+        cursors: Vec<(usize, Val)>,
+    },
+    Reset {
+        lease: usize,
+        stream: usize,
+        target: Target,
+        expect: Option<Expect>,
+        create: bool,
+        type_change: bool,
+    },
+    Wait(Wait),
+}
+
+/// A concrete port call.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub enum Call {
+    Put {
+        spec: PipelineSpec,
+        mode: PutMode,
+    },
+    SetPaused {
+        pipeline: PipelineId,
+        change: PauseChange,
+    },
+    Delete {
+        pipeline: PipelineId,
+        expected: Generation,
+    },
+    Acquire {
+        pipeline: PipelineId,
+        holder: HolderId,
+        force: bool,
+    },
+    Renew {
+        lease: Lease,
+    },
+    Release {
+        lease: Lease,
+    },
+    Begin {
+        lease: Lease,
+    },
+    Advance {
+        lease: Lease,
+        /// The run's handle: its index among the runs begun.
+        run: usize,
+        stream: StreamName,
+        advance: CursorAdvance,
+    },
+    Finish {
+        lease: Lease,
+        /// The run's handle.
+        run: usize,
+        finish: FinishRun,
+    },
+    Reset {
+        lease: Lease,
+        stream: StreamName,
+        reset: CursorReset,
+    },
+    Wait(Duration),
+}
+
+/// The operator the sequences act as.
+pub fn actor() -> Actor {
+    operator()
+}
+
+/// Picks the `back`-th newest of `len` items.
+fn pick(len: usize, back: usize) -> Option<usize> {
+    (len > 0).then(|| len - 1 - back % len)
+}
+
+impl Op {
+    /// The op's name, for the tally of outcomes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Create { .. } => "create",
+            Op::Update { .. } => "update",
+            Op::Pause { .. } => "pause",
+            Op::Resume { .. } => "resume",
+            Op::Delete { .. } => "delete",
+            Op::Acquire { .. } => "acquire",
+            Op::ForceAcquire { .. } => "force_acquire",
+            Op::Renew { .. } => "renew",
+            Op::Release { .. } => "release",
+            Op::Begin { .. } => "begin",
+            Op::Advance { .. } => "advance",
+            Op::Finish { .. } => "finish",
+            Op::Reset { .. } => "reset",
+            Op::Wait(_) => "wait",
+        }
+    }
+
+    /// The call this op makes, given the leases handed out so far and the model's state; `None`
+    /// when it needs a lease or a run and there is none yet.
+    pub fn call(&self, model: &Model, leases: &[Lease]) -> Option<Call> {
+        let lease = |back: usize| pick(leases.len(), back).map(|i| leases[i].clone());
+        let run = |back: usize| pick(model.run_count(), back);
+        let call = match *self {
+            Op::Create { pipeline, opaque } => {
+                let kind = if opaque {
+                    CursorKind::Opaque
+                } else {
+                    CursorKind::Monotonic
+                };
+                Call::Put {
+                    spec: spec(PIPELINES[pipeline], kind),
+                    mode: PutMode::Create,
+                }
+            }
+            Op::Update {
+                pipeline,
+                enabled,
+                expect,
+            } => {
+                let id = pid(PIPELINES[pipeline]);
+                let kind = model
+                    .spec(&id)
+                    .map_or(CursorKind::Monotonic, |s| s.cursor_kind);
+                let expected = Generation(expect.resolve(model.generation(&id)));
+                Call::Put {
+                    spec: spec(PIPELINES[pipeline], kind).with_enabled(enabled),
+                    mode: PutMode::Update { expected },
+                }
+            }
+            Op::Pause { pipeline } => Call::SetPaused {
+                pipeline: pid(PIPELINES[pipeline]),
+                change: PauseChange::Pause(reason("model")),
+            },
+            Op::Resume { pipeline } => Call::SetPaused {
+                pipeline: pid(PIPELINES[pipeline]),
+                change: PauseChange::Resume,
+            },
+            Op::Delete { pipeline, expect } => {
+                let id = pid(PIPELINES[pipeline]);
+                let expected = Generation(expect.resolve(model.generation(&id)));
+                Call::Delete {
+                    pipeline: id,
+                    expected,
+                }
+            }
+            Op::Acquire { pipeline, holder } | Op::ForceAcquire { pipeline, holder } => {
+                Call::Acquire {
+                    pipeline: pid(PIPELINES[pipeline]),
+                    holder: holder_id(HOLDERS[holder]),
+                    force: matches!(self, Op::ForceAcquire { .. }),
+                }
+            }
+            Op::Renew { lease: l } => Call::Renew { lease: lease(l)? },
+            Op::Release { lease: l } => Call::Release { lease: lease(l)? },
+            Op::Begin { lease: l } => Call::Begin { lease: lease(l)? },
+            Op::Advance {
+                lease: l,
+                run: r,
+                stream: s,
+                value,
+                expect,
+            } => {
+                let lease = lease(l)?;
+                let stream = stream(STREAMS[s]);
+                let mut advance = CursorAdvance::to(value.cursor());
+                if let Some(expect) = expect {
+                    advance = advance
+                        .expecting(expect.resolve(model.cursor_version(&lease.pipeline, &stream)));
+                }
+                Call::Advance {
+                    lease,
+                    run: run(r)?,
+                    stream,
+                    advance,
+                }
+            }
+            Op::Finish {
+                lease: l,
+                run: r,
+                failed,
+                ref cursors,
+            } => {
+                let outcome = if failed {
+                    Outcome::Failed {
+                        error: RunError::new("model", true),
+                    }
+                } else {
+                    Outcome::Succeeded
+                };
+                let cursors: BTreeMap<StreamName, CursorValue> = cursors
+                    .iter()
+                    .map(|(s, v)| (stream(STREAMS[*s]), v.cursor()))
+                    .collect();
+                Call::Finish {
+                    lease: lease(l)?,
+                    run: run(r)?,
+                    finish: FinishRun {
+                        cursors,
+                        ..FinishRun::new(outcome)
+                    },
+                }
+            }
+            Op::Reset {
+                lease: l,
+                stream: s,
+                target,
+                expect,
+                create,
+                type_change,
+            } => {
+                let lease = lease(l)?;
+                let stream = stream(STREAMS[s]);
+                let expected_version =
+                    expect.map(|e| e.resolve(model.cursor_version(&lease.pipeline, &stream)));
+                let target = match target {
+                    Target::Value(v) => ResetTarget::Value(v.cursor()),
+                    Target::Initial => ResetTarget::Initial,
+                    Target::Version(n) => ResetTarget::Version(n),
+                };
+                Call::Reset {
+                    lease,
+                    stream,
+                    reset: CursorReset {
+                        target,
+                        expected_version,
+                        by: actor(),
+                        reason: reason("model"),
+                        allow: ResetPermissions {
+                            type_change,
+                            create,
+                        },
+                    },
+                }
+            }
+            Op::Wait(wait) => {
+                let ttl = model.ttl();
+                Call::Wait(match wait {
+                    Wait::Half => ttl / 2,
+                    Wait::Ttl => ttl,
+                    Wait::PastTtl => ttl + Duration::from_millis(1),
+                })
+            }
+        };
+        Some(call)
+    }
+}
+
+fn expect() -> impl Strategy<Value = Expect> {
+    prop_oneof![
+        3 => Just(Expect::Current),
+        1 => Just(Expect::Behind),
+        1 => Just(Expect::Ahead),
+    ]
+}
+
+fn val() -> impl Strategy<Value = Val> {
+    prop_oneof![
+        8 => (0i64..5).prop_map(Val::Int),
+        1 => prop::sample::select(vec!["a", "b"]).prop_map(Val::Text),
+        1 => Just(Val::Null),
+    ]
+}
+
+/// Mostly the newest lease or run, sometimes an older one (a stale epoch, an ended run).
+fn back() -> impl Strategy<Value = usize> {
+    prop_oneof![4 => Just(0usize), 1 => 1usize..4]
+}
+
+/// One op, weighted towards the interesting ones: checkpoints with conflicting versions, stale
+/// epochs after a force or an expiry, finishing twice, the clock moving past the ttl. Clock ops
+/// only on a manual clock (`manual_clock`); on a real one, waiting out a ttl is too slow.
+pub fn op(manual_clock: bool) -> BoxedStrategy<Op> {
+    let pipeline = || 0..PIPELINES.len();
+    let holder = || 0..HOLDERS.len();
+    let stream = || 0..STREAMS.len();
+    let ops = prop_oneof![
+        2 => create(),
+        1 => (pipeline(), any::<bool>(), expect())
+            .prop_map(|(pipeline, enabled, expect)| Op::Update { pipeline, enabled, expect }),
+        1 => pipeline().prop_map(|pipeline| Op::Pause { pipeline }),
+        1 => pipeline().prop_map(|pipeline| Op::Resume { pipeline }),
+        1 => (pipeline(), expect()).prop_map(|(pipeline, expect)| Op::Delete { pipeline, expect }),
+        4 => (pipeline(), holder()).prop_map(|(pipeline, holder)| Op::Acquire { pipeline, holder }),
+        2 => (pipeline(), holder())
+            .prop_map(|(pipeline, holder)| Op::ForceAcquire { pipeline, holder }),
+        2 => back().prop_map(|lease| Op::Renew { lease }),
+        2 => back().prop_map(|lease| Op::Release { lease }),
+        4 => back().prop_map(|lease| Op::Begin { lease }),
+        8 => (back(), back(), stream(), val(), prop::option::weighted(0.6, expect())).prop_map(
+            |(lease, run, stream, value, expect)| Op::Advance { lease, run, stream, value, expect }
+        ),
+        4 => (back(), back(), any::<bool>(), prop::collection::vec((stream(), val()), 0..3))
+            .prop_map(|(lease, run, failed, cursors)| Op::Finish { lease, run, failed, cursors }),
+        3 => (
+            back(),
+            stream(),
+            prop_oneof![
+                3 => val().prop_map(Target::Value),
+                1 => Just(Target::Initial),
+                2 => (0u64..5).prop_map(Target::Version),
+            ],
+            prop::option::weighted(0.5, expect()),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(lease, stream, target, expect, create, type_change)| Op::Reset {
+                lease,
+                stream,
+                target,
+                expect,
+                create,
+                type_change,
+            }),
+    ];
+    if manual_clock {
+        let wait =
+            prop_oneof![Just(Wait::Half), Just(Wait::Ttl), Just(Wait::PastTtl),].prop_map(Op::Wait);
+        prop_oneof![20 => ops, 1 => wait].boxed()
+    } else {
+        ops.boxed()
+    }
+}
+
+fn create() -> impl Strategy<Value = Op> {
+    (0..PIPELINES.len(), prop::bool::weighted(0.3))
+        .prop_map(|(pipeline, opaque)| Op::Create { pipeline, opaque })
+}
+
+/// A sequence: one or two pipelines created, then up to `max_len` ops. Without the creations
+/// first, most ops of a short sequence would only meet `NotFound`.
+pub fn sequence(manual_clock: bool, max_len: usize) -> impl Strategy<Value = Vec<Op>> {
+    (
+        prop::collection::vec(create(), 1..=2),
+        prop::collection::vec(op(manual_clock), 1..=max_len),
+    )
+        .prop_map(|(mut creations, ops)| {
+            creations.extend(ops);
+            creations
+        })
+}

@@ -1,0 +1,378 @@
+//! Model-based sequences: random sequences of port calls run against a backend and a reference
+//! [`Model`] in lock step, every answer and every observable state compared, shrunk by proptest to
+//! a minimal failing sequence on the first divergence.
+//!
+//! A backend's test file adds it in one line, with the [`Harness`] its contract suite uses:
+//!
+//! ```text
+//! hakiri_contract::model_sequences!(MemoryHarness::new());
+//! ```
+//!
+//! # What the model covers
+//! - pipelines: create, update with a generation compare-and-set (an identical spec is a no-op),
+//!   pause and resume, delete (generation, never under a live lease; a re-created id starts empty);
+//! - leases: acquire (same holder refused too), force, renew, release; one project-wide epoch
+//!   counter; expiry by the catalog clock (`now >= expires_at`, so exactly one ttl expires a lease);
+//!   fencing reasons (superseded, expired, released, no lease);
+//! - runs: begin (not paused, at most one running), finish with final cursors (all or nothing),
+//!   finishing twice, the abandon of a running run when a new epoch takes the pipeline or its
+//!   holder releases, the runs a delete removes;
+//! - cursors: checkpoints with and without an expected version, the monotonic rule (number or
+//!   string, no type change, no regression, equal is a no-op), opaque cursors, operator resets
+//!   to a value, to the start and to an earlier version (create and type change only when allowed),
+//!   history length.
+//!
+//! # What it leaves out
+//! Schema observations and decisions (so no policy pause), run requests, the event log, listing
+//! and paging, invalid input (bad ttl, attempt 0; the contract suite's `validation` checks cover
+//! it), and more than one project. On a harness whose clock is not manual
+//! ([`Harness::manual_clock`] false) clock ops are left out, a long ttl is used, and times are not
+//! compared.
+//!
+//! # Layout
+//! - [`state`]: the model and the answers and snapshots compared.
+//! - [`call`]: the ops proptest generates and the port calls they become.
+//! - this file: the lock-step runner and the [`model_sequences!`](crate::model_sequences) macro.
+
+pub mod call;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hakiri_core::{
+    BeginRun, Catalog, Entity, Error, FenceReason, Lease, Limit, Run, RunId, Trigger,
+};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use crate::{unique_project, Harness};
+use call::{actor, sequence, Call, Op};
+pub use state::Model;
+use state::{Answer, Failure, Fence, Missing, PipelineView, RunView, Snapshot};
+
+/// Sequences per backend unless `HAKIRI_MODEL_CASES` says otherwise.
+pub const DEFAULT_CASES: u32 = 256;
+/// The longest sequence generated.
+pub const MAX_STEPS: usize = 40;
+/// The lease ttl on a real clock: long enough that no lease expires within a sequence.
+pub const REAL_CLOCK_TTL: Duration = Duration::from_secs(3600);
+
+/// Runs `HAKIRI_MODEL_CASES` (default [`DEFAULT_CASES`]) random sequences against `harness`,
+/// each on a fresh project, and panics with the shrunk sequence on the first divergence.
+pub fn check(harness: Arc<dyn Harness>) {
+    let cases = match std::env::var("HAKIRI_MODEL_CASES") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("HAKIRI_MODEL_CASES={text:?} is not a number of cases")),
+        Err(_) => DEFAULT_CASES,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the sequences");
+    let manual = harness.manual_clock();
+    let mut runner = TestRunner::new(Config {
+        cases,
+        // A failing sequence is printed, shrunk; nothing is written into the source tree.
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let started = Instant::now();
+    let tally = Mutex::new(Tally::new());
+    let result = runner.run(&sequence(manual, MAX_STEPS), |ops| {
+        let mut tally = tally
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        runtime
+            .block_on(run_sequence(&*harness, &ops, &mut tally))
+            .map_err(TestCaseError::fail)
+    });
+    eprintln!(
+        "model sequences: {cases} cases of up to {MAX_STEPS} ops in {:.1?}; answers compared:",
+        started.elapsed()
+    );
+    let tally = tally
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (op, kinds) in tally {
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        eprintln!("  {op}: {}", kinds.join(", "));
+    }
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}
+
+/// How many answers of each kind each op got, over all sequences run (shrinking included): what
+/// the sequences exercised.
+pub type Tally = BTreeMap<&'static str, BTreeMap<String, u64>>;
+
+/// Runs one sequence on a fresh project, counting its answers in `tally`; `Err` describes the
+/// first divergence.
+pub async fn run_sequence(
+    harness: &dyn Harness,
+    ops: &[Op],
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let catalog = harness.open(&unique_project()).await;
+    let manual = harness.manual_clock();
+    let now = catalog
+        .pipeline_statuses(None, Limit::ONE)
+        .await
+        .map_err(|e| format!("reading the catalog's clock: {e}"))?
+        .as_of;
+    let ttl = if manual {
+        harness.ttl()
+    } else {
+        REAL_CLOCK_TTL
+    };
+    let mut model = Model::new(now, ttl, manual);
+    let mut backend = Backend {
+        catalog,
+        harness,
+        manual,
+        ttl,
+        leases: Vec::new(),
+        runs: Vec::new(),
+    };
+    for (step, op) in ops.iter().enumerate() {
+        let Some(call) = op.call(&model, &backend.leases) else {
+            continue;
+        };
+        let expected = model.apply(&call);
+        let actual = backend.apply(&call).await;
+        *tally
+            .entry(op.name())
+            .or_default()
+            .entry(actual.kind())
+            .or_default() += 1;
+        if expected != actual {
+            return Err(format!(
+                "step {step}: {op:?}\n  call: {call:?}\n  model:   {expected:?}\n  backend: {actual:?}"
+            ));
+        }
+        let expected = model.snapshot();
+        let actual = backend.snapshot().await?;
+        if expected != actual {
+            return Err(format!(
+                "after step {step}: {op:?}, the state differs\n  model:   {expected:?}\n  backend: {actual:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The backend side of the lock step: the catalog, and the leases and runs it handed out.
+struct Backend<'a> {
+    catalog: Arc<dyn Catalog>,
+    harness: &'a dyn Harness,
+    manual: bool,
+    ttl: Duration,
+    /// Every lease handed out (acquired, forced, renewed), oldest first.
+    leases: Vec<Lease>,
+    /// Every run begun, oldest first: a run's handle is its index.
+    runs: Vec<RunId>,
+}
+
+impl Backend<'_> {
+    async fn apply(&mut self, call: &Call) -> Answer {
+        let c = &*self.catalog;
+        let by = actor();
+        let answer = match call {
+            Call::Put { spec, mode } => {
+                c.put_pipeline(spec.clone(), *mode, &by)
+                    .await
+                    .map(|p| Answer::Pipeline {
+                        generation: p.generation.0,
+                        paused: p.paused.is_some(),
+                        enabled: p.spec.enabled,
+                    })
+            }
+            Call::SetPaused { pipeline, change } => c
+                .set_paused(pipeline, change.clone(), &by)
+                .await
+                .map(|p| Answer::Pipeline {
+                    generation: p.generation.0,
+                    paused: p.paused.is_some(),
+                    enabled: p.spec.enabled,
+                }),
+            Call::Delete { pipeline, expected } => c
+                .delete_pipeline(pipeline, *expected, &by)
+                .await
+                .map(|()| Answer::Done),
+            Call::Acquire {
+                pipeline,
+                holder,
+                force,
+            } => {
+                let lease = if *force {
+                    let why = crate::reason("model");
+                    c.force_acquire(pipeline, holder, self.ttl, &by, &why).await
+                } else {
+                    c.acquire(pipeline, holder, self.ttl).await
+                };
+                lease.map(|l| self.handed_out(l))
+            }
+            Call::Renew { lease } => c.renew(lease, self.ttl).await.map(|l| self.handed_out(l)),
+            Call::Release { lease } => c.release(lease).await.map(|()| Answer::Done),
+            Call::Begin { lease } => match c.begin_run(lease, BeginRun::new(Trigger::Manual)).await
+            {
+                Ok(run) => {
+                    self.runs.push(run.id);
+                    Ok(self.run_answer(run))
+                }
+                Err(e) => Err(e),
+            },
+            Call::Advance {
+                lease,
+                run,
+                stream,
+                advance,
+            } => c
+                .advance(lease, self.runs[*run], stream, advance.clone())
+                .await
+                .map(|cursor| Answer::Cursor {
+                    value: cursor.value.into_json(),
+                    version: cursor.version,
+                }),
+            Call::Finish { lease, run, finish } => c
+                .finish_run(lease, self.runs[*run], finish.clone())
+                .await
+                .map(|r| self.run_answer(r)),
+            Call::Reset {
+                lease,
+                stream,
+                reset,
+            } => c
+                .reset_cursor(lease, stream, reset.clone())
+                .await
+                .map(|cursor| Answer::Cursor {
+                    value: cursor.value.into_json(),
+                    version: cursor.version,
+                }),
+            Call::Wait(by) => {
+                self.harness.advance(*by).await;
+                Ok(Answer::Done)
+            }
+        };
+        answer.unwrap_or_else(|e| Answer::Failed(self.failure(e)))
+    }
+
+    fn handed_out(&mut self, lease: Lease) -> Answer {
+        self.leases.push(lease.clone());
+        Answer::Lease {
+            pipeline: lease.pipeline,
+            holder: lease.holder,
+            epoch: lease.epoch,
+            expires_at: self.manual.then_some(lease.expires_at),
+        }
+    }
+
+    fn handle(&self, run: RunId) -> Option<usize> {
+        self.runs.iter().position(|r| *r == run)
+    }
+
+    fn run_answer(&self, run: Run) -> Answer {
+        let values = |m: BTreeMap<_, hakiri_core::CursorValue>| {
+            m.into_iter().map(|(s, v)| (s, v.into_json())).collect()
+        };
+        Answer::Run(RunView {
+            // A run id the sequence never began shows as a handle past the end.
+            handle: self.handle(run.id).unwrap_or(usize::MAX),
+            pipeline: run.pipeline,
+            epoch: run.epoch,
+            holder: run.holder,
+            status: run.status,
+            cursors_at_start: values(run.cursors_at_start),
+            cursors_at_end: values(run.cursors_at_end),
+        })
+    }
+
+    fn failure(&self, error: Error) -> Failure {
+        match error {
+            Error::NotFound(entity) => Failure::NotFound(match entity {
+                Entity::Pipeline { .. } => Missing::Pipeline,
+                Entity::Run { .. } => Missing::Run,
+                Entity::Cursor { .. } => Missing::Cursor,
+                Entity::CursorVersion { .. } => Missing::CursorVersion,
+                _ => Missing::Other,
+            }),
+            Error::AlreadyExists(_) => Failure::AlreadyExists,
+            Error::Conflict { .. } => Failure::Conflict,
+            Error::Fenced { reason, .. } => Failure::Fenced(match reason {
+                FenceReason::Superseded { current } => Fence::Superseded(current),
+                FenceReason::Expired { at } => Fence::Expired(self.manual.then_some(at)),
+                FenceReason::Released => Fence::Released,
+                FenceReason::NoLease => Fence::NoLease,
+                other => return Failure::Other(format!("{other:?}")),
+            }),
+            Error::Leased { holder, epoch, .. } => Failure::Leased { holder, epoch },
+            Error::CursorRegression { .. } => Failure::CursorRegression,
+            Error::InvalidArgument(_) => Failure::InvalidArgument,
+            Error::FailedPrecondition(_) => Failure::FailedPrecondition,
+            other => Failure::Other(format!("{other:?}")),
+        }
+    }
+
+    /// Reads everything the snapshot compares through the port.
+    async fn snapshot(&self) -> Result<Snapshot, String> {
+        let c = &*self.catalog;
+        let read = |what: &str, e: Error| format!("reading {what}: {e:?}");
+        let statuses = c
+            .pipeline_statuses(None, Limit::MAX)
+            .await
+            .map_err(|e| read("pipeline statuses", e))?;
+        let mut pipelines = BTreeMap::new();
+        for status in statuses.items {
+            let id = status.pipeline.spec.id.clone();
+            let mut cursors = BTreeMap::new();
+            for cursor in c.list_cursors(&id).await.map_err(|e| read("cursors", e))? {
+                let history = c
+                    .cursor_history(&id, &cursor.stream, None, Limit::MAX)
+                    .await
+                    .map_err(|e| read("cursor history", e))?;
+                cursors.insert(
+                    cursor.stream,
+                    (
+                        cursor.value.into_json(),
+                        cursor.version,
+                        history.items.len(),
+                    ),
+                );
+            }
+            let view = PipelineView {
+                generation: status.pipeline.generation.0,
+                paused: status.pipeline.paused.is_some(),
+                enabled: status.pipeline.spec.enabled,
+                lease: status
+                    .lease
+                    .map(|l| (l.epoch, l.holder, self.manual.then_some(l.expires_at))),
+                last_run: status.last_run.map(|r| (self.handle(r.id), r.status)),
+                cursors,
+            };
+            pipelines.insert(id, view);
+        }
+        let mut runs = Vec::with_capacity(self.runs.len());
+        for run in &self.runs {
+            runs.push(match c.get_run(*run).await {
+                Ok(run) => Some(run.status),
+                Err(Error::NotFound(_)) => None,
+                Err(e) => return Err(read("a run", e)),
+            });
+        }
+        Ok(Snapshot { pipelines, runs })
+    }
+}
+
+/// Emits a `#[test]` running the model sequences against the backend whose [`Harness`] the
+/// expression builds.
+#[macro_export]
+macro_rules! model_sequences {
+    ($harness:expr) => {
+        #[test]
+        fn model_sequences() {
+            $crate::model::check(::std::sync::Arc::new($harness));
+        }
+    };
+}
