@@ -5,4 +5,5 @@ mod common;
 
 use common::MemoryHarness;
 
-hakiri_contract::model_sequences!(MemoryHarness::new());
+// Sequences on this backend take milliseconds: afford many.
+hakiri_contract::model_sequences!(MemoryHarness::new(), cases = 1000);

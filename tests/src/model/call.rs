@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hakiri_core::{
-    Actor, CursorAdvance, CursorKind, CursorReset, CursorValue, FinishRun, Generation, HolderId,
-    Lease, Outcome, PauseChange, PipelineId, PipelineSpec, PutMode, ResetPermissions, ResetTarget,
-    RunError, StreamName,
+    Actor, Column, ColumnType, CursorAdvance, CursorKind, CursorReset, CursorValue, FinishRun,
+    Generation, HolderId, Lease, Outcome, PauseChange, PipelineId, PipelineSpec, PolicyAction,
+    PutMode, ResetPermissions, ResetTarget, RunError, Schema, SchemaPolicy, StreamName,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -85,6 +85,49 @@ pub enum Target {
     Version(u64),
 }
 
+/// The schemas a stream is seen with: three shapes whose changes cover every class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shape {
+    /// `id: integer, not null`.
+    A,
+    /// `A` and a nullable `name: string`: from `A`, an additive change.
+    B,
+    /// `id: integer, nullable`: from `A`, a widening change.
+    C,
+}
+
+impl Shape {
+    /// Every shape.
+    pub const ALL: [Shape; 3] = [Shape::A, Shape::B, Shape::C];
+
+    /// The schema of this shape.
+    pub fn schema(self) -> Schema {
+        let id = |nullable| Column::new("id", ColumnType::Integer, nullable);
+        let columns = match self {
+            Shape::A => vec![id(false)],
+            Shape::B => vec![id(false), Column::new("name", ColumnType::String, true)],
+            Shape::C => vec![id(true)],
+        };
+        Schema::new(columns, Vec::new()).expect("the shapes are valid schemas")
+    }
+
+    /// The shape `schema` has, if it is one of them.
+    pub fn of(schema: &Schema) -> Option<Shape> {
+        let fingerprint = schema.fingerprint();
+        Shape::ALL
+            .into_iter()
+            .find(|s| s.schema().fingerprint() == fingerprint)
+    }
+}
+
+/// The policy of a pipeline created `strict`: widening changes are held, breaking ones rejected
+/// (the default policy accepts both additive and widening changes and holds breaking ones).
+pub const STRICT: SchemaPolicy = SchemaPolicy {
+    additive: PolicyAction::Accept,
+    widening: PolicyAction::Hold,
+    breaking: PolicyAction::Reject,
+};
+
 /// How far the clock moves, relative to the lease ttl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -104,6 +147,7 @@ pub enum Op {
     Create {
         pipeline: usize,
         opaque: bool,
+        strict: bool,
     },
     Update {
         pipeline: usize,
@@ -149,6 +193,17 @@ pub enum Op {
         run: usize,
         failed: bool,
         cursors: Vec<(usize, Val)>,
+        schemas: Vec<(usize, Shape)>,
+    },
+    Observe {
+        lease: usize,
+        run: usize,
+        stream: usize,
+        shape: Shape,
+    },
+    Decide {
+        decision: usize,
+        accept: bool,
     },
     Reset {
         lease: usize,
@@ -203,6 +258,20 @@ pub enum Call {
         /// The run's handle.
         run: usize,
         finish: FinishRun,
+        /// The shapes of `finish.schemas`.
+        shapes: BTreeMap<StreamName, Shape>,
+    },
+    Observe {
+        lease: Lease,
+        /// The run's handle.
+        run: usize,
+        stream: StreamName,
+        shape: Shape,
+    },
+    Decide {
+        /// The decision's handle: its index among the decisions recorded.
+        decision: usize,
+        accept: bool,
     },
     Reset {
         lease: Lease,
@@ -239,6 +308,8 @@ impl Op {
             Op::Advance { .. } => "advance",
             Op::Finish { .. } => "finish",
             Op::Reset { .. } => "reset",
+            Op::Observe { .. } => "observe",
+            Op::Decide { .. } => "decide",
             Op::Wait(_) => "wait",
         }
     }
@@ -249,14 +320,22 @@ impl Op {
         let lease = |back: usize| pick(leases.len(), back).map(|i| leases[i].clone());
         let run = |back: usize| pick(model.run_count(), back);
         let call = match *self {
-            Op::Create { pipeline, opaque } => {
+            Op::Create {
+                pipeline,
+                opaque,
+                strict,
+            } => {
                 let kind = if opaque {
                     CursorKind::Opaque
                 } else {
                     CursorKind::Monotonic
                 };
+                let mut spec = spec(PIPELINES[pipeline], kind);
+                if strict {
+                    spec = spec.with_schema_policy(STRICT);
+                }
                 Call::Put {
-                    spec: spec(PIPELINES[pipeline], kind),
+                    spec,
                     mode: PutMode::Create,
                 }
             }
@@ -266,12 +345,13 @@ impl Op {
                 expect,
             } => {
                 let id = pid(PIPELINES[pipeline]);
-                let kind = model
+                let stored = model
                     .spec(&id)
-                    .map_or(CursorKind::Monotonic, |s| s.cursor_kind);
+                    .cloned()
+                    .unwrap_or_else(|| spec(PIPELINES[pipeline], CursorKind::Monotonic));
                 let expected = Generation(expect.resolve(model.generation(&id)));
                 Call::Put {
-                    spec: spec(PIPELINES[pipeline], kind).with_enabled(enabled),
+                    spec: stored.with_enabled(enabled),
                     mode: PutMode::Update { expected },
                 }
             }
@@ -327,6 +407,7 @@ impl Op {
                 run: r,
                 failed,
                 ref cursors,
+                ref schemas,
             } => {
                 let outcome = if failed {
                     Outcome::Failed {
@@ -339,15 +420,39 @@ impl Op {
                     .iter()
                     .map(|(s, v)| (stream(STREAMS[*s]), v.cursor()))
                     .collect();
+                let shapes: BTreeMap<StreamName, Shape> = schemas
+                    .iter()
+                    .map(|(s, shape)| (stream(STREAMS[*s]), *shape))
+                    .collect();
                 Call::Finish {
                     lease: lease(l)?,
                     run: run(r)?,
                     finish: FinishRun {
                         cursors,
+                        schemas: shapes
+                            .iter()
+                            .map(|(s, shape)| (s.clone(), shape.schema()))
+                            .collect(),
                         ..FinishRun::new(outcome)
                     },
+                    shapes,
                 }
             }
+            Op::Observe {
+                lease: l,
+                run: r,
+                stream: s,
+                shape,
+            } => Call::Observe {
+                lease: lease(l)?,
+                run: run(r)?,
+                stream: stream(STREAMS[s]),
+                shape,
+            },
+            Op::Decide { decision, accept } => Call::Decide {
+                decision: pick(model.decision_count(), decision)?,
+                accept,
+            },
             Op::Reset {
                 lease: l,
                 stream: s,
@@ -437,8 +542,23 @@ pub fn op(manual_clock: bool) -> BoxedStrategy<Op> {
         8 => (back(), back(), stream(), val(), prop::option::weighted(0.6, expect())).prop_map(
             |(lease, run, stream, value, expect)| Op::Advance { lease, run, stream, value, expect }
         ),
-        4 => (back(), back(), any::<bool>(), prop::collection::vec((stream(), val()), 0..3))
-            .prop_map(|(lease, run, failed, cursors)| Op::Finish { lease, run, failed, cursors }),
+        4 => (
+            back(),
+            back(),
+            any::<bool>(),
+            prop::collection::vec((stream(), val()), 0..3),
+            prop::collection::vec((stream(), shape()), 0..2),
+        )
+            .prop_map(|(lease, run, failed, cursors, schemas)| Op::Finish {
+                lease,
+                run,
+                failed,
+                cursors,
+                schemas,
+            }),
+        4 => (back(), back(), stream(), shape())
+            .prop_map(|(lease, run, stream, shape)| Op::Observe { lease, run, stream, shape }),
+        2 => (back(), any::<bool>()).prop_map(|(decision, accept)| Op::Decide { decision, accept }),
         3 => (
             back(),
             stream(),
@@ -469,9 +589,18 @@ pub fn op(manual_clock: bool) -> BoxedStrategy<Op> {
     }
 }
 
+fn shape() -> impl Strategy<Value = Shape> {
+    prop::sample::select(Shape::ALL.to_vec())
+}
+
 fn create() -> impl Strategy<Value = Op> {
-    (0..PIPELINES.len(), prop::bool::weighted(0.3))
-        .prop_map(|(pipeline, opaque)| Op::Create { pipeline, opaque })
+    (0..PIPELINES.len(), prop::bool::weighted(0.3), any::<bool>()).prop_map(
+        |(pipeline, opaque, strict)| Op::Create {
+            pipeline,
+            opaque,
+            strict,
+        },
+    )
 }
 
 /// A sequence: one or two pipelines created, then up to `max_len` ops. Without the creations

@@ -5,7 +5,7 @@
 //! A backend's test file adds it in one line, with the [`Harness`] its contract suite uses:
 //!
 //! ```text
-//! hakiri_contract::model_sequences!(MemoryHarness::new());
+//! hakiri_contract::model_sequences!(MemoryHarness::new(), cases = 1000);
 //! ```
 //!
 //! # What the model covers
@@ -42,14 +42,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hakiri_core::{
-    BeginRun, Catalog, Entity, Error, FenceReason, Lease, Limit, Run, RunId, Trigger,
+    Actor, BeginRun, Catalog, Decide, DecisionId, DecisionQuery, Entity, Error, FenceReason, Lease,
+    Limit, Pipeline, Resolution, Run, RunId, Trigger,
 };
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use crate::{unique_project, Harness};
-use call::{actor, sequence, Call, Op};
+use call::{actor, sequence, Call, Op, Shape, STREAMS};
 pub use state::Model;
-use state::{Answer, Failure, Fence, Missing, PipelineView, RunView, Snapshot};
+use state::{Answer, Failure, Fence, Missing, Pauser, PipelineView, RunView, Snapshot};
 
 /// Sequences per backend unless `HAKIRI_MODEL_CASES` says otherwise.
 pub const DEFAULT_CASES: u32 = 256;
@@ -58,14 +59,14 @@ pub const MAX_STEPS: usize = 40;
 /// The lease ttl on a real clock: long enough that no lease expires within a sequence.
 pub const REAL_CLOCK_TTL: Duration = Duration::from_secs(3600);
 
-/// Runs `HAKIRI_MODEL_CASES` (default [`DEFAULT_CASES`]) random sequences against `harness`,
-/// each on a fresh project, and panics with the shrunk sequence on the first divergence.
-pub fn check(harness: Arc<dyn Harness>) {
+/// Runs `HAKIRI_MODEL_CASES` (default `cases`) random sequences against `harness`, each on a
+/// fresh project, and panics with the shrunk sequence on the first divergence.
+pub fn check(harness: Arc<dyn Harness>, cases: u32) {
     let cases = match std::env::var("HAKIRI_MODEL_CASES") {
         Ok(text) => text
             .parse()
             .unwrap_or_else(|_| panic!("HAKIRI_MODEL_CASES={text:?} is not a number of cases")),
-        Err(_) => DEFAULT_CASES,
+        Err(_) => cases,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -135,6 +136,7 @@ pub async fn run_sequence(
         ttl,
         leases: Vec::new(),
         runs: Vec::new(),
+        decisions: Vec::new(),
     };
     for (step, op) in ops.iter().enumerate() {
         let Some(call) = op.call(&model, &backend.leases) else {
@@ -173,6 +175,25 @@ struct Backend<'a> {
     leases: Vec<Lease>,
     /// Every run begun, oldest first: a run's handle is its index.
     runs: Vec<RunId>,
+    /// Every decision recorded, oldest first: a decision's handle is its index. Learnt from
+    /// observations and from the snapshot's listing (a finish records decisions it does not
+    /// return).
+    decisions: Vec<DecisionId>,
+}
+
+fn pipeline_answer(p: Pipeline) -> Answer {
+    Answer::Pipeline {
+        generation: p.generation.0,
+        paused: pauser(&p),
+        enabled: p.spec.enabled,
+    }
+}
+
+fn pauser(p: &Pipeline) -> Option<Pauser> {
+    p.paused.as_ref().map(|pause| match pause.by {
+        Actor::Policy => Pauser::Policy,
+        _ => Pauser::Operator,
+    })
 }
 
 impl Backend<'_> {
@@ -180,23 +201,14 @@ impl Backend<'_> {
         let c = &*self.catalog;
         let by = actor();
         let answer = match call {
-            Call::Put { spec, mode } => {
-                c.put_pipeline(spec.clone(), *mode, &by)
-                    .await
-                    .map(|p| Answer::Pipeline {
-                        generation: p.generation.0,
-                        paused: p.paused.is_some(),
-                        enabled: p.spec.enabled,
-                    })
-            }
+            Call::Put { spec, mode } => c
+                .put_pipeline(spec.clone(), *mode, &by)
+                .await
+                .map(pipeline_answer),
             Call::SetPaused { pipeline, change } => c
                 .set_paused(pipeline, change.clone(), &by)
                 .await
-                .map(|p| Answer::Pipeline {
-                    generation: p.generation.0,
-                    paused: p.paused.is_some(),
-                    enabled: p.spec.enabled,
-                }),
+                .map(pipeline_answer),
             Call::Delete { pipeline, expected } => c
                 .delete_pipeline(pipeline, *expected, &by)
                 .await
@@ -236,7 +248,9 @@ impl Backend<'_> {
                     value: cursor.value.into_json(),
                     version: cursor.version,
                 }),
-            Call::Finish { lease, run, finish } => c
+            Call::Finish {
+                lease, run, finish, ..
+            } => c
                 .finish_run(lease, self.runs[*run], finish.clone())
                 .await
                 .map(|r| self.run_answer(r)),
@@ -251,6 +265,45 @@ impl Backend<'_> {
                     value: cursor.value.into_json(),
                     version: cursor.version,
                 }),
+            Call::Observe {
+                lease,
+                run,
+                stream,
+                shape,
+            } => match c
+                .observe_schema(lease, self.runs[*run], stream, shape.schema())
+                .await
+            {
+                Ok(o) => {
+                    let decision = o.decision.map(|d| self.decision_handle(d.id));
+                    Ok(Answer::Observation {
+                        verdict: o.verdict,
+                        version: o.current.version,
+                        shape: Shape::of(&o.current.schema),
+                        decision,
+                    })
+                }
+                Err(e) => Err(e),
+            },
+            Call::Decide { decision, accept } => {
+                let decide = Decide {
+                    resolution: if *accept {
+                        Resolution::Accept
+                    } else {
+                        Resolution::Reject
+                    },
+                    by,
+                    reason: crate::reason("model"),
+                };
+                match c.decide(self.decisions[*decision], decide).await {
+                    Ok(d) => Ok(Answer::Decision {
+                        handle: self.decision_handle(d.id),
+                        verdict: d.verdict,
+                        to_version: d.to_version,
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
             Call::Wait(by) => {
                 self.harness.advance(*by).await;
                 Ok(Answer::Done)
@@ -267,6 +320,17 @@ impl Backend<'_> {
             epoch: lease.epoch,
             expires_at: self.manual.then_some(lease.expires_at),
         }
+    }
+
+    /// A decision's handle; a decision not seen before gets the next one.
+    fn decision_handle(&mut self, id: DecisionId) -> usize {
+        self.decisions
+            .iter()
+            .position(|d| *d == id)
+            .unwrap_or_else(|| {
+                self.decisions.push(id);
+                self.decisions.len() - 1
+            })
     }
 
     fn handle(&self, run: RunId) -> Option<usize> {
@@ -296,6 +360,7 @@ impl Backend<'_> {
                 Entity::Run { .. } => Missing::Run,
                 Entity::Cursor { .. } => Missing::Cursor,
                 Entity::CursorVersion { .. } => Missing::CursorVersion,
+                Entity::Decision { .. } => Missing::Decision,
                 _ => Missing::Other,
             }),
             Error::AlreadyExists(_) => Failure::AlreadyExists,
@@ -316,9 +381,27 @@ impl Backend<'_> {
     }
 
     /// Reads everything the snapshot compares through the port.
-    async fn snapshot(&self) -> Result<Snapshot, String> {
-        let c = &*self.catalog;
+    async fn snapshot(&mut self) -> Result<Snapshot, String> {
+        let catalog = Arc::clone(&self.catalog);
+        let c = &*catalog;
         let read = |what: &str, e: Error| format!("reading {what}: {e:?}");
+        let all = DecisionQuery {
+            limit: Limit::MAX,
+            ..DecisionQuery::default()
+        };
+        let listed = c
+            .list_decisions(&all)
+            .await
+            .map_err(|e| read("decisions", e))?
+            .items;
+        let mut verdicts = BTreeMap::new();
+        for decision in listed {
+            let handle = self.decision_handle(decision.id);
+            verdicts.insert(handle, decision.verdict);
+        }
+        let decisions = (0..self.decisions.len())
+            .map(|h| verdicts.get(&h).copied())
+            .collect();
         let statuses = c
             .pipeline_statuses(None, Limit::MAX)
             .await
@@ -341,10 +424,30 @@ impl Backend<'_> {
                     ),
                 );
             }
+            let mut schemas = BTreeMap::new();
+            for name in STREAMS {
+                let stream = crate::stream(name);
+                let versions = c
+                    .list_schema_versions(&id, &stream)
+                    .await
+                    .map_err(|e| read("schema versions", e))?;
+                if !versions.is_empty() {
+                    let shapes = versions.iter().map(|v| Shape::of(&v.schema)).collect();
+                    schemas.insert(stream, shapes);
+                }
+            }
+            let mut held: Vec<usize> = status
+                .held_decisions
+                .iter()
+                .map(|d| self.decision_handle(*d))
+                .collect();
+            held.sort_unstable();
             let view = PipelineView {
                 generation: status.pipeline.generation.0,
-                paused: status.pipeline.paused.is_some(),
+                paused: pauser(&status.pipeline),
                 enabled: status.pipeline.spec.enabled,
+                held,
+                schemas,
                 lease: status
                     .lease
                     .map(|l| (l.epoch, l.holder, self.manual.then_some(l.expires_at))),
@@ -361,18 +464,26 @@ impl Backend<'_> {
                 Err(e) => return Err(read("a run", e)),
             });
         }
-        Ok(Snapshot { pipelines, runs })
+        Ok(Snapshot {
+            pipelines,
+            runs,
+            decisions,
+        })
     }
 }
 
 /// Emits a `#[test]` running the model sequences against the backend whose [`Harness`] the
-/// expression builds.
+/// expression builds: [`DEFAULT_CASES`] of them, or `cases = N` (a fast backend affords more);
+/// `HAKIRI_MODEL_CASES` overrides either.
 #[macro_export]
 macro_rules! model_sequences {
     ($harness:expr) => {
+        $crate::model_sequences!($harness, cases = $crate::model::DEFAULT_CASES);
+    };
+    ($harness:expr, cases = $cases:expr) => {
         #[test]
         fn model_sequences() {
-            $crate::model::check(::std::sync::Arc::new($harness));
+            $crate::model::check(::std::sync::Arc::new($harness), $cases);
         }
     };
 }

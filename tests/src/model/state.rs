@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hakiri_core::{
-    CursorKind, Epoch, HolderId, Lease, Outcome, PauseChange, PipelineId, PipelineSpec, PutMode,
-    ResetTarget, RunStatus, StreamName, Timestamp,
+    CursorKind, Epoch, HolderId, Lease, Outcome, PauseChange, PipelineId, PipelineSpec,
+    PolicyAction, PutMode, ResetTarget, RunStatus, StreamName, Timestamp, Verdict,
 };
 use serde_json::Value;
 
-use super::call::Call;
+use super::call::{Call, Shape};
 
 /// How an error is compared: its variant, and the fields a caller acts on; never message text.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +57,8 @@ pub enum Missing {
     Cursor,
     /// A version of a cursor's history.
     CursorVersion,
+    /// A schema decision.
+    Decision,
     /// Something else.
     Other,
 }
@@ -74,6 +76,15 @@ pub enum Fence {
     NoLease,
 }
 
+/// Who paused a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pauser {
+    /// An operator: only an operator resumes it.
+    Operator,
+    /// The schema policy, holding a change: resolving the last held decision resumes it.
+    Policy,
+}
+
 /// One answer of the port, reduced to what the model predicts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
@@ -83,8 +94,8 @@ pub enum Answer {
     Pipeline {
         /// Its generation.
         generation: u64,
-        /// Whether it is paused.
-        paused: bool,
+        /// Who paused it, if it is paused.
+        paused: Option<Pauser>,
         /// Whether its spec is enabled.
         enabled: bool,
     },
@@ -108,6 +119,26 @@ pub enum Answer {
         /// Its version.
         version: u64,
     },
+    /// The verdict on an observed schema.
+    Observation {
+        /// The verdict.
+        verdict: Verdict,
+        /// The stream's current version number after it.
+        version: u32,
+        /// The current version's shape.
+        shape: Option<Shape>,
+        /// The decision recorded or already held, by handle.
+        decision: Option<usize>,
+    },
+    /// A decision, once resolved.
+    Decision {
+        /// Its handle: its index among the decisions recorded.
+        handle: usize,
+        /// Its verdict.
+        verdict: Verdict,
+        /// The version an acceptance created.
+        to_version: Option<u32>,
+    },
     /// An error.
     Failed(Failure),
 }
@@ -129,6 +160,7 @@ impl Answer {
             Answer::Failed(Failure::Leased { .. }) => "leased".into(),
             Answer::Failed(Failure::Other(_)) => "other".into(),
             Answer::Failed(failure) => format!("{failure:?}"),
+            Answer::Observation { verdict, .. } => format!("ok ({verdict})"),
             _ => "ok".into(),
         }
     }
@@ -160,6 +192,8 @@ pub struct Snapshot {
     pub pipelines: BTreeMap<PipelineId, PipelineView>,
     /// Each run begun, by handle: its status, or `None` once its pipeline was deleted.
     pub runs: Vec<Option<RunStatus>>,
+    /// Each decision recorded, by handle: its verdict, or `None` once its pipeline was deleted.
+    pub decisions: Vec<Option<Verdict>>,
 }
 
 /// One pipeline as the snapshot sees it.
@@ -167,10 +201,14 @@ pub struct Snapshot {
 pub struct PipelineView {
     /// Its generation.
     pub generation: u64,
-    /// Whether it is paused.
-    pub paused: bool,
+    /// Who paused it, if it is paused.
+    pub paused: Option<Pauser>,
     /// Whether its spec is enabled.
     pub enabled: bool,
+    /// Its held decisions, by handle, ascending.
+    pub held: Vec<usize>,
+    /// Each stream's schema versions, oldest first (`None`: a schema of no known shape).
+    pub schemas: BTreeMap<StreamName, Vec<Option<Shape>>>,
     /// Its lease state: epoch, holder (`None` once released), expiry (on a manual clock).
     pub lease: Option<(Epoch, Option<HolderId>, Option<Timestamp>)>,
     /// Its newest run: handle and status.
@@ -190,11 +228,13 @@ struct LeaseRecord {
 struct PipelineRecord {
     spec: PipelineSpec,
     generation: u64,
-    paused: bool,
+    paused: Option<Pauser>,
     lease: Option<LeaseRecord>,
     running: Option<usize>,
     /// Each stream's history of values: version n is at index n − 1, the cursor is the last.
     streams: BTreeMap<StreamName, Vec<Value>>,
+    /// Each stream's schema versions: version n is at index n − 1, the current is the last.
+    schemas: BTreeMap<StreamName, Vec<Shape>>,
 }
 
 impl PipelineRecord {
@@ -210,6 +250,15 @@ impl PipelineRecord {
             .filter_map(|(s, h)| h.last().map(|v| (s.clone(), v.clone())))
             .collect()
     }
+}
+
+#[derive(Debug, Clone)]
+struct DecisionRecord {
+    pipeline: PipelineId,
+    stream: StreamName,
+    proposed: Shape,
+    verdict: Verdict,
+    to_version: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +283,8 @@ pub struct Model {
     pipelines: BTreeMap<PipelineId, PipelineRecord>,
     /// Runs by handle; `None` once their pipeline was deleted (a delete removes its runs).
     runs: Vec<Option<RunRecord>>,
+    /// Decisions by handle; `None` once their pipeline was deleted.
+    decisions: Vec<Option<DecisionRecord>>,
 }
 
 type Judged<T> = Result<T, Failure>;
@@ -248,6 +299,7 @@ impl Model {
             last_epoch: 0,
             pipelines: BTreeMap::new(),
             runs: Vec::new(),
+            decisions: Vec::new(),
         }
     }
 
@@ -277,6 +329,11 @@ impl Model {
     /// How many runs began.
     pub fn run_count(&self) -> usize {
         self.runs.len()
+    }
+
+    /// How many decisions were recorded.
+    pub fn decision_count(&self) -> usize {
+        self.decisions.len()
     }
 
     fn time(&self, at: Timestamp) -> Option<Timestamp> {
@@ -309,7 +366,12 @@ impl Model {
                 advance.value.as_json(),
                 advance.expected_version,
             ),
-            Call::Finish { lease, run, finish } => self.finish(
+            Call::Finish {
+                lease,
+                run,
+                finish,
+                shapes,
+            } => self.finish(
                 lease,
                 *run,
                 &finish.outcome,
@@ -317,7 +379,17 @@ impl Model {
                     .cursors
                     .iter()
                     .map(|(s, v)| (s.clone(), v.as_json().clone())),
+                shapes,
             ),
+            Call::Observe {
+                lease,
+                run,
+                stream,
+                shape,
+            } => self
+                .writable(lease, *run)
+                .map(|()| self.observe(&lease.pipeline, stream, *shape)),
+            Call::Decide { decision, accept } => self.decide(*decision, *accept),
             Call::Reset {
                 lease,
                 stream,
@@ -366,10 +438,11 @@ impl Model {
                 let record = PipelineRecord {
                     spec: spec.clone(),
                     generation: 1,
-                    paused: false,
+                    paused: None,
                     lease: None,
                     running: None,
                     streams: BTreeMap::new(),
+                    schemas: BTreeMap::new(),
                 };
                 let answer = Self::pipeline_answer(&record);
                 self.pipelines.insert(spec.id.clone(), record);
@@ -390,10 +463,28 @@ impl Model {
         }
     }
 
+    fn held(&self, pipeline: &PipelineId) -> Vec<usize> {
+        self.decisions
+            .iter()
+            .enumerate()
+            .filter_map(|(handle, d)| {
+                d.as_ref()
+                    .filter(|d| d.pipeline == *pipeline && d.verdict == Verdict::Held)
+                    .map(|_| handle)
+            })
+            .collect()
+    }
+
     fn set_paused(&mut self, id: &PipelineId, change: &PauseChange) -> Judged<Answer> {
+        let held = self.held(id).len();
         let p = self.pipeline_mut(id)?;
-        // No schema decisions are modelled, so none is ever held and a resume always succeeds.
-        p.paused = matches!(change, PauseChange::Pause(_));
+        match (change, p.paused) {
+            // Pausing a paused pipeline keeps the pause it has, and who made it.
+            (PauseChange::Pause(_), Some(_)) | (PauseChange::Resume, None) => {}
+            (PauseChange::Pause(_), None) => p.paused = Some(Pauser::Operator),
+            (PauseChange::Resume, Some(_)) if held > 0 => return Err(Failure::FailedPrecondition),
+            (PauseChange::Resume, Some(_)) => p.paused = None,
+        }
         Ok(Self::pipeline_answer(p))
     }
 
@@ -416,6 +507,11 @@ impl Model {
         for run in &mut self.runs {
             if run.as_ref().is_some_and(|r| r.pipeline == *id) {
                 *run = None;
+            }
+        }
+        for decision in &mut self.decisions {
+            if decision.as_ref().is_some_and(|d| d.pipeline == *id) {
+                *decision = None;
             }
         }
         Ok(Answer::Done)
@@ -530,7 +626,7 @@ impl Model {
     fn begin(&mut self, lease: &Lease) -> Judged<Answer> {
         self.fence(lease)?;
         let p = self.pipeline(&lease.pipeline)?;
-        if p.paused || p.running.is_some() {
+        if p.paused.is_some() || p.running.is_some() {
             return Err(Failure::FailedPrecondition);
         }
         let run = RunRecord {
@@ -606,6 +702,7 @@ impl Model {
         handle: usize,
         outcome: &Outcome,
         cursors: impl Iterator<Item = (StreamName, Value)>,
+        shapes: &BTreeMap<StreamName, Shape>,
     ) -> Judged<Answer> {
         self.writable(lease, handle)?;
         let p = self.pipeline(&lease.pipeline)?;
@@ -622,6 +719,11 @@ impl Model {
         for (stream, value) in writes {
             p.streams.entry(stream).or_default().push(value);
         }
+        // The final schemas are observed after the cursors, as the run's holder would.
+        for (stream, shape) in shapes {
+            self.observe(&lease.pipeline, stream, *shape);
+        }
+        let p = self.pipeline_mut(&lease.pipeline)?;
         p.running = None;
         let at_end = p.cursor_values();
         if let Some(Some(run)) = self.runs.get_mut(handle) {
@@ -698,6 +800,119 @@ impl Model {
         self.cursor_answer(&lease.pipeline, stream)
     }
 
+    /// The observation rule for a pipeline that exists: the first schema is version 1; the
+    /// current one changes nothing; a change already held answers `Held` with its decision and
+    /// records nothing; any other change is classed and judged by the pipeline's policy, and the
+    /// decision recorded: accepted, it becomes the next version; held, it pauses the pipeline
+    /// (unless already paused, whose pause stands).
+    fn observe(&mut self, pipeline: &PipelineId, stream: &StreamName, shape: Shape) -> Answer {
+        let Some(p) = self.pipelines.get(pipeline) else {
+            return Answer::Failed(Failure::NotFound(Missing::Pipeline));
+        };
+        let answer = |verdict, versions: &[Shape], decision| Answer::Observation {
+            verdict,
+            version: versions.len() as u32,
+            shape: versions.last().copied(),
+            decision,
+        };
+        let versions = p.schemas.get(stream).cloned().unwrap_or_default();
+        let Some(&current) = versions.last() else {
+            let versions = vec![shape];
+            let a = answer(Verdict::Accepted, &versions, None);
+            self.pipeline_mut(pipeline)
+                .map(|p| p.schemas.insert(stream.clone(), versions))
+                .ok();
+            return a;
+        };
+        if current == shape {
+            return answer(Verdict::Accepted, &versions, None);
+        }
+        let already = self.decisions.iter().position(|d| {
+            d.as_ref().is_some_and(|d| {
+                d.pipeline == *pipeline
+                    && d.stream == *stream
+                    && d.proposed == shape
+                    && d.verdict == Verdict::Held
+            })
+        });
+        if let Some(handle) = already {
+            return answer(Verdict::Held, &versions, Some(handle));
+        }
+        let policy = p.spec.schema_policy;
+        let action = match class(current, shape) {
+            Class::Additive => policy.additive,
+            Class::Widening => policy.widening,
+            Class::Breaking => policy.breaking,
+        };
+        let verdict = match action {
+            PolicyAction::Accept => Verdict::Accepted,
+            PolicyAction::Reject => Verdict::Rejected,
+            PolicyAction::Hold => Verdict::Held,
+        };
+        let handle = self.decisions.len();
+        let mut to_version = None;
+        let Ok(p) = self.pipeline_mut(pipeline) else {
+            return Answer::Failed(Failure::NotFound(Missing::Pipeline));
+        };
+        let versions = p.schemas.entry(stream.clone()).or_default();
+        match verdict {
+            Verdict::Accepted => {
+                versions.push(shape);
+                to_version = Some(versions.len() as u32);
+            }
+            Verdict::Held if p.paused.is_none() => p.paused = Some(Pauser::Policy),
+            Verdict::Held | Verdict::Rejected => {}
+        }
+        let a = answer(verdict, &p.schemas[stream], Some(handle));
+        self.decisions.push(Some(DecisionRecord {
+            pipeline: pipeline.clone(),
+            stream: stream.clone(),
+            proposed: shape,
+            verdict,
+            to_version,
+        }));
+        a
+    }
+
+    /// The resolution rule: only a held decision is resolved, once; accepting appends the proposed
+    /// schema as the stream's next version; the last held decision resolved lifts a pause the
+    /// policy made (never an operator's).
+    fn decide(&mut self, handle: usize, accept: bool) -> Judged<Answer> {
+        let decision = self
+            .decisions
+            .get(handle)
+            .and_then(Option::as_ref)
+            .ok_or(Failure::NotFound(Missing::Decision))?
+            .clone();
+        if decision.verdict != Verdict::Held {
+            return Err(Failure::Conflict);
+        }
+        let (verdict, mut to_version) = if accept {
+            (Verdict::Accepted, None)
+        } else {
+            (Verdict::Rejected, None)
+        };
+        let still_held = self.held(&decision.pipeline).len() - 1;
+        let p = self.pipeline_mut(&decision.pipeline)?;
+        if accept {
+            let versions = p.schemas.entry(decision.stream.clone()).or_default();
+            versions.push(decision.proposed);
+            to_version = Some(versions.len() as u32);
+        }
+        if still_held == 0 && p.paused == Some(Pauser::Policy) {
+            p.paused = None;
+        }
+        if let Some(Some(d)) = self.decisions.get_mut(handle) {
+            d.verdict = verdict;
+            d.to_version = to_version;
+        }
+        Ok(Answer::Decision {
+            handle,
+            verdict,
+            to_version,
+        })
+    }
+
     /// What the port should show after the calls so far.
     pub fn snapshot(&self) -> Snapshot {
         let pipelines = self
@@ -713,6 +928,12 @@ impl Model {
                     generation: p.generation,
                     paused: p.paused,
                     enabled: p.spec.enabled,
+                    held: self.held(id),
+                    schemas: p
+                        .schemas
+                        .iter()
+                        .map(|(s, v)| (s.clone(), v.iter().copied().map(Some).collect()))
+                        .collect(),
                     lease: p
                         .lease
                         .as_ref()
@@ -737,7 +958,29 @@ impl Model {
                 .iter()
                 .map(|r| r.as_ref().map(|r| r.status))
                 .collect(),
+            decisions: self
+                .decisions
+                .iter()
+                .map(|d| d.as_ref().map(|d| d.verdict))
+                .collect(),
         }
+    }
+}
+
+/// How disruptive a change between two shapes is, by the documented classes: a new optional
+/// column is additive, a relaxed type or nullability is widening, anything else (a column removed,
+/// a nullability tightened, or a mix) is breaking.
+enum Class {
+    Additive,
+    Widening,
+    Breaking,
+}
+
+fn class(from: Shape, to: Shape) -> Class {
+    match (from, to) {
+        (Shape::A, Shape::B) => Class::Additive,
+        (Shape::A, Shape::C) => Class::Widening,
+        _ => Class::Breaking,
     }
 }
 
