@@ -20,14 +20,24 @@
 //! - cursors: checkpoints with and without an expected version, the monotonic rule (number or
 //!   string, no type change, no regression, equal is a no-op), opaque cursors, operator resets
 //!   to a value, to the start and to an earlier version (create and type change only when allowed),
-//!   history length.
+//!   history length;
+//! - schemas: observations mid-run and at a finish (the first version, the same schema, a change
+//!   classed additive, widening or breaking and judged by the default or a strict policy, a change
+//!   already held), held changes pausing the pipeline, decisions accepted or rejected once, the
+//!   policy's pause lifted by the last one (an operator's pause stays), resuming refused while held;
+//! - the event log: which events each call appends (kind and pipeline; not their fields, nor the
+//!   order within one call, which the port leaves open).
+//!
+//! After every call the snapshot compares, read through the port: each pipeline's generation,
+//! pause (and who made it), lease state, newest run, cursors (value, version, history length),
+//! schema versions and held decisions; every run's status; every decision's verdict.
 //!
 //! # What it leaves out
-//! Schema observations and decisions (so no policy pause), run requests, the event log, listing
-//! and paging, invalid input (bad ttl, attempt 0; the contract suite's `validation` checks cover
-//! it), and more than one project. On a harness whose clock is not manual
-//! ([`Harness::manual_clock`] false) clock ops are left out, a long ttl is used, and times are not
-//! compared.
+//! Run requests, listing and paging, the fields of runs and cursors beyond those above (stats,
+//! errors, who wrote a cursor), invalid input (bad ttl, attempt 0; the contract suite's
+//! `validation` checks cover it), concurrency, and more than one project. On a harness whose clock
+//! is not manual ([`Harness::manual_clock`] false) clock ops are left out, a long ttl is used, and
+//! times are not compared.
 //!
 //! # Layout
 //! - [`state`]: the model and the answers and snapshots compared.
@@ -42,8 +52,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hakiri_core::{
-    Actor, BeginRun, Catalog, Decide, DecisionId, DecisionQuery, Entity, Error, FenceReason, Lease,
-    Limit, Pipeline, Resolution, Run, RunId, Trigger,
+    Actor, BeginRun, Catalog, Decide, DecisionId, DecisionQuery, Entity, Error, EventKind,
+    FenceReason, Lease, Limit, Pipeline, PipelineId, Resolution, Run, RunId, Trigger,
 };
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -137,6 +147,7 @@ pub async fn run_sequence(
         leases: Vec::new(),
         runs: Vec::new(),
         decisions: Vec::new(),
+        last_event: 0,
     };
     for (step, op) in ops.iter().enumerate() {
         let Some(call) = op.call(&model, &backend.leases) else {
@@ -152,6 +163,13 @@ pub async fn run_sequence(
         if expected != actual {
             return Err(format!(
                 "step {step}: {op:?}\n  call: {call:?}\n  model:   {expected:?}\n  backend: {actual:?}"
+            ));
+        }
+        let expected = model.take_events();
+        let actual = backend.new_events().await?;
+        if expected != actual {
+            return Err(format!(
+                "step {step}: {op:?} appended other events\n  model:   {expected:?}\n  backend: {actual:?}"
             ));
         }
         let expected = model.snapshot();
@@ -179,6 +197,29 @@ struct Backend<'a> {
     /// observations and from the snapshot's listing (a finish records decisions it does not
     /// return).
     decisions: Vec<DecisionId>,
+    /// The sequence number of the last event read.
+    last_event: u64,
+}
+
+fn event_name(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::PipelineCreated { .. } => "pipeline_created",
+        EventKind::PipelineUpdated { .. } => "pipeline_updated",
+        EventKind::PipelineDeleted => "pipeline_deleted",
+        EventKind::PipelinePaused { .. } => "pipeline_paused",
+        EventKind::PipelineResumed => "pipeline_resumed",
+        EventKind::RunRequested { .. } => "run_requested",
+        EventKind::LeaseAcquired { .. } => "lease_acquired",
+        EventKind::LeaseReleased { .. } => "lease_released",
+        EventKind::RunBegun { .. } => "run_begun",
+        EventKind::RunFinished { .. } => "run_finished",
+        EventKind::CursorAdvanced { .. } => "cursor_advanced",
+        EventKind::CursorReset { .. } => "cursor_reset",
+        EventKind::SchemaVersionAdded { .. } => "schema_version_added",
+        EventKind::DecisionRecorded { .. } => "decision_recorded",
+        EventKind::DecisionResolved { .. } => "decision_resolved",
+        _ => "other",
+    }
 }
 
 fn pipeline_answer(p: Pipeline) -> Answer {
@@ -378,6 +419,24 @@ impl Backend<'_> {
             Error::FailedPrecondition(_) => Failure::FailedPrecondition,
             other => Failure::Other(format!("{other:?}")),
         }
+    }
+
+    /// The events appended since the last read, as the model names them, sorted.
+    async fn new_events(&mut self) -> Result<Vec<(PipelineId, &'static str)>, String> {
+        let events = self
+            .catalog
+            .events(self.last_event, Limit::MAX)
+            .await
+            .map_err(|e| format!("reading events: {e:?}"))?;
+        if let Some(last) = events.last() {
+            self.last_event = last.seq;
+        }
+        let mut named: Vec<_> = events
+            .into_iter()
+            .map(|e| (e.pipeline, event_name(&e.kind)))
+            .collect();
+        named.sort_unstable();
+        Ok(named)
     }
 
     /// Reads everything the snapshot compares through the port.

@@ -285,6 +285,8 @@ pub struct Model {
     runs: Vec<Option<RunRecord>>,
     /// Decisions by handle; `None` once their pipeline was deleted.
     decisions: Vec<Option<DecisionRecord>>,
+    /// The events the current call appended: pipeline and kind (see [`Model::take_events`]).
+    events: Vec<(PipelineId, &'static str)>,
 }
 
 type Judged<T> = Result<T, Failure>;
@@ -300,6 +302,7 @@ impl Model {
             pipelines: BTreeMap::new(),
             runs: Vec::new(),
             decisions: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -329,6 +332,19 @@ impl Model {
     /// How many runs began.
     pub fn run_count(&self) -> usize {
         self.runs.len()
+    }
+
+    /// The events appended since the last call of this, sorted: every mutation appends events
+    /// (lease renewals and calls that change nothing append none). The order of one call's
+    /// events is left out: the port documents it only for a finish.
+    pub fn take_events(&mut self) -> Vec<(PipelineId, &'static str)> {
+        let mut events = std::mem::take(&mut self.events);
+        events.sort_unstable();
+        events
+    }
+
+    fn emit(&mut self, pipeline: &PipelineId, kind: &'static str) {
+        self.events.push((pipeline.clone(), kind));
     }
 
     /// How many decisions were recorded.
@@ -446,6 +462,7 @@ impl Model {
                 };
                 let answer = Self::pipeline_answer(&record);
                 self.pipelines.insert(spec.id.clone(), record);
+                self.emit(&spec.id, "pipeline_created");
                 Ok(answer)
             }
             (PutMode::Update { .. }, None) => Err(Failure::NotFound(Missing::Pipeline)),
@@ -457,6 +474,7 @@ impl Model {
                 if p.spec != *spec {
                     p.spec = spec.clone();
                     p.generation += 1;
+                    self.events.push((spec.id.clone(), "pipeline_updated"));
                 }
                 Ok(Self::pipeline_answer(p))
             }
@@ -477,13 +495,22 @@ impl Model {
 
     fn set_paused(&mut self, id: &PipelineId, change: &PauseChange) -> Judged<Answer> {
         let held = self.held(id).len();
-        let p = self.pipeline_mut(id)?;
+        let p = self
+            .pipelines
+            .get_mut(id)
+            .ok_or(Failure::NotFound(Missing::Pipeline))?;
         match (change, p.paused) {
             // Pausing a paused pipeline keeps the pause it has, and who made it.
             (PauseChange::Pause(_), Some(_)) | (PauseChange::Resume, None) => {}
-            (PauseChange::Pause(_), None) => p.paused = Some(Pauser::Operator),
+            (PauseChange::Pause(_), None) => {
+                p.paused = Some(Pauser::Operator);
+                self.events.push((id.clone(), "pipeline_paused"));
+            }
             (PauseChange::Resume, Some(_)) if held > 0 => return Err(Failure::FailedPrecondition),
-            (PauseChange::Resume, Some(_)) => p.paused = None,
+            (PauseChange::Resume, Some(_)) => {
+                p.paused = None;
+                self.events.push((id.clone(), "pipeline_resumed"));
+            }
         }
         Ok(Self::pipeline_answer(p))
     }
@@ -514,6 +541,7 @@ impl Model {
                 *decision = None;
             }
         }
+        self.emit(id, "pipeline_deleted");
         Ok(Answer::Done)
     }
 
@@ -531,6 +559,7 @@ impl Model {
             run.status = RunStatus::Abandoned;
             run.cursors_at_end = cursors;
         }
+        self.emit(id, "run_finished");
     }
 
     fn acquire(&mut self, id: &PipelineId, holder: &HolderId, force: bool) -> Judged<Answer> {
@@ -550,6 +579,7 @@ impl Model {
             holder: Some(holder.clone()),
             expires_at,
         });
+        self.emit(id, "lease_acquired");
         Ok(Answer::Lease {
             pipeline: id.clone(),
             holder: holder.clone(),
@@ -603,6 +633,7 @@ impl Model {
         if let Some(stored) = self.pipeline_mut(&lease.pipeline)?.lease.as_mut() {
             stored.holder = None;
         }
+        self.emit(&lease.pipeline, "lease_released");
         Ok(Answer::Done)
     }
 
@@ -640,6 +671,7 @@ impl Model {
         let handle = self.runs.len();
         self.runs.push(Some(run));
         self.pipeline_mut(&lease.pipeline)?.running = Some(handle);
+        self.emit(&lease.pipeline, "run_begun");
         self.run_view(handle)
     }
 
@@ -681,6 +713,7 @@ impl Model {
                 .entry(stream.clone())
                 .or_default()
                 .push(value);
+            self.emit(&lease.pipeline, "cursor_advanced");
         }
         self.cursor_answer(&lease.pipeline, stream)
     }
@@ -715,9 +748,14 @@ impl Model {
                 writes.push((stream, next));
             }
         }
-        let p = self.pipeline_mut(&lease.pipeline)?;
+        let p = self
+            .pipelines
+            .get_mut(&lease.pipeline)
+            .ok_or(Failure::NotFound(Missing::Pipeline))?;
         for (stream, value) in writes {
             p.streams.entry(stream).or_default().push(value);
+            self.events
+                .push((lease.pipeline.clone(), "cursor_advanced"));
         }
         // The final schemas are observed after the cursors, as the run's holder would.
         for (stream, shape) in shapes {
@@ -734,6 +772,7 @@ impl Model {
             };
             run.cursors_at_end = at_end;
         }
+        self.emit(&lease.pipeline, "run_finished");
         self.run_view(handle)
     }
 
@@ -797,6 +836,7 @@ impl Model {
             .entry(stream.clone())
             .or_default()
             .push(value);
+        self.emit(&lease.pipeline, "cursor_reset");
         self.cursor_answer(&lease.pipeline, stream)
     }
 
@@ -822,6 +862,7 @@ impl Model {
             self.pipeline_mut(pipeline)
                 .map(|p| p.schemas.insert(stream.clone(), versions))
                 .ok();
+            self.emit(pipeline, "schema_version_added");
             return a;
         };
         if current == shape {
@@ -851,16 +892,21 @@ impl Model {
         };
         let handle = self.decisions.len();
         let mut to_version = None;
-        let Ok(p) = self.pipeline_mut(pipeline) else {
+        let Some(p) = self.pipelines.get_mut(pipeline) else {
             return Answer::Failed(Failure::NotFound(Missing::Pipeline));
         };
         let versions = p.schemas.entry(stream.clone()).or_default();
+        self.events.push((pipeline.clone(), "decision_recorded"));
         match verdict {
             Verdict::Accepted => {
                 versions.push(shape);
                 to_version = Some(versions.len() as u32);
+                self.events.push((pipeline.clone(), "schema_version_added"));
             }
-            Verdict::Held if p.paused.is_none() => p.paused = Some(Pauser::Policy),
+            Verdict::Held if p.paused.is_none() => {
+                p.paused = Some(Pauser::Policy);
+                self.events.push((pipeline.clone(), "pipeline_paused"));
+            }
             Verdict::Held | Verdict::Rejected => {}
         }
         let a = answer(verdict, &p.schemas[stream], Some(handle));
@@ -893,14 +939,21 @@ impl Model {
             (Verdict::Rejected, None)
         };
         let still_held = self.held(&decision.pipeline).len() - 1;
-        let p = self.pipeline_mut(&decision.pipeline)?;
+        let id = &decision.pipeline;
+        let p = self
+            .pipelines
+            .get_mut(id)
+            .ok_or(Failure::NotFound(Missing::Pipeline))?;
         if accept {
             let versions = p.schemas.entry(decision.stream.clone()).or_default();
             versions.push(decision.proposed);
             to_version = Some(versions.len() as u32);
+            self.events.push((id.clone(), "schema_version_added"));
         }
+        self.events.push((id.clone(), "decision_resolved"));
         if still_held == 0 && p.paused == Some(Pauser::Policy) {
             p.paused = None;
+            self.events.push((id.clone(), "pipeline_resumed"));
         }
         if let Some(Some(d)) = self.decisions.get_mut(handle) {
             d.verdict = verdict;
