@@ -139,8 +139,31 @@ pub enum Wait {
     PastTtl,
 }
 
-/// One step of a sequence. Indices pick from [`PIPELINES`], [`HOLDERS`], [`STREAMS`]; `lease`
-/// and `run` count back from the newest lease or run handed out.
+/// A lease: the `back`-th newest handed out for pipeline `pipeline` (0: its newest), or for any
+/// pipeline while that one has none.
+///
+/// Counting per pipeline keeps a shrunk sequence minimal: removing a step on one pipeline does not
+/// change which lease a later step on the other one picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// Index in [`PIPELINES`].
+    pub pipeline: usize,
+    /// How far back from the pipeline's newest.
+    pub back: usize,
+}
+
+/// A run to write to: the `back`-th newest begun on the lease's pipeline, or (`other`) on the
+/// other pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunPick {
+    /// Whether it is the other pipeline's run.
+    pub other: bool,
+    /// How far back from the newest.
+    pub back: usize,
+}
+
+/// One step of a sequence. Indices pick from [`PIPELINES`], [`HOLDERS`], [`STREAMS`]; leases and
+/// runs are picked per pipeline ([`Pick`], [`RunPick`]); a decision counts back from the newest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum Op {
@@ -173,31 +196,31 @@ pub enum Op {
         holder: usize,
     },
     Renew {
-        lease: usize,
+        lease: Pick,
     },
     Release {
-        lease: usize,
+        lease: Pick,
     },
     Begin {
-        lease: usize,
+        lease: Pick,
     },
     Advance {
-        lease: usize,
-        run: usize,
+        lease: Pick,
+        run: RunPick,
         stream: usize,
         value: Val,
         expect: Option<Expect>,
     },
     Finish {
-        lease: usize,
-        run: usize,
+        lease: Pick,
+        run: RunPick,
         failed: bool,
         cursors: Vec<(usize, Val)>,
         schemas: Vec<(usize, Shape)>,
     },
     Observe {
-        lease: usize,
-        run: usize,
+        lease: Pick,
+        run: RunPick,
         stream: usize,
         shape: Shape,
     },
@@ -206,7 +229,7 @@ pub enum Op {
         accept: bool,
     },
     Reset {
-        lease: usize,
+        lease: Pick,
         stream: usize,
         target: Target,
         expect: Option<Expect>,
@@ -317,8 +340,29 @@ impl Op {
     /// The call this op makes, given the leases handed out so far and the model's state; `None`
     /// when it needs a lease or a run and there is none yet.
     pub fn call(&self, model: &Model, leases: &[Lease]) -> Option<Call> {
-        let lease = |back: usize| pick(leases.len(), back).map(|i| leases[i].clone());
-        let run = |back: usize| pick(model.run_count(), back);
+        // A pipeline never leased yet lends the other's leases, so that fewer steps are
+        // skipped (a step on the other pipeline then changes what it picks, only until then).
+        let lease = |p: Pick| {
+            let id = pid(PIPELINES[p.pipeline]);
+            let mut of: Vec<&Lease> = leases.iter().filter(|l| l.pipeline == id).collect();
+            if of.is_empty() {
+                of = leases.iter().collect();
+            }
+            pick(of.len(), p.back).map(|i| of[i].clone())
+        };
+        let run = |lease: &Lease, r: RunPick| {
+            let mine = PIPELINES
+                .iter()
+                .position(|p| pid(p) == lease.pipeline)
+                .unwrap_or(0);
+            let pipeline = if r.other {
+                (mine + 1) % PIPELINES.len()
+            } else {
+                mine
+            };
+            let of = model.runs_of(&pid(PIPELINES[pipeline]));
+            pick(of.len(), r.back).map(|i| of[i])
+        };
         let call = match *self {
             Op::Create {
                 pipeline,
@@ -396,8 +440,8 @@ impl Op {
                         .expecting(expect.resolve(model.cursor_version(&lease.pipeline, &stream)));
                 }
                 Call::Advance {
+                    run: run(&lease, r)?,
                     lease,
-                    run: run(r)?,
                     stream,
                     advance,
                 }
@@ -424,9 +468,10 @@ impl Op {
                     .iter()
                     .map(|(s, shape)| (stream(STREAMS[*s]), *shape))
                     .collect();
+                let lease = lease(l)?;
                 Call::Finish {
-                    lease: lease(l)?,
-                    run: run(r)?,
+                    run: run(&lease, r)?,
+                    lease,
                     finish: FinishRun {
                         cursors,
                         schemas: shapes
@@ -443,12 +488,15 @@ impl Op {
                 run: r,
                 stream: s,
                 shape,
-            } => Call::Observe {
-                lease: lease(l)?,
-                run: run(r)?,
-                stream: stream(STREAMS[s]),
-                shape,
-            },
+            } => {
+                let lease = lease(l)?;
+                Call::Observe {
+                    run: run(&lease, r)?,
+                    lease,
+                    stream: stream(STREAMS[s]),
+                    shape,
+                }
+            }
             Op::Decide { decision, accept } => Call::Decide {
                 decision: pick(model.decision_count(), decision)?,
                 accept,
@@ -519,6 +567,15 @@ fn back() -> impl Strategy<Value = usize> {
     prop_oneof![4 => Just(0usize), 1 => 1usize..4]
 }
 
+fn lease() -> impl Strategy<Value = Pick> {
+    (0..PIPELINES.len(), back()).prop_map(|(pipeline, back)| Pick { pipeline, back })
+}
+
+/// Mostly a run of the lease's pipeline.
+fn run() -> impl Strategy<Value = RunPick> {
+    (prop::bool::weighted(0.1), back()).prop_map(|(other, back)| RunPick { other, back })
+}
+
 /// One op, weighted towards the interesting ones: checkpoints with conflicting versions, stale
 /// epochs after a force or an expiry, finishing twice, the clock moving past the ttl. Clock ops
 /// only on a manual clock (`manual_clock`); on a real one, waiting out a ttl is too slow.
@@ -536,15 +593,15 @@ pub fn op(manual_clock: bool) -> BoxedStrategy<Op> {
         4 => (pipeline(), holder()).prop_map(|(pipeline, holder)| Op::Acquire { pipeline, holder }),
         2 => (pipeline(), holder())
             .prop_map(|(pipeline, holder)| Op::ForceAcquire { pipeline, holder }),
-        2 => back().prop_map(|lease| Op::Renew { lease }),
-        2 => back().prop_map(|lease| Op::Release { lease }),
-        4 => back().prop_map(|lease| Op::Begin { lease }),
-        8 => (back(), back(), stream(), val(), prop::option::weighted(0.6, expect())).prop_map(
+        2 => lease().prop_map(|lease| Op::Renew { lease }),
+        2 => lease().prop_map(|lease| Op::Release { lease }),
+        4 => lease().prop_map(|lease| Op::Begin { lease }),
+        8 => (lease(), run(), stream(), val(), prop::option::weighted(0.6, expect())).prop_map(
             |(lease, run, stream, value, expect)| Op::Advance { lease, run, stream, value, expect }
         ),
         4 => (
-            back(),
-            back(),
+            lease(),
+            run(),
             any::<bool>(),
             prop::collection::vec((stream(), val()), 0..3),
             prop::collection::vec((stream(), shape()), 0..2),
@@ -556,11 +613,11 @@ pub fn op(manual_clock: bool) -> BoxedStrategy<Op> {
                 cursors,
                 schemas,
             }),
-        4 => (back(), back(), stream(), shape())
+        4 => (lease(), run(), stream(), shape())
             .prop_map(|(lease, run, stream, shape)| Op::Observe { lease, run, stream, shape }),
         2 => (back(), any::<bool>()).prop_map(|(decision, accept)| Op::Decide { decision, accept }),
         3 => (
-            back(),
+            lease(),
             stream(),
             prop_oneof![
                 3 => val().prop_map(Target::Value),

@@ -283,6 +283,8 @@ pub struct Model {
     pipelines: BTreeMap<PipelineId, PipelineRecord>,
     /// Runs by handle; `None` once their pipeline was deleted (a delete removes its runs).
     runs: Vec<Option<RunRecord>>,
+    /// The pipeline of each run, by handle, kept after a delete (for picking runs per pipeline).
+    run_pipelines: Vec<PipelineId>,
     /// Decisions by handle; `None` once their pipeline was deleted.
     decisions: Vec<Option<DecisionRecord>>,
     /// The events the current call appended: pipeline and kind (see [`Model::take_events`]).
@@ -301,6 +303,7 @@ impl Model {
             last_epoch: 0,
             pipelines: BTreeMap::new(),
             runs: Vec::new(),
+            run_pipelines: Vec::new(),
             decisions: Vec::new(),
             events: Vec::new(),
         }
@@ -329,9 +332,11 @@ impl Model {
             .map_or(0, |(_, v)| v)
     }
 
-    /// How many runs began.
-    pub fn run_count(&self) -> usize {
-        self.runs.len()
+    /// The handles of the runs begun on `pipeline` (deleted ones too), oldest first.
+    pub fn runs_of(&self, pipeline: &PipelineId) -> Vec<usize> {
+        (0..self.run_pipelines.len())
+            .filter(|h| self.run_pipelines[*h] == *pipeline)
+            .collect()
     }
 
     /// The events appended since the last call of this, sorted: every mutation appends events
@@ -670,6 +675,7 @@ impl Model {
         };
         let handle = self.runs.len();
         self.runs.push(Some(run));
+        self.run_pipelines.push(lease.pipeline.clone());
         self.pipeline_mut(&lease.pipeline)?.running = Some(handle);
         self.emit(&lease.pipeline, "run_begun");
         self.run_view(handle)
