@@ -713,15 +713,27 @@ impl Model {
         if expected.is_some_and(|e| e != version) {
             return Err(Failure::Conflict);
         }
-        if let Some(value) = next_value(p.spec.cursor_kind, stored.map(|(v, _)| v), value)? {
-            self.pipeline_mut(&lease.pipeline)?
-                .streams
-                .entry(stream.clone())
-                .or_default()
-                .push(value);
-            self.emit(&lease.pipeline, "cursor_advanced");
+        match next_value(p.spec.cursor_kind, stored.map(|(v, _)| v), value)? {
+            Some(value) => self.append(&lease.pipeline, stream, value, "cursor_advanced"),
+            None => self.cursor_answer(&lease.pipeline, stream),
         }
-        self.cursor_answer(&lease.pipeline, stream)
+    }
+
+    /// Appends `value` as the stream's next cursor version, with its event; answers the cursor.
+    fn append(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        value: Value,
+        event: &'static str,
+    ) -> Judged<Answer> {
+        self.pipeline_mut(pipeline)?
+            .streams
+            .entry(stream.clone())
+            .or_default()
+            .push(value);
+        self.emit(pipeline, event);
+        self.cursor_answer(pipeline, stream)
     }
 
     fn cursor_answer(&self, pipeline: &PipelineId, stream: &StreamName) -> Judged<Answer> {
@@ -837,13 +849,7 @@ impl Model {
             }
         }
         // A reset always appends a version, even to the value the cursor holds.
-        self.pipeline_mut(&lease.pipeline)?
-            .streams
-            .entry(stream.clone())
-            .or_default()
-            .push(value);
-        self.emit(&lease.pipeline, "cursor_reset");
-        self.cursor_answer(&lease.pipeline, stream)
+        self.append(&lease.pipeline, stream, value, "cursor_reset")
     }
 
     /// The observation rule for a pipeline that exists: the first schema is version 1; the
