@@ -13,7 +13,7 @@ use std::time::Duration;
 use hakiri_core::{
     Actor, Column, ColumnType, CursorAdvance, CursorKind, CursorReset, CursorValue, FinishRun,
     Generation, HolderId, Lease, Outcome, PauseChange, PipelineId, PipelineSpec, PolicyAction,
-    PutMode, ResetPermissions, ResetTarget, RunError, Schema, SchemaPolicy, StreamName,
+    PutMode, ResetPermissions, ResetTarget, RunError, Schema, SchemaPolicy, StreamName, Trigger,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -203,6 +203,11 @@ pub enum Op {
     },
     Begin {
         lease: Pick,
+        trigger: Trigger,
+    },
+    Request {
+        pipeline: usize,
+        backfill: bool,
     },
     Advance {
         lease: Pick,
@@ -268,6 +273,11 @@ pub enum Call {
     },
     Begin {
         lease: Lease,
+        trigger: Trigger,
+    },
+    Request {
+        pipeline: PipelineId,
+        trigger: Trigger,
     },
     Advance {
         lease: Lease,
@@ -328,6 +338,7 @@ impl Op {
             Op::Renew { .. } => "renew",
             Op::Release { .. } => "release",
             Op::Begin { .. } => "begin",
+            Op::Request { .. } => "request",
             Op::Advance { .. } => "advance",
             Op::Finish { .. } => "finish",
             Op::Reset { .. } => "reset",
@@ -424,7 +435,18 @@ impl Op {
             }
             Op::Renew { lease: l } => Call::Renew { lease: lease(l)? },
             Op::Release { lease: l } => Call::Release { lease: lease(l)? },
-            Op::Begin { lease: l } => Call::Begin { lease: lease(l)? },
+            Op::Begin { lease: l, trigger } => Call::Begin {
+                lease: lease(l)?,
+                trigger,
+            },
+            Op::Request { pipeline, backfill } => Call::Request {
+                pipeline: pid(PIPELINES[pipeline]),
+                trigger: if backfill {
+                    Trigger::Backfill
+                } else {
+                    Trigger::Manual
+                },
+            },
             Op::Advance {
                 lease: l,
                 run: r,
@@ -595,7 +617,13 @@ pub fn op(manual_clock: bool) -> BoxedStrategy<Op> {
             .prop_map(|(pipeline, holder)| Op::ForceAcquire { pipeline, holder }),
         2 => lease().prop_map(|lease| Op::Renew { lease }),
         2 => lease().prop_map(|lease| Op::Release { lease }),
-        4 => lease().prop_map(|lease| Op::Begin { lease }),
+        4 => (
+            lease(),
+            prop::sample::select(vec![Trigger::Schedule, Trigger::Manual, Trigger::Backfill]),
+        )
+            .prop_map(|(lease, trigger)| Op::Begin { lease, trigger }),
+        2 => (pipeline(), any::<bool>())
+            .prop_map(|(pipeline, backfill)| Op::Request { pipeline, backfill }),
         8 => (lease(), run(), stream(), val(), prop::option::weighted(0.6, expect())).prop_map(
             |(lease, run, stream, value, expect)| Op::Advance { lease, run, stream, value, expect }
         ),

@@ -12,8 +12,10 @@
 //! - pipelines: create, update with a generation compare-and-set (an identical spec is a no-op),
 //!   pause and resume, delete (generation, never under a live lease; a re-created id starts empty);
 //! - leases: acquire (same holder refused too), force, renew, release; one project-wide epoch
-//!   counter; expiry by the catalog clock (`now >= expires_at`, so exactly one ttl expires a lease);
-//!   fencing reasons (superseded, expired, released, no lease);
+//!   counter; expiry by the catalog clock (`now >= expires_at`: exactly one ttl expires a
+//!   lease); fencing reasons (superseded, expired, released, no lease);
+//! - run requests: manual and backfill, refused on a disabled pipeline, a backfill covering a
+//!   manual one, consumed when a requested run begins (not a scheduled one);
 //! - runs: begin (not paused, at most one running), finish with final cursors (all or nothing),
 //!   finishing twice, the abandon of a running run when a new epoch takes the pipeline or its
 //!   holder releases, the runs a delete removes;
@@ -24,16 +26,18 @@
 //! - schemas: observations mid-run and at a finish (the first version, the same schema, a change
 //!   classed additive, widening or breaking and judged by the default or a strict policy, a change
 //!   already held), held changes pausing the pipeline, decisions accepted or rejected once, the
-//!   policy's pause lifted by the last one (an operator's pause stays), resuming refused while held;
+//!   policy's pause lifted by the last one (an operator's pause stays), resuming refused while
+//!   held;
 //! - the event log: which events each call appends (kind and pipeline; not their fields, nor the
 //!   order within one call, which the port leaves open).
 //!
 //! After every call the snapshot compares, read through the port: each pipeline's generation,
-//! pause (and who made it), lease state, newest run, cursors (value, version, history length),
-//! schema versions and held decisions; every run's status; every decision's verdict.
+//! pause (and who made it), pending request, lease state, newest run, cursors (value, version,
+//! history length), schema versions and held decisions; every run's status; every decision's
+//! verdict.
 //!
 //! # What it leaves out
-//! Run requests, listing and paging, the fields of runs and cursors beyond those above (stats,
+//! Listing and paging, the fields of runs and cursors beyond those above (stats,
 //! errors, who wrote a cursor), invalid input (bad ttl, attempt 0; the contract suite's
 //! `validation` checks cover it), concurrency, and more than one project. On a harness whose clock
 //! is not manual ([`Harness::manual_clock`] false) clock ops are left out, a long ttl is used, and
@@ -53,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use hakiri_core::{
     Actor, BeginRun, Catalog, Decide, DecisionId, DecisionQuery, Entity, Error, EventKind,
-    FenceReason, Lease, Limit, Pipeline, PipelineId, Resolution, Run, RunId, Trigger,
+    FenceReason, Lease, Limit, Pipeline, PipelineId, Resolution, Run, RunId,
 };
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -162,21 +166,24 @@ pub async fn run_sequence(
             .or_default() += 1;
         if expected != actual {
             return Err(format!(
-                "step {step}: {op:?}\n  call: {call:?}\n  model:   {expected:?}\n  backend: {actual:?}"
+                "step {step}: {op:?}\n  call: {call:?}\n  \
+                 model:   {expected:?}\n  backend: {actual:?}"
             ));
         }
         let expected = model.take_events();
         let actual = backend.new_events().await?;
         if expected != actual {
             return Err(format!(
-                "step {step}: {op:?} appended other events\n  model:   {expected:?}\n  backend: {actual:?}"
+                "step {step}: {op:?} appended other events\n  \
+                 model:   {expected:?}\n  backend: {actual:?}"
             ));
         }
         let expected = model.snapshot();
         let actual = backend.snapshot().await?;
         if expected != actual {
             return Err(format!(
-                "after step {step}: {op:?}, the state differs\n  model:   {expected:?}\n  backend: {actual:?}"
+                "after step {step}: {op:?}, the state differs\n  \
+                 model:   {expected:?}\n  backend: {actual:?}"
             ));
         }
     }
@@ -227,6 +234,7 @@ fn pipeline_answer(p: Pipeline) -> Answer {
         generation: p.generation.0,
         paused: pauser(&p),
         enabled: p.spec.enabled,
+        requested: p.requested.as_ref().map(|r| r.trigger),
     }
 }
 
@@ -269,14 +277,19 @@ impl Backend<'_> {
             }
             Call::Renew { lease } => c.renew(lease, self.ttl).await.map(|l| self.handed_out(l)),
             Call::Release { lease } => c.release(lease).await.map(|()| Answer::Done),
-            Call::Begin { lease } => match c.begin_run(lease, BeginRun::new(Trigger::Manual)).await
-            {
-                Ok(run) => {
-                    self.runs.push(run.id);
-                    Ok(self.run_answer(run))
+            Call::Request { pipeline, trigger } => c
+                .request_run(pipeline, *trigger, &by)
+                .await
+                .map(pipeline_answer),
+            Call::Begin { lease, trigger } => {
+                match c.begin_run(lease, BeginRun::new(*trigger)).await {
+                    Ok(run) => {
+                        self.runs.push(run.id);
+                        Ok(self.run_answer(run))
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             Call::Advance {
                 lease,
                 run,
@@ -505,6 +518,7 @@ impl Backend<'_> {
                 generation: status.pipeline.generation.0,
                 paused: pauser(&status.pipeline),
                 enabled: status.pipeline.spec.enabled,
+                requested: status.pipeline.requested.as_ref().map(|r| r.trigger),
                 held,
                 schemas,
                 lease: status

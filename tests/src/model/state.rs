@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hakiri_core::{
     CursorKind, Epoch, HolderId, Lease, Outcome, PauseChange, PipelineId, PipelineSpec,
-    PolicyAction, PutMode, ResetTarget, RunStatus, StreamName, Timestamp, Verdict,
+    PolicyAction, PutMode, ResetTarget, RunStatus, StreamName, Timestamp, Trigger, Verdict,
 };
 use serde_json::Value;
 
@@ -98,6 +98,8 @@ pub enum Answer {
         paused: Option<Pauser>,
         /// Whether its spec is enabled.
         enabled: bool,
+        /// The run an operator asked for, until a run of that kind begins.
+        requested: Option<Trigger>,
     },
     /// A lease.
     Lease {
@@ -205,6 +207,8 @@ pub struct PipelineView {
     pub paused: Option<Pauser>,
     /// Whether its spec is enabled.
     pub enabled: bool,
+    /// The run an operator asked for, until a run of that kind begins.
+    pub requested: Option<Trigger>,
     /// Its held decisions, by handle, ascending.
     pub held: Vec<usize>,
     /// Each stream's schema versions, oldest first (`None`: a schema of no known shape).
@@ -229,6 +233,7 @@ struct PipelineRecord {
     spec: PipelineSpec,
     generation: u64,
     paused: Option<Pauser>,
+    requested: Option<Trigger>,
     lease: Option<LeaseRecord>,
     running: Option<usize>,
     /// Each stream's history of values: version n is at index n − 1, the cursor is the last.
@@ -374,7 +379,8 @@ impl Model {
             } => self.acquire(pipeline, holder, *force),
             Call::Renew { lease } => self.renew(lease),
             Call::Release { lease } => self.release(lease),
-            Call::Begin { lease } => self.begin(lease),
+            Call::Begin { lease, trigger } => self.begin(lease, *trigger),
+            Call::Request { pipeline, trigger } => self.request(pipeline, *trigger),
             Call::Advance {
                 lease,
                 run,
@@ -448,6 +454,7 @@ impl Model {
             generation: p.generation,
             paused: p.paused,
             enabled: p.spec.enabled,
+            requested: p.requested,
         }
     }
 
@@ -460,6 +467,7 @@ impl Model {
                     spec: spec.clone(),
                     generation: 1,
                     paused: None,
+                    requested: None,
                     lease: None,
                     running: None,
                     streams: BTreeMap::new(),
@@ -659,7 +667,25 @@ impl Model {
         }))
     }
 
-    fn begin(&mut self, lease: &Lease) -> Judged<Answer> {
+    /// The request rule: only an enabled pipeline takes one; asking again for what is pending
+    /// changes nothing, and a pending backfill covers a manual run too (a backfill replaces a
+    /// manual request, not the other way round).
+    fn request(&mut self, id: &PipelineId, trigger: Trigger) -> Judged<Answer> {
+        let p = self
+            .pipelines
+            .get_mut(id)
+            .ok_or(Failure::NotFound(Missing::Pipeline))?;
+        if !p.spec.enabled {
+            return Err(Failure::FailedPrecondition);
+        }
+        if p.requested != Some(trigger) && p.requested != Some(Trigger::Backfill) {
+            p.requested = Some(trigger);
+            self.events.push((id.clone(), "run_requested"));
+        }
+        Ok(Self::pipeline_answer(p))
+    }
+
+    fn begin(&mut self, lease: &Lease, trigger: Trigger) -> Judged<Answer> {
         self.fence(lease)?;
         let p = self.pipeline(&lease.pipeline)?;
         if p.paused.is_some() || p.running.is_some() {
@@ -676,7 +702,17 @@ impl Model {
         let handle = self.runs.len();
         self.runs.push(Some(run));
         self.run_pipelines.push(lease.pipeline.clone());
-        self.pipeline_mut(&lease.pipeline)?.running = Some(handle);
+        let p = self.pipeline_mut(&lease.pipeline)?;
+        p.running = Some(handle);
+        // Model mistake, corrected: from the port's doc ("the request stays until a run of that
+        // kind begins") and ADR 0012 ("the run that begins with that trigger consumes it") the
+        // model let only a run of the requested trigger consume it. Every backend (core's
+        // `plan_begin`) lets any manual or backfill run consume whatever is pending, so a manual
+        // run also consumes a pending backfill request. The model follows the backends, so that a
+        // change of that rule shows here; which one is meant is an open question.
+        if matches!(trigger, Trigger::Manual | Trigger::Backfill) {
+            p.requested = None;
+        }
         self.emit(&lease.pipeline, "run_begun");
         self.run_view(handle)
     }
@@ -993,6 +1029,7 @@ impl Model {
                     generation: p.generation,
                     paused: p.paused,
                     enabled: p.spec.enabled,
+                    requested: p.requested,
                     held: self.held(id),
                     schemas: p
                         .schemas
