@@ -21,6 +21,8 @@
 //! - [`isolation`]: projects see nothing of each other.
 //! - [`validation`]: invalid input is refused and changes nothing.
 //! - [`concurrency`]: racing writers, exact totals, never two live holders.
+//! - [`model`]: random sequences of calls checked in lock step against a reference model
+//!   ([`model_sequences!`]).
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -39,6 +41,7 @@ pub mod cursors;
 pub mod events;
 pub mod isolation;
 pub mod leases;
+pub mod model;
 pub mod pipelines;
 pub mod runs;
 pub mod schemas;
@@ -58,6 +61,13 @@ pub trait Harness: Send + Sync + 'static {
     /// The lease time-to-live the checks use: long enough that no lease expires unless a check
     /// says so, short enough to wait out on a real clock.
     fn ttl(&self) -> Duration;
+
+    /// Whether [`Harness::advance`] moves an injected clock by exactly `by`, so that a test may
+    /// predict the catalog's times and expire leases at will. A real clock (the default) only
+    /// moves by sleeping: the model sequences then leave clock moves out.
+    fn manual_clock(&self) -> bool {
+        false
+    }
 }
 
 /// One check's context: a fresh project's catalog, the harness, and fixtures.
