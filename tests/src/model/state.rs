@@ -704,13 +704,15 @@ impl Model {
         self.run_pipelines.push(lease.pipeline.clone());
         let p = self.pipeline_mut(&lease.pipeline)?;
         p.running = Some(handle);
-        // Model mistake, corrected: from the port's doc ("the request stays until a run of that
-        // kind begins") and ADR 0012 ("the run that begins with that trigger consumes it") the
-        // model let only a run of the requested trigger consume it. Every backend (core's
-        // `plan_begin`) lets any manual or backfill run consume whatever is pending, so a manual
-        // run also consumes a pending backfill request. The model follows the backends, so that a
-        // change of that rule shows here; which one is meant is an open question.
-        if matches!(trigger, Trigger::Manual | Trigger::Backfill) {
+        // A run consumes the pending request it does what it asks: a backfill run any, a manual
+        // run a manual one (ADR 0012). These sequences found core letting a manual run consume a
+        // pending backfill request too; core was fixed, the model kept the documented rule.
+        let answers = match (trigger, p.requested) {
+            (Trigger::Backfill, Some(_)) => true,
+            (Trigger::Manual, Some(requested)) => requested == Trigger::Manual,
+            _ => false,
+        };
+        if answers {
             p.requested = None;
         }
         self.emit(&lease.pipeline, "run_begun");
