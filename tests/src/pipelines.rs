@@ -526,13 +526,28 @@ pub async fn pipelines_request_run_until_a_requested_run_begins(cx: &Ctx) {
     cx.finish_run(&lease, manual.id, FinishRun::succeeded())
         .await
         .unwrap();
-    cx.begin_run(&lease, BeginRun::new(Trigger::Backfill))
+    let backfill = cx
+        .begin_run(&lease, BeginRun::new(Trigger::Backfill))
         .await
         .unwrap();
     assert_eq!(
         cx.get_pipeline(&pid("p")).await.unwrap().requested,
         None,
         "the backfill run consumed it"
+    );
+    cx.finish_run(&lease, backfill.id, FinishRun::succeeded())
+        .await
+        .unwrap();
+    cx.request_run(&pid("p"), Trigger::Manual, &operator())
+        .await
+        .unwrap();
+    cx.begin_run(&lease, BeginRun::new(Trigger::Backfill))
+        .await
+        .unwrap();
+    assert_eq!(
+        cx.get_pipeline(&pid("p")).await.unwrap().requested,
+        None,
+        "a backfill run answers a manual request too: it runs now"
     );
     let disabled = spec("d", CursorKind::Monotonic).with_enabled(false);
     cx.put_pipeline(disabled, PutMode::Create, &operator())
