@@ -479,76 +479,46 @@ pub async fn pipelines_request_run_until_a_requested_run_begins(cx: &Ctx) {
             .await,
         Err(Error::NotFound(_))
     ));
+    // The pending request (requested now, if any), the trigger of a run that then begins and
+    // finishes, and the request left after it.
     let lease = cx.lease("p", "w").await;
-    let scheduled = cx
-        .begin_run(&lease, BeginRun::new(Trigger::Schedule))
-        .await
-        .unwrap();
-    assert!(
-        cx.get_pipeline(&pid("p"))
+    for (ask, trigger, left, why) in [
+        (
+            None,
+            Trigger::Schedule,
+            Some(Trigger::Manual),
+            "a scheduled run leaves the request",
+        ),
+        (None, Trigger::Manual, None, "the manual run consumed it"),
+        (
+            Some(Trigger::Backfill),
+            Trigger::Manual,
+            Some(Trigger::Backfill),
+            "a manual run leaves a backfill request: it does not read from the start",
+        ),
+        (
+            None,
+            Trigger::Backfill,
+            None,
+            "the backfill run consumed it",
+        ),
+        (
+            Some(Trigger::Manual),
+            Trigger::Backfill,
+            None,
+            "a backfill run answers a manual request too: it runs now",
+        ),
+    ] {
+        if let Some(ask) = ask {
+            cx.request_run(&pid("p"), ask, &operator()).await.unwrap();
+        }
+        let run = cx.begin_run(&lease, BeginRun::new(trigger)).await.unwrap();
+        let pending = cx.get_pipeline(&pid("p")).await.unwrap().requested;
+        assert_eq!(pending.map(|r| r.trigger), left, "{why}");
+        cx.finish_run(&lease, run.id, FinishRun::succeeded())
             .await
-            .unwrap()
-            .requested
-            .is_some(),
-        "a scheduled run leaves the request"
-    );
-    cx.finish_run(&lease, scheduled.id, FinishRun::succeeded())
-        .await
-        .unwrap();
-    let manual = cx
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .unwrap();
-    assert_eq!(
-        cx.get_pipeline(&pid("p")).await.unwrap().requested,
-        None,
-        "the manual run consumed it"
-    );
-    cx.finish_run(&lease, manual.id, FinishRun::succeeded())
-        .await
-        .unwrap();
-    cx.request_run(&pid("p"), Trigger::Backfill, &operator())
-        .await
-        .unwrap();
-    let manual = cx
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .unwrap();
-    assert_eq!(
-        cx.get_pipeline(&pid("p"))
-            .await
-            .unwrap()
-            .requested
-            .map(|r| r.trigger),
-        Some(Trigger::Backfill),
-        "a manual run leaves a backfill request: it does not read from the start"
-    );
-    cx.finish_run(&lease, manual.id, FinishRun::succeeded())
-        .await
-        .unwrap();
-    let backfill = cx
-        .begin_run(&lease, BeginRun::new(Trigger::Backfill))
-        .await
-        .unwrap();
-    assert_eq!(
-        cx.get_pipeline(&pid("p")).await.unwrap().requested,
-        None,
-        "the backfill run consumed it"
-    );
-    cx.finish_run(&lease, backfill.id, FinishRun::succeeded())
-        .await
-        .unwrap();
-    cx.request_run(&pid("p"), Trigger::Manual, &operator())
-        .await
-        .unwrap();
-    cx.begin_run(&lease, BeginRun::new(Trigger::Backfill))
-        .await
-        .unwrap();
-    assert_eq!(
-        cx.get_pipeline(&pid("p")).await.unwrap().requested,
-        None,
-        "a backfill run answers a manual request too: it runs now"
-    );
+            .unwrap();
+    }
     let disabled = spec("d", CursorKind::Monotonic).with_enabled(false);
     cx.put_pipeline(disabled, PutMode::Create, &operator())
         .await
