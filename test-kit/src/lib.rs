@@ -6,6 +6,7 @@
 //! - [`workerd`]: the catalog Worker in a real, local `workerd`.
 //! - [`fixtures`]: a pipeline with a run in progress, on any backend.
 //! - [`disk`]: the disk's fast or slow mode, printed beside every durable benchmark figure.
+//! - [`history`]: concurrent histories whose clients are drill processes: start, collect, check.
 //!
 //! A component that cannot be had makes the caller panic with how to get it, never skip.
 //!
@@ -16,5 +17,6 @@
 
 pub mod disk;
 pub mod fixtures;
+pub mod history;
 pub mod postgres;
 pub mod workerd;
