@@ -21,7 +21,7 @@
 //! - (d) compare-and-set: one that took effect wrote exactly expected + 1; one refused with
 //!   `Conflict` found the version other than expected at some instant of its interval;
 //! - (e) leases: epochs granted on a pipeline are unique, name the caller as holder and grow in
-//!   real-time order; a plain `acquire` is granted only after the previous epoch was released or
+//!   real-time order; every cursor version of an epoch was written by its holder; a plain `acquire` is granted only after the previous epoch was released or
 //!   taken over; no lease-checked write under epoch e succeeds when it was invoked after a grant of
 //!   a higher epoch completed (fencing); epochs never decrease along a cursor's versions;
 //! - (f) atomic finish: a finish's final cursors are all in the history or none is, and no
@@ -35,7 +35,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use hakiri_core::{
-    Catalog, CursorChange, CursorHistoryEntry, Epoch, Error, Limit, PipelineId, Result, StreamName,
+    Actor, Catalog, CursorChange, CursorHistoryEntry, Epoch, Error, Limit, PipelineId, Result,
+    StreamName,
 };
 
 use super::event::{ClientId, Event, Op, Outcome};
@@ -825,6 +826,31 @@ impl<'a> Checker<'a> {
                     self.describe(other),
                     self.describe(i)
                 ));
+            }
+        }
+        // Each epoch has one holder: whoever wrote under it is the one it was granted to.
+        for (pipeline, streams) in &self.state.histories {
+            for (stream, entries) in streams {
+                for entry in entries {
+                    let Some(&i) = entry
+                        .epoch
+                        .and_then(|e| granted.get(pipeline).and_then(|g| g.get(&e)))
+                    else {
+                        continue;
+                    };
+                    let Some(Outcome::Granted { epoch, holder }) = self.calls[i].outcome() else {
+                        continue;
+                    };
+                    if entry.by != Actor::Holder(holder.clone()) {
+                        flags.push(format!(
+                            "version {} of {pipeline}/{stream} was written by {:?} under epoch \
+                             {epoch}, which was granted to {holder}: {}",
+                            entry.version,
+                            entry.by,
+                            self.describe(i)
+                        ));
+                    }
+                }
             }
         }
         // One pass in time order: the highest epoch a completed grant gave out, per pipeline.

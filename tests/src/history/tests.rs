@@ -190,7 +190,8 @@ impl History {
                 change,
                 run: Some(run(run_n)),
                 epoch: Some(Epoch(epoch)),
-                by: Actor::System,
+                // The tests grant epoch n to client n - 1.
+                by: Actor::Holder(holder(epoch.saturating_sub(1) as u32)),
                 at: Timestamp::from_millis(1_000),
             });
         self
@@ -524,6 +525,20 @@ fn a_lease_granted_to_someone_else_is_flagged() {
         },
         granted(3, 1),
     );
+    assert_flags(&h.check(), Rule::Lease);
+}
+
+#[test]
+fn a_version_written_by_another_than_its_epochs_holder_is_flagged() {
+    let mut h = good();
+    let entries = h
+        .state
+        .histories
+        .get_mut(&p())
+        .unwrap()
+        .get_mut(&a())
+        .unwrap();
+    entries[0].by = Actor::Holder(holder(1));
     assert_flags(&h.check(), Rule::Lease);
 }
 
