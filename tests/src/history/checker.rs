@@ -705,10 +705,9 @@ impl<'a> Checker<'a> {
             .collect()
     }
 
-    /// (c): one pass over the events in time order. The floor of a cursor is the highest
-    /// version that a call which has completed wrote or read; every call invoked later must see
-    /// at least it (a read) or write above it (a write).
-    fn real_time(&mut self) {
+    /// Every invoke and completion as (time, is a completion, call), in time order. At one
+    /// instant invokes come first: calls that touch are concurrent, not ordered.
+    fn timeline(&self) -> Vec<(u64, bool, usize)> {
         let mut points: Vec<(u64, bool, usize)> = Vec::new();
         for (i, call) in self.calls.iter().enumerate() {
             points.push((call.invoke, false, i));
@@ -716,8 +715,15 @@ impl<'a> Checker<'a> {
                 points.push((at, true, i));
             }
         }
-        // At one instant invokes come first: calls that touch are concurrent, not ordered.
         points.sort();
+        points
+    }
+
+    /// (c): one pass over the events in time order. The floor of a cursor is the highest
+    /// version that a call which has completed wrote or read; every call invoked later must see
+    /// at least it (a read) or write above it (a write).
+    fn real_time(&mut self) {
+        let points = self.timeline();
         let mut floor: HashMap<(PipelineId, StreamName), (u64, usize)> = HashMap::new();
         let mut flags = Vec::new();
         for (_, completes, i) in points {
@@ -854,14 +860,7 @@ impl<'a> Checker<'a> {
             }
         }
         // One pass in time order: the highest epoch a completed grant gave out, per pipeline.
-        let mut points: Vec<(u64, bool, usize)> = Vec::new();
-        for (i, call) in self.calls.iter().enumerate() {
-            points.push((call.invoke, false, i));
-            if let Some(at) = call.completed_at() {
-                points.push((at, true, i));
-            }
-        }
-        points.sort();
+        let points = self.timeline();
         let mut high: HashMap<&PipelineId, (Epoch, usize)> = HashMap::new();
         for (_, completes, i) in points {
             let call = &self.calls[i];
