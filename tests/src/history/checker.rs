@@ -29,7 +29,12 @@
 //!
 //! An invoke without a completion (its process was killed) and a completion with an error that
 //! does not say the write was refused (`Unavailable`, `Backend`) are indeterminate: such a write
-//! may or may not be in the history, and is checked only if it is.
+//! may or may not be in the history, is checked only if it is, and may have taken effect at any
+//! time after its invoke (a server may commit after the client gave up waiting), so it orders
+//! nothing that began after its completion.
+//!
+//! `get_pipeline` is load between the other calls: its answer (the generation, which no call of a
+//! workload changes) is recorded but not checked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -219,8 +224,14 @@ impl Call<'_> {
         self.complete.map(|(_, outcome)| outcome)
     }
 
+    /// When the call is known to have taken effect or not: its completion, unless the answer
+    /// says nothing (`Unavailable`), in which case the call may take effect any time after its
+    /// invoke, as one never answered (a server may commit after the client gave up).
     fn completed_at(&self) -> Option<u64> {
-        self.complete.map(|(at, _)| at)
+        match self.status() {
+            Status::Indeterminate => None,
+            Status::Ok | Status::Failed => self.complete.map(|(at, _)| at),
+        }
     }
 }
 
