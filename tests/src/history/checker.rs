@@ -1,14 +1,14 @@
 //! The checker: is a history linearizable for cursor compare-and-set, and did leases never
 //! overlap?
 //!
-//! Checking linearizability in general is NP-complete (search over the orders of concurrent
+//! Checking linearizability in general is NP-complete (a search over the orders of concurrent
 //! operations). A cursor is a *traceable* object, though: every write gets a version, and the
 //! catalog keeps the whole history of versions with the epoch and run that wrote each. Read after
 //! the clients stop, that history *is* the order the catalog applied the writes in (the Elle
 //! approach: the object's own versions witness the order), and with every value unique each
 //! entry names the call that wrote it. What is left is to check the witness against the calls'
 //! answers and their real-time order — a sort of the events and one pass over them, instead of
-//! a search.
+//! a search. ADR 0031 says why.
 //!
 //! # What is checked
 //! - (a) no lost write: every acknowledged write is in the history, at the version and with the
