@@ -4,7 +4,7 @@
 //! never overlap (`hakiri_contract::history`).
 //!
 //! `HAKIRI_HISTORIES` sets how many histories each test runs (default 2), `HAKIRI_HISTORY_SEED`
-//! the first seed.
+//! the first seed, `HAKIRI_HISTORY_{CLIENTS,OPS,PIPELINES}` the workload's shape.
 
 use std::path::Path;
 
@@ -55,7 +55,8 @@ where
     for seed in first..first + n {
         let workload = Workload::new(unique_project(), seed)
             .clients(CLIENTS)
-            .ops(OPS);
+            .ops(OPS)
+            .from_env();
         let (url, catalog) = open(workload.clone()).await;
         let report = one_history(catalog.as_ref(), &url, &workload).await;
         assert!(report.is_ok(), "{backend}, seed {seed}:\n{report}");
