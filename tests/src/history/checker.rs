@@ -23,7 +23,8 @@
 //! - (e) leases: epochs granted on a pipeline are unique, name the caller as holder and grow in
 //!   real-time order; every cursor version of an epoch was written by its holder; a plain `acquire` is granted only after the previous epoch was released or
 //!   taken over; no lease-checked write under epoch e succeeds when it was invoked after a grant of
-//!   a higher epoch completed (fencing); epochs never decrease along a cursor's versions;
+//!   a higher epoch completed (fencing), and none is fenced before its epoch was superseded or
+//!   released; epochs never decrease along a cursor's versions;
 //! - (f) atomic finish: a finish's final cursors are all in the history or none is, and no
 //!   `list_cursors` saw one stream of a finish without the other.
 //!
@@ -914,6 +915,47 @@ impl<'a> Checker<'a> {
                      before it began (not fenced): {} after {}",
                     self.describe(i),
                     self.describe(by)
+                ));
+            }
+        }
+        // A write is fenced only once its epoch ended: a higher grant (or one whose answer was
+        // lost) or a release of it began before the write's answer.
+        for (i, call) in self.calls.iter().enumerate() {
+            let (
+                Some(epoch),
+                Some(Outcome::Failed {
+                    error: Error::Fenced { .. },
+                }),
+            ) = (call.op.lease_epoch(), call.outcome())
+            else {
+                continue;
+            };
+            let Some(done) = call.completed_at() else {
+                continue;
+            };
+            let pipeline = call.op.pipeline();
+            let ended = self.calls.iter().any(|other| {
+                other.invoke < done
+                    && other.op.pipeline() == pipeline
+                    && match (other.op, other.outcome()) {
+                        (
+                            Op::Acquire { .. } | Op::ForceAcquire { .. },
+                            Some(Outcome::Granted { epoch: e, .. }),
+                        ) => *e > epoch,
+                        (Op::Acquire { .. } | Op::ForceAcquire { .. }, _) => {
+                            other.status() == Status::Indeterminate
+                        }
+                        (Op::Release { epoch: e, .. }, _) => {
+                            *e == epoch && other.status() != Status::Failed
+                        }
+                        _ => false,
+                    }
+            });
+            if !ended {
+                flags.push(format!(
+                    "fenced though epoch {epoch} was neither superseded nor released before its \
+                     answer: {}",
+                    self.describe(i)
                 ));
             }
         }

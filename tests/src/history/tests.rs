@@ -340,7 +340,11 @@ fn an_entry_no_call_wrote_is_a_phantom() {
 #[test]
 fn a_definitely_failed_write_in_the_history_is_a_phantom() {
     let mut h = good();
-    h.call(1, advance(a(), 2, 2, 4096, None), fenced(1));
+    h.call(
+        1,
+        advance(a(), 2, 2, 4096, None),
+        failed(Error::precondition("the run ended")),
+    );
     h.entry(a(), 3, 4096, 2, 2);
     assert_flags(&h.check(), Rule::PhantomWrite);
     // The same write unanswered (its process killed) may well have landed.
@@ -534,6 +538,26 @@ fn a_write_under_a_superseded_epoch_must_be_fenced() {
     // Fenced, it is fine.
     let mut h = taken_over();
     h.call(0, advance(a(), 1, 1, 4096, None), fenced(1));
+    assert_ok(&h.check());
+}
+
+#[test]
+fn a_write_fenced_while_its_epoch_was_current_is_flagged() {
+    let mut h = good();
+    // Epoch 2 is client 1's, and nobody took it over.
+    h.call(1, advance(a(), 2, 2, 4096, None), fenced(2));
+    assert_flags(&h.check(), Rule::Lease);
+    // Released first, it is fenced rightly.
+    let mut h = good();
+    h.call(
+        1,
+        Op::Release {
+            pipeline: p(),
+            epoch: Epoch(2),
+        },
+        Outcome::Done,
+    );
+    h.call(1, advance(a(), 2, 2, 4096, None), fenced(2));
     assert_ok(&h.check());
 }
 
