@@ -24,7 +24,9 @@
 //!   real-time order; every cursor version of an epoch was written by its holder; a plain `acquire` is granted only after the previous epoch was released or
 //!   taken over; no lease-checked write under epoch e succeeds when it was invoked after a grant of
 //!   a higher epoch completed (fencing), and none is fenced before its epoch was superseded or
-//!   released; epochs never decrease along a cursor's versions;
+//!   released; an acquire refused with `Leased` names a live lease (its epoch's holder, neither
+//!   released nor superseded before the acquire began); epochs never decrease along a cursor's
+//!   versions;
 //! - (f) atomic finish: a finish's final cursors are all in the history or none is, and no
 //!   `list_cursors` saw one stream of a finish without the other.
 //!
@@ -956,6 +958,49 @@ impl<'a> Checker<'a> {
                     "fenced though epoch {epoch} was neither superseded nor released before its \
                      answer: {}",
                     self.describe(i)
+                ));
+            }
+        }
+        // An acquire refused with `Leased` names a live lease: its epoch granted to that holder,
+        // not released and not superseded before the acquire began.
+        for (i, call) in self.calls.iter().enumerate() {
+            let (
+                Op::Acquire { pipeline, .. },
+                Some(Outcome::Failed {
+                    error: Error::Leased { holder, epoch, .. },
+                }),
+            ) = (call.op, call.outcome())
+            else {
+                continue;
+            };
+            let grant = granted.get(pipeline).and_then(|g| g.get(epoch));
+            let wrong_holder = grant.and_then(|&g| match self.calls[g].outcome() {
+                Some(Outcome::Granted { holder: got, .. }) if got != holder => Some(g),
+                _ => None,
+            });
+            let over = self.calls.iter().position(|other| {
+                other.op.pipeline() == pipeline
+                    && other.completed_at().is_some_and(|t| t < call.invoke)
+                    && match (other.op, other.outcome()) {
+                        (Op::Release { epoch: e, .. }, Some(Outcome::Done)) => e == epoch,
+                        (_, Some(Outcome::Granted { epoch: e, .. })) => e > epoch,
+                        _ => false,
+                    }
+            });
+            if let Some(g) = wrong_holder {
+                flags.push(format!(
+                    "refused as leased by {holder} under epoch {epoch}, which was granted to \
+                     another: {} (the grant: {})",
+                    self.describe(i),
+                    self.describe(g)
+                ));
+            }
+            if let Some(o) = over {
+                flags.push(format!(
+                    "refused as leased under epoch {epoch}, which had ended before: {} (ended \
+                     by {})",
+                    self.describe(i),
+                    self.describe(o)
                 ));
             }
         }

@@ -561,6 +561,31 @@ fn a_write_fenced_while_its_epoch_was_current_is_flagged() {
     assert_ok(&h.check());
 }
 
+fn leased(epoch: u64, client: u32) -> Outcome {
+    failed(Error::Leased {
+        pipeline: p(),
+        holder: holder(client),
+        epoch: Epoch(epoch),
+        expires_at: Timestamp::from_millis(2_000),
+    })
+}
+
+#[test]
+fn an_acquire_refused_names_a_live_lease() {
+    // Epoch 2 is client 1's and live.
+    let mut h = good();
+    h.call(2, acquire(2), leased(2, 1));
+    assert_ok(&h.check());
+    // Not its holder.
+    let mut h = good();
+    h.call(2, acquire(2), leased(2, 0));
+    assert_flags(&h.check(), Rule::Lease);
+    // Released before.
+    let mut h = good();
+    h.call(2, acquire(2), leased(1, 0));
+    assert_flags(&h.check(), Rule::Lease);
+}
+
 #[test]
 fn epochs_never_decrease_along_versions() {
     let mut h = History::new();
