@@ -623,3 +623,20 @@ fn a_read_of_half_a_finish_is_flagged() {
         .finish_entry(b(), 2, 5120, 2, 2);
     assert_flags(&h.check(), Rule::Atomicity);
 }
+
+#[test]
+fn a_workload_without_pipelines_or_with_too_many_clients_is_refused() {
+    let project = hakiri_core::ProjectId::new("shape").unwrap();
+    let ok = super::Workload::new(project, 1);
+    assert!(ok.validate().is_ok());
+    for bad in [
+        ok.clone().pipelines(0),
+        ok.clone().clients(0),
+        ok.clone().clients(super::MAX_CLIENTS + 1),
+    ] {
+        assert!(
+            matches!(bad.validate(), Err(Error::InvalidArgument(_))),
+            "{bad:?}"
+        );
+    }
+}

@@ -108,17 +108,7 @@ impl Workload {
     /// `InvalidArgument` for no pipeline, not two streams, or too many clients; what the
     /// catalog answers otherwise.
     pub async fn setup(&self, catalog: &dyn Catalog) -> Result<()> {
-        if self.pipelines.is_empty() || self.streams.len() != 2 {
-            return Err(Error::invalid(
-                "a workload needs at least one pipeline and exactly two streams",
-            ));
-        }
-        if self.clients == 0 || self.clients > MAX_CLIENTS {
-            return Err(Error::invalid(format!(
-                "a workload has 1..={MAX_CLIENTS} clients, not {}",
-                self.clients
-            )));
-        }
+        self.validate()?;
         for pipeline in &self.pipelines {
             let spec = PipelineSpec::new(
                 pipeline.clone(),
@@ -129,6 +119,25 @@ impl Workload {
                 Ok(_) | Err(Error::AlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// Checks the workload's shape.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for no pipeline, not two streams, or no or too many clients.
+    pub fn validate(&self) -> Result<()> {
+        if self.pipelines.is_empty() || self.streams.len() != 2 {
+            return Err(Error::invalid(
+                "a workload needs at least one pipeline and exactly two streams",
+            ));
+        }
+        if self.clients == 0 || self.clients > MAX_CLIENTS {
+            return Err(Error::invalid(format!(
+                "a workload has 1..={MAX_CLIENTS} clients, not {}",
+                self.clients
+            )));
         }
         Ok(())
     }
@@ -147,13 +156,17 @@ fn stream(id: &str) -> StreamName {
 /// on.
 ///
 /// # Errors
-/// Only the sink's: a history with holes cannot be checked.
+/// The sink's (a history with holes cannot be checked), or `InvalidInput` for a workload that
+/// [`Workload::validate`] refuses.
 pub async fn run_client(
     catalog: &dyn Catalog,
     workload: &Workload,
     client: ClientId,
     sink: &mut (dyn Sink + Send),
 ) -> std::io::Result<()> {
+    workload
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let seed = workload
         .seed
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
