@@ -11,6 +11,9 @@
 //! a search. ADR 0031 says why.
 //!
 //! # What is checked
+//! - the events themselves: each client is sequential and only its last call may lack an answer
+//!   (anything else means lines were lost on the way), every completion has its invoke, every
+//!   value is written once;
 //! - (a) no lost write: every acknowledged write is in the history, at the version and with the
 //!   value it was acknowledged with;
 //! - (b) no phantom or half-applied write: every entry comes from an invoked write of that epoch
@@ -241,6 +244,7 @@ impl Call<'_> {
 /// Checks `events` (in any order; the events of several processes merged) against `state`.
 pub fn check(events: &[Event], state: &FinalState) -> Report {
     let mut cx = Checker::new(events, state);
+    cx.sequential_clients();
     cx.count();
     cx.locate_entries();
     cx.acknowledged_writes();
@@ -330,6 +334,49 @@ impl<'a> Checker<'a> {
             landed: HashMap::new(),
             writer: HashMap::new(),
             report,
+        }
+    }
+
+    /// Each client is sequential: its op ids run 0, 1, … and each call ends before the next
+    /// begins; only its last call may lack an answer (its process was killed). Anything else
+    /// means lines were lost between the client and the checker.
+    fn sequential_clients(&mut self) {
+        let mut by_client: BTreeMap<ClientId, Vec<&Call<'_>>> = BTreeMap::new();
+        for call in &self.calls {
+            by_client.entry(call.client).or_default().push(call);
+        }
+        let mut flags = Vec::new();
+        for (client, mut calls) in by_client {
+            calls.sort_by_key(|c| c.op_id);
+            for (n, pair) in calls.windows(2).enumerate() {
+                let (call, next) = (pair[0], pair[1]);
+                if n == 0 && call.op_id != 0 {
+                    flags.push(format!(
+                        "client {client}'s first recorded op is {}",
+                        call.op_id
+                    ));
+                }
+                if next.op_id != call.op_id + 1 {
+                    flags.push(format!(
+                        "client {client} has no op between {} and {}",
+                        call.op_id, next.op_id
+                    ));
+                }
+                match call.complete {
+                    None => flags.push(format!(
+                        "client {client}'s op {} has no answer, yet op {} follows it",
+                        call.op_id, next.op_id
+                    )),
+                    Some((at, _)) if at > next.invoke => flags.push(format!(
+                        "client {client}'s op {} began before op {} ended",
+                        next.op_id, call.op_id
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        for message in flags {
+            self.flag(Rule::Malformed, message);
         }
     }
 

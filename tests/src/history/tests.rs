@@ -312,6 +312,22 @@ fn a_completion_without_invoke_is_malformed() {
 }
 
 #[test]
+fn a_client_with_a_lost_line_is_malformed() {
+    // The completion of client 0's begin_run was lost; its later calls were recorded.
+    let mut h = good();
+    h.events.remove(3);
+    assert_flags(&h.check(), Rule::Malformed);
+    // Only the last call of a client may lack its answer.
+    let mut h = good();
+    h.invoke(0, advance(a(), 1, 1, 4096, None));
+    assert!(!h
+        .check()
+        .violations
+        .iter()
+        .any(|v| v.rule == Rule::Malformed));
+}
+
+#[test]
 fn an_acknowledged_write_missing_is_lost() {
     let mut h = good();
     // The finish's cursor of b never made it.
