@@ -95,3 +95,39 @@ async fn postgres_processes_make_a_linearizable_history() {
     })
     .await;
 }
+
+/// The pieces a fault test uses: a client killed mid-history (SIGKILL) leaves the lines it
+/// printed, a torn last one dropped; its last call may stay unanswered (indeterminate), and the
+/// merged history still checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_leaves_a_history_that_checks() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let workload = Workload::new(unique_project(), 7).clients(3).ops(100_000);
+    let file = dir.path().join("catalog.db");
+    let catalog = SqliteCatalog::open(&file, workload.project.clone(), SqliteConfig::default())
+        .expect("open the catalog file");
+    workload.setup(&catalog).await.expect("set the workload up");
+    let url = format!("sqlite://{}", file.display());
+    let mut clients = history::spawn_clients(Path::new(DRILL), &url, &workload).expect("start");
+    // Until every client has made calls for a while.
+    tokio::time::sleep(history::START_DELAY + std::time::Duration::from_millis(500)).await;
+    for client in &mut clients {
+        client.kill().expect("kill a drill");
+    }
+    let outputs = tokio::task::spawn_blocking(move || history::collect(clients))
+        .await
+        .expect("collect the drills")
+        .expect("every drill's lines");
+    for output in &outputs {
+        assert_eq!(output.status.code(), None, "killed by a signal");
+        assert!(
+            !output.events.is_empty(),
+            "client {} recorded calls",
+            output.client
+        );
+    }
+    let report = history::check_catalog(&catalog, &workload, &history::merged(&outputs)).await;
+    eprintln!("killed clients: {report}");
+    assert!(report.is_ok(), "{report}");
+    assert!(report.acknowledged > 0);
+}
