@@ -396,6 +396,7 @@ impl<'a> Checker<'a> {
                 format!("force_acquire {pipeline} as {holder}")
             }
             Op::Release { pipeline, epoch } => format!("release {pipeline} epoch {epoch}"),
+            Op::Renew { pipeline, epoch } => format!("renew {pipeline} epoch {epoch}"),
             Op::BeginRun { pipeline, epoch } => format!("begin_run {pipeline} epoch {epoch}"),
             Op::Advance {
                 pipeline,
@@ -967,6 +968,19 @@ impl<'a> Checker<'a> {
                     self.describe(i),
                     self.describe(by)
                 ));
+            }
+        }
+        // A renewal keeps the lease's epoch.
+        for (i, call) in self.calls.iter().enumerate() {
+            if let (Op::Renew { epoch, .. }, Some(Outcome::Renewed { epoch: got })) =
+                (call.op, call.outcome())
+            {
+                if got != epoch {
+                    flags.push(format!(
+                        "a renewal of epoch {epoch} answered epoch {got}: {}",
+                        self.describe(i)
+                    ));
+                }
             }
         }
         // A write is fenced only once its epoch ended: a higher grant (or one whose answer was

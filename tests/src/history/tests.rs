@@ -603,6 +603,24 @@ fn an_acquire_refused_names_a_live_lease() {
 }
 
 #[test]
+fn a_renewal_keeps_its_epoch_and_is_fenced_after_a_takeover() {
+    let renew = |epoch| Op::Renew {
+        pipeline: p(),
+        epoch: Epoch(epoch),
+    };
+    let mut h = good();
+    h.call(1, renew(2), Outcome::Renewed { epoch: Epoch(2) });
+    assert_ok(&h.check());
+    let mut h = good();
+    h.call(1, renew(2), Outcome::Renewed { epoch: Epoch(5) });
+    assert_flags(&h.check(), Rule::Lease);
+    // Client 0's epoch 1 was released and superseded: renewing it must fail.
+    let mut h = good();
+    h.call(0, renew(1), Outcome::Renewed { epoch: Epoch(1) });
+    assert_flags(&h.check(), Rule::Lease);
+}
+
+#[test]
 fn epochs_never_decrease_along_versions() {
     let mut h = History::new();
     let first = h.invoke(1, advance(a(), 2, 2, 1024, None));

@@ -3,9 +3,9 @@
 //! A [`Workload`] is one project with a few pipelines of numeric (monotonic) cursors on two
 //! streams each, and K clients doing M ops, all drawn from one seed. A client ([`run_client`])
 //! takes a pipeline's lease — by `acquire`, or by `force_acquire` as a takeover that fences the
-//! holder — begins a run, advances cursors with and without an expected version, finishes with
-//! final cursors for both streams, releases sometimes, and reads cursors and pipelines at any
-//! time. A client learns it was superseded only when a write is fenced, so the old holder writes
+//! holder — renews it now and then, begins a run, advances cursors with and without an expected
+//! version, finishes with final cursors for both streams, releases sometimes, and reads cursors
+//! and pipelines at any time. A client learns it was superseded only when a write is fenced, so the old holder writes
 //! again after every takeover (a zombie); now and then it writes once more even after `Fenced`.
 //!
 //! Every value a history writes is unique (the client's number in the low bits of a value that
@@ -291,13 +291,11 @@ impl Client<'_> {
         }
         match &self.held {
             None => self.take_lease().await,
-            Some(Held { run: None, .. }) => {
-                if self.rng.random_ratio(1, 10) {
-                    self.release().await
-                } else {
-                    self.begin().await
-                }
-            }
+            Some(Held { run: None, .. }) => match self.rng.random_range(0..10) {
+                0 => self.release().await,
+                1 => self.renew().await,
+                _ => self.begin().await,
+            },
             Some(Held { run: Some(_), .. }) => {
                 if self.rng.random_ratio(1, 5) {
                     self.finish().await
@@ -409,6 +407,28 @@ impl Client<'_> {
         })?;
         let result = self.catalog.release(&held.lease).await;
         self.complete(op, &result, |()| Outcome::Done)
+    }
+
+    /// Renews the held lease (for the history's ttl again).
+    async fn renew(&mut self) -> std::io::Result<()> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let op = self.invoke(Op::Renew {
+            pipeline: held.lease.pipeline.clone(),
+            epoch: held.lease.epoch,
+        })?;
+        let result = self.catalog.renew(&held.lease, HISTORY_TTL).await;
+        self.complete(op, &result, |lease| Outcome::Renewed { epoch: lease.epoch })?;
+        let held = match &result {
+            Ok(lease) => Held {
+                lease: lease.clone(),
+                ..held
+            },
+            Err(_) => held,
+        };
+        self.after_write(held, &result, None);
+        Ok(())
     }
 
     /// Begins a run under the held lease.
