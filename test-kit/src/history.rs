@@ -1,18 +1,20 @@
-//! Concurrent histories whose clients are OS processes: each client of a
-//! [`Workload`] runs as `hakiri-drill history`, printing its events as JSON lines; the lines of
-//! every process are merged into one history and checked with `hakiri_contract::history::check`.
+//! Concurrent histories whose clients are OS processes: each client of a [`Workload`] runs as
+//! `hakiri-drill history`, printing its events as JSON lines; the lines of every process are
+//! merged into one history and checked with `hakiri_contract::history::check`.
 //!
 //! The pieces are separate so a test can act between them — kill a process (its last call stays
 //! indeterminate), restart the database — and still check what was recorded:
 //!
 //! ```text
-//! let clients = history::spawn_clients(DRILL, &url, &workload)?;   // start K drills
-//! // … SIGKILL some by `ClientProcess::pid`, stop the server, …
-//! let events = history::collect(clients)?;                         // lines of live and dead
+//! workload.setup(&catalog).await?;                                  // its pipelines
+//! let clients = history::spawn_clients(DRILL, &url, &workload)?;     // start K drills
+//! // … SIGKILL some (`ClientProcess::kill`, or signal `ClientProcess::pid`), stop the server, …
+//! let outputs = history::collect(clients)?;                          // lines of live and dead
+//! let events = history::merged(&outputs);
 //! let report = history::check_catalog(&catalog, &workload, &events).await;
 //! ```
 //!
-//! The workload's pipelines must exist first ([`Workload::setup`]).
+//! `collect` blocks until every process ends: call it from `spawn_blocking` in async tests.
 
 use std::io::Read;
 use std::path::Path;
