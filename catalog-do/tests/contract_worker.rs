@@ -57,6 +57,9 @@ impl Harness for WorkerHarness {
 
 hakiri_contract::contract_suite!(WorkerHarness::new());
 
+// The object's clock is real: no clock moves in these sequences, and a long ttl.
+hakiri_contract::model_sequences!(WorkerHarness::new(), cases = 100);
+
 #[test]
 fn the_admin_grant_is_named_as_the_suites_operator() {
     let name = OperatorName::new(workerd::ADMIN_NAME).expect("a valid operator name");

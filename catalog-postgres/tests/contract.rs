@@ -51,3 +51,6 @@ impl Harness for PostgresHarness {
 }
 
 hakiri_contract::contract_suite!(PostgresHarness::new());
+
+// The database's clock is real: no clock moves in these sequences, and a long ttl.
+hakiri_contract::model_sequences!(PostgresHarness::new(), cases = 100);

@@ -100,6 +100,13 @@ mod sqlite {
     hakiri_contract::contract_suite!(ServeHarness {
         server: sqlite_server()
     });
+
+    hakiri_contract::model_sequences!(
+        ServeHarness {
+            server: sqlite_server()
+        },
+        cases = 100
+    );
 }
 
 mod postgres {
@@ -108,6 +115,13 @@ mod postgres {
     hakiri_contract::contract_suite!(ServeHarness {
         server: postgres_server()
     });
+
+    hakiri_contract::model_sequences!(
+        ServeHarness {
+            server: postgres_server()
+        },
+        cases = 100
+    );
 }
 
 #[test]
