@@ -102,6 +102,13 @@ mod sqlite {
     hakiri_contract::contract_suite!(ServeHarness {
         server: sqlite_server()
     });
+
+    hakiri_contract::model_sequences!(
+        ServeHarness {
+            server: sqlite_server()
+        },
+        cases = 100
+    );
     hakiri_contract::concurrent_histories!(
         ServeHarness {
             server: sqlite_server()
@@ -116,6 +123,13 @@ mod postgres {
     hakiri_contract::contract_suite!(ServeHarness {
         server: postgres_server()
     });
+
+    hakiri_contract::model_sequences!(
+        ServeHarness {
+            server: postgres_server()
+        },
+        cases = 100
+    );
     hakiri_contract::concurrent_histories!(
         ServeHarness {
             server: postgres_server()

@@ -164,6 +164,7 @@ pub async fn check_catalog(catalog: &dyn Catalog, workload: &Workload, events: &
         Ok(state) => check(events, &state),
         Err(e) => Report {
             histories: 1,
+            broken_histories: 1,
             violations: vec![hakiri_contract::history::Violation {
                 rule: hakiri_contract::history::Rule::Malformed,
                 message: format!("reading the final state: {e}"),

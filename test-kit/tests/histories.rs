@@ -49,8 +49,9 @@ where
     F: Fn(Workload) -> Fut,
     Fut: std::future::Future<Output = (String, Box<dyn Catalog>)>,
 {
-    let n = env_number("HAKIRI_HISTORIES", 2);
-    let first = env_number("HAKIRI_HISTORY_SEED", 0);
+    let n = u64::from(env_number("HAKIRI_HISTORIES").unwrap_or(2));
+    let first = u64::from(env_number("HAKIRI_HISTORY_SEED").unwrap_or(0));
+    let started = std::time::Instant::now();
     let mut total = Report::default();
     for seed in first..first + n {
         let workload = Workload::new(unique_project(), seed)
@@ -58,11 +59,15 @@ where
             .ops(OPS)
             .from_env();
         let (url, catalog) = open(workload.clone()).await;
-        let report = one_history(catalog.as_ref(), &url, &workload).await;
-        assert!(report.is_ok(), "{backend}, seed {seed}:\n{report}");
-        total.merge(report);
+        total.merge(one_history(catalog.as_ref(), &url, &workload).await);
     }
+    eprintln!("{}", total.soak_line(started.elapsed()));
     eprintln!("{backend} processes: {total}");
+    assert!(
+        total.is_ok(),
+        "{backend}, seeds {first}..{}:\n{total}",
+        first + n
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

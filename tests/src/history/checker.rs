@@ -143,6 +143,8 @@ pub struct Report {
     pub indeterminate: usize,
     /// Acknowledged writes missing from the cursor histories.
     pub lost_writes: usize,
+    /// Histories that broke a rule.
+    pub broken_histories: usize,
     /// Every broken rule.
     pub violations: Vec<Violation>,
     /// How many calls of each kind got each answer (`advance-cas conflict`…): what the
@@ -159,10 +161,20 @@ impl Report {
         self.failed += other.failed;
         self.indeterminate += other.indeterminate;
         self.lost_writes += other.lost_writes;
+        self.broken_histories += other.broken_histories;
         self.violations.extend(other.violations);
         for (kind, n) in other.tally {
             *self.tally.entry(kind).or_default() += n;
         }
+    }
+
+    /// The line `scripts/soak` adds up: `soak: histories N operations N divergences N
+    /// lost-writes N in T`, a divergence being a history that broke a rule.
+    pub fn soak_line(&self, took: std::time::Duration) -> String {
+        format!(
+            "soak: histories {} operations {} divergences {} lost-writes {} in {took:.1?}",
+            self.histories, self.operations, self.broken_histories, self.lost_writes
+        )
     }
 
     /// Whether every rule held.
@@ -254,6 +266,7 @@ pub fn check(events: &[Event], state: &FinalState) -> Report {
     cx.real_time();
     cx.leases();
     cx.atomic_finishes();
+    cx.report.broken_histories = usize::from(!cx.report.violations.is_empty());
     cx.report
 }
 

@@ -83,6 +83,7 @@ pub async fn run_in_process(harness: Arc<dyn Harness>, workload: &Workload) -> R
 fn broken(message: String) -> Report {
     Report {
         histories: 1,
+        broken_histories: 1,
         violations: vec![Violation {
             rule: Rule::Malformed,
             message,
@@ -94,9 +95,9 @@ fn broken(message: String) -> Report {
 /// Runs `HAKIRI_HISTORIES` (default `histories`) histories of the default [`Workload`] on
 /// `harness`, each on a fresh project, prints the summed report and panics if any rule broke.
 pub fn check_histories(harness: Arc<dyn Harness>, histories: u32) -> Report {
-    let histories = env_number("HAKIRI_HISTORIES", u64::from(histories));
-    let first_seed = env_number("HAKIRI_HISTORY_SEED", 0);
-    run_histories(harness, histories, first_seed)
+    let histories = env_number("HAKIRI_HISTORIES").unwrap_or(histories);
+    let first_seed = env_number("HAKIRI_HISTORY_SEED").unwrap_or(0);
+    run_histories(harness, u64::from(histories), u64::from(first_seed))
 }
 
 /// Runs `histories` histories of seeds `first_seed`, `first_seed + 1`, … on `harness`, whatever
@@ -118,7 +119,8 @@ pub fn run_histories(harness: Arc<dyn Harness>, histories: u64, first_seed: u64)
         }
         total.merge(report);
     }
-    eprintln!("concurrent histories in {:.1?}: {total}", started.elapsed());
+    eprintln!("{}", total.soak_line(started.elapsed()));
+    eprintln!("concurrent histories: {total}");
     assert!(
         total.is_ok(),
         "histories of seeds {failed_seeds:?} broke a rule (rerun one with HAKIRI_HISTORIES=1 \

@@ -51,8 +51,9 @@
 pub mod call;
 pub mod state;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hakiri_core::{
@@ -61,7 +62,7 @@ use hakiri_core::{
 };
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use crate::{unique_project, Harness};
+use crate::{env_number, unique_project, Harness};
 use call::{actor, sequence, Call, Op, Shape, STREAMS};
 pub use state::Model;
 use state::{Answer, Failure, Fence, Missing, Pauser, PipelineView, RunView, Snapshot};
@@ -75,9 +76,68 @@ pub const REAL_CLOCK_TTL: Duration = Duration::from_secs(3600);
 
 /// Runs `HAKIRI_MODEL_CASES` (default `cases`) random sequences against `harness`, each on a
 /// fresh project, and panics with the shrunk sequence on the first divergence.
+///
+/// `HAKIRI_MODEL_JOBS` (default 1) splits the cases over that many threads, each with its own
+/// runtime and random seed, on a harness without a manual clock: a backend behind a network round
+/// trip spends most of a sequence waiting, so the soak runs several at once.
 pub fn check(harness: Arc<dyn Harness>, cases: u32) {
-    let cases = crate::env_number("HAKIRI_MODEL_CASES", u64::from(cases));
-    let cases = u32::try_from(cases).unwrap_or(u32::MAX);
+    let cases = env_number("HAKIRI_MODEL_CASES").unwrap_or(cases);
+    // A manual clock belongs to the harness, so one sequence's clock moves would reach another's:
+    // those run one at a time.
+    let jobs = match harness.manual_clock() {
+        true => 1,
+        false => env_number("HAKIRI_MODEL_JOBS")
+            .unwrap_or(1)
+            .clamp(1, cases.max(1)),
+    };
+    let started = Instant::now();
+    let outcomes: Vec<(Tally, Result<(), String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|job| {
+                // The first jobs take the remainder, so the counts add up to `cases`.
+                let share = cases / jobs + u32::from(job < cases % jobs);
+                let harness = Arc::clone(&harness);
+                scope.spawn(move || run_cases(&*harness, share))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut tally = Tally::new();
+    let mut failures = Vec::new();
+    for (job_tally, result) in outcomes {
+        for (op, kinds) in job_tally {
+            for (kind, n) in kinds {
+                *tally.entry(op).or_default().entry(kind).or_default() += n;
+            }
+        }
+        failures.extend(result.err());
+    }
+    let operations: u64 = tally.values().flat_map(BTreeMap::values).sum();
+    // One line in the form `scripts/soak` adds up (shrinking's reruns count as operations).
+    eprintln!(
+        "soak: sequences {cases} operations {operations} divergences {} in {:.1?}",
+        failures.len(),
+        started.elapsed()
+    );
+    eprintln!("answers compared, by op:");
+    for (op, kinds) in tally {
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        eprintln!("  {op}: {}", kinds.join(", "));
+    }
+    if !failures.is_empty() {
+        panic!("{}", failures.join("\n\n"));
+    }
+}
+
+/// Runs `cases` sequences on a runtime of its own; the first divergence, shrunk, is the error.
+fn run_cases(harness: &dyn Harness, cases: u32) -> (Tally, Result<(), String>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -89,30 +149,16 @@ pub fn check(harness: Arc<dyn Harness>, cases: u32) {
         failure_persistence: None,
         ..Config::default()
     });
-    let started = Instant::now();
-    let tally = Mutex::new(Tally::new());
+    let tally = RefCell::new(Tally::new());
     let result = runner.run(&sequence(manual, MAX_STEPS), |ops| {
-        let mut tally = tally
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         runtime
-            .block_on(run_sequence(&*harness, &ops, &mut tally))
+            .block_on(run_sequence(harness, &ops, &mut tally.borrow_mut()))
             .map_err(TestCaseError::fail)
     });
-    eprintln!(
-        "model sequences: {cases} cases of up to {MAX_STEPS} ops in {:.1?}; answers compared:",
-        started.elapsed()
-    );
-    let tally = tally
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    for (op, kinds) in tally {
-        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        eprintln!("  {op}: {}", kinds.join(", "));
-    }
-    if let Err(failure) = result {
-        panic!("{failure}");
-    }
+    (
+        tally.into_inner(),
+        result.map_err(|failure| failure.to_string()),
+    )
 }
 
 /// How many answers of each kind each op got, over all sequences run (shrinking included): what
