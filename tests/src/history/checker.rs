@@ -29,7 +29,7 @@
 //!   real-time order; every cursor version of an epoch was written by its holder; a plain `acquire` is granted only after the previous epoch was released or
 //!   taken over; no lease-checked write under epoch e succeeds when it was invoked after a grant of
 //!   a higher epoch completed (fencing), and none is fenced before its epoch was superseded or
-//!   released; an acquire refused with `Leased` names a live lease (its epoch's holder, neither
+//!   released, nor as superseded by an epoch not above its own; an acquire refused with `Leased` names a live lease (its epoch's holder, neither
 //!   released nor superseded before the acquire began); epochs never decrease along a cursor's
 //!   versions;
 //! - (f) atomic finish: a finish's final cursors are all in the history or none is, and no
@@ -48,8 +48,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use hakiri_core::{
-    Actor, Catalog, CursorChange, CursorHistoryEntry, Epoch, Error, Limit, PipelineId, Result,
-    StreamName,
+    Actor, Catalog, CursorChange, CursorHistoryEntry, Epoch, Error, FenceReason, Limit, PipelineId,
+    Result, StreamName,
 };
 
 use super::event::{ClientId, Event, Op, Outcome};
@@ -1002,12 +1002,20 @@ impl<'a> Checker<'a> {
             let (
                 Some(epoch),
                 Some(Outcome::Failed {
-                    error: Error::Fenced { .. },
+                    error: Error::Fenced { reason, .. },
                 }),
             ) = (call.op.lease_epoch(), call.outcome())
             else {
                 continue;
             };
+            if let FenceReason::Superseded { current } = reason {
+                if *current <= epoch {
+                    flags.push(format!(
+                        "fenced as superseded by epoch {current}, not above its own: {}",
+                        self.describe(i)
+                    ));
+                }
+            }
             let Some(done) = call.completed_at() else {
                 continue;
             };

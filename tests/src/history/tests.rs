@@ -577,6 +577,19 @@ fn a_write_fenced_while_its_epoch_was_current_is_flagged() {
     assert_ok(&h.check());
 }
 
+#[test]
+fn a_write_fenced_by_a_lower_epoch_is_flagged() {
+    let mut h = good();
+    h.call(2, force(2), granted(3, 2));
+    let lower = failed(Error::Fenced {
+        pipeline: p(),
+        epoch: Epoch(2),
+        reason: FenceReason::Superseded { current: Epoch(1) },
+    });
+    h.call(1, advance(a(), 2, 2, 4096, None), lower);
+    assert_flags(&h.check(), Rule::Lease);
+}
+
 fn leased(epoch: u64, client: u32) -> Outcome {
     failed(Error::Leased {
         pipeline: p(),
