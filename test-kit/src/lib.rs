@@ -6,6 +6,8 @@
 //! - [`workerd`]: the catalog Worker in a real, local `workerd`.
 //! - [`fixtures`]: a pipeline with a run in progress, on any backend.
 //! - [`disk`]: the disk's fast or slow mode, printed beside every durable benchmark figure.
+//! - [`faults`]: what a nemesis does to a concurrent history — client processes killed or
+//!   stalled, Postgres sessions ended — and the count of each kind it did.
 //!
 //! A component that cannot be had makes the caller panic with how to get it, never skip.
 //!
@@ -15,6 +17,7 @@
 //! Cargo builds the drill for them.
 
 pub mod disk;
+pub mod faults;
 pub mod fixtures;
 pub mod postgres;
 pub mod workerd;
