@@ -23,6 +23,8 @@
 //! - [`concurrency`]: racing writers, exact totals, never two live holders.
 //! - [`model`]: random sequences of calls checked in lock step against a reference model
 //!   ([`model_sequences!`]).
+//! - [`history`]: concurrent histories of several clients (tasks or processes) and the checker of
+//!   linearizable cursors and non-overlapping leases ([`concurrent_histories!`]).
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -39,6 +41,7 @@ use hakiri_core::{
 pub mod concurrency;
 pub mod cursors;
 pub mod events;
+pub mod history;
 pub mod isolation;
 pub mod leases;
 pub mod model;
