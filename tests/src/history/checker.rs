@@ -236,6 +236,9 @@ pub fn check(events: &[Event], state: &FinalState) -> Report {
     cx.report
 }
 
+/// The version each stream of a finish landed at.
+type Versions<'a> = BTreeMap<&'a StreamName, u64>;
+
 /// Where a write landed: (call index, stream) → version.
 type Landed = HashMap<(usize, StreamName), u64>;
 
@@ -919,8 +922,7 @@ impl<'a> Checker<'a> {
     fn atomic_finishes(&mut self) {
         let mut flags = Vec::new();
         // Per pipeline, the versions each landed finish wrote, per stream.
-        let mut finishes: HashMap<&PipelineId, Vec<(usize, BTreeMap<&StreamName, u64>)>> =
-            HashMap::new();
+        let mut finishes: HashMap<&PipelineId, Vec<(usize, Versions<'_>)>> = HashMap::new();
         for (i, call) in self.calls.iter().enumerate() {
             let Op::Finish {
                 pipeline, cursors, ..

@@ -28,6 +28,9 @@ pub mod checker;
 pub mod event;
 pub mod workload;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Instant;
 
