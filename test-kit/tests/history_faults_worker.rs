@@ -16,7 +16,7 @@ use hakiri_contract::history::{run_in_process, Report, Workload};
 use hakiri_contract::{unique_project, Harness};
 use hakiri_core::{Catalog, ProjectId};
 use hakiri_protocol::{HttpCatalog, HttpConfig};
-use hakiri_test_kit::faults::{histories, Fault, FaultCounts};
+use hakiri_test_kit::faults::{self, Fault, FaultCounts};
 use hakiri_test_kit::workerd::{self, Shutdown, Workerd, WorkerdOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,9 +61,9 @@ async fn histories_survive_workerd_restarts() {
         .await
         .expect("start workerd");
     let harness = Arc::new(RestartedWorker { url: workerd.url() });
-    let count = histories(2);
+    let count = faults::histories(2);
     let started = Instant::now();
-    let (mut total, mut faults) = (Report::default(), FaultCounts::default());
+    let (mut total, mut injected) = (Report::default(), FaultCounts::default());
     for seed in 0..count as u64 {
         // Long enough that the restarts land mid-history.
         let workload = Workload::new(unique_project(), seed).ops(150);
@@ -74,26 +74,21 @@ async fn histories_survive_workerd_restarts() {
         };
         let report = run_in_process(harness.clone(), &workload).await;
         done.store(true, Ordering::SeqCst);
-        let (instance, injected) = nemesis.await.expect("the nemesis");
+        let (instance, faults) = nemesis.await.expect("the nemesis");
         workerd = instance;
         assert!(
             report.is_ok(),
-            "history of seed {seed} under {injected} broke a rule:\n{report}"
+            "history of seed {seed} under {faults} broke a rule:\n{report}"
         );
         total.merge(report);
-        faults += injected;
+        injected += faults;
     }
     eprintln!(
-        "worker: histories {} operations {} {faults} violations {} lost-writes {} in {:.1?}",
-        total.histories,
-        total.operations,
-        total.violations.len(),
-        total.lost_writes,
-        started.elapsed()
+        "{}",
+        faults::summary("worker", &total, &injected, started.elapsed())
     );
-    eprintln!("{total}");
     assert!(
-        faults.restart > 0,
+        injected.restart > 0,
         "no restart landed inside a history: the histories ran faster than the nemesis"
     );
     assert!(total.acknowledged > 0, "{total}");
