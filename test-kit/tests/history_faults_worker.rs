@@ -5,14 +5,15 @@
 //! (`Unavailable`, indeterminate), but the checker must find every acknowledged write in the
 //! cursors' histories and nothing half-applied.
 //!
-//! Two histories by default; `HAKIRI_HISTORIES` runs more (the soak).
+//! Two histories by default; `HAKIRI_HISTORIES` runs more (the soak), `HAKIRI_HISTORY_SEED` sets
+//! the first seed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hakiri_contract::history::{run_in_process, Report, Workload};
+use hakiri_contract::history::{env_number, run_in_process, Report, Workload};
 use hakiri_contract::{unique_project, Harness};
 use hakiri_core::{Catalog, ProjectId};
 use hakiri_protocol::{HttpCatalog, HttpConfig};
@@ -61,10 +62,11 @@ async fn histories_survive_workerd_restarts() {
         .await
         .expect("start workerd");
     let harness = Arc::new(RestartedWorker { url: workerd.url() });
-    let count = faults::histories(2);
+    let count = env_number("HAKIRI_HISTORIES", 2);
+    let first = env_number("HAKIRI_HISTORY_SEED", 0);
     let started = Instant::now();
     let (mut total, mut injected) = (Report::default(), FaultCounts::default());
-    for seed in 0..count as u64 {
+    for seed in first..first + count {
         // Long enough that the restarts land mid-history.
         let workload = Workload::new(unique_project(), seed).ops(150);
         let done = Arc::new(AtomicBool::new(false));
