@@ -54,6 +54,14 @@ impl ClientProcess {
         self.child.id()
     }
 
+    /// Whether the process has ended.
+    ///
+    /// # Errors
+    /// When its status cannot be read.
+    pub fn exited(&mut self) -> std::io::Result<bool> {
+        Ok(self.child.try_wait()?.is_some())
+    }
+
     /// Kills the process (SIGKILL) if it still runs.
     ///
     /// # Errors
@@ -105,19 +113,8 @@ pub fn spawn_clients(
     let start_at = now_ns() + u64::try_from(START_DELAY.as_nanos()).unwrap_or(u64::MAX);
     let mut started: Vec<ClientProcess> = Vec::new();
     for client in 0..workload.clients {
-        let spawned = Command::new(drill)
-            .args(["history", url, workload.project.as_str()])
-            .args(["--client", &client.to_string()])
-            .args(["--clients", &workload.clients.to_string()])
-            .args(["--ops", &workload.ops.to_string()])
-            .args(["--seed", &workload.seed.to_string()])
-            .args(["--pipelines", &workload.pipelines.len().to_string()])
-            .args(["--start-at-ns", &start_at.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
+        match spawn_client(drill, url, workload, client, start_at) {
+            Ok(process) => started.push(process),
             Err(e) => {
                 for mut process in started {
                     let _ = process.kill();
@@ -125,20 +122,49 @@ pub fn spawn_clients(
                 }
                 return Err(e);
             }
-        };
-        let stdout = child.stdout.take().map(|mut out| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                out.read_to_string(&mut text).map(|_| text)
-            })
-        });
-        started.push(ClientProcess {
-            client,
-            child,
-            stdout,
-        });
+        }
     }
     Ok(started)
+}
+
+/// Starts client `client` of `workload` as a `hakiri-drill history` process, making its first
+/// call once CLOCK_MONOTONIC reaches `start_at_ns` (0: at once). A client number past
+/// `workload.clients` is a client that joins late — one started in place of a killed one.
+///
+/// # Errors
+/// When the process cannot be started.
+pub fn spawn_client(
+    drill: &Path,
+    url: &str,
+    workload: &Workload,
+    client: u32,
+    start_at_ns: u64,
+) -> std::io::Result<ClientProcess> {
+    let mut child = Command::new(drill)
+        .args(["history", url, workload.project.as_str()])
+        .args(["--client", &client.to_string()])
+        .args(["--clients", &workload.clients.to_string()])
+        .args(["--ops", &workload.ops.to_string()])
+        .args(["--seed", &workload.seed.to_string()])
+        .args(["--pipelines", &workload.pipelines.len().to_string()])
+        .args(["--start-at-ns", &start_at_ns.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            // Lossy: a kill can cut a line inside a character, and that torn last line is
+            // dropped by `parse_lines` anyway; strict UTF-8 would lose the whole output.
+            let mut bytes = Vec::new();
+            out.read_to_end(&mut bytes)
+                .map(|_| String::from_utf8_lossy(&bytes).into_owned())
+        })
+    });
+    Ok(ClientProcess {
+        client,
+        child,
+        stdout,
+    })
 }
 
 /// Waits for every client process and merges their events into one history. A process that
