@@ -7,9 +7,10 @@
 //! [`crate::workerd::Workerd::restart`]. The client processes are [`crate::history`]'s.
 
 use std::fmt;
-use std::time::Duration;
+use std::ops::Range;
+use std::time::{Duration, Instant};
 
-use hakiri_contract::history::Report;
+use hakiri_contract::history::{env_number, Report};
 use rustix::process::{kill_process, Pid, Signal};
 
 /// A kind of fault.
@@ -85,19 +86,84 @@ impl fmt::Display for FaultCounts {
     }
 }
 
-/// The one line per backend a soak script greps, after a test's histories:
+/// The histories one backend ran under faults, summed as they come: what the checker reported
+/// and the faults injected, and the one summary line a soak script greps.
+#[derive(Debug)]
+pub struct Histories {
+    backend: &'static str,
+    report: Report,
+    faults: FaultCounts,
+    started: Instant,
+}
+
+impl Histories {
+    /// The seeds to run: `HAKIRI_HISTORIES` of them (default `default`, the short run of the
+    /// test command; the soak sets more) from `HAKIRI_HISTORY_SEED` (default 0).
+    pub fn seeds(default: u64) -> Range<u64> {
+        let first = env_number("HAKIRI_HISTORY_SEED", 0);
+        first..first + env_number("HAKIRI_HISTORIES", default)
+    }
+
+    /// None yet, on `backend`; the clock of the summary starts now.
+    pub fn new(backend: &'static str) -> Self {
+        Self {
+            backend,
+            report: Report::default(),
+            faults: FaultCounts::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Adds the history of `seed`: what the checker reported and the faults it ran under.
+    ///
+    /// # Panics
+    /// When the history broke a rule: the message names the seed (to rerun it alone with
+    /// `HAKIRI_HISTORIES=1 HAKIRI_HISTORY_SEED=<seed>`), the faults and the report.
+    pub fn add(&mut self, seed: u64, report: Report, faults: FaultCounts) {
+        assert!(
+            report.is_ok(),
+            "{}: the history of seed {seed} under {faults} broke a rule:\n{report}",
+            self.backend
+        );
+        self.report.merge(report);
+        self.faults += faults;
+    }
+
+    /// Prints the summary line (on stderr, as the other tests print their figures) and returns
+    /// the faults injected in all, for the caller to check that they landed.
+    ///
+    /// # Panics
+    /// When no call was acknowledged at all: histories that did nothing prove nothing.
+    pub fn finish(self) -> FaultCounts {
+        eprintln!("{self}");
+        assert!(
+            self.report.acknowledged > 0,
+            "{}: no call of the histories was acknowledged:\n{}",
+            self.backend,
+            self.report
+        );
+        self.faults
+    }
+}
+
 /// `sqlite: histories 2 operations 1380 faults 8 (kill 8, terminate 0, restart 0, stop 0)
 /// violations 0 lost-writes 0 indeterminate 9 in 14.2s`.
-pub fn summary(backend: &str, report: &Report, faults: &FaultCounts, took: Duration) -> String {
-    format!(
-        "{backend}: histories {} operations {} {faults} violations {} lost-writes {} \
-         indeterminate {} in {took:.1?}",
-        report.histories,
-        report.operations,
-        report.violations.len(),
-        report.lost_writes,
-        report.indeterminate
-    )
+impl fmt::Display for Histories {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: histories {} operations {} {} violations {} lost-writes {} indeterminate {} \
+             in {:.1?}",
+            self.backend,
+            self.report.histories,
+            self.report.operations,
+            self.faults,
+            self.report.violations.len(),
+            self.report.lost_writes,
+            self.report.indeterminate,
+            self.started.elapsed()
+        )
+    }
 }
 
 /// Sends `signal` to process `pid`.

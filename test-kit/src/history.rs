@@ -48,6 +48,19 @@ pub struct ClientOutput {
     pub status: ExitStatus,
 }
 
+impl ClientOutput {
+    /// Panics naming the client unless its process exited with success: a client records
+    /// every catalog error and goes on, so anything else is a bug in it or a kill.
+    pub fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "client {} ended with {}",
+            self.client,
+            self.status
+        );
+    }
+}
+
 impl ClientProcess {
     /// The process id, to signal it (SIGKILL, SIGSTOP…).
     pub fn pid(&self) -> u32 {

@@ -32,12 +32,7 @@ async fn one_history(catalog: &dyn Catalog, url: &str, workload: &Workload) -> R
         .expect("collect the drills")
         .expect("every drill's lines");
     for output in &outputs {
-        assert!(
-            output.status.success(),
-            "client {} ended with {}",
-            output.client,
-            output.status
-        );
+        output.assert_success();
     }
     history::check_catalog(catalog, workload, &history::merged(&outputs)).await
 }

@@ -16,12 +16,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
-use hakiri_contract::history::{env_number, Report, Workload};
+use hakiri_contract::history::Workload;
 use hakiri_contract::unique_project;
-use hakiri_test_kit::faults::{self, Fault, FaultCounts};
+use hakiri_test_kit::faults::{Fault, FaultCounts, Histories};
 use hakiri_test_kit::history::{self, ClientOutput};
 use hakiri_test_kit::postgres::{self, Server};
 use rand::rngs::StdRng;
@@ -58,11 +58,8 @@ async fn histories_on_postgres_survive_terminated_sessions_restarts_and_stalls()
         .connect(&url)
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    let count = env_number("HAKIRI_HISTORIES", 2);
-    let first = env_number("HAKIRI_HISTORY_SEED", 0);
-    let started = Instant::now();
-    let (mut total, mut injected) = (Report::default(), FaultCounts::default());
-    for seed in first..first + count {
+    let mut histories = Histories::new("postgres");
+    for seed in Histories::seeds(2) {
         let workload = Workload::new(unique_project(), seed)
             .clients(CLIENTS)
             .ops(OPS);
@@ -76,17 +73,9 @@ async fn histories_on_postgres_survive_terminated_sessions_restarts_and_stalls()
                 .expect("the nemesis")
         };
         let report = history::check_catalog(&catalog, &workload, &history::merged(&outputs)).await;
-        assert!(
-            report.is_ok(),
-            "history of seed {seed} under {faults} broke a rule:\n{report}"
-        );
-        total.merge(report);
-        injected += faults;
+        histories.add(seed, report, faults);
     }
-    eprintln!(
-        "{}",
-        faults::summary("postgres", &total, &injected, started.elapsed())
-    );
+    let injected = histories.finish();
     assert!(
         injected.terminate > 0 && injected.restart > 0 && injected.stop > 0,
         "every kind of fault landed inside a history: {injected}"
@@ -150,12 +139,7 @@ fn nemesis(
     }
     let outputs = history::collect(clients).expect("every drill's lines");
     for output in &outputs {
-        assert!(
-            output.status.success(),
-            "client {} ended with {}",
-            output.client,
-            output.status
-        );
+        output.assert_success();
     }
     (outputs, faults)
 }

@@ -9,13 +9,13 @@
 //! the first seed.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hakiri_catalog_do::store::Exec;
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
-use hakiri_contract::history::{env_number, Report, Workload};
+use hakiri_contract::history::Workload;
 use hakiri_contract::unique_project;
-use hakiri_test_kit::faults::{self, Fault, FaultCounts};
+use hakiri_test_kit::faults::{Fault, FaultCounts, Histories};
 use hakiri_test_kit::history::{self, ClientOutput, ClientProcess};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -32,11 +32,8 @@ const KILLS: u32 = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_on_one_file_survive_processes_killed_at_random() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let count = env_number("HAKIRI_HISTORIES", 2);
-    let first = env_number("HAKIRI_HISTORY_SEED", 0);
-    let started = Instant::now();
-    let (mut total, mut injected) = (Report::default(), FaultCounts::default());
-    for seed in first..first + count {
+    let mut histories = Histories::new("sqlite");
+    for seed in Histories::seeds(2) {
         let workload = Workload::new(unique_project(), seed)
             .clients(CLIENTS)
             .ops(OPS);
@@ -56,17 +53,9 @@ async fn histories_on_one_file_survive_processes_killed_at_random() {
         integrity_check(&file);
         let catalog = open(&file, &workload);
         let report = history::check_catalog(&catalog, &workload, &history::merged(&outputs)).await;
-        assert!(
-            report.is_ok(),
-            "history of seed {seed} under {faults} broke a rule:\n{report}"
-        );
-        total.merge(report);
-        injected += faults;
+        histories.add(seed, report, faults);
     }
-    eprintln!(
-        "{}",
-        faults::summary("sqlite", &total, &injected, started.elapsed())
-    );
+    let injected = histories.finish();
     assert!(injected.kill > 0, "no process was killed inside a history");
 }
 
@@ -116,12 +105,9 @@ fn kill_at_random(url: &str, workload: &Workload, seed: u64) -> (Vec<ClientOutpu
 /// The output of `client`, which must have ended by itself unless it was `killed`.
 fn finished(client: ClientProcess, killed: bool) -> ClientOutput {
     let output = client.finish().expect("a client's lines");
-    assert!(
-        killed || output.status.success(),
-        "client {} ended with {}",
-        output.client,
-        output.status
-    );
+    if !killed {
+        output.assert_success();
+    }
     output
 }
 

@@ -10,14 +10,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use hakiri_contract::history::{env_number, run_in_process, Report, Workload};
+use hakiri_contract::history::{run_in_process, Workload};
 use hakiri_contract::{unique_project, Harness};
 use hakiri_core::{Catalog, ProjectId};
 use hakiri_protocol::{HttpCatalog, HttpConfig};
-use hakiri_test_kit::faults::{self, Fault, FaultCounts};
+use hakiri_test_kit::faults::{Fault, FaultCounts, Histories};
 use hakiri_test_kit::workerd::{self, Shutdown, Workerd, WorkerdOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -62,11 +62,8 @@ async fn histories_survive_workerd_restarts() {
         .await
         .expect("start workerd");
     let harness = Arc::new(RestartedWorker { url: workerd.url() });
-    let count = env_number("HAKIRI_HISTORIES", 2);
-    let first = env_number("HAKIRI_HISTORY_SEED", 0);
-    let started = Instant::now();
-    let (mut total, mut injected) = (Report::default(), FaultCounts::default());
-    for seed in first..first + count {
+    let mut histories = Histories::new("worker");
+    for seed in Histories::seeds(2) {
         // Long enough that the restarts land mid-history.
         let workload = Workload::new(unique_project(), seed).ops(150);
         let done = Arc::new(AtomicBool::new(false));
@@ -78,22 +75,13 @@ async fn histories_survive_workerd_restarts() {
         done.store(true, Ordering::SeqCst);
         let (instance, faults) = nemesis.await.expect("the nemesis");
         workerd = instance;
-        assert!(
-            report.is_ok(),
-            "history of seed {seed} under {faults} broke a rule:\n{report}"
-        );
-        total.merge(report);
-        injected += faults;
+        histories.add(seed, report, faults);
     }
-    eprintln!(
-        "{}",
-        faults::summary("worker", &total, &injected, started.elapsed())
-    );
+    let injected = histories.finish();
     assert!(
         injected.restart > 0,
         "no restart landed inside a history: the histories ran faster than the nemesis"
     );
-    assert!(total.acknowledged > 0, "{total}");
 }
 
 /// Restarts `workerd` [`RESTARTS`] times at random moments, each time SIGKILLed or stopped
