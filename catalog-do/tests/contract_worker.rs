@@ -57,6 +57,9 @@ impl Harness for WorkerHarness {
 
 hakiri_contract::contract_suite!(WorkerHarness::new());
 
+// Concurrent histories of clients as tasks, each with its own HTTP client, on one Durable Object.
+hakiri_contract::concurrent_histories!(WorkerHarness::new(), histories = 2);
+
 #[test]
 fn the_admin_grant_is_named_as_the_suites_operator() {
     let name = OperatorName::new(workerd::ADMIN_NAME).expect("a valid operator name");
