@@ -21,7 +21,7 @@
 //! - (d) compare-and-set: one that took effect wrote exactly expected + 1; one refused with
 //!   `Conflict` found the version other than expected at some instant of its interval;
 //! - (e) leases: epochs granted on a pipeline are unique, name the caller as holder and grow in
-//!   real-time order; a plain `acquire` is granted only after the previous epoch was released or
+//!   real-time order; every cursor version of an epoch was written by its holder; a plain `acquire` is granted only after the previous epoch was released or
 //!   taken over; no lease-checked write under epoch e succeeds when it was invoked after a grant of
 //!   a higher epoch completed (fencing); epochs never decrease along a cursor's versions;
 //! - (f) atomic finish: a finish's final cursors are all in the history or none is, and no
@@ -35,7 +35,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use hakiri_core::{
-    Catalog, CursorChange, CursorHistoryEntry, Epoch, Error, Limit, PipelineId, Result, StreamName,
+    Actor, Catalog, CursorChange, CursorHistoryEntry, Epoch, Error, Limit, PipelineId, Result,
+    StreamName,
 };
 
 use super::event::{ClientId, Event, Op, Outcome};
@@ -704,10 +705,9 @@ impl<'a> Checker<'a> {
             .collect()
     }
 
-    /// (c): one pass over the events in time order. The floor of a cursor is the highest
-    /// version that a call which has completed wrote or read; every call invoked later must see
-    /// at least it (a read) or write above it (a write).
-    fn real_time(&mut self) {
+    /// Every invoke and completion as (time, is a completion, call), in time order. At one
+    /// instant invokes come first: calls that touch are concurrent, not ordered.
+    fn timeline(&self) -> Vec<(u64, bool, usize)> {
         let mut points: Vec<(u64, bool, usize)> = Vec::new();
         for (i, call) in self.calls.iter().enumerate() {
             points.push((call.invoke, false, i));
@@ -715,8 +715,15 @@ impl<'a> Checker<'a> {
                 points.push((at, true, i));
             }
         }
-        // At one instant invokes come first: calls that touch are concurrent, not ordered.
         points.sort();
+        points
+    }
+
+    /// (c): one pass over the events in time order. The floor of a cursor is the highest
+    /// version that a call which has completed wrote or read; every call invoked later must see
+    /// at least it (a read) or write above it (a write).
+    fn real_time(&mut self) {
+        let points = self.timeline();
         let mut floor: HashMap<(PipelineId, StreamName), (u64, usize)> = HashMap::new();
         let mut flags = Vec::new();
         for (_, completes, i) in points {
@@ -827,15 +834,33 @@ impl<'a> Checker<'a> {
                 ));
             }
         }
-        // One pass in time order: the highest epoch a completed grant gave out, per pipeline.
-        let mut points: Vec<(u64, bool, usize)> = Vec::new();
-        for (i, call) in self.calls.iter().enumerate() {
-            points.push((call.invoke, false, i));
-            if let Some(at) = call.completed_at() {
-                points.push((at, true, i));
+        // Each epoch has one holder: whoever wrote under it is the one it was granted to.
+        for (pipeline, streams) in &self.state.histories {
+            for (stream, entries) in streams {
+                for entry in entries {
+                    let Some(&i) = entry
+                        .epoch
+                        .and_then(|e| granted.get(pipeline).and_then(|g| g.get(&e)))
+                    else {
+                        continue;
+                    };
+                    let Some(Outcome::Granted { epoch, holder }) = self.calls[i].outcome() else {
+                        continue;
+                    };
+                    if entry.by != Actor::Holder(holder.clone()) {
+                        flags.push(format!(
+                            "version {} of {pipeline}/{stream} was written by {:?} under epoch \
+                             {epoch}, which was granted to {holder}: {}",
+                            entry.version,
+                            entry.by,
+                            self.describe(i)
+                        ));
+                    }
+                }
             }
         }
-        points.sort();
+        // One pass in time order: the highest epoch a completed grant gave out, per pipeline.
+        let points = self.timeline();
         let mut high: HashMap<&PipelineId, (Epoch, usize)> = HashMap::new();
         for (_, completes, i) in points {
             let call = &self.calls[i];

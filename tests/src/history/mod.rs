@@ -106,6 +106,12 @@ pub fn env_number(name: &str, default: u64) -> u64 {
 pub fn check_histories(harness: Arc<dyn Harness>, histories: u32) -> Report {
     let histories = env_number("HAKIRI_HISTORIES", u64::from(histories));
     let first_seed = env_number("HAKIRI_HISTORY_SEED", 0);
+    run_histories(harness, histories, first_seed)
+}
+
+/// Runs `histories` histories of seeds `first_seed`, `first_seed + 1`, … on `harness`, whatever
+/// the environment says, prints the summed report and panics if any rule broke.
+pub fn run_histories(harness: Arc<dyn Harness>, histories: u64, first_seed: u64) -> Report {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -51,6 +51,27 @@ fn advance(s: StreamName, epoch: u64, run_n: u8, v: u64, expected: Option<u64>) 
     }
 }
 
+fn acquire(client: u32) -> Op {
+    Op::Acquire {
+        pipeline: p(),
+        holder: holder(client),
+    }
+}
+
+fn force(client: u32) -> Op {
+    Op::ForceAcquire {
+        pipeline: p(),
+        holder: holder(client),
+    }
+}
+
+fn get_cursor(s: StreamName) -> Op {
+    Op::GetCursor {
+        pipeline: p(),
+        stream: s,
+    }
+}
+
 fn finish(epoch: u64, run_n: u8, va: u64, vb: u64) -> Op {
     Op::Finish {
         pipeline: p(),
@@ -190,7 +211,8 @@ impl History {
                 change,
                 run: Some(run(run_n)),
                 epoch: Some(Epoch(epoch)),
-                by: Actor::System,
+                // The tests grant epoch n to client n - 1.
+                by: Actor::Holder(holder(epoch.saturating_sub(1) as u32)),
                 at: Timestamp::from_millis(1_000),
             });
         self
@@ -215,53 +237,32 @@ impl History {
 /// streams, a read of all cursors, a release, and another client's acquire after it.
 fn good() -> History {
     let mut h = History::new();
-    h.call(
-        0,
-        Op::Acquire {
-            pipeline: p(),
-            holder: holder(0),
-        },
-        granted(1, 0),
-    )
-    .call(
-        0,
-        Op::BeginRun {
-            pipeline: p(),
-            epoch: Epoch(1),
-        },
-        Outcome::Began { run: run(1) },
-    )
-    .call(0, advance(a(), 1, 1, 1024, Some(0)), advanced(a(), 1, 1024))
-    .call(
-        1,
-        Op::GetCursor {
-            pipeline: p(),
-            stream: a(),
-        },
-        read(vec![seen(a(), 1, 1024)]),
-    )
-    .call(0, finish(1, 1, 2048, 3072), Outcome::Done)
-    .call(
-        1,
-        Op::ListCursors { pipeline: p() },
-        read(vec![seen(a(), 2, 2048), seen(b(), 1, 3072)]),
-    )
-    .call(
-        0,
-        Op::Release {
-            pipeline: p(),
-            epoch: Epoch(1),
-        },
-        Outcome::Done,
-    )
-    .call(
-        1,
-        Op::Acquire {
-            pipeline: p(),
-            holder: holder(1),
-        },
-        granted(2, 1),
-    );
+    h.call(0, acquire(0), granted(1, 0))
+        .call(
+            0,
+            Op::BeginRun {
+                pipeline: p(),
+                epoch: Epoch(1),
+            },
+            Outcome::Began { run: run(1) },
+        )
+        .call(0, advance(a(), 1, 1, 1024, Some(0)), advanced(a(), 1, 1024))
+        .call(1, get_cursor(a()), read(vec![seen(a(), 1, 1024)]))
+        .call(0, finish(1, 1, 2048, 3072), Outcome::Done)
+        .call(
+            1,
+            Op::ListCursors { pipeline: p() },
+            read(vec![seen(a(), 2, 2048), seen(b(), 1, 3072)]),
+        )
+        .call(
+            0,
+            Op::Release {
+                pipeline: p(),
+                epoch: Epoch(1),
+            },
+            Outcome::Done,
+        )
+        .call(1, acquire(1), granted(2, 1));
     h.entry(a(), 1, 1024, 1, 1)
         .finish_entry(a(), 2, 2048, 1, 1)
         .finish_entry(b(), 1, 3072, 1, 1);
@@ -391,14 +392,7 @@ fn a_write_ordered_before_one_that_completed_earlier_breaks_real_time() {
 #[test]
 fn a_stale_read_breaks_real_time() {
     let mut h = good();
-    h.call(
-        1,
-        Op::GetCursor {
-            pipeline: p(),
-            stream: a(),
-        },
-        read(vec![seen(a(), 1, 1024)]),
-    );
+    h.call(1, get_cursor(a()), read(vec![seen(a(), 1, 1024)]));
     assert_flags(&h.check(), Rule::RealTime);
 }
 
@@ -407,22 +401,8 @@ fn reads_never_go_back() {
     let mut h = History::new();
     // A write that never answered, seen by one read, then not by the next.
     h.invoke(0, advance(a(), 1, 1, 1024, None));
-    h.call(
-        1,
-        Op::GetCursor {
-            pipeline: p(),
-            stream: a(),
-        },
-        read(vec![seen(a(), 1, 1024)]),
-    );
-    h.call(
-        2,
-        Op::GetCursor {
-            pipeline: p(),
-            stream: a(),
-        },
-        read(Vec::new()),
-    );
+    h.call(1, get_cursor(a()), read(vec![seen(a(), 1, 1024)]));
+    h.call(2, get_cursor(a()), read(Vec::new()));
     h.entry(a(), 1, 1024, 1, 1);
     assert_flags(&h.check(), Rule::RealTime);
 }
@@ -430,28 +410,14 @@ fn reads_never_go_back() {
 #[test]
 fn a_read_of_a_value_the_version_does_not_hold_is_flagged() {
     let mut h = good();
-    h.call(
-        1,
-        Op::GetCursor {
-            pipeline: p(),
-            stream: b(),
-        },
-        read(vec![seen(b(), 1, 3073)]),
-    );
+    h.call(1, get_cursor(b()), read(vec![seen(b(), 1, 3073)]));
     assert_flags(&h.check(), Rule::RealTime);
 }
 
 #[test]
 fn a_read_of_a_write_not_yet_invoked_is_flagged() {
     let mut h = History::new();
-    h.call(
-        1,
-        Op::GetCursor {
-            pipeline: p(),
-            stream: a(),
-        },
-        read(vec![seen(a(), 1, 1024)]),
-    );
+    h.call(1, get_cursor(a()), read(vec![seen(a(), 1, 1024)]));
     h.call(0, advance(a(), 1, 1, 1024, None), advanced(a(), 1, 1024));
     h.entry(a(), 1, 1024, 1, 1);
     assert_flags(&h.check(), Rule::RealTime);
@@ -488,67 +454,46 @@ fn a_conflict_while_the_expected_version_was_current_is_flagged() {
 #[test]
 fn an_epoch_granted_twice_is_flagged() {
     let mut h = good();
-    h.call(
-        2,
-        Op::ForceAcquire {
-            pipeline: p(),
-            holder: holder(2),
-        },
-        granted(2, 2),
-    );
+    h.call(2, force(2), granted(2, 2));
     assert_flags(&h.check(), Rule::Lease);
 }
 
 #[test]
 fn epochs_grow_in_real_time_order() {
     let mut h = good();
-    h.call(
-        2,
-        Op::ForceAcquire {
-            pipeline: p(),
-            holder: holder(2),
-        },
-        granted(0, 2),
-    );
+    h.call(2, force(2), granted(0, 2));
     assert_flags(&h.check(), Rule::Lease);
 }
 
 #[test]
 fn a_lease_granted_to_someone_else_is_flagged() {
     let mut h = good();
-    h.call(
-        2,
-        Op::ForceAcquire {
-            pipeline: p(),
-            holder: holder(2),
-        },
-        granted(3, 1),
-    );
+    h.call(2, force(2), granted(3, 1));
+    assert_flags(&h.check(), Rule::Lease);
+}
+
+#[test]
+fn a_version_written_by_another_than_its_epochs_holder_is_flagged() {
+    let mut h = good();
+    let entries = h
+        .state
+        .histories
+        .get_mut(&p())
+        .unwrap()
+        .get_mut(&a())
+        .unwrap();
+    entries[0].by = Actor::Holder(holder(1));
     assert_flags(&h.check(), Rule::Lease);
 }
 
 #[test]
 fn an_acquire_while_the_lease_is_live_is_flagged() {
     let mut h = good();
-    h.call(
-        2,
-        Op::Acquire {
-            pipeline: p(),
-            holder: holder(2),
-        },
-        granted(3, 2),
-    );
+    h.call(2, acquire(2), granted(3, 2));
     assert_flags(&h.check(), Rule::Lease);
     // A takeover may.
     let mut h = good();
-    h.call(
-        2,
-        Op::ForceAcquire {
-            pipeline: p(),
-            holder: holder(2),
-        },
-        granted(3, 2),
-    );
+    h.call(2, force(2), granted(3, 2));
     assert_ok(&h.check());
 }
 
@@ -556,14 +501,7 @@ fn an_acquire_while_the_lease_is_live_is_flagged() {
 fn a_write_under_a_superseded_epoch_must_be_fenced() {
     let taken_over = || {
         let mut h = good();
-        h.call(
-            2,
-            Op::ForceAcquire {
-                pipeline: p(),
-                holder: holder(2),
-            },
-            granted(3, 2),
-        );
+        h.call(2, force(2), granted(3, 2));
         h
     };
     // The zombie of epoch 1 writes after the takeover completed, and it lands.
