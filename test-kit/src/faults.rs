@@ -8,8 +8,11 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use hakiri_catalog_do::store::Exec;
+use hakiri_catalog_do::{SqliteConfig, SqliteConnection};
 use hakiri_contract::history::{env_number, Report};
 use rustix::process::{kill_process, Pid, Signal};
 
@@ -163,6 +166,32 @@ impl fmt::Display for Histories {
             self.report.indeterminate,
             self.started.elapsed()
         )
+    }
+}
+
+/// SQLite's `PRAGMA integrity_check` of the catalog file `file`, which no fault may break: a
+/// process killed in the middle of a write leaves its transaction to be rolled back, never a
+/// damaged file.
+///
+/// # Errors
+/// When the file cannot be opened or read, or the check finds anything: its findings.
+pub fn sqlite_integrity_check(file: &Path) -> Result<(), String> {
+    let mut conn = SqliteConnection::open(file, &SqliteConfig::default())
+        .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    let rows = conn
+        .query("PRAGMA integrity_check", &[])
+        .map_err(|e| format!("integrity_check of {}: {e}", file.display()))?;
+    let verdict: Vec<String> = rows
+        .iter()
+        .map(|row| row.text(0).map(str::to_owned).unwrap_or_default())
+        .collect();
+    if verdict == ["ok"] {
+        Ok(())
+    } else {
+        Err(format!(
+            "integrity_check of {}: {verdict:?}",
+            file.display()
+        ))
     }
 }
 

@@ -11,11 +11,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hakiri_catalog_do::store::Exec;
-use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_contract::history::Workload;
 use hakiri_contract::unique_project;
-use hakiri_test_kit::faults::{Fault, FaultCounts, Histories};
+use hakiri_test_kit::faults::{self, Fault, FaultCounts, Histories};
 use hakiri_test_kit::history::{self, ClientOutput, ClientProcess};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -50,7 +49,7 @@ async fn histories_on_one_file_survive_processes_killed_at_random() {
                 .await
                 .expect("the nemesis")
         };
-        integrity_check(&file);
+        faults::sqlite_integrity_check(&file).expect("the file is whole after the kills");
         let catalog = open(&file, &workload);
         let report = history::check_catalog(&catalog, &workload, &history::merged(&outputs)).await;
         histories.add(seed, report, faults);
@@ -109,14 +108,4 @@ fn finished(client: ClientProcess, killed: bool) -> ClientOutput {
         output.assert_success();
     }
     output
-}
-
-fn integrity_check(file: &Path) {
-    let mut conn = SqliteConnection::open(file, &SqliteConfig::default())
-        .unwrap_or_else(|e| panic!("reopen {} after the kills: {e}", file.display()));
-    let rows = conn
-        .query("PRAGMA integrity_check", &[])
-        .expect("integrity_check");
-    let verdict: Vec<_> = rows.iter().filter_map(|row| row.text(0).ok()).collect();
-    assert_eq!(verdict, ["ok"], "integrity_check of {}", file.display());
 }
