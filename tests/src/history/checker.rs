@@ -1,14 +1,14 @@
 //! The checker: is a history linearizable for cursor compare-and-set, and did leases never
 //! overlap?
 //!
-//! Checking linearizability in general is NP-complete (search over the orders of concurrent
+//! Checking linearizability in general is NP-complete (a search over the orders of concurrent
 //! operations). A cursor is a *traceable* object, though: every write gets a version, and the
 //! catalog keeps the whole history of versions with the epoch and run that wrote each. Read after
 //! the clients stop, that history *is* the order the catalog applied the writes in (the Elle
 //! approach: the object's own versions witness the order), and with every value unique each
 //! entry names the call that wrote it. What is left is to check the witness against the calls'
 //! answers and their real-time order — a sort of the events and one pass over them, instead of
-//! a search.
+//! a search. ADR 0031 says why.
 //!
 //! # What is checked
 //! - (a) no lost write: every acknowledged write is in the history, at the version and with the
@@ -29,7 +29,12 @@
 //!
 //! An invoke without a completion (its process was killed) and a completion with an error that
 //! does not say the write was refused (`Unavailable`, `Backend`) are indeterminate: such a write
-//! may or may not be in the history, and is checked only if it is.
+//! may or may not be in the history, is checked only if it is, and may have taken effect at any
+//! time after its invoke (a server may commit after the client gave up waiting), so it orders
+//! nothing that began after its completion.
+//!
+//! `get_pipeline` is load between the other calls: its answer (the generation, which no call of a
+//! workload changes) is recorded but not checked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -219,8 +224,14 @@ impl Call<'_> {
         self.complete.map(|(_, outcome)| outcome)
     }
 
+    /// When the call is known to have taken effect or not: its completion, unless the answer
+    /// says nothing (`Unavailable`), in which case the call may take effect any time after its
+    /// invoke, as one never answered (a server may commit after the client gave up).
     fn completed_at(&self) -> Option<u64> {
-        self.complete.map(|(at, _)| at)
+        match self.status() {
+            Status::Indeterminate => None,
+            Status::Ok | Status::Failed => self.complete.map(|(at, _)| at),
+        }
     }
 }
 

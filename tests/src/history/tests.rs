@@ -408,6 +408,23 @@ fn reads_never_go_back() {
 }
 
 #[test]
+fn a_write_answered_unavailable_may_land_after_its_answer() {
+    let unavailable = failed(Error::Unavailable("connection reset".into()));
+    let mut h = History::new();
+    h.call(0, advance(a(), 1, 1, 1024, None), unavailable.clone());
+    // A read after the answer misses it; the server committed it later.
+    h.call(1, get_cursor(a()), read(Vec::new()));
+    h.entry(a(), 1, 1024, 1, 1);
+    assert_ok(&h.check());
+    // Acknowledged, the same order is a stale read.
+    let mut h = History::new();
+    h.call(0, advance(a(), 1, 1, 1024, None), advanced(a(), 1, 1024));
+    h.call(1, get_cursor(a()), read(Vec::new()));
+    h.entry(a(), 1, 1024, 1, 1);
+    assert_flags(&h.check(), Rule::RealTime);
+}
+
+#[test]
 fn a_read_of_a_value_the_version_does_not_hold_is_flagged() {
     let mut h = good();
     h.call(1, get_cursor(b()), read(vec![seen(b(), 1, 3073)]));
