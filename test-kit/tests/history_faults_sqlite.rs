@@ -14,7 +14,7 @@ use std::time::Duration;
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_contract::history::Workload;
 use hakiri_contract::unique_project;
-use hakiri_test_kit::faults::{self, Fault, FaultCounts, Histories};
+use hakiri_test_kit::faults::{sqlite_integrity_check, Fault, FaultCounts, Histories};
 use hakiri_test_kit::history::{self, ClientOutput, ClientProcess};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,7 +49,7 @@ async fn histories_on_one_file_survive_processes_killed_at_random() {
                 .await
                 .expect("the nemesis")
         };
-        faults::sqlite_integrity_check(&file).expect("the file is whole after the kills");
+        sqlite_integrity_check(&file).expect("the file is whole after the kills");
         let catalog = open(&file, &workload);
         let report = history::check_catalog(&catalog, &workload, &history::merged(&outputs)).await;
         histories.add(seed, report, faults);
