@@ -27,6 +27,7 @@ fn the_histories_exercise_takeovers_zombies_and_conflicts() {
         ("finish", "fenced"),
         ("finish", "ok"),
         ("release", "ok"),
+        ("renew", "ok"),
         ("get-cursor", "ok"),
         ("list-cursors", "ok"),
         ("get-pipeline", "ok"),

@@ -4,7 +4,7 @@
 //! never overlap (`hakiri_contract::history`).
 //!
 //! `HAKIRI_HISTORIES` sets how many histories each test runs (default 2), `HAKIRI_HISTORY_SEED`
-//! the first seed.
+//! the first seed, `HAKIRI_HISTORY_{CLIENTS,OPS,PIPELINES}` the workload's shape.
 
 use std::path::Path;
 
@@ -50,7 +50,8 @@ where
     for seed in first..first + n {
         let workload = Workload::new(unique_project(), seed)
             .clients(CLIENTS)
-            .ops(OPS);
+            .ops(OPS)
+            .from_env();
         let (url, catalog) = open(workload.clone()).await;
         let report = one_history(catalog.as_ref(), &url, &workload).await;
         assert!(report.is_ok(), "{backend}, seed {seed}:\n{report}");
@@ -88,4 +89,40 @@ async fn postgres_processes_make_a_linearizable_history() {
         (url.to_owned(), Box::new(catalog) as Box<dyn Catalog>)
     })
     .await;
+}
+
+/// The pieces a fault test uses: a client killed mid-history (SIGKILL) leaves the lines it
+/// printed, a torn last one dropped; its last call may stay unanswered (indeterminate), and the
+/// merged history still checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_leaves_a_history_that_checks() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let workload = Workload::new(unique_project(), 7).clients(3).ops(100_000);
+    let file = dir.path().join("catalog.db");
+    let catalog = SqliteCatalog::open(&file, workload.project.clone(), SqliteConfig::default())
+        .expect("open the catalog file");
+    workload.setup(&catalog).await.expect("set the workload up");
+    let url = format!("sqlite://{}", file.display());
+    let mut clients = history::spawn_clients(Path::new(DRILL), &url, &workload).expect("start");
+    // Until every client has made calls for a while.
+    tokio::time::sleep(history::START_DELAY + std::time::Duration::from_millis(500)).await;
+    for client in &mut clients {
+        client.kill().expect("kill a drill");
+    }
+    let outputs = tokio::task::spawn_blocking(move || history::collect(clients))
+        .await
+        .expect("collect the drills")
+        .expect("every drill's lines");
+    for output in &outputs {
+        assert_eq!(output.status.code(), None, "killed by a signal");
+        assert!(
+            !output.events.is_empty(),
+            "client {} recorded calls",
+            output.client
+        );
+    }
+    let report = history::check_catalog(&catalog, &workload, &history::merged(&outputs)).await;
+    eprintln!("killed clients: {report}");
+    assert!(report.is_ok(), "{report}");
+    assert!(report.acknowledged > 0);
 }

@@ -346,6 +346,7 @@ impl Sink for Lines {
 }
 
 async fn history(url: &str, workload: &Workload, client: u32, start_at_ns: u64) -> Result<()> {
+    workload.validate()?;
     let catalog = open(url, workload.project.as_str()).await?;
     let wait = start_at_ns.saturating_sub(now_ns());
     tokio::time::sleep(Duration::from_nanos(wait)).await;

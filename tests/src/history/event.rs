@@ -83,6 +83,13 @@ pub enum Op {
         /// The lease's epoch.
         epoch: Epoch,
     },
+    /// `renew` of the lease of `epoch`.
+    Renew {
+        /// The pipeline.
+        pipeline: PipelineId,
+        /// The lease's epoch.
+        epoch: Epoch,
+    },
     /// `begin_run` under the lease of `epoch`.
     BeginRun {
         /// The pipeline.
@@ -142,6 +149,7 @@ impl Op {
             Op::Acquire { pipeline, .. }
             | Op::ForceAcquire { pipeline, .. }
             | Op::Release { pipeline, .. }
+            | Op::Renew { pipeline, .. }
             | Op::BeginRun { pipeline, .. }
             | Op::Advance { pipeline, .. }
             | Op::Finish { pipeline, .. }
@@ -155,6 +163,7 @@ impl Op {
     pub fn lease_epoch(&self) -> Option<Epoch> {
         match self {
             Op::Release { epoch, .. }
+            | Op::Renew { epoch, .. }
             | Op::BeginRun { epoch, .. }
             | Op::Advance { epoch, .. }
             | Op::Finish { epoch, .. } => Some(*epoch),
@@ -168,6 +177,7 @@ impl Op {
             Op::Acquire { .. } => "acquire",
             Op::ForceAcquire { .. } => "force-acquire",
             Op::Release { .. } => "release",
+            Op::Renew { .. } => "renew",
             Op::BeginRun { .. } => "begin-run",
             Op::Advance {
                 expected_version: Some(_),
@@ -203,6 +213,11 @@ pub enum Outcome {
         epoch: Epoch,
         /// Its holder.
         holder: HolderId,
+    },
+    /// A lease was renewed (it keeps its epoch).
+    Renewed {
+        /// The renewed lease's epoch.
+        epoch: Epoch,
     },
     /// A run began.
     Began {

@@ -15,7 +15,9 @@
 //! kit's `history` module collects and checks with [`check`].
 //!
 //! `HAKIRI_HISTORIES` overrides the number of histories a test runs (the soak sets it);
-//! `HAKIRI_HISTORY_SEED` the first history's seed (each next one adds one).
+//! `HAKIRI_HISTORY_SEED` the first history's seed (each next one adds one);
+//! `HAKIRI_HISTORY_CLIENTS`, `HAKIRI_HISTORY_OPS` and `HAKIRI_HISTORY_PIPELINES` the workload's
+//! shape ([`Workload::from_env`]).
 //!
 //! # Layout
 //! - [`event`]: the events (invoke, complete) and what they carry; the clock; the sink.
@@ -121,7 +123,7 @@ pub fn run_histories(harness: Arc<dyn Harness>, histories: u64, first_seed: u64)
     let mut total = Report::default();
     let mut failed_seeds = Vec::new();
     for seed in first_seed..first_seed + histories {
-        let workload = Workload::new(unique_project(), seed);
+        let workload = Workload::new(unique_project(), seed).from_env();
         let report = runtime.block_on(run_in_process(harness.clone(), &workload));
         if !report.is_ok() {
             failed_seeds.push(seed);

@@ -312,6 +312,22 @@ fn a_completion_without_invoke_is_malformed() {
 }
 
 #[test]
+fn a_client_with_a_lost_line_is_malformed() {
+    // The completion of client 0's begin_run was lost; its later calls were recorded.
+    let mut h = good();
+    h.events.remove(3);
+    assert_flags(&h.check(), Rule::Malformed);
+    // Only the last call of a client may lack its answer.
+    let mut h = good();
+    h.invoke(0, advance(a(), 1, 1, 4096, None));
+    assert!(!h
+        .check()
+        .violations
+        .iter()
+        .any(|v| v.rule == Rule::Malformed));
+}
+
+#[test]
 fn an_acknowledged_write_missing_is_lost() {
     let mut h = good();
     // The finish's cursor of b never made it.
@@ -340,7 +356,11 @@ fn an_entry_no_call_wrote_is_a_phantom() {
 #[test]
 fn a_definitely_failed_write_in_the_history_is_a_phantom() {
     let mut h = good();
-    h.call(1, advance(a(), 2, 2, 4096, None), fenced(1));
+    h.call(
+        1,
+        advance(a(), 2, 2, 4096, None),
+        failed(Error::precondition("the run ended")),
+    );
     h.entry(a(), 3, 4096, 2, 2);
     assert_flags(&h.check(), Rule::PhantomWrite);
     // The same write unanswered (its process killed) may well have landed.
@@ -538,6 +558,69 @@ fn a_write_under_a_superseded_epoch_must_be_fenced() {
 }
 
 #[test]
+fn a_write_fenced_while_its_epoch_was_current_is_flagged() {
+    let mut h = good();
+    // Epoch 2 is client 1's, and nobody took it over.
+    h.call(1, advance(a(), 2, 2, 4096, None), fenced(2));
+    assert_flags(&h.check(), Rule::Lease);
+    // Released first, it is fenced rightly.
+    let mut h = good();
+    h.call(
+        1,
+        Op::Release {
+            pipeline: p(),
+            epoch: Epoch(2),
+        },
+        Outcome::Done,
+    );
+    h.call(1, advance(a(), 2, 2, 4096, None), fenced(2));
+    assert_ok(&h.check());
+}
+
+fn leased(epoch: u64, client: u32) -> Outcome {
+    failed(Error::Leased {
+        pipeline: p(),
+        holder: holder(client),
+        epoch: Epoch(epoch),
+        expires_at: Timestamp::from_millis(2_000),
+    })
+}
+
+#[test]
+fn an_acquire_refused_names_a_live_lease() {
+    // Epoch 2 is client 1's and live.
+    let mut h = good();
+    h.call(2, acquire(2), leased(2, 1));
+    assert_ok(&h.check());
+    // Not its holder.
+    let mut h = good();
+    h.call(2, acquire(2), leased(2, 0));
+    assert_flags(&h.check(), Rule::Lease);
+    // Released before.
+    let mut h = good();
+    h.call(2, acquire(2), leased(1, 0));
+    assert_flags(&h.check(), Rule::Lease);
+}
+
+#[test]
+fn a_renewal_keeps_its_epoch_and_is_fenced_after_a_takeover() {
+    let renew = |epoch| Op::Renew {
+        pipeline: p(),
+        epoch: Epoch(epoch),
+    };
+    let mut h = good();
+    h.call(1, renew(2), Outcome::Renewed { epoch: Epoch(2) });
+    assert_ok(&h.check());
+    let mut h = good();
+    h.call(1, renew(2), Outcome::Renewed { epoch: Epoch(5) });
+    assert_flags(&h.check(), Rule::Lease);
+    // Client 0's epoch 1 was released and superseded: renewing it must fail.
+    let mut h = good();
+    h.call(0, renew(1), Outcome::Renewed { epoch: Epoch(1) });
+    assert_flags(&h.check(), Rule::Lease);
+}
+
+#[test]
 fn epochs_never_decrease_along_versions() {
     let mut h = History::new();
     let first = h.invoke(1, advance(a(), 2, 2, 1024, None));
@@ -573,4 +656,21 @@ fn a_read_of_half_a_finish_is_flagged() {
     h.finish_entry(a(), 3, 4096, 2, 2)
         .finish_entry(b(), 2, 5120, 2, 2);
     assert_flags(&h.check(), Rule::Atomicity);
+}
+
+#[test]
+fn a_workload_without_pipelines_or_with_too_many_clients_is_refused() {
+    let project = hakiri_core::ProjectId::new("shape").unwrap();
+    let ok = super::Workload::new(project, 1);
+    assert!(ok.validate().is_ok());
+    for bad in [
+        ok.clone().pipelines(0),
+        ok.clone().clients(0),
+        ok.clone().clients(super::MAX_CLIENTS + 1),
+    ] {
+        assert!(
+            matches!(bad.validate(), Err(Error::InvalidArgument(_))),
+            "{bad:?}"
+        );
+    }
 }

@@ -3,9 +3,9 @@
 //! A [`Workload`] is one project with a few pipelines of numeric (monotonic) cursors on two
 //! streams each, and K clients doing M ops, all drawn from one seed. A client ([`run_client`])
 //! takes a pipeline's lease — by `acquire`, or by `force_acquire` as a takeover that fences the
-//! holder — begins a run, advances cursors with and without an expected version, finishes with
-//! final cursors for both streams, releases sometimes, and reads cursors and pipelines at any
-//! time. A client learns it was superseded only when a write is fenced, so the old holder writes
+//! holder — renews it now and then, begins a run, advances cursors with and without an expected
+//! version, finishes with final cursors for both streams, releases sometimes, and reads cursors
+//! and pipelines at any time. A client learns it was superseded only when a write is fenced, so the old holder writes
 //! again after every takeover (a zombie); now and then it writes once more even after `Fenced`.
 //!
 //! Every value a history writes is unique (the client's number in the low bits of a value that
@@ -84,6 +84,23 @@ impl Workload {
         self
     }
 
+    /// This workload with its shape overridden by the environment, where set:
+    /// `HAKIRI_HISTORY_CLIENTS`, `HAKIRI_HISTORY_OPS`, `HAKIRI_HISTORY_PIPELINES` (a soak with
+    /// more contention: more clients on fewer pipelines).
+    ///
+    /// # Panics
+    /// When one is set but not a number.
+    #[must_use]
+    pub fn from_env(self) -> Self {
+        let clients = super::env_number("HAKIRI_HISTORY_CLIENTS", u64::from(self.clients));
+        let ops = super::env_number("HAKIRI_HISTORY_OPS", u64::from(self.ops));
+        let pipelines = super::env_number("HAKIRI_HISTORY_PIPELINES", self.pipelines.len() as u64);
+        let fit = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        self.clients(fit(clients))
+            .ops(fit(ops))
+            .pipelines(usize::try_from(pipelines).unwrap_or(usize::MAX))
+    }
+
     /// Creates the workload's pipelines on `catalog` (one already there is kept), after checking
     /// the workload's shape.
     ///
@@ -91,17 +108,7 @@ impl Workload {
     /// `InvalidArgument` for no pipeline, not two streams, or too many clients; what the
     /// catalog answers otherwise.
     pub async fn setup(&self, catalog: &dyn Catalog) -> Result<()> {
-        if self.pipelines.is_empty() || self.streams.len() != 2 {
-            return Err(Error::invalid(
-                "a workload needs at least one pipeline and exactly two streams",
-            ));
-        }
-        if self.clients == 0 || self.clients > MAX_CLIENTS {
-            return Err(Error::invalid(format!(
-                "a workload has 1..={MAX_CLIENTS} clients, not {}",
-                self.clients
-            )));
-        }
+        self.validate()?;
         for pipeline in &self.pipelines {
             let spec = PipelineSpec::new(
                 pipeline.clone(),
@@ -112,6 +119,25 @@ impl Workload {
                 Ok(_) | Err(Error::AlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// Checks the workload's shape.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for no pipeline, not two streams, or no or too many clients.
+    pub fn validate(&self) -> Result<()> {
+        if self.pipelines.is_empty() || self.streams.len() != 2 {
+            return Err(Error::invalid(
+                "a workload needs at least one pipeline and exactly two streams",
+            ));
+        }
+        if self.clients == 0 || self.clients > MAX_CLIENTS {
+            return Err(Error::invalid(format!(
+                "a workload has 1..={MAX_CLIENTS} clients, not {}",
+                self.clients
+            )));
         }
         Ok(())
     }
@@ -130,13 +156,17 @@ fn stream(id: &str) -> StreamName {
 /// on.
 ///
 /// # Errors
-/// Only the sink's: a history with holes cannot be checked.
+/// The sink's (a history with holes cannot be checked), or `InvalidInput` for a workload that
+/// [`Workload::validate`] refuses.
 pub async fn run_client(
     catalog: &dyn Catalog,
     workload: &Workload,
     client: ClientId,
     sink: &mut (dyn Sink + Send),
 ) -> std::io::Result<()> {
+    workload
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let seed = workload
         .seed
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -261,13 +291,11 @@ impl Client<'_> {
         }
         match &self.held {
             None => self.take_lease().await,
-            Some(Held { run: None, .. }) => {
-                if self.rng.random_ratio(1, 10) {
-                    self.release().await
-                } else {
-                    self.begin().await
-                }
-            }
+            Some(Held { run: None, .. }) => match self.rng.random_range(0..10) {
+                0 => self.release().await,
+                1 => self.renew().await,
+                _ => self.begin().await,
+            },
             Some(Held { run: Some(_), .. }) => {
                 if self.rng.random_ratio(1, 5) {
                     self.finish().await
@@ -379,6 +407,28 @@ impl Client<'_> {
         })?;
         let result = self.catalog.release(&held.lease).await;
         self.complete(op, &result, |()| Outcome::Done)
+    }
+
+    /// Renews the held lease (for the history's ttl again).
+    async fn renew(&mut self) -> std::io::Result<()> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let op = self.invoke(Op::Renew {
+            pipeline: held.lease.pipeline.clone(),
+            epoch: held.lease.epoch,
+        })?;
+        let result = self.catalog.renew(&held.lease, HISTORY_TTL).await;
+        self.complete(op, &result, |lease| Outcome::Renewed { epoch: lease.epoch })?;
+        let held = match &result {
+            Ok(lease) => Held {
+                lease: lease.clone(),
+                ..held
+            },
+            Err(_) => held,
+        };
+        self.after_write(held, &result, None);
+        Ok(())
     }
 
     /// Begins a run under the held lease.
