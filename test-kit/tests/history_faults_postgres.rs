@@ -12,7 +12,8 @@
 //!
 //! The nemesis restarts and stops the server, so the test starts one of its own (a container or
 //! `initdb`), never the shared one nor `HAKIRI_TEST_POSTGRES_URL`'s. Two histories by default;
-//! `HAKIRI_HISTORIES` runs more (the soak), `HAKIRI_HISTORY_SEED` sets the first seed.
+//! `HAKIRI_HISTORIES` runs more (the soak), `HAKIRI_HISTORY_SEED` sets the first seed,
+//! `HAKIRI_HISTORY_{CLIENTS,OPS,PIPELINES}` the workload's shape.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -62,7 +63,8 @@ async fn histories_on_postgres_survive_terminated_sessions_restarts_and_stalls()
     for seed in Histories::seeds(2) {
         let workload = Workload::new(unique_project(), seed)
             .clients(CLIENTS)
-            .ops(OPS);
+            .ops(OPS)
+            .from_env();
         let catalog = PostgresCatalog::new(pool.clone(), workload.project.clone());
         workload.setup(&catalog).await.expect("set the workload up");
         let (outputs, faults) = {

@@ -6,13 +6,13 @@
 //! acknowledged write and nothing half-applied.
 //!
 //! Two histories by default; `HAKIRI_HISTORIES` runs more (the soak), `HAKIRI_HISTORY_SEED` sets
-//! the first seed.
+//! the first seed, `HAKIRI_HISTORY_{CLIENTS,OPS,PIPELINES}` the workload's shape.
 
 use std::path::Path;
 use std::time::Duration;
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
-use hakiri_contract::history::Workload;
+use hakiri_contract::history::{Workload, MAX_CLIENTS};
 use hakiri_contract::unique_project;
 use hakiri_test_kit::faults::{sqlite_integrity_check, Fault, FaultCounts, Histories};
 use hakiri_test_kit::history::{self, ClientOutput, ClientProcess};
@@ -35,7 +35,14 @@ async fn histories_on_one_file_survive_processes_killed_at_random() {
     for seed in Histories::seeds(2) {
         let workload = Workload::new(unique_project(), seed)
             .clients(CLIENTS)
-            .ops(OPS);
+            .ops(OPS)
+            .from_env();
+        // Values carry the client's number: a replacement's must be new, and below the limit.
+        assert!(
+            workload.clients + KILLS <= MAX_CLIENTS,
+            "{} clients leave no numbers for {KILLS} replacements (at most {MAX_CLIENTS})",
+            workload.clients
+        );
         // A catalog file holds one project: one file per history.
         let file = dir.path().join(format!("{}.db", workload.project));
         let catalog = open(&file, &workload);

@@ -6,7 +6,7 @@
 //! cursors' histories and nothing half-applied.
 //!
 //! Two histories by default; `HAKIRI_HISTORIES` runs more (the soak), `HAKIRI_HISTORY_SEED` sets
-//! the first seed.
+//! the first seed, `HAKIRI_HISTORY_{CLIENTS,OPS,PIPELINES}` the workload's shape.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ async fn histories_survive_workerd_restarts() {
     let mut histories = Histories::new("worker");
     for seed in Histories::seeds(2) {
         // Long enough that the restarts land mid-history.
-        let workload = Workload::new(unique_project(), seed).ops(150);
+        let workload = Workload::new(unique_project(), seed).ops(150).from_env();
         let done = Arc::new(AtomicBool::new(false));
         let nemesis = {
             let done = done.clone();
