@@ -116,3 +116,21 @@ fn finished(client: ClientProcess, killed: bool) -> ClientOutput {
     }
     output
 }
+
+/// A replacement numbered past the limit would write another client's values: refused before
+/// any process starts.
+#[test]
+fn a_client_numbered_past_the_limit_is_refused() {
+    let workload = Workload::new(unique_project(), 0);
+    let refused = history::spawn_client(
+        Path::new(DRILL),
+        "sqlite:///nonexistent/never-opened.db",
+        &workload,
+        MAX_CLIENTS,
+        0,
+    );
+    match refused {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}"),
+        Ok(_) => panic!("client {MAX_CLIENTS} was started"),
+    }
+}
