@@ -36,6 +36,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::env_number;
 use crate::{unique_project, Harness};
 pub use checker::{check, read_final_state, FinalState, Report, Rule, Violation};
 pub use event::{now_ns, parse_lines, ClientId, Event, Op, Outcome, Seen, Sink};
@@ -87,19 +88,6 @@ fn broken(message: String) -> Report {
             message,
         }],
         ..Report::default()
-    }
-}
-
-/// A number from the environment variable `name`, or `default`.
-///
-/// # Panics
-/// When the variable is set but not a number: a soak must not run the default by mistake.
-pub fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
-        Err(_) => default,
     }
 }
 

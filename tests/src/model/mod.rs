@@ -76,12 +76,8 @@ pub const REAL_CLOCK_TTL: Duration = Duration::from_secs(3600);
 /// Runs `HAKIRI_MODEL_CASES` (default `cases`) random sequences against `harness`, each on a
 /// fresh project, and panics with the shrunk sequence on the first divergence.
 pub fn check(harness: Arc<dyn Harness>, cases: u32) {
-    let cases = match std::env::var("HAKIRI_MODEL_CASES") {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("HAKIRI_MODEL_CASES={text:?} is not a number of cases")),
-        Err(_) => cases,
-    };
+    let cases = crate::env_number("HAKIRI_MODEL_CASES", u64::from(cases));
+    let cases = u32::try_from(cases).unwrap_or(u32::MAX);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
