@@ -213,14 +213,16 @@ const catalog :Workerd.Worker = (
 /// test process dies, so no workerd outlives its tests: SIGTERM, then SIGKILL if workerd is still
 /// draining 10 s later (its graceful stop waits for open event streams, which a stream whose
 /// client is gone notices only when it next writes). It exits when workerd does, removing
-/// `$HAKIRI_WORKERD_CLEANUP` (the config directory, and the data of a process-long instance).
+/// `$HAKIRI_WORKERD_CLEANUP` (the config directory, and the data of a process-long instance);
+/// quietly, since the shell would otherwise print "Killed" into the test's output after every
+/// [`Workerd::restart`] by SIGKILL.
 const WATCHDOG: &str = r#"exec 3<&0
 "$@" 3<&- </dev/null >"$HAKIRI_WORKERD_LOG" 2>&1 &
 pid=$!
 echo "$pid"
 { read -r _ <&3; kill -TERM "$pid" 2>/dev/null; sleep 10 >/dev/null 2>&1; kill -KILL "$pid" 2>/dev/null; } &
 watcher=$!
-wait "$pid"
+wait "$pid" 2>/dev/null
 status=$?
 kill "$watcher" 2>/dev/null
 for dir in $HAKIRI_WORKERD_CLEANUP; do rm -rf "$dir"; done
