@@ -60,6 +60,9 @@ hakiri_contract::contract_suite!(WorkerHarness::new());
 // The object's clock is real: no clock moves in these sequences, and a long ttl.
 hakiri_contract::model_sequences!(WorkerHarness::new(), cases = 100);
 
+// Concurrent histories of clients as tasks, each with its own HTTP client, on one Durable Object.
+hakiri_contract::concurrent_histories!(WorkerHarness::new(), histories = 2);
+
 #[test]
 fn the_admin_grant_is_named_as_the_suites_operator() {
     let name = OperatorName::new(workerd::ADMIN_NAME).expect("a valid operator name");

@@ -2,7 +2,8 @@
 //! the whole test binary (see `hakiri_test_kit::postgres` for where it comes from).
 //!
 //! Lease expiry is judged by the database's clock, which the harness cannot move: `advance`
-//! sleeps, so the lease ttl is short and the checks run in parallel.
+//! sleeps, so the lease ttl is short and the checks run in parallel. The concurrent histories
+//! (`hakiri_contract::history`) run here too, on the same harness.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,3 +55,7 @@ hakiri_contract::contract_suite!(PostgresHarness::new());
 
 // The database's clock is real: no clock moves in these sequences, and a long ttl.
 hakiri_contract::model_sequences!(PostgresHarness::new(), cases = 100);
+
+// Concurrent histories of clients as tasks, each on its own pool; the same clients as separate OS
+// processes run in `test-kit/tests/histories.rs`.
+hakiri_contract::concurrent_histories!(PostgresHarness::new(), histories = 3);

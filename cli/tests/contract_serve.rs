@@ -4,7 +4,9 @@
 //!
 //! One server per backend serves the whole test binary (started by the first check that needs
 //! it, stopped when the test process ends: `common::serve`); every check uses a fresh project,
-//! hence a fresh SQLite file or a fresh Postgres project.
+//! hence a fresh SQLite file or a fresh Postgres project. Concurrent histories
+//! (`hakiri_contract::history`) run on both servers too, their clients as tasks with an HTTP
+//! client each.
 //!
 //! The server's clock is real, so `advance` sleeps. The lease ttl must outlast the longest check
 //! that holds one lease throughout: the cursor compare-and-set race (8 tasks sharing one lease),
@@ -107,6 +109,13 @@ mod sqlite {
         },
         cases = 100
     );
+
+    hakiri_contract::concurrent_histories!(
+        ServeHarness {
+            server: sqlite_server()
+        },
+        histories = 2
+    );
 }
 
 mod postgres {
@@ -121,6 +130,13 @@ mod postgres {
             server: postgres_server()
         },
         cases = 100
+    );
+
+    hakiri_contract::concurrent_histories!(
+        ServeHarness {
+            server: postgres_server()
+        },
+        histories = 2
     );
 }
 

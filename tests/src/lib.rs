@@ -23,6 +23,8 @@
 //! - [`concurrency`]: racing writers, exact totals, never two live holders.
 //! - [`model`]: random sequences of calls checked in lock step against a reference model
 //!   ([`model_sequences!`]).
+//! - [`history`]: concurrent histories of several clients (tasks or processes) and the checker of
+//!   linearizable cursors and non-overlapping leases ([`concurrent_histories!`]).
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -39,6 +41,7 @@ use hakiri_core::{
 pub mod concurrency;
 pub mod cursors;
 pub mod events;
+pub mod history;
 pub mod isolation;
 pub mod leases;
 pub mod model;
@@ -245,6 +248,20 @@ pub async fn assert_operator_reads(catalog: &dyn Catalog, pipeline: &PipelineId,
         "operator reads took {:?} beside a stalled process",
         started.elapsed()
     );
+}
+
+/// A number from the environment variable `name`, or `default`: how the model sequences and
+/// the histories let a soak scale them.
+///
+/// # Panics
+/// When the variable is set but not a number: a soak must not run the default by mistake.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+        Err(_) => default,
+    }
 }
 
 /// How long one check may take before it counts as hung.

@@ -1,9 +1,11 @@
 //! `hakiri-drill`: drives a catalog from a separate OS process, for the tests that need real
 //! processes (several writers racing, a zombie paused past its lease, kill -9 at random moments,
-//! a process stopped inside a transaction). Every command takes a catalog URL, `sqlite://FILE` or
-//! `postgres://…`, so one drill serves every backend a process can open.
+//! a process stopped inside a transaction, one client of a concurrent history). Every command
+//! takes a catalog URL, `sqlite://FILE` or `postgres://…`, so one drill serves every backend a
+//! process can open.
 //!
-//! `Unavailable` is retried everywhere (with a short pause); any other error fails the process.
+//! `Unavailable` is retried everywhere (with a short pause); any other error fails the process —
+//! except in `history`, which records every answer and goes on.
 //! Lines on stdout are flushed as they are printed: the tests read them while the drill runs.
 
 use std::io::Write;
@@ -15,6 +17,7 @@ use clap::{Parser, Subcommand};
 use hakiri_catalog_do::store::Exec;
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
+use hakiri_contract::history::{now_ns, run_client, Event as HistoryEvent, Sink, Workload};
 use hakiri_core::{
     Actor, BeginRun, Catalog, CatalogExt, Column, ColumnType, ConnectorRef, CursorAdvance,
     CursorKind, CursorValue, Error, FinishRun, HolderId, Lease, OperatorName, PipelineId,
@@ -72,6 +75,28 @@ enum Command {
     /// schema column, printing `finished <run> <a> <b>` after each acknowledged finish, until
     /// killed.
     CrashLoop { catalog: String, project: String },
+    /// Run client CLIENT of a concurrent history (`hakiri_contract::history`): the workload of
+    /// SEED with CLIENTS clients of OPS calls on PIPELINES pipelines, whose pipelines exist
+    /// already. Prints every event as one JSON line, flushed: an invoke before each call, its
+    /// completion after. Catalog errors are recorded, never fatal.
+    History {
+        catalog: String,
+        project: String,
+        #[arg(long)]
+        client: u32,
+        #[arg(long)]
+        clients: u32,
+        #[arg(long)]
+        ops: u32,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        pipelines: usize,
+        /// Wait until CLOCK_MONOTONIC reaches this many nanoseconds before the first call, so
+        /// that processes started one after another begin together.
+        #[arg(long, default_value_t = 0)]
+        start_at_ns: u64,
+    },
     /// Open a transaction on a SQLite catalog FILE — a write transaction holding SQLite's write
     /// lock, or a read transaction holding a snapshot — print `holding` and never end it: what a
     /// process stopped inside a transaction looks like to the others.
@@ -130,6 +155,22 @@ fn main() -> ExitCode {
             pipeline,
         } => runtime.block_on(take_over(&catalog, &project, &pipeline)),
         Command::CrashLoop { catalog, project } => runtime.block_on(crash_loop(&catalog, &project)),
+        Command::History {
+            catalog,
+            project,
+            client,
+            clients,
+            ops,
+            seed,
+            pipelines,
+            start_at_ns,
+        } => ProjectId::new(project).and_then(|project| {
+            let workload = Workload::new(project, seed)
+                .pipelines(pipelines)
+                .clients(clients)
+                .ops(ops);
+            runtime.block_on(history(&catalog, &workload, client, start_at_ns))
+        }),
         Command::Hold { kind, file } => hold(kind, &file),
     };
     match outcome {
@@ -290,6 +331,33 @@ async fn take_over(url: &str, project: &str, pipeline: &str) -> Result<()> {
     retrying(|| catalog.advance_to(&lease, run.id, &stream, value.clone())).await?;
     retrying(|| catalog.finish_run(&lease, run.id, FinishRun::succeeded())).await?;
     say(&format!("took {}", lease.epoch))
+}
+
+/// Prints each event as a JSON line, flushed at once: a kill loses no recorded event.
+struct Lines(std::io::Stdout);
+
+impl Sink for Lines {
+    fn record(&mut self, event: HistoryEvent) -> std::io::Result<()> {
+        let line = serde_json::to_string(&event)?;
+        let mut out = self.0.lock();
+        writeln!(out, "{line}")?;
+        out.flush()
+    }
+}
+
+async fn history(url: &str, workload: &Workload, client: u32, start_at_ns: u64) -> Result<()> {
+    workload.validate()?;
+    let catalog = open(url, workload.project.as_str()).await?;
+    let wait = start_at_ns.saturating_sub(now_ns());
+    tokio::time::sleep(Duration::from_nanos(wait)).await;
+    run_client(
+        catalog.as_ref(),
+        workload,
+        client,
+        &mut Lines(std::io::stdout()),
+    )
+    .await
+    .map_err(|e| Error::Backend(format!("stdout: {e}")))
 }
 
 /// The schema a crash-loop finish reports: one more nullable column per run (an additive change,
