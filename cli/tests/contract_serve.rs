@@ -109,6 +109,7 @@ mod sqlite {
         },
         cases = 100
     );
+
     hakiri_contract::concurrent_histories!(
         ServeHarness {
             server: sqlite_server()
@@ -130,6 +131,7 @@ mod postgres {
         },
         cases = 100
     );
+
     hakiri_contract::concurrent_histories!(
         ServeHarness {
             server: postgres_server()

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hakiri_contract::history::{
-    check, now_ns, parse_lines, read_final_state, Event, Report, Workload,
+    check, now_ns, parse_lines, read_final_state, Event, Report, Workload, MAX_CLIENTS,
 };
 use hakiri_core::Catalog;
 
@@ -50,10 +50,31 @@ pub struct ClientOutput {
     pub status: ExitStatus,
 }
 
+impl ClientOutput {
+    /// Panics naming the client unless its process exited with success: a client records
+    /// every catalog error and goes on, so anything else is a bug in it or a kill.
+    pub fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "client {} ended with {}",
+            self.client,
+            self.status
+        );
+    }
+}
+
 impl ClientProcess {
     /// The process id, to signal it (SIGKILL, SIGSTOP…).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process has ended.
+    ///
+    /// # Errors
+    /// When its status cannot be read.
+    pub fn exited(&mut self) -> std::io::Result<bool> {
+        Ok(self.child.try_wait()?.is_some())
     }
 
     /// Kills the process (SIGKILL) if it still runs.
@@ -107,19 +128,8 @@ pub fn spawn_clients(
     let start_at = now_ns() + u64::try_from(START_DELAY.as_nanos()).unwrap_or(u64::MAX);
     let mut started: Vec<ClientProcess> = Vec::new();
     for client in 0..workload.clients {
-        let spawned = Command::new(drill)
-            .args(["history", url, workload.project.as_str()])
-            .args(["--client", &client.to_string()])
-            .args(["--clients", &workload.clients.to_string()])
-            .args(["--ops", &workload.ops.to_string()])
-            .args(["--seed", &workload.seed.to_string()])
-            .args(["--pipelines", &workload.pipelines.len().to_string()])
-            .args(["--start-at-ns", &start_at.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
+        match spawn_client(drill, url, workload, client, start_at) {
+            Ok(process) => started.push(process),
             Err(e) => {
                 for mut process in started {
                     let _ = process.kill();
@@ -127,20 +137,57 @@ pub fn spawn_clients(
                 }
                 return Err(e);
             }
-        };
-        let stdout = child.stdout.take().map(|mut out| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                out.read_to_string(&mut text).map(|_| text)
-            })
-        });
-        started.push(ClientProcess {
-            client,
-            child,
-            stdout,
-        });
+        }
     }
     Ok(started)
+}
+
+/// Starts client `client` of `workload` as a `hakiri-drill history` process, making its first
+/// call once CLOCK_MONOTONIC reaches `start_at_ns` (0: at once). A client number past
+/// `workload.clients` is a client that joins late — one started in place of a killed one.
+///
+/// # Errors
+/// `InvalidInput` for a client number of [`MAX_CLIENTS`] or more (values carry the client's
+/// number below it, so such a client would write another's values); when the process cannot be
+/// started.
+pub fn spawn_client(
+    drill: &Path,
+    url: &str,
+    workload: &Workload,
+    client: u32,
+    start_at_ns: u64,
+) -> std::io::Result<ClientProcess> {
+    if client >= MAX_CLIENTS {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("client {client}: a history's clients are numbered below {MAX_CLIENTS}"),
+        ));
+    }
+    let mut child = Command::new(drill)
+        .args(["history", url, workload.project.as_str()])
+        .args(["--client", &client.to_string()])
+        .args(["--clients", &workload.clients.to_string()])
+        .args(["--ops", &workload.ops.to_string()])
+        .args(["--seed", &workload.seed.to_string()])
+        .args(["--pipelines", &workload.pipelines.len().to_string()])
+        .args(["--start-at-ns", &start_at_ns.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            // Lossy: a kill can cut a line inside a character, and that torn last line is
+            // dropped by `parse_lines` anyway; strict UTF-8 would lose the whole output.
+            let mut bytes = Vec::new();
+            out.read_to_end(&mut bytes)
+                .map(|_| String::from_utf8_lossy(&bytes).into_owned())
+        })
+    });
+    Ok(ClientProcess {
+        client,
+        child,
+        stdout,
+    })
 }
 
 /// Waits for every client process and merges their events into one history. A process that

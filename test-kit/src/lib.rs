@@ -7,6 +7,8 @@
 //! - [`fixtures`]: a pipeline with a run in progress, on any backend.
 //! - [`disk`]: the disk's fast or slow mode, printed beside every durable benchmark figure.
 //! - [`history`]: concurrent histories whose clients are drill processes: start, collect, check.
+//! - [`faults`]: what a nemesis does to a concurrent history — processes killed or stalled —
+//!   the count of each kind it did, and the summary line of a backend's histories.
 //!
 //! A component that cannot be had makes the caller panic with how to get it, never skip.
 //!
@@ -16,6 +18,7 @@
 //! Cargo builds the drill for them.
 
 pub mod disk;
+pub mod faults;
 pub mod fixtures;
 pub mod history;
 pub mod postgres;

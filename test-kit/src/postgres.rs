@@ -145,6 +145,112 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Stalls the whole server for `pause`, as a frozen machine would: SIGSTOP on the postmaster
+    /// and every process it started (or `docker pause`, the cgroup freezer), then SIGCONT
+    /// (`docker unpause`). Its clients' statements hang meanwhile and then carry on.
+    ///
+    /// # Errors
+    /// When the server is not this process's, or its processes cannot be stopped.
+    pub fn stall(&self, pause: Duration) -> Result<(), String> {
+        match &self.origin {
+            Origin::External => Err(format!(
+                "this check stops the server, so it needs one it controls; it does not use \
+                 HAKIRI_TEST_POSTGRES_URL ({}). Unset it",
+                self.url
+            )),
+            Origin::Container { id } => {
+                run(Command::new("docker").args(["pause", id]))?;
+                std::thread::sleep(pause);
+                run(Command::new("docker").args(["unpause", id]))
+            }
+            Origin::Local { data, .. } => {
+                let postmaster = postmaster_pid(data)?;
+                // The postmaster first, so that it starts no process while its children stop.
+                let mut pids = vec![postmaster];
+                pids.extend(children(postmaster));
+                crate::faults::stall(&pids, pause)
+            }
+        }
+    }
+}
+
+/// The postmaster's pid: the first line of `postmaster.pid` in the data directory.
+fn postmaster_pid(data: &Path) -> Result<u32, String> {
+    let file = data.join("postmaster.pid");
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    text.lines()
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .ok_or_else(|| format!("{} does not start with a pid", file.display()))
+}
+
+/// The processes whose parent is `parent`, from `/proc`.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`: the command may hold spaces and parentheses, so the
+            // fields are counted from the last `)`.
+            let ppid: u32 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
+/// Ends (`pg_terminate_backend`) every session on `url` whose `application_name` is
+/// `application` and that is running a statement or sits inside a transaction — a client cut
+/// off mid-transaction, the server rolling back whatever it had not committed. Polls for such
+/// sessions for up to `within` (clients spend most of their time between statements); returns
+/// how many it ended, 0 if none was busy in that time.
+///
+/// # Errors
+/// When `url` cannot be reached or the query fails.
+pub async fn terminate_busy_sessions(
+    url: &str,
+    application: &str,
+    within: Duration,
+) -> Result<u64, String> {
+    let pool = hakiri_catalog_postgres::PostgresConfig::default()
+        .max_connections(1)
+        .application_name("hakiri-nemesis")
+        .connect(url)
+        .await
+        .map_err(|e| format!("the nemesis cannot connect to {url}: {e}"))?;
+    let deadline = Instant::now() + within;
+    let ended = loop {
+        // Materialized, so that the planner cannot call `pg_terminate_backend` on a row
+        // before the other conditions have ruled it out.
+        let ended: i64 = sqlx::query_scalar(
+            "WITH busy AS MATERIALIZED ( \
+               SELECT pid FROM pg_stat_activity \
+               WHERE application_name = $1 AND pid <> pg_backend_pid() \
+                 AND state IN ('active', 'idle in transaction')) \
+             SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM busy",
+        )
+        .bind(application)
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| format!("pg_terminate_backend on {url}: {e}"))?;
+        if ended > 0 || Instant::now() > deadline {
+            break ended;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    pool.close().await;
+    Ok(u64::try_from(ended).unwrap_or(0))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some((mut child, stdin)) = self.watchdog.take() {

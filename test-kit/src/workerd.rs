@@ -7,6 +7,8 @@
 //!   storage on disk in [`WorkerdOptions::persist`], the `HAKIRI_TOKENS` grants and, if asked,
 //!   the test hooks; it returns once the Worker answers HTTP. Dropping it (or [`Workerd::stop`])
 //!   stops workerd; if the test process dies first, workerd follows it (a watchdog on a pipe).
+//!   [`Workerd::restart`] stops it (gracefully or with SIGKILL) and starts it again on the same
+//!   data and port: the host restarted under its clients.
 //! - [`shared`]: one workerd for a whole test binary, with [`ADMIN_TOKEN`] on every project.
 //!
 //! Missing tools are a failure that says to run `scripts/setup`, never a skip.
@@ -122,8 +124,18 @@ pub fn admin_grants() -> String {
     format!(r#"[{{"name":"{ADMIN_NAME}","token":"{ADMIN_TOKEN}","projects":"*","role":"admin"}}]"#)
 }
 
+/// How [`Workerd::restart`] stops workerd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// SIGTERM: workerd stops accepting and lets requests in flight finish.
+    Graceful,
+    /// SIGKILL: requests in flight die with it, as in a crash of the host.
+    Kill,
+}
+
 /// A running workerd serving the catalog Worker.
 pub struct Workerd {
+    options: WorkerdOptions,
     watchdog: Child,
     /// Closing it tells the watchdog to stop workerd.
     stdin: Option<ChildStdin>,
@@ -201,14 +213,16 @@ const catalog :Workerd.Worker = (
 /// test process dies, so no workerd outlives its tests: SIGTERM, then SIGKILL if workerd is still
 /// draining 10 s later (its graceful stop waits for open event streams, which a stream whose
 /// client is gone notices only when it next writes). It exits when workerd does, removing
-/// `$HAKIRI_WORKERD_CLEANUP` (the config directory, and the data of a process-long instance).
+/// `$HAKIRI_WORKERD_CLEANUP` (the config directory, and the data of a process-long instance);
+/// quietly, since the shell would otherwise print "Killed" into the test's output after every
+/// [`Workerd::restart`] by SIGKILL.
 const WATCHDOG: &str = r#"exec 3<&0
 "$@" 3<&- </dev/null >"$HAKIRI_WORKERD_LOG" 2>&1 &
 pid=$!
 echo "$pid"
 { read -r _ <&3; kill -TERM "$pid" 2>/dev/null; sleep 10 >/dev/null 2>&1; kill -KILL "$pid" 2>/dev/null; } &
 watcher=$!
-wait "$pid"
+wait "$pid" 2>/dev/null
 status=$?
 kill "$watcher" 2>/dev/null
 for dir in $HAKIRI_WORKERD_CLEANUP; do rm -rf "$dir"; done
@@ -245,14 +259,44 @@ impl Workerd {
     /// If the tools are missing (the message says to run `scripts/setup`) or workerd does not
     /// come up (the message carries its log).
     pub fn start(options: &WorkerdOptions) -> Self {
+        Self::launch(options, None)
+    }
+
+    /// Stops workerd as `how` says and starts it again on the same data and the same port, so
+    /// that clients need not be told: a restart of the host. Returns once it answers again.
+    ///
+    /// # Panics
+    /// If the instance removes its data on exit (there would be nothing to restart on), or
+    /// workerd does not come up again on its port (the message carries its log).
+    pub fn restart(self, how: Shutdown) -> Self {
+        assert!(
+            !self.options.remove_persist_on_exit,
+            "restarting a workerd whose data goes when it exits"
+        );
+        let (options, port) = (self.options.clone(), self.port);
+        if how == Shutdown::Kill {
+            if let Err(e) = crate::faults::signal(self.workerd_pid, rustix::process::Signal::KILL) {
+                panic!("cannot kill workerd: {e}; its log:\n{}", self.log_text());
+            }
+        }
+        drop(self);
+        Self::launch(&options, Some(port))
+    }
+
+    /// Starts workerd on `port`, or on a free port when `None`.
+    fn launch(options: &WorkerdOptions, port: Option<u16>) -> Self {
         let build = build_worker();
         let bin = workerd_bin();
         fs::create_dir_all(&options.persist).expect("create the persist directory");
         let mut last_log = String::new();
-        // A port found free can be taken before workerd binds it: try a few.
-        for _ in 0..5 {
+        // A port found free can be taken before workerd binds it: try a few. A given port can
+        // be held for a moment by the instance that just stopped: try it again a little later.
+        for attempt in 0..5 {
+            if attempt > 0 && port.is_some() {
+                thread::sleep(Duration::from_millis(500));
+            }
             let dir = tempfile::tempdir().expect("a temporary directory for the workerd config");
-            let port = free_port();
+            let port = port.unwrap_or_else(free_port);
             let config_path = dir.path().join("config.capnp");
             fs::write(&config_path, config(options, port)).expect("write config.capnp");
             for file in ["index.js", "index_bg.wasm"] {
@@ -286,6 +330,7 @@ impl Workerd {
                 .expect("read workerd's pid");
             let workerd_pid = pid_line.trim().parse().expect("workerd's pid");
             let mut workerd = Workerd {
+                options: options.clone(),
                 watchdog,
                 stdin,
                 workerd_pid,

@@ -32,12 +32,7 @@ async fn one_history(catalog: &dyn Catalog, url: &str, workload: &Workload) -> R
         .expect("collect the drills")
         .expect("every drill's lines");
     for output in &outputs {
-        assert!(
-            output.status.success(),
-            "client {} ended with {}",
-            output.client,
-            output.status
-        );
+        output.assert_success();
     }
     history::check_catalog(catalog, workload, &history::merged(&outputs)).await
 }
@@ -49,8 +44,8 @@ where
     F: Fn(Workload) -> Fut,
     Fut: std::future::Future<Output = (String, Box<dyn Catalog>)>,
 {
-    let n = u64::from(env_number("HAKIRI_HISTORIES").unwrap_or(2));
-    let first = u64::from(env_number("HAKIRI_HISTORY_SEED").unwrap_or(0));
+    let n = env_number("HAKIRI_HISTORIES", 2);
+    let first = env_number("HAKIRI_HISTORY_SEED", 0);
     let started = std::time::Instant::now();
     let mut total = Report::default();
     for seed in first..first + n {

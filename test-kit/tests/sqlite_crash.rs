@@ -10,11 +10,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hakiri_catalog_do::store::Exec;
-use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
+use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_core::{
     Catalog, Limit, PipelineId, ProjectId, Run, RunId, RunQuery, RunStatus, StreamName,
 };
+use hakiri_test_kit::faults::sqlite_integrity_check;
 use serde_json::json;
 
 const KILLS: usize = 50;
@@ -24,13 +24,6 @@ fn random_delay() -> Duration {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u8(0);
     Duration::from_millis(20 + hasher.finish() % 280)
-}
-
-fn integrity_check(db: &Path) {
-    let mut conn = SqliteConnection::open(db, &SqliteConfig::default()).unwrap();
-    let rows = conn.query("PRAGMA integrity_check", &[]).unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].text(0).unwrap(), "ok", "integrity_check");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +48,7 @@ async fn sigkill_at_random_moments_never_tears_a_finish() {
                 acknowledged.push((run.parse().unwrap(), a.parse().unwrap(), b.parse().unwrap()));
             }
         }
-        integrity_check(&db);
+        sqlite_integrity_check(&db).unwrap_or_else(|e| panic!("after kill {kill}: {e}"));
         verify(&db, &acknowledged, kill).await;
     }
     eprintln!(

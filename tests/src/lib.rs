@@ -250,17 +250,18 @@ pub async fn assert_operator_reads(catalog: &dyn Catalog, pipeline: &PipelineId,
     );
 }
 
-/// The whole number in environment variable `name`, if it is set: how the model sequences and
+/// A number from the environment variable `name`, or `default`: how the model sequences and
 /// the histories let a soak scale them.
 ///
 /// # Panics
-/// When it is set to anything else: a soak must not run the default by mistake.
-pub fn env_number(name: &str) -> Option<u32> {
-    let text = std::env::var(name).ok()?;
-    Some(
-        text.parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a whole number")),
-    )
+/// When the variable is set but not a number: a soak must not run the default by mistake.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+        Err(_) => default,
+    }
 }
 
 /// How long one check may take before it counts as hung.

@@ -95,9 +95,9 @@ fn broken(message: String) -> Report {
 /// Runs `HAKIRI_HISTORIES` (default `histories`) histories of the default [`Workload`] on
 /// `harness`, each on a fresh project, prints the summed report and panics if any rule broke.
 pub fn check_histories(harness: Arc<dyn Harness>, histories: u32) -> Report {
-    let histories = env_number("HAKIRI_HISTORIES").unwrap_or(histories);
-    let first_seed = env_number("HAKIRI_HISTORY_SEED").unwrap_or(0);
-    run_histories(harness, u64::from(histories), u64::from(first_seed))
+    let histories = env_number("HAKIRI_HISTORIES", u64::from(histories));
+    let first_seed = env_number("HAKIRI_HISTORY_SEED", 0);
+    run_histories(harness, histories, first_seed)
 }
 
 /// Runs `histories` histories of seeds `first_seed`, `first_seed + 1`, … on `harness`, whatever

@@ -92,11 +92,13 @@ impl Workload {
     /// When one is set but not a number.
     #[must_use]
     pub fn from_env(self) -> Self {
-        let clients = super::env_number("HAKIRI_HISTORY_CLIENTS").unwrap_or(self.clients);
-        let ops = super::env_number("HAKIRI_HISTORY_OPS").unwrap_or(self.ops);
-        let pipelines = super::env_number("HAKIRI_HISTORY_PIPELINES")
-            .map_or(self.pipelines.len(), |n| n as usize);
-        self.clients(clients).ops(ops).pipelines(pipelines)
+        let clients = super::env_number("HAKIRI_HISTORY_CLIENTS", u64::from(self.clients));
+        let ops = super::env_number("HAKIRI_HISTORY_OPS", u64::from(self.ops));
+        let pipelines = super::env_number("HAKIRI_HISTORY_PIPELINES", self.pipelines.len() as u64);
+        let fit = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        self.clients(fit(clients))
+            .ops(fit(ops))
+            .pipelines(usize::try_from(pipelines).unwrap_or(usize::MAX))
     }
 
     /// Creates the workload's pipelines on `catalog` (one already there is kept), after checking

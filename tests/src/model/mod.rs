@@ -62,7 +62,7 @@ use hakiri_core::{
 };
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use crate::{env_number, unique_project, Harness};
+use crate::{unique_project, Harness};
 use call::{actor, sequence, Call, Op, Shape, STREAMS};
 pub use state::Model;
 use state::{Answer, Failure, Fence, Missing, Pauser, PipelineView, RunView, Snapshot};
@@ -81,14 +81,12 @@ pub const REAL_CLOCK_TTL: Duration = Duration::from_secs(3600);
 /// runtime and random seed, on a harness without a manual clock: a backend behind a network round
 /// trip spends most of a sequence waiting, so the soak runs several at once.
 pub fn check(harness: Arc<dyn Harness>, cases: u32) {
-    let cases = env_number("HAKIRI_MODEL_CASES").unwrap_or(cases);
+    let cases = env_count("HAKIRI_MODEL_CASES", cases);
     // A manual clock belongs to the harness, so one sequence's clock moves would reach another's:
     // those run one at a time.
     let jobs = match harness.manual_clock() {
         true => 1,
-        false => env_number("HAKIRI_MODEL_JOBS")
-            .unwrap_or(1)
-            .clamp(1, cases.max(1)),
+        false => env_count("HAKIRI_MODEL_JOBS", 1).clamp(1, cases.max(1)),
     };
     let started = Instant::now();
     let outcomes: Vec<(Tally, Result<(), String>)> = std::thread::scope(|scope| {
@@ -134,6 +132,11 @@ pub fn check(harness: Arc<dyn Harness>, cases: u32) {
     if !failures.is_empty() {
         panic!("{}", failures.join("\n\n"));
     }
+}
+
+/// [`crate::env_number`] as a `u32` count.
+fn env_count(name: &str, default: u32) -> u32 {
+    u32::try_from(crate::env_number(name, u64::from(default))).unwrap_or(u32::MAX)
 }
 
 /// Runs `cases` sequences on a runtime of its own; the first divergence, shrunk, is the error.
