@@ -29,11 +29,12 @@
 //!   real-time order; every cursor version of an epoch was written by its holder; a plain `acquire` is granted only after the previous epoch was released or
 //!   taken over; no lease-checked write under epoch e succeeds when it was invoked after a grant of
 //!   a higher epoch completed (fencing), and none is fenced before its epoch was superseded or
-//!   released, nor as superseded by an epoch not above its own; an acquire refused with `Leased` names a live lease (its epoch's holder, neither
-//!   released nor superseded before the acquire began); epochs never decrease along a cursor's
-//!   versions;
+//!   released, nor as superseded by an epoch not above its own; an acquire refused with `Leased`
+//!   names a live lease (its epoch's holder, neither released nor superseded before the acquire
+//!   began); epochs never decrease along a cursor's versions;
 //! - (f) atomic finish: a finish's final cursors are all in the history or none is, and no
-//!   `list_cursors` saw one stream of a finish without the other.
+//!   `list_cursors` saw one stream of a finish without the other; its run succeeded exactly when
+//!   they are (no status without cursors, no cursors without status).
 //!
 //! An invoke without a completion (its process was killed) and a completion with an error that
 //! does not say the write was refused (`Unavailable`, `Backend`) are indeterminate: such a write
@@ -49,26 +50,41 @@ use std::fmt;
 
 use hakiri_core::{
     Actor, Catalog, CursorChange, CursorHistoryEntry, Epoch, Error, FenceReason, Limit, PipelineId,
-    Result, StreamName,
+    Result, RunId, RunQuery, RunStatus, StreamName,
 };
 
 use super::event::{ClientId, Event, Op, Outcome};
 use super::workload::Workload;
 
-/// The state the checker reads once the clients stopped: every cursor's whole history.
+/// The state the checker reads once the clients stopped: every cursor's whole history, and the
+/// status of every run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FinalState {
     /// Per pipeline and stream, the cursor's history, oldest version first.
     pub histories: BTreeMap<PipelineId, BTreeMap<StreamName, Vec<CursorHistoryEntry>>>,
+    /// Every run of the workload's pipelines, and its status.
+    pub runs: BTreeMap<RunId, RunStatus>,
 }
 
-/// Reads the whole cursor history of every pipeline and stream of `workload`.
+/// Reads the whole cursor history of every pipeline and stream of `workload`, and every run of
+/// its pipelines.
 ///
 /// # Errors
 /// What the catalog answers.
 pub async fn read_final_state(catalog: &dyn Catalog, workload: &Workload) -> Result<FinalState> {
     let mut state = FinalState::default();
     for pipeline in &workload.pipelines {
+        let mut query = RunQuery::all().pipeline(pipeline.clone()).limit(Limit::MAX);
+        loop {
+            let page = catalog.list_runs(&query).await?;
+            state
+                .runs
+                .extend(page.items.iter().map(|run| (run.id, run.status)));
+            match page.next {
+                Some(next) => query = query.before(next),
+                None => break,
+            }
+        }
         for stream in &workload.streams {
             let mut entries = Vec::new();
             let mut before = None;
@@ -1178,8 +1194,46 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        flags.extend(self.finished_runs());
         for message in flags {
             self.flag(Rule::Atomicity, message);
         }
+    }
+
+    /// (f) across the run record: a run succeeded exactly when a finish of it landed its final
+    /// cursors (a finish that wrote the cursors and not the status, or the status and not the
+    /// cursors, is half-applied).
+    fn finished_runs(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        let mut landed: HashMap<RunId, usize> = HashMap::new();
+        for (i, call) in self.calls.iter().enumerate() {
+            if let Op::Finish { run, cursors, .. } = call.op {
+                if !cursors.is_empty()
+                    && cursors
+                        .iter()
+                        .all(|(s, _)| self.landed.contains_key(&(i, s.clone())))
+                {
+                    landed.insert(*run, i);
+                }
+            }
+        }
+        for (run, &i) in &landed {
+            match self.state.runs.get(run) {
+                Some(RunStatus::Succeeded) => {}
+                status => flags.push(format!(
+                    "the final cursors of a finish are in the history, but its run is {}: {}",
+                    status.map_or("missing".to_owned(), |s| format!("{s:?}")),
+                    self.describe(i)
+                )),
+            }
+        }
+        for (run, status) in &self.state.runs {
+            if *status == RunStatus::Succeeded && !landed.contains_key(run) {
+                flags.push(format!(
+                    "run {run} succeeded, but no finish of it left its final cursors in the history"
+                ));
+            }
+        }
+        flags
     }
 }

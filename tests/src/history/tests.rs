@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use hakiri_core::{
     Actor, CursorChange, CursorHistoryEntry, Entity, Epoch, Error, FenceReason, HolderId,
-    PipelineId, RunId, StreamName, Timestamp,
+    PipelineId, RunId, RunStatus, StreamName, Timestamp,
 };
 
 use super::checker::{check, FinalState, Report, Rule};
@@ -218,8 +218,27 @@ impl History {
         self
     }
 
+    /// Sets run `run_n`'s status in the final state.
+    fn run_status(&mut self, run_n: u8, status: RunStatus) -> &mut Self {
+        self.state.runs.insert(run(run_n), status);
+        self
+    }
+
+    /// Checks the history. A run with a finish entry whose status the test did not set
+    /// succeeded, as the finish said.
     fn check(&self) -> Report {
         let mut state = self.state.clone();
+        let finished: Vec<RunId> = state
+            .histories
+            .values()
+            .flat_map(BTreeMap::values)
+            .flatten()
+            .filter(|entry| entry.change == CursorChange::Finish)
+            .filter_map(|entry| entry.run)
+            .collect();
+        for run in finished {
+            state.runs.entry(run).or_insert(RunStatus::Succeeded);
+        }
         // Every stream of the pipeline has a history, empty if never written.
         for s in [a(), b()] {
             state
@@ -653,6 +672,27 @@ fn half_a_finish_is_flagged() {
     assert_flags(&h.check(), Rule::Atomicity);
     // Whole, it is fine.
     h.finish_entry(b(), 2, 5120, 2, 2);
+    assert_ok(&h.check());
+}
+
+#[test]
+fn a_run_succeeds_exactly_when_its_finish_landed() {
+    // The final cursors landed, the run did not end: half a finish across the run record.
+    let mut h = good();
+    h.invoke(1, finish(2, 2, 4096, 5120));
+    h.finish_entry(a(), 3, 4096, 2, 2)
+        .finish_entry(b(), 2, 5120, 2, 2)
+        .run_status(2, RunStatus::Running);
+    assert_flags(&h.check(), Rule::Atomicity);
+    // The run succeeded, and no cursor of its finish is there: the other half.
+    let mut h = good();
+    h.invoke(1, finish(2, 2, 4096, 5120));
+    h.run_status(2, RunStatus::Succeeded);
+    assert_flags(&h.check(), Rule::Atomicity);
+    // Neither half: a finish that never took effect, its run abandoned by a takeover.
+    let mut h = good();
+    h.invoke(1, finish(2, 2, 4096, 5120));
+    h.run_status(2, RunStatus::Abandoned);
     assert_ok(&h.check());
 }
 
