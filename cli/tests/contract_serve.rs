@@ -96,49 +96,21 @@ impl Harness for ServeHarness {
     }
 }
 
-mod sqlite {
-    use super::*;
+/// The contract suite, the model sequences and the concurrent histories, through one server.
+macro_rules! through {
+    ($module:ident, $server:expr) => {
+        mod $module {
+            use super::*;
 
-    hakiri_contract::contract_suite!(ServeHarness {
-        server: sqlite_server()
-    });
-
-    hakiri_contract::model_sequences!(
-        ServeHarness {
-            server: sqlite_server()
-        },
-        cases = 100
-    );
-
-    hakiri_contract::concurrent_histories!(
-        ServeHarness {
-            server: sqlite_server()
-        },
-        histories = 2
-    );
+            hakiri_contract::contract_suite!(ServeHarness { server: $server });
+            hakiri_contract::model_sequences!(ServeHarness { server: $server }, cases = 100);
+            hakiri_contract::concurrent_histories!(ServeHarness { server: $server }, histories = 2);
+        }
+    };
 }
 
-mod postgres {
-    use super::*;
-
-    hakiri_contract::contract_suite!(ServeHarness {
-        server: postgres_server()
-    });
-
-    hakiri_contract::model_sequences!(
-        ServeHarness {
-            server: postgres_server()
-        },
-        cases = 100
-    );
-
-    hakiri_contract::concurrent_histories!(
-        ServeHarness {
-            server: postgres_server()
-        },
-        histories = 2
-    );
-}
+through!(sqlite, sqlite_server());
+through!(postgres, postgres_server());
 
 #[test]
 fn the_server_runs_as_the_suites_operator() {
