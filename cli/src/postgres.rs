@@ -3,17 +3,25 @@
 use std::sync::Arc;
 
 use hakiri_catalog_postgres::{
-    migrate as run_migrations, projects, register_project, PostgresCatalog, PostgresConfig,
+    migrate as run_migrations, projects, register_project, PgPool, PostgresCatalog, PostgresConfig,
 };
 use hakiri_core::ProjectId;
 
 use crate::error::{CliError, CliResult};
 use crate::target::{missing_project, Access, CatalogUrl, Opened};
 
+/// Connections of the pool a command opens.
+const COMMAND_CONNECTIONS: u32 = 4;
+
 /// Connects a small pool: `raw` is the URL as given, `url` the parsed form (shown redacted).
-async fn pool(raw: &str, url: &CatalogUrl) -> CliResult<hakiri_catalog_postgres::PgPool> {
+async fn pool(raw: &str, url: &CatalogUrl) -> CliResult<PgPool> {
+    pool_of(raw, url, COMMAND_CONNECTIONS).await
+}
+
+/// Connects a pool of at most `connections`.
+pub(crate) async fn pool_of(raw: &str, url: &CatalogUrl, connections: u32) -> CliResult<PgPool> {
     let config = PostgresConfig::default()
-        .max_connections(4)
+        .max_connections(connections)
         .application_name("hakiri-cli");
     // Parsed first, so that an `InvalidArgument` from connecting is about the database.
     let options = config.connect_options(raw).map_err(|e| {
@@ -53,7 +61,17 @@ pub(crate) async fn open(
     project: &ProjectId,
     access: Access,
 ) -> CliResult<Opened> {
-    let pool = pool(raw, url).await?;
+    open_on(pool(raw, url).await?, url, project, access).await
+}
+
+/// [`open`] on a pool the caller keeps: `hakiri serve` opens every project on one pool, so that
+/// the connections it holds do not grow with the projects it has served.
+pub(crate) async fn open_on(
+    pool: PgPool,
+    url: &CatalogUrl,
+    project: &ProjectId,
+    access: Access,
+) -> CliResult<Opened> {
     if access == Access::Existing {
         // An unmigrated database is `NotMigrated`, which `commands::run` answers with the
         // migrate hint; any other error keeps its own.

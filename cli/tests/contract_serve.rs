@@ -28,7 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::serve::Served;
 use hakiri_contract::Harness;
-use hakiri_core::{Actor, Catalog, OperatorName, ProjectId};
+use hakiri_core::{Actor, Catalog, CatalogExt, CursorKind, OperatorName, ProjectId};
 use hakiri_protocol::{HttpCatalog, HttpConfig};
 
 /// The suite's operator (`hakiri_contract::operator()`), whom the server runs as.
@@ -116,4 +116,27 @@ through!(postgres, postgres_server());
 fn the_server_runs_as_the_suites_operator() {
     let name = OperatorName::new(OPERATOR).expect("a valid operator name");
     assert_eq!(hakiri_contract::operator(), Actor::Operator(name));
+}
+
+/// More projects than the test kit's Postgres accepts connections (300).
+const MANY_PROJECTS: usize = 320;
+
+/// Found by the model sequences through `hakiri serve` on Postgres: the server opened a pool per
+/// project and kept every one, so after a few hundred projects Postgres refused new clients
+/// ("too many clients already") and every request failed. The projects now share one pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres_serves_more_projects_than_the_server_takes_connections() {
+    let harness = ServeHarness {
+        server: postgres_server(),
+    };
+    for _ in 0..MANY_PROJECTS {
+        let catalog = harness.open(&hakiri_contract::unique_project()).await;
+        catalog
+            .create_pipeline(
+                hakiri_contract::spec("p", CursorKind::Monotonic),
+                &hakiri_contract::operator(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating a pipeline in a new project: {e}"));
+    }
 }

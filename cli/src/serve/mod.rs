@@ -44,6 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hakiri_catalog_memory::MemoryCatalog;
+use hakiri_catalog_postgres::PgPool;
 use hakiri_core::{Actor, Catalog, Error, ProjectId};
 use hakiri_protocol::{self as protocol, bearer, Access, Backend, Grants, Reply, Server, WhoAmI};
 use prometheus_client::encoding::text::encode;
@@ -52,18 +53,22 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
 use crate::commands::Ctx;
 use crate::error::{CliError, CliResult};
 use crate::output;
+use crate::postgres;
 use crate::target::{self, CatalogUrl};
 
 /// The largest request body: cursor values and schemas have their own, smaller limits in
 /// `hakiri-core`; this bounds what is buffered before they are checked (the Worker's bound).
 const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Connections of the one Postgres pool the server's projects share: as many as the clients of
+/// `cli/benches/serve.rs` at once, well under a default server's 100.
+const SERVE_CONNECTIONS: u32 = 16;
 
 /// `hakiri serve`: binds, prints the URL and the token, serves until SIGINT/SIGTERM.
 pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> CliResult {
@@ -192,6 +197,9 @@ pub(crate) struct App {
     url: CatalogUrl,
     /// Catalogs opened so far, by project.
     catalogs: Mutex<HashMap<ProjectId, Arc<dyn Catalog>>>,
+    /// On a Postgres URL, the one pool every project's catalog uses (a pool per project would
+    /// hold connections for every project ever served, until the server ran out of them).
+    postgres: OnceCell<PgPool>,
     grants: Grants,
     /// `Host` values the server answers.
     hosts: Vec<String>,
@@ -243,6 +251,7 @@ impl App {
         Arc::new(Self {
             url,
             catalogs: Mutex::new(HashMap::new()),
+            postgres: OnceCell::new(),
             grants,
             hosts,
             poll,
@@ -292,7 +301,16 @@ impl App {
         if let Some(catalog) = catalogs.get(project) {
             return Ok(catalog.clone());
         }
-        let opened = target::open(&self.url, project, None, access).await?;
+        let opened = match &self.url {
+            CatalogUrl::Postgres(raw) => {
+                let pool = self
+                    .postgres
+                    .get_or_try_init(|| postgres::pool_of(raw, &self.url, SERVE_CONNECTIONS))
+                    .await?;
+                postgres::open_on(pool.clone(), &self.url, project, access).await?
+            }
+            _ => target::open(&self.url, project, None, access).await?,
+        };
         catalogs.insert(project.clone(), opened.catalog.clone());
         Ok(opened.catalog)
     }
