@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hakiri_core::archive::{ArchiveHead, ImportBatch, ImportProgress};
 use hakiri_core::{
     Actor, BeginRun, Catalog, Clock, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset,
     Decide, Decision, DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId,
@@ -307,5 +308,17 @@ impl Catalog for MemoryCatalog {
         limit: Limit,
     ) -> Result<Vec<Event>> {
         Ok(self.state()?.pipeline_events(pipeline, after, limit))
+    }
+
+    async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
+        self.state()?.list_streams(pipeline)
+    }
+
+    async fn archive_head(&self) -> Result<ArchiveHead> {
+        Ok(self.state()?.archive_head())
+    }
+
+    async fn import(&self, batch: ImportBatch) -> Result<ImportProgress> {
+        self.state()?.import(batch)
     }
 }

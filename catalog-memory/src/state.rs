@@ -7,6 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use hakiri_core::archive::{
+    plan_import, ArchiveHead, Counters, ImportBatch, ImportMarker, ImportProgress, Record,
+};
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
 use hakiri_core::evolution::{observe, resolve, Observed};
 use hakiri_core::lease::{check_fence, plan_acquire, plan_renew};
@@ -19,7 +22,8 @@ use hakiri_core::{
     CursorValue, CursorWrite, Decide, Decision, DecisionId, DecisionQuery, Entity, Epoch, Error,
     Event, EventKind, FinishRun, Generation, HolderId, Lease, LeaseState, Limit, Observation, Page,
     PauseChange, Pipeline, PipelineId, PipelineSpec, PipelineStatus, PutMode, Reason, Result, Run,
-    RunId, RunQuery, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Trigger, WriteStamp,
+    RunId, RunQuery, RunStatus, Schema, SchemaVersion, StatusPage, StreamName, Timestamp, Trigger,
+    WriteStamp,
 };
 
 /// Everything of one project.
@@ -37,6 +41,8 @@ pub(crate) struct ProjectState {
     /// not even for a deleted and re-created pipeline.
     last_epoch: u64,
     last_decision: u64,
+    /// An import into the project that has not finished.
+    importing: Option<ImportMarker>,
     /// Feeds run ids' entropy ([`RunId::next`] keeps them in begin order).
     run_counter: u64,
 }
@@ -794,5 +800,171 @@ impl ProjectState {
             .filter_map(|&seq| self.events.get(usize::try_from(seq - 1).ok()?))
             .cloned()
             .collect()
+    }
+
+    // Archives.
+
+    pub(crate) fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
+        Ok(self
+            .pipeline(pipeline)?
+            .streams
+            .iter()
+            .filter(|(_, s)| s.cursor.is_some() || !s.schemas.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
+    pub(crate) fn archive_head(&self) -> ArchiveHead {
+        ArchiveHead {
+            counters: Counters {
+                epoch: self.last_epoch,
+                decision: self.last_decision,
+            },
+            last_event: self.events.len() as u64,
+            empty: self.pipelines.is_empty() && self.events.is_empty(),
+            importing: self.importing.clone(),
+        }
+    }
+
+    pub(crate) fn import(&mut self, batch: ImportBatch) -> Result<ImportProgress> {
+        let empty = self.pipelines.is_empty() && self.events.is_empty();
+        let marker = plan_import(empty, self.importing.as_ref(), &batch)?;
+        // Every check first, so that a refused batch changes nothing.
+        self.check_import(&batch.records)?;
+        let applied = batch.position + batch.records.len() as u64;
+        for record in batch.records {
+            self.apply(record)?;
+        }
+        self.last_epoch = batch.counters.epoch;
+        self.last_decision = batch.counters.decision;
+        self.importing = marker;
+        Ok(ImportProgress {
+            applied,
+            done: self.importing.is_none(),
+        })
+    }
+
+    /// Whether every record of a batch can be stored beside what the project holds (the batch
+    /// itself `plan_import` checked): its pipeline exists or comes earlier in the batch, its key
+    /// is free, and the events continue the log.
+    fn check_import(&self, records: &[Record]) -> Result<()> {
+        let mut added = BTreeSet::new();
+        let known = |id: &PipelineId, added: &BTreeSet<PipelineId>| {
+            if self.pipelines.contains_key(id) || added.contains(id) {
+                Ok(())
+            } else {
+                Err(Error::pipeline_not_found(id))
+            }
+        };
+        let taken = |entity| Err(Error::AlreadyExists(entity));
+        for record in records {
+            match record {
+                Record::Pipeline { pipeline, .. } => {
+                    let pipeline = pipeline.id().clone();
+                    if self.pipelines.contains_key(&pipeline) {
+                        return taken(Entity::Pipeline { pipeline });
+                    }
+                    added.insert(pipeline);
+                }
+                Record::Run { run } => {
+                    known(&run.pipeline, &added)?;
+                    if self.runs.contains_key(&run.id) {
+                        return taken(Entity::Run { run: run.id });
+                    }
+                }
+                Record::CursorVersion { pipeline, .. } => known(pipeline, &added)?,
+                Record::SchemaVersion { version } => known(&version.pipeline, &added)?,
+                Record::Decision { decision } => {
+                    known(&decision.pipeline, &added)?;
+                    if self.decisions.contains_key(&decision.id) {
+                        return taken(Entity::Decision {
+                            decision: decision.id,
+                        });
+                    }
+                }
+                Record::Event { .. } => {}
+            }
+        }
+        let first = records.iter().find_map(|r| match r {
+            Record::Event { event } => Some(event.seq),
+            _ => None,
+        });
+        let next = self.events.len() as u64 + 1;
+        match first {
+            Some(seq) if seq != next => Err(Error::invalid(format!(
+                "event {seq} where event {next} comes next"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores a checked record, with what is derived from it (found by `check_import`, its
+    /// pipeline is there).
+    fn apply(&mut self, record: Record) -> Result<()> {
+        match record {
+            Record::Pipeline { pipeline, lease } => {
+                self.pipelines.insert(
+                    pipeline.id().clone(),
+                    PipelineState {
+                        pipeline,
+                        lease,
+                        running: None,
+                        runs: BTreeSet::new(),
+                        held: BTreeSet::new(),
+                        streams: BTreeMap::new(),
+                    },
+                );
+            }
+            Record::Run { run } => {
+                let state = self.pipeline_mut(&run.pipeline)?;
+                state.runs.insert(run.id);
+                if run.status == RunStatus::Running {
+                    state.running = Some(run.id);
+                }
+                self.runs.insert(run.id, run);
+            }
+            Record::CursorVersion {
+                pipeline,
+                stream,
+                entry,
+            } => {
+                // Versions come newest first: the first is the cursor; the history is kept
+                // reversed until version 1 completes it.
+                let state = self.pipeline_mut(&pipeline)?.streams.entry(stream.clone());
+                let stream_state = state.or_default();
+                if stream_state.cursor.is_none() {
+                    stream_state.cursor = Some(entry.cursor(&pipeline, &stream));
+                }
+                let complete = entry.version == 1;
+                stream_state.history.push(entry);
+                if complete {
+                    stream_state.history.reverse();
+                }
+            }
+            Record::SchemaVersion { version } => {
+                self.pipeline_mut(&version.pipeline)?
+                    .streams
+                    .entry(version.stream.clone())
+                    .or_default()
+                    .schemas
+                    .push(version);
+            }
+            Record::Decision { decision } => {
+                if decision.is_pending() {
+                    self.pipeline_mut(&decision.pipeline)?
+                        .held
+                        .insert(decision.id);
+                }
+                self.decisions.insert(decision.id, decision);
+            }
+            Record::Event { event } => {
+                self.events_by_pipeline
+                    .entry(event.pipeline.clone())
+                    .or_default()
+                    .push(event.seq);
+                self.events.push(event);
+            }
+        }
+        Ok(())
     }
 }

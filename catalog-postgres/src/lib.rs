@@ -64,6 +64,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hakiri_core::archive::{ArchiveHead, ImportBatch, ImportProgress};
 use hakiri_core::{
     Actor, BeginRun, Catalog, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, Decide,
     Decision, DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId, Lease,
@@ -565,6 +566,18 @@ impl Catalog for PostgresCatalog {
         limit: Limit,
     ) -> Result<Vec<Event>> {
         self.op_pipeline_events(pipeline, after, limit).await
+    }
+
+    async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
+        self.op_list_streams(pipeline).await
+    }
+
+    async fn archive_head(&self) -> Result<ArchiveHead> {
+        self.op_archive_head().await
+    }
+
+    async fn import(&self, batch: ImportBatch) -> Result<ImportProgress> {
+        self.op_import(batch).await
     }
 }
 

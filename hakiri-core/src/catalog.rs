@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::archive::{ArchiveHead, ImportBatch, ImportProgress};
 use crate::audit::{Actor, Event, Reason};
 use crate::cursor::{Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, CursorValue};
 use crate::error::Result;
@@ -250,6 +251,12 @@ pub trait Catalog: Debug + Send + Sync {
     /// `NotFound` (pipeline).
     async fn list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>>;
 
+    /// Every stream of a pipeline that has a cursor or a schema version, in name order.
+    ///
+    /// # Errors
+    /// `NotFound` (pipeline).
+    async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>>;
+
     /// Reads a cursor's history, newest version first, starting below `before`.
     ///
     /// # Errors
@@ -348,6 +355,27 @@ pub trait Catalog: Debug + Send + Sync {
         after: u64,
         limit: Limit,
     ) -> Result<Vec<Event>>;
+
+    /// What an export or an import of the project starts from: its counters, its newest event,
+    /// whether it is empty, and an import into it that has not finished.
+    async fn archive_head(&self) -> Result<ArchiveHead>;
+
+    /// Applies one batch of an archive ([`crate::archive`]) to the project. For operators moving a
+    /// project; the protocol allows it to admins only.
+    ///
+    /// # Contract
+    /// Judged by [`plan_import`](crate::archive::plan_import) in the same atomic step as the
+    /// writes: the project must be empty, or hold an unfinished import of the same archive that
+    /// stopped where the batch starts. Records are stored as they are — ids, versions,
+    /// generations, epochs, sequence numbers and times kept — with what backends derive from
+    /// them (a pipeline's running run, held decisions, current cursors); the project's counters
+    /// become the archive's; no event is appended. Records are trusted to be in archive order
+    /// (the [`ArchiveReader`](crate::archive::ArchiveReader) checks that before an import).
+    ///
+    /// # Errors
+    /// `FailedPrecondition` (see above), `AlreadyExists` (a record's key is taken),
+    /// `InvalidArgument`.
+    async fn import(&self, batch: ImportBatch) -> Result<ImportProgress>;
 }
 
 /// Implements [`Catalog`] for a type that holds a catalog, passing every method on to it: the
@@ -445,6 +473,15 @@ macro_rules! forward_catalog {
             }
             async fn pipeline_events(&$this, pipeline: &$crate::PipelineId, after: u64, limit: $crate::Limit) -> $crate::Result<Vec<$crate::Event>> {
                 $crate::Catalog::pipeline_events($inner, pipeline, after, limit).await
+            }
+            async fn list_streams(&$this, pipeline: &$crate::PipelineId) -> $crate::Result<Vec<$crate::StreamName>> {
+                $crate::Catalog::list_streams($inner, pipeline).await
+            }
+            async fn archive_head(&$this) -> $crate::Result<$crate::archive::ArchiveHead> {
+                $crate::Catalog::archive_head($inner).await
+            }
+            async fn import(&$this, batch: $crate::archive::ImportBatch) -> $crate::Result<$crate::archive::ImportProgress> {
+                $crate::Catalog::import($inner, batch).await
             }
         }
     };

@@ -498,6 +498,22 @@ pub struct CursorHistoryEntry {
     pub at: Timestamp,
 }
 
+impl CursorHistoryEntry {
+    /// The cursor this version made: what the stream's cursor is while it is the newest.
+    pub fn cursor(&self, pipeline: &PipelineId, stream: &StreamName) -> Cursor {
+        Cursor {
+            pipeline: pipeline.clone(),
+            stream: stream.clone(),
+            value: self.value.clone(),
+            version: self.version,
+            run: self.run,
+            epoch: self.epoch,
+            updated_by: self.by.clone(),
+            updated_at: self.at,
+        }
+    }
+}
+
 /// Where an operator reset takes a cursor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -19,7 +19,9 @@
 //! - [`audit`]: [`Actor`], [`Reason`] and the [`Event`] log.
 //! - [`page`]: keyset pagination.
 //! - [`catalog`]: the [`Catalog`] port and [`CatalogExt`].
+//! - [`archive`]: a project's whole content as JSON Lines, to export and import it.
 
+pub mod archive;
 pub mod audit;
 pub mod catalog;
 pub mod cursor;

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hakiri_core::archive::{ArchiveHead, ImportBatch, ImportProgress};
 use hakiri_core::{
     Actor, BeginRun, Catalog, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, Decide,
     Decision, DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId, Lease,
@@ -411,5 +412,20 @@ impl<T: Transport> Catalog for RemoteCatalog<T> {
             limit,
         };
         call!(self, request, Events)
+    }
+
+    async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
+        let request = Request::ListStreams {
+            pipeline: pipeline.clone(),
+        };
+        call!(self, request, Streams)
+    }
+
+    async fn archive_head(&self) -> Result<ArchiveHead> {
+        call!(self, Request::ArchiveHead, ArchiveHead)
+    }
+
+    async fn import(&self, batch: ImportBatch) -> Result<ImportProgress> {
+        call!(self, Request::Import { batch }, ImportProgress)
     }
 }

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use hakiri_core::archive::{ArchiveHead, ImportBatch, ImportProgress};
 use hakiri_core::{
     Actor, BeginRun, Cursor, CursorAdvance, CursorHistoryEntry, CursorReset, Decide, Decision,
     DecisionId, DecisionQuery, Error, Event, FinishRun, Generation, HolderId, Lease, Limit,
@@ -148,6 +149,13 @@ pub enum Request {
         after: u64,
         limit: Limit,
     },
+    ListStreams {
+        pipeline: PipelineId,
+    },
+    ArchiveHead,
+    Import {
+        batch: ImportBatch,
+    },
 }
 
 impl Request {
@@ -167,7 +175,9 @@ impl Request {
             | ListDecisions { .. }
             | PipelineStatuses { .. }
             | Events { .. }
-            | PipelineEvents { .. } => Access::Read,
+            | PipelineEvents { .. }
+            | ListStreams { .. }
+            | ArchiveHead => Access::Read,
             Acquire { .. }
             | Renew { .. }
             | Release { .. }
@@ -181,7 +191,8 @@ impl Request {
             | RequestRun { .. }
             | ForceAcquire { .. }
             | ResetCursor { .. }
-            | Decide { .. } => Access::Admin,
+            | Decide { .. }
+            | Import { .. } => Access::Admin,
         }
     }
 
@@ -251,6 +262,9 @@ pub enum Response {
     Decision(Decision),
     Statuses(StatusPage),
     Events(Vec<Event>),
+    Streams(Vec<StreamName>),
+    ArchiveHead(ArchiveHead),
+    ImportProgress(ImportProgress),
 }
 
 /// The JSON body of every answer: the result or the catalog error.

@@ -20,6 +20,7 @@
 //! - [`events`]: the gapless, ordered audit log.
 //! - [`isolation`]: projects see nothing of each other.
 //! - [`validation`]: invalid input is refused and changes nothing.
+//! - [`archive`]: export and import keep everything; imports land only in empty projects.
 //! - [`concurrency`]: racing writers, exact totals, never two live holders.
 //! - [`model`]: random sequences of calls checked in lock step against a reference model
 //!   ([`model_sequences!`]).
@@ -38,6 +39,7 @@ use hakiri_core::{
     OperatorName, Pipeline, PipelineId, PipelineSpec, ProjectId, Reason, Run, StreamName, Trigger,
 };
 
+pub mod archive;
 pub mod concurrency;
 pub mod cursors;
 pub mod events;
@@ -297,6 +299,7 @@ macro_rules! contract_suite {
         $crate::__contract_isolation!($harness);
         $crate::__contract_validation!($harness);
         $crate::__contract_concurrency!($harness);
+        $crate::__contract_archive!($harness);
     };
 }
 

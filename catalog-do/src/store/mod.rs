@@ -9,8 +9,10 @@
 //! This file holds the entry points, [`handle`]'s dispatch, the reads every area shares and the
 //! paged reads' statements; each area's operations are in a file of their own, in the order the
 //! contract suite checks them: `pipelines.rs`, `leases.rs`, `runs.rs`, `cursors.rs`,
-//! `schemas.rs` (versions and decisions), `reads.rs` (statuses and events).
+//! `schemas.rs` (versions and decisions), `reads.rs` (statuses and events), `archive.rs` (export
+//! and import).
 
+mod archive;
 mod cursors;
 pub mod exec;
 mod leases;
@@ -424,6 +426,9 @@ impl<E: Exec> Store<'_, E> {
                 after,
                 limit,
             } => Response::Events(self.pipeline_events(&pipeline, after, limit)?),
+            R::ListStreams { pipeline } => Response::Streams(self.list_streams(&pipeline)?),
+            R::ArchiveHead => Response::ArchiveHead(self.archive_head()?),
+            R::Import { batch } => Response::ImportProgress(self.import(batch)?),
         })
     }
 

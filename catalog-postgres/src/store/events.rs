@@ -104,7 +104,7 @@ impl PostgresCatalog {
     /// Numbers the project's committed, unnumbered events, continuing its gapless sequence: one
     /// autocommitted call of the `number_events` function, so no client can stall while holding
     /// the project's numbering lock (ADR 0015).
-    async fn number_events(&self) -> Result<()> {
+    pub(crate) async fn number_events(&self) -> Result<()> {
         let pending: bool = sqlx::query_scalar(UNNUMBERED_EVENTS)
             .bind(self.project_str())
             .fetch_one(&self.pool)

@@ -14,6 +14,7 @@
 //! - `rows`: the row models every read decodes into, and the column conversions.
 //! - `pipelines`, `leases`, `runs`, `cursors`, `schemas` (schemas and decisions), `events` (the
 //!   event log and the reconciler's status page): the operations of each area.
+//! - `archive`: the reads of an export and an import's batches.
 //! - `advance`: a checkpoint in one statement (ADR 0009), and the cache of cursors it plans on.
 //! - `finish`: a run's finish in one statement (ADR 0014).
 
@@ -27,6 +28,7 @@ use crate::PostgresCatalog;
 use rows::{to_json, to_u64, LockedRow, PipelineRow};
 
 pub(crate) mod advance;
+mod archive;
 mod cursors;
 mod events;
 mod finish;

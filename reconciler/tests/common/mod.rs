@@ -470,6 +470,18 @@ impl Catalog for Faulty {
     ) -> Result<Vec<Event>> {
         self.inner.pipeline_events(pipeline, after, limit).await
     }
+    async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<hakiri_core::StreamName>> {
+        self.inner.list_streams(pipeline).await
+    }
+    async fn archive_head(&self) -> Result<hakiri_core::archive::ArchiveHead> {
+        self.inner.archive_head().await
+    }
+    async fn import(
+        &self,
+        batch: hakiri_core::archive::ImportBatch,
+    ) -> Result<hakiri_core::archive::ImportProgress> {
+        self.inner.import(batch).await
+    }
 }
 
 /// The program of `package` that `scripts/<installer>` put into its cached virtual environment

@@ -1,0 +1,492 @@
+//! Archives: a pipeline's streams, the head of an export, and an import's batches (ADR 0033).
+//!
+//! A batch is one transaction that first locks the project's row in `projects` (as the event
+//! numbering does), so imports of a project take turns with each other and with the numbering;
+//! each kind of record goes in with one statement over arrays, then the columns derived from
+//! runs and cursors (`running_run`, `last_run`, `cursor_count`) are set for the batch's
+//! pipelines.
+
+use std::collections::BTreeSet;
+
+use hakiri_core::archive::{
+    plan_import, ArchiveHead, Counters, ImportBatch, ImportMarker, ImportProgress, Record,
+};
+use hakiri_core::{DecisionId, Entity, Error, PipelineId, Result, RunId, StreamName};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::rows::{kind_text, to_i64, to_json, to_u64};
+use crate::error::db;
+use crate::PostgresCatalog;
+
+/// A pipeline's streams with a cursor or a schema version (`$1` project, `$2` pipeline).
+const STREAMS: &str = "SELECT stream FROM cursors WHERE project = $1 AND pipeline = $2 \
+     UNION SELECT stream FROM schema_versions WHERE project = $1 AND pipeline = $2 ORDER BY 1";
+
+/// The project's counters, last event, emptiness and unfinished import (`$1` project).
+const HEAD: &str = "SELECT \
+       coalesce((SELECT value FROM counters WHERE project = $1 AND name = 'epoch'), 0) AS epoch, \
+       coalesce((SELECT value FROM counters WHERE project = $1 AND name = 'decision'), 0) \
+         AS decision, \
+       coalesce((SELECT last_seq FROM projects WHERE project = $1), 0) AS last_event, \
+       NOT (EXISTS (SELECT 1 FROM pipelines WHERE project = $1) \
+            OR EXISTS (SELECT 1 FROM events WHERE project = $1)) AS empty, \
+       (SELECT archive FROM imports WHERE project = $1) AS archive, \
+       (SELECT applied FROM imports WHERE project = $1) AS applied";
+
+/// Registers the project and locks its row until the transaction ends (`$1` project).
+const LOCK_PROJECT: &str = "INSERT INTO projects AS p (project) VALUES ($1) \
+     ON CONFLICT (project) DO UPDATE SET last_seq = p.last_seq";
+
+const INSERT_PIPELINES: &str = "INSERT INTO pipelines (project, id, body, generation, \
+       cursor_kind, lease_epoch, lease_holder, lease_expires_at) \
+     SELECT $1, t.id, t.body::json, t.generation, t.kind, t.epoch, t.holder, t.expires \
+     FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], \
+                 $8::bigint[]) AS t(id, body, generation, kind, epoch, holder, expires)";
+
+const INSERT_RUNS: &str = "INSERT INTO runs (project, id, pipeline, status, body) \
+     SELECT $1, t.id, t.pipeline, t.status, t.body::json \
+     FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS t(id, pipeline, status, body)";
+
+/// The newest version of a stream in the batch becomes its cursor, unless an earlier batch
+/// (which held newer versions) made it already.
+const INSERT_CURSORS: &str = "INSERT INTO cursors (project, pipeline, stream, version, value, run, \
+       epoch, updated_by, updated_at) \
+     SELECT $1, t.pipeline, t.stream, t.version, t.value::json, t.run, t.epoch, t.by::json, t.at \
+     FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::uuid[], $7::bigint[], \
+                 $8::text[], $9::bigint[]) AS t(pipeline, stream, version, value, run, epoch, by, at) \
+     ON CONFLICT (project, pipeline, stream) DO NOTHING";
+
+const INSERT_HISTORY: &str = "INSERT INTO cursor_history (project, pipeline, stream, version, \
+       value, change, run, epoch, by_actor, at) \
+     SELECT $1, t.pipeline, t.stream, t.version, t.value::json, t.change::json, t.run, t.epoch, \
+       t.by::json, t.at \
+     FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::uuid[], \
+                 $8::bigint[], $9::text[], $10::bigint[]) \
+       AS t(pipeline, stream, version, value, change, run, epoch, by, at)";
+
+const INSERT_SCHEMAS: &str = "INSERT INTO schema_versions (project, pipeline, stream, version, \
+       body) \
+     SELECT $1, t.pipeline, t.stream, t.version, t.body::json \
+     FROM unnest($2::text[], $3::text[], $4::integer[], $5::text[]) \
+       AS t(pipeline, stream, version, body)";
+
+const INSERT_DECISIONS: &str = "INSERT INTO decisions (project, id, pipeline, stream, held, body) \
+     SELECT $1, t.id, t.pipeline, t.stream, t.held, t.body::json \
+     FROM unnest($2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::text[]) \
+       AS t(id, pipeline, stream, held, body)";
+
+const INSERT_EVENTS: &str = "INSERT INTO events (project, seq, at, actor, pipeline, kind) \
+     SELECT $1, t.seq, t.at, t.actor::json, t.pipeline, t.kind::json \
+     FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[]) \
+       AS t(seq, at, actor, pipeline, kind)";
+
+/// The first of the pipelines `$2` that the project `$1` does not hold.
+const MISSING_PIPELINE: &str = "SELECT t.id FROM unnest($2::text[]) AS t(id) \
+     WHERE NOT EXISTS (SELECT 1 FROM pipelines p WHERE p.project = $1 AND p.id = t.id) LIMIT 1";
+
+/// Sets the columns derived from runs and cursors for the pipelines `$2` of project `$1`.
+const DERIVE: &str = "UPDATE pipelines p SET \
+       running_run = (SELECT r.id FROM runs r WHERE r.project = $1 AND r.pipeline = p.id \
+                      AND r.status = 'running' LIMIT 1), \
+       last_run = (SELECT r.id FROM runs r WHERE r.project = $1 AND r.pipeline = p.id \
+                   ORDER BY r.id DESC LIMIT 1), \
+       cursor_count = (SELECT count(*) FROM cursors c WHERE c.project = $1 \
+                       AND c.pipeline = p.id) \
+     WHERE p.project = $1 AND p.id = ANY($2::text[])";
+
+const SET_COUNTERS: &str = "INSERT INTO counters (project, name, value) \
+     VALUES ($1, 'epoch', $2), ($1, 'decision', $3) \
+     ON CONFLICT (project, name) DO UPDATE SET value = excluded.value";
+
+/// One batch's records, as the columns of each statement's arrays.
+#[derive(Default)]
+struct Columns {
+    pipelines: (Vec<String>, Vec<String>, Vec<i64>, Vec<&'static str>),
+    leases: (Vec<Option<i64>>, Vec<Option<String>>, Vec<Option<i64>>),
+    runs: (Vec<Uuid>, Vec<String>, Vec<String>, Vec<String>),
+    cursors: CursorColumns,
+    history: CursorColumns,
+    changes: Vec<String>,
+    schemas: (Vec<String>, Vec<String>, Vec<i32>, Vec<String>),
+    decisions: (Vec<i64>, Vec<String>, Vec<String>, Vec<bool>, Vec<String>),
+    events: (Vec<i64>, Vec<i64>, Vec<String>, Vec<String>, Vec<String>),
+    /// Pipelines the batch's records belong to.
+    owners: BTreeSet<String>,
+    /// Streams whose cursor the batch holds already.
+    streams: BTreeSet<(String, String)>,
+}
+
+/// pipeline, stream, version, value, run, epoch, by, at.
+type CursorColumns = (
+    Vec<String>,
+    Vec<String>,
+    Vec<i64>,
+    Vec<String>,
+    Vec<Option<Uuid>>,
+    Vec<Option<i64>>,
+    Vec<String>,
+    Vec<i64>,
+);
+
+impl Columns {
+    fn add(&mut self, record: &Record) -> Result<()> {
+        match record {
+            Record::Pipeline { pipeline, lease } => {
+                let p = &mut self.pipelines;
+                p.0.push(pipeline.id().as_str().to_owned());
+                p.1.push(to_json(pipeline)?);
+                p.2.push(to_i64(pipeline.generation.get())?);
+                p.3.push(kind_text(pipeline.spec.cursor_kind));
+                let l = &mut self.leases;
+                l.0.push(lease.as_ref().map(|l| to_i64(l.epoch.get())).transpose()?);
+                l.1.push(
+                    lease
+                        .as_ref()
+                        .and_then(|l| l.holder.as_ref().map(ToString::to_string)),
+                );
+                l.2.push(lease.as_ref().map(|l| l.expires_at.as_millis()));
+            }
+            Record::Run { run } => {
+                let r = &mut self.runs;
+                r.0.push(*run.id.as_uuid());
+                r.1.push(run.pipeline.as_str().to_owned());
+                r.2.push(run.status.to_string());
+                r.3.push(to_json(run)?);
+                self.owners.insert(run.pipeline.as_str().to_owned());
+            }
+            Record::CursorVersion {
+                pipeline,
+                stream,
+                entry,
+            } => {
+                let key = (pipeline.as_str().to_owned(), stream.as_str().to_owned());
+                let row = (
+                    key.0.clone(),
+                    key.1.clone(),
+                    to_i64(entry.version)?,
+                    to_json(&entry.value)?,
+                    entry.run.map(|r| *r.as_uuid()),
+                    entry.epoch.map(|e| to_i64(e.get())).transpose()?,
+                    to_json(&entry.by)?,
+                    entry.at.as_millis(),
+                );
+                if self.streams.insert(key) {
+                    push(&mut self.cursors, row.clone());
+                }
+                push(&mut self.history, row);
+                self.changes.push(to_json(&entry.change)?);
+                self.owners.insert(pipeline.as_str().to_owned());
+            }
+            Record::SchemaVersion { version } => {
+                let s = &mut self.schemas;
+                s.0.push(version.pipeline.as_str().to_owned());
+                s.1.push(version.stream.as_str().to_owned());
+                s.2.push(i32::try_from(version.version).map_err(|_| {
+                    Error::invalid(format!(
+                        "schema version {} is out of range",
+                        version.version
+                    ))
+                })?);
+                s.3.push(to_json(version)?);
+                self.owners.insert(version.pipeline.as_str().to_owned());
+            }
+            Record::Decision { decision } => {
+                let d = &mut self.decisions;
+                d.0.push(to_i64(decision.id.get())?);
+                d.1.push(decision.pipeline.as_str().to_owned());
+                d.2.push(decision.stream.as_str().to_owned());
+                d.3.push(decision.is_pending());
+                d.4.push(to_json(decision)?);
+                self.owners.insert(decision.pipeline.as_str().to_owned());
+            }
+            Record::Event { event } => {
+                let e = &mut self.events;
+                e.0.push(to_i64(event.seq)?);
+                e.1.push(event.at.as_millis());
+                e.2.push(to_json(&event.actor)?);
+                e.3.push(event.pipeline.as_str().to_owned());
+                e.4.push(to_json(&event.kind)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+type CursorRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<Uuid>,
+    Option<i64>,
+    String,
+    i64,
+);
+
+fn push(columns: &mut CursorColumns, row: CursorRow) {
+    columns.0.push(row.0);
+    columns.1.push(row.1);
+    columns.2.push(row.2);
+    columns.3.push(row.3);
+    columns.4.push(row.4);
+    columns.5.push(row.5);
+    columns.6.push(row.6);
+    columns.7.push(row.7);
+}
+
+fn head_from(row: &PgRow) -> Result<ArchiveHead> {
+    let get = |name: &str| -> Result<i64> { row.try_get(name).map_err(db) };
+    let archive: Option<String> = row.try_get("archive").map_err(db)?;
+    let applied: Option<i64> = row.try_get("applied").map_err(db)?;
+    Ok(ArchiveHead {
+        counters: Counters {
+            epoch: to_u64(get("epoch")?, "epoch counter")?,
+            decision: to_u64(get("decision")?, "decision counter")?,
+        },
+        last_event: to_u64(get("last_event")?, "event sequence number")?,
+        empty: row.try_get("empty").map_err(db)?,
+        importing: match (archive, applied) {
+            (Some(archive), Some(applied)) => Some(ImportMarker {
+                archive,
+                applied: to_u64(applied, "import progress")?,
+            }),
+            _ => None,
+        },
+    })
+}
+
+impl PostgresCatalog {
+    /// Fails with `AlreadyExists` naming the first pipeline, run or decision of the batch that the
+    /// project holds already.
+    async fn check_free(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        c: &Columns,
+    ) -> Result<()> {
+        let project = self.project_str();
+        let pipeline: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM pipelines WHERE project = $1 AND id = ANY($2::text[]) LIMIT 1",
+        )
+        .bind(project)
+        .bind(&c.pipelines.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        if let Some(pipeline) = pipeline {
+            let pipeline = PipelineId::new(pipeline)?;
+            return Err(Error::AlreadyExists(Entity::Pipeline { pipeline }));
+        }
+        let run: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE project = $1 AND id = ANY($2::uuid[]) LIMIT 1",
+        )
+        .bind(project)
+        .bind(&c.runs.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        if let Some(run) = run {
+            let run = RunId::try_from(run.to_string())?;
+            return Err(Error::AlreadyExists(Entity::Run { run }));
+        }
+        let decision: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM decisions WHERE project = $1 AND id = ANY($2::bigint[]) LIMIT 1",
+        )
+        .bind(project)
+        .bind(&c.decisions.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        if let Some(decision) = decision {
+            let decision = DecisionId(to_u64(decision, "decision id")?);
+            return Err(Error::AlreadyExists(Entity::Decision { decision }));
+        }
+        Ok(())
+    }
+
+    /// [`Catalog::list_streams`](hakiri_core::Catalog::list_streams).
+    pub(crate) async fn op_list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
+        self.op_get_pipeline(pipeline).await?;
+        let names: Vec<String> = sqlx::query_scalar(STREAMS)
+            .bind(self.project_str())
+            .bind(pipeline.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        names.into_iter().map(StreamName::new).collect()
+    }
+
+    /// [`Catalog::archive_head`](hakiri_core::Catalog::archive_head), numbering committed events
+    /// first so that the last event is the log's.
+    pub(crate) async fn op_archive_head(&self) -> Result<ArchiveHead> {
+        self.number_events().await?;
+        let row = sqlx::query(HEAD)
+            .bind(self.project_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        head_from(&row)
+    }
+
+    /// [`Catalog::import`](hakiri_core::Catalog::import): one batch, one transaction.
+    pub(crate) async fn op_import(&self, batch: ImportBatch) -> Result<ImportProgress> {
+        self.number_events().await?;
+        let project = self.project_str();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(LOCK_PROJECT)
+            .bind(project)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let head = head_from(
+            &sqlx::query(HEAD)
+                .bind(project)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?,
+        )?;
+        let marker = plan_import(head.empty, head.importing.as_ref(), &batch)?;
+        let mut columns = Columns::default();
+        for record in &batch.records {
+            columns.add(record)?;
+        }
+        if let Some(first) = columns.events.0.first() {
+            let next = to_i64(head.last_event + 1)?;
+            if *first != next {
+                return Err(Error::invalid(format!(
+                    "event {first} where event {next} comes next"
+                )));
+            }
+        }
+        let c = columns;
+        self.check_free(&mut tx, &c).await?;
+
+        let p = &c.pipelines;
+        let l = &c.leases;
+        sqlx::query(INSERT_PIPELINES)
+            .bind(project)
+            .bind(&p.0)
+            .bind(&p.1)
+            .bind(&p.2)
+            .bind(&p.3)
+            .bind(&l.0)
+            .bind(&l.1)
+            .bind(&l.2)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let owners: Vec<String> = c.owners.iter().cloned().collect();
+        let missing: Option<String> = sqlx::query_scalar(MISSING_PIPELINE)
+            .bind(project)
+            .bind(&owners)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(missing) = missing {
+            return Err(Error::pipeline_not_found(&PipelineId::new(missing)?));
+        }
+        let r = &c.runs;
+        sqlx::query(INSERT_RUNS)
+            .bind(project)
+            .bind(&r.0)
+            .bind(&r.1)
+            .bind(&r.2)
+            .bind(&r.3)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for (sql, columns) in [(INSERT_CURSORS, &c.cursors), (INSERT_HISTORY, &c.history)] {
+            let mut query = sqlx::query(sql)
+                .bind(project)
+                .bind(&columns.0)
+                .bind(&columns.1)
+                .bind(&columns.2)
+                .bind(&columns.3);
+            if sql == INSERT_HISTORY {
+                query = query.bind(&c.changes);
+            }
+            query
+                .bind(&columns.4)
+                .bind(&columns.5)
+                .bind(&columns.6)
+                .bind(&columns.7)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let s = &c.schemas;
+        sqlx::query(INSERT_SCHEMAS)
+            .bind(project)
+            .bind(&s.0)
+            .bind(&s.1)
+            .bind(&s.2)
+            .bind(&s.3)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let d = &c.decisions;
+        sqlx::query(INSERT_DECISIONS)
+            .bind(project)
+            .bind(&d.0)
+            .bind(&d.1)
+            .bind(&d.2)
+            .bind(&d.3)
+            .bind(&d.4)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let e = &c.events;
+        if let Some(last) = e.0.last() {
+            sqlx::query(INSERT_EVENTS)
+                .bind(project)
+                .bind(&e.0)
+                .bind(&e.1)
+                .bind(&e.2)
+                .bind(&e.3)
+                .bind(&e.4)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("UPDATE projects SET last_seq = $2 WHERE project = $1")
+                .bind(project)
+                .bind(last)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let derived: Vec<String> = p.0.iter().cloned().chain(owners).collect();
+        sqlx::query(DERIVE)
+            .bind(project)
+            .bind(&derived)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(SET_COUNTERS)
+            .bind(project)
+            .bind(to_i64(batch.counters.epoch)?)
+            .bind(to_i64(batch.counters.decision)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        match &marker {
+            Some(marker) => sqlx::query(
+                "INSERT INTO imports (project, archive, applied) VALUES ($1, $2, $3) \
+                 ON CONFLICT (project) DO UPDATE SET archive = excluded.archive, \
+                 applied = excluded.applied",
+            )
+            .bind(project)
+            .bind(&marker.archive)
+            .bind(to_i64(marker.applied)?),
+            None => sqlx::query("DELETE FROM imports WHERE project = $1").bind(project),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(ImportProgress {
+            applied: batch.position + batch.records.len() as u64,
+            done: marker.is_none(),
+        })
+    }
+}
