@@ -143,6 +143,14 @@ pub(crate) enum Command {
     /// Serve the catalog over HTTP on this machine: every project of --catalog, behind a token
     /// printed at launch (the event log live, the plan, who you are).
     Serve(ServeArgs),
+    /// Write the project's whole content — pipelines, runs, cursors with their history, schema
+    /// versions, decisions and the event log — to an archive (JSON Lines), to move the project
+    /// to another catalog with `hakiri import` or keep it. Changes nothing.
+    Export(ExportArgs),
+    /// Load an archive written by `hakiri export` into an empty project, keeping every id,
+    /// version, epoch, sequence number and time. The archive is read and checked whole first;
+    /// an interrupted import is finished by running the same import again.
+    Import(ImportArgs),
     /// Bring the catalog's schema up to date (SQLite: opening it migrates it; Postgres: runs
     /// the migrations).
     Migrate,
@@ -166,6 +174,32 @@ pub(crate) struct ApplyArgs {
     /// Show what would change and write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Write the archive to FILE (created beside it as FILE.partial and renamed when complete)
+    /// instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+
+    /// Read the written archive back and check it against the digest computed while writing
+    /// (needs --file). The digest is printed either way; `hakiri import --verify` prints the
+    /// same one when the project arrives whole.
+    #[arg(long, requires = "file")]
+    pub(crate) verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The archive, as `hakiri export` wrote it.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+
+    /// After the import, compute the project's digest through the catalog and check that it is
+    /// the archive's.
+    #[arg(long)]
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! One module per verb, and what they share: the [`Ctx`] and argument parsing into core ids.
 
 mod apply;
+mod archive;
 mod connectors;
 mod cursors;
 mod decisions;
@@ -145,6 +146,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<ExitCode> {
         Command::Decisions(command) => decisions::run(ctx, command).await?,
         Command::Events(args) => events::run(ctx, &args).await?,
         Command::Serve(args) => crate::serve::run(ctx, &args).await?,
+        Command::Export(args) => archive::export(ctx, &args).await?,
+        Command::Import(args) => archive::import(ctx, &args).await?,
         Command::Migrate => migrate(ctx).await?,
     }
     Ok(ExitCode::SUCCESS)
