@@ -99,7 +99,13 @@ pub(super) async fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
             ));
         }
     }
-    report(ctx, args.file.as_deref(), &summary, verified.as_deref(), "exported");
+    report(
+        ctx,
+        args.file.as_deref(),
+        &summary,
+        verified.as_deref(),
+        "exported",
+    );
     Ok(())
 }
 
@@ -110,7 +116,11 @@ pub(super) async fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
     let opened = ctx.open(Access::CreateIfMissing).await?;
     let catalog = opened.catalog.as_ref();
     let head = catalog.archive_head().await?;
-    if let Some(marker) = head.importing.as_ref().filter(|m| m.archive == summary.digest) {
+    if let Some(marker) = head
+        .importing
+        .as_ref()
+        .filter(|m| m.archive == summary.digest)
+    {
         output::note(format!(
             "resuming the import of this archive after record {} of {}",
             marker.applied, summary.records
@@ -133,7 +143,13 @@ pub(super) async fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
     } else {
         None
     };
-    report(ctx, Some(&args.file), &summary, verified.as_deref(), "imported");
+    report(
+        ctx,
+        Some(&args.file),
+        &summary,
+        verified.as_deref(),
+        "imported",
+    );
     Ok(())
 }
 
@@ -160,13 +176,7 @@ async fn verify(catalog: &dyn Catalog, archive: &Summary) -> CliResult<String> {
     Ok(stored.digest)
 }
 
-fn report(
-    ctx: &Ctx,
-    file: Option<&Path>,
-    summary: &Summary,
-    verified: Option<&str>,
-    verb: &str,
-) {
+fn report(ctx: &Ctx, file: Option<&Path>, summary: &Summary, verified: Option<&str>, verb: &str) {
     let document = Report {
         project: ctx.project().as_str(),
         file,
@@ -196,7 +206,11 @@ fn report(
 fn read_archive(path: &Path, quiet: bool) -> CliResult<Summary> {
     let mut reader = open_archive(path)?;
     let mut progress = Progress::new("checking the archive", quiet);
-    while reader.next_record().map_err(|e| bad_archive(path, e))?.is_some() {
+    while reader
+        .next_record()
+        .map_err(|e| bad_archive(path, e))?
+        .is_some()
+    {
         progress.tick(reader.line());
     }
     Ok(reader.summary())
@@ -213,11 +227,8 @@ fn open_archive(path: &Path) -> CliResult<ArchiveReader<BufReader<File>>> {
 }
 
 fn bad_archive(path: &Path, error: archive::ArchiveError) -> CliError {
-    CliError::invalid(
-        "bad_archive",
-        format!("{}: {error}", path.display()),
-    )
-    .hint("nothing was imported; export the project again, or restore the archive from a copy")
+    CliError::invalid("bad_archive", format!("{}: {error}", path.display()))
+        .hint("nothing was imported; export the project again, or restore the archive from a copy")
 }
 
 fn partial_path(path: &Path) -> PathBuf {
