@@ -21,6 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hakiri_catalog_memory::{MemoryCatalog, MemoryStore};
 use hakiri_contract::{holder_id, operator, pid, reason, spec, stream, value};
+use hakiri_core::archive::{ImportBatch, Record};
+use hakiri_core::pipeline::{plan_put, PutPlan};
 use hakiri_core::schema::{KeyChange, NullabilityChange, Retyped};
 use hakiri_core::{
     BeginRun, Catalog, CatalogExt, Column, ColumnType, ConnectorConfig, CursorAdvance, CursorKind,
@@ -95,9 +97,12 @@ fn request_index(request: &Request) -> usize {
         PipelineStatuses { .. } => 24,
         Events { .. } => 25,
         PipelineEvents { .. } => 26,
+        ListStreams { .. } => 27,
+        ArchiveHead => 28,
+        Import { .. } => 29,
     }
 }
-const REQUESTS: usize = 27;
+const REQUESTS: usize = 30;
 
 /// A distinct number for each response variant: adding one does not compile until it is listed.
 fn response_index(response: &Response) -> usize {
@@ -120,9 +125,12 @@ fn response_index(response: &Response) -> usize {
         Decision(_) => 14,
         Statuses(_) => 15,
         Events(_) => 16,
+        Streams(_) => 17,
+        ArchiveHead(_) => 18,
+        ImportProgress(_) => 19,
     }
 }
-const RESPONSES: usize = 17;
+const RESPONSES: usize = 20;
 
 fn schema_of(columns: &[(&str, ColumnType, bool)]) -> Schema {
     Schema::new(
@@ -362,6 +370,32 @@ async fn session(catalog: &dyn Catalog, clock: &ManualClock) {
         .pipeline_events(&orders, 0, Limit::new(2).expect("limit"))
         .await
         .expect("pipeline events");
+    catalog.list_streams(&orders).await.expect("streams");
+}
+
+/// An empty project takes an archive of one pipeline (`hakiri import`).
+async fn archive_session(catalog: &dyn Catalog) {
+    let head = catalog.archive_head().await.expect("archive head");
+    let PutPlan::Create(archived) = plan_put(
+        None,
+        spec("archived", CursorKind::Opaque),
+        PutMode::Create,
+        Timestamp::from_millis(0),
+    )
+    .expect("a valid spec") else {
+        panic!("a new pipeline is created")
+    };
+    let batch = ImportBatch {
+        archive: "sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
+        counters: head.counters,
+        position: 0,
+        records: vec![Record::Pipeline {
+            pipeline: archived,
+            lease: None,
+        }],
+        last: true,
+    };
+    catalog.import(batch).await.expect("import");
 }
 
 /// Errors the session does not meet, one of each code a console shows.
@@ -461,6 +495,12 @@ async fn the_console_examples_are_those_of_the_rust_protocol() {
     session(&catalog, &clock).await;
     let plan = hakiri_core::plan::current(&catalog).await.expect("a plan");
     let events = catalog.events(0, Limit::MAX).await.expect("events");
+    let moved = ProjectId::new("examples-moved").expect("a valid project");
+    let recording = Recording {
+        catalog: store.catalog(moved.clone()),
+        log: log.clone(),
+    };
+    archive_session(&RemoteCatalog::new(moved, recording)).await;
     let log = log.lock().expect("not poisoned").clone();
 
     // One request per op, one reply per response type, every error met: the first of each.

@@ -100,60 +100,112 @@ const SET_COUNTERS: &str = "INSERT INTO counters (project, name, value) \
      VALUES ($1, 'epoch', $2), ($1, 'decision', $3) \
      ON CONFLICT (project, name) DO UPDATE SET value = excluded.value";
 
-/// One batch's records, as the columns of each statement's arrays.
+/// A batch's pipelines, as the arrays [`INSERT_PIPELINES`] binds.
+#[derive(Default)]
+struct PipelineColumns {
+    id: Vec<String>,
+    body: Vec<String>,
+    generation: Vec<i64>,
+    kind: Vec<&'static str>,
+    lease_epoch: Vec<Option<i64>>,
+    lease_holder: Vec<Option<String>>,
+    lease_expires_at: Vec<Option<i64>>,
+}
+
+/// A batch's runs ([`INSERT_RUNS`]).
+#[derive(Default)]
+struct RunColumns {
+    id: Vec<Uuid>,
+    pipeline: Vec<String>,
+    status: Vec<String>,
+    body: Vec<String>,
+}
+
+/// Cursor versions ([`INSERT_HISTORY`]), or the cursors they make ([`INSERT_CURSORS`], which
+/// takes no `change`).
+#[derive(Default)]
+struct CursorColumns {
+    pipeline: Vec<String>,
+    stream: Vec<String>,
+    version: Vec<i64>,
+    value: Vec<String>,
+    change: Vec<String>,
+    run: Vec<Option<Uuid>>,
+    epoch: Vec<Option<i64>>,
+    by: Vec<String>,
+    at: Vec<i64>,
+}
+
+/// A batch's schema versions ([`INSERT_SCHEMAS`]).
+#[derive(Default)]
+struct SchemaColumns {
+    pipeline: Vec<String>,
+    stream: Vec<String>,
+    version: Vec<i32>,
+    body: Vec<String>,
+}
+
+/// A batch's decisions ([`INSERT_DECISIONS`]).
+#[derive(Default)]
+struct DecisionColumns {
+    id: Vec<i64>,
+    pipeline: Vec<String>,
+    stream: Vec<String>,
+    held: Vec<bool>,
+    body: Vec<String>,
+}
+
+/// A batch's events ([`INSERT_EVENTS`]).
+#[derive(Default)]
+struct EventColumns {
+    seq: Vec<i64>,
+    at: Vec<i64>,
+    actor: Vec<String>,
+    pipeline: Vec<String>,
+    kind: Vec<String>,
+}
+
+/// One batch's records, as the arrays of each statement.
 #[derive(Default)]
 struct Columns {
-    pipelines: (Vec<String>, Vec<String>, Vec<i64>, Vec<&'static str>),
-    leases: (Vec<Option<i64>>, Vec<Option<String>>, Vec<Option<i64>>),
-    runs: (Vec<Uuid>, Vec<String>, Vec<String>, Vec<String>),
+    pipelines: PipelineColumns,
+    runs: RunColumns,
     cursors: CursorColumns,
     history: CursorColumns,
-    changes: Vec<String>,
-    schemas: (Vec<String>, Vec<String>, Vec<i32>, Vec<String>),
-    decisions: (Vec<i64>, Vec<String>, Vec<String>, Vec<bool>, Vec<String>),
-    events: (Vec<i64>, Vec<i64>, Vec<String>, Vec<String>, Vec<String>),
-    /// Pipelines the batch's records belong to.
+    schemas: SchemaColumns,
+    decisions: DecisionColumns,
+    events: EventColumns,
+    /// Pipelines the batch's other records belong to.
     owners: BTreeSet<String>,
     /// Streams whose cursor the batch holds already.
     streams: BTreeSet<(String, String)>,
 }
-
-/// pipeline, stream, version, value, run, epoch, by, at.
-type CursorColumns = (
-    Vec<String>,
-    Vec<String>,
-    Vec<i64>,
-    Vec<String>,
-    Vec<Option<Uuid>>,
-    Vec<Option<i64>>,
-    Vec<String>,
-    Vec<i64>,
-);
 
 impl Columns {
     fn add(&mut self, record: &Record) -> Result<()> {
         match record {
             Record::Pipeline { pipeline, lease } => {
                 let p = &mut self.pipelines;
-                p.0.push(pipeline.id().as_str().to_owned());
-                p.1.push(to_json(pipeline)?);
-                p.2.push(to_i64(pipeline.generation.get())?);
-                p.3.push(kind_text(pipeline.spec.cursor_kind));
-                let l = &mut self.leases;
-                l.0.push(lease.as_ref().map(|l| to_i64(l.epoch.get())).transpose()?);
-                l.1.push(
+                p.id.push(pipeline.id().as_str().to_owned());
+                p.body.push(to_json(pipeline)?);
+                p.generation.push(to_i64(pipeline.generation.get())?);
+                p.kind.push(kind_text(pipeline.spec.cursor_kind));
+                p.lease_epoch
+                    .push(lease.as_ref().map(|l| to_i64(l.epoch.get())).transpose()?);
+                p.lease_holder.push(
                     lease
                         .as_ref()
                         .and_then(|l| l.holder.as_ref().map(ToString::to_string)),
                 );
-                l.2.push(lease.as_ref().map(|l| l.expires_at.as_millis()));
+                p.lease_expires_at
+                    .push(lease.as_ref().map(|l| l.expires_at.as_millis()));
             }
             Record::Run { run } => {
                 let r = &mut self.runs;
-                r.0.push(*run.id.as_uuid());
-                r.1.push(run.pipeline.as_str().to_owned());
-                r.2.push(run.status.to_string());
-                r.3.push(to_json(run)?);
+                r.id.push(*run.id.as_uuid());
+                r.pipeline.push(run.pipeline.as_str().to_owned());
+                r.status.push(run.status.to_string());
+                r.body.push(to_json(run)?);
                 self.owners.insert(run.pipeline.as_str().to_owned());
             }
             Record::CursorVersion {
@@ -162,78 +214,60 @@ impl Columns {
                 entry,
             } => {
                 let key = (pipeline.as_str().to_owned(), stream.as_str().to_owned());
-                let row = (
-                    key.0.clone(),
-                    key.1.clone(),
-                    to_i64(entry.version)?,
-                    to_json(&entry.value)?,
-                    entry.run.map(|r| *r.as_uuid()),
-                    entry.epoch.map(|e| to_i64(e.get())).transpose()?,
-                    to_json(&entry.by)?,
-                    entry.at.as_millis(),
-                );
-                if self.streams.insert(key) {
-                    push(&mut self.cursors, row.clone());
+                // Versions come newest first: a stream's first one in the batch is its cursor
+                // (unless an earlier batch, holding newer ones, made it already).
+                let targets: &mut [&mut CursorColumns] = if self.streams.insert(key) {
+                    &mut [&mut self.history, &mut self.cursors]
+                } else {
+                    &mut [&mut self.history]
+                };
+                for c in targets.iter_mut() {
+                    c.pipeline.push(pipeline.as_str().to_owned());
+                    c.stream.push(stream.as_str().to_owned());
+                    c.version.push(to_i64(entry.version)?);
+                    c.value.push(to_json(&entry.value)?);
+                    c.run.push(entry.run.map(|r| *r.as_uuid()));
+                    c.epoch
+                        .push(entry.epoch.map(|e| to_i64(e.get())).transpose()?);
+                    c.by.push(to_json(&entry.by)?);
+                    c.at.push(entry.at.as_millis());
                 }
-                push(&mut self.history, row);
-                self.changes.push(to_json(&entry.change)?);
+                self.history.change.push(to_json(&entry.change)?);
                 self.owners.insert(pipeline.as_str().to_owned());
             }
             Record::SchemaVersion { version } => {
                 let s = &mut self.schemas;
-                s.0.push(version.pipeline.as_str().to_owned());
-                s.1.push(version.stream.as_str().to_owned());
-                s.2.push(i32::try_from(version.version).map_err(|_| {
+                s.pipeline.push(version.pipeline.as_str().to_owned());
+                s.stream.push(version.stream.as_str().to_owned());
+                s.version.push(i32::try_from(version.version).map_err(|_| {
                     Error::invalid(format!(
                         "schema version {} is out of range",
                         version.version
                     ))
                 })?);
-                s.3.push(to_json(version)?);
+                s.body.push(to_json(version)?);
                 self.owners.insert(version.pipeline.as_str().to_owned());
             }
             Record::Decision { decision } => {
                 let d = &mut self.decisions;
-                d.0.push(to_i64(decision.id.get())?);
-                d.1.push(decision.pipeline.as_str().to_owned());
-                d.2.push(decision.stream.as_str().to_owned());
-                d.3.push(decision.is_pending());
-                d.4.push(to_json(decision)?);
+                d.id.push(to_i64(decision.id.get())?);
+                d.pipeline.push(decision.pipeline.as_str().to_owned());
+                d.stream.push(decision.stream.as_str().to_owned());
+                d.held.push(decision.is_pending());
+                d.body.push(to_json(decision)?);
                 self.owners.insert(decision.pipeline.as_str().to_owned());
             }
             Record::Event { event } => {
                 let e = &mut self.events;
-                e.0.push(to_i64(event.seq)?);
-                e.1.push(event.at.as_millis());
-                e.2.push(to_json(&event.actor)?);
-                e.3.push(event.pipeline.as_str().to_owned());
-                e.4.push(to_json(&event.kind)?);
+                e.seq.push(to_i64(event.seq)?);
+                e.at.push(event.at.as_millis());
+                e.actor.push(to_json(&event.actor)?);
+                e.pipeline.push(event.pipeline.as_str().to_owned());
+                e.kind.push(to_json(&event.kind)?);
             }
         }
         Ok(())
     }
-}
-
-type CursorRow = (
-    String,
-    String,
-    i64,
-    String,
-    Option<Uuid>,
-    Option<i64>,
-    String,
-    i64,
-);
-
-fn push(columns: &mut CursorColumns, row: CursorRow) {
-    columns.0.push(row.0);
-    columns.1.push(row.1);
-    columns.2.push(row.2);
-    columns.3.push(row.3);
-    columns.4.push(row.4);
-    columns.5.push(row.5);
-    columns.6.push(row.6);
-    columns.7.push(row.7);
 }
 
 fn head_from(row: &PgRow) -> Result<ArchiveHead> {
@@ -270,7 +304,7 @@ impl PostgresCatalog {
             "SELECT id FROM pipelines WHERE project = $1 AND id = ANY($2::text[]) LIMIT 1",
         )
         .bind(project)
-        .bind(&c.pipelines.0)
+        .bind(&c.pipelines.id)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db)?;
@@ -282,7 +316,7 @@ impl PostgresCatalog {
             "SELECT id FROM runs WHERE project = $1 AND id = ANY($2::uuid[]) LIMIT 1",
         )
         .bind(project)
-        .bind(&c.runs.0)
+        .bind(&c.runs.id)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db)?;
@@ -294,7 +328,7 @@ impl PostgresCatalog {
             "SELECT id FROM decisions WHERE project = $1 AND id = ANY($2::bigint[]) LIMIT 1",
         )
         .bind(project)
-        .bind(&c.decisions.0)
+        .bind(&c.decisions.id)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db)?;
@@ -351,7 +385,7 @@ impl PostgresCatalog {
         for record in &batch.records {
             columns.add(record)?;
         }
-        if let Some(first) = columns.events.0.first() {
+        if let Some(first) = columns.events.seq.first() {
             let next = to_i64(head.last_event + 1)?;
             if *first != next {
                 return Err(Error::invalid(format!(
@@ -359,20 +393,18 @@ impl PostgresCatalog {
                 )));
             }
         }
-        let c = columns;
-        self.check_free(&mut tx, &c).await?;
-
+        self.check_free(&mut tx, &columns).await?;
+        let c = &columns;
         let p = &c.pipelines;
-        let l = &c.leases;
         sqlx::query(INSERT_PIPELINES)
             .bind(project)
-            .bind(&p.0)
-            .bind(&p.1)
-            .bind(&p.2)
-            .bind(&p.3)
-            .bind(&l.0)
-            .bind(&l.1)
-            .bind(&l.2)
+            .bind(&p.id)
+            .bind(&p.body)
+            .bind(&p.generation)
+            .bind(&p.kind)
+            .bind(&p.lease_epoch)
+            .bind(&p.lease_holder)
+            .bind(&p.lease_expires_at)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -389,62 +421,72 @@ impl PostgresCatalog {
         let r = &c.runs;
         sqlx::query(INSERT_RUNS)
             .bind(project)
-            .bind(&r.0)
-            .bind(&r.1)
-            .bind(&r.2)
-            .bind(&r.3)
+            .bind(&r.id)
+            .bind(&r.pipeline)
+            .bind(&r.status)
+            .bind(&r.body)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        for (sql, columns) in [(INSERT_CURSORS, &c.cursors), (INSERT_HISTORY, &c.history)] {
-            let mut query = sqlx::query(sql)
-                .bind(project)
-                .bind(&columns.0)
-                .bind(&columns.1)
-                .bind(&columns.2)
-                .bind(&columns.3);
-            if sql == INSERT_HISTORY {
-                query = query.bind(&c.changes);
-            }
-            query
-                .bind(&columns.4)
-                .bind(&columns.5)
-                .bind(&columns.6)
-                .bind(&columns.7)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
+        let k = &c.cursors;
+        sqlx::query(INSERT_CURSORS)
+            .bind(project)
+            .bind(&k.pipeline)
+            .bind(&k.stream)
+            .bind(&k.version)
+            .bind(&k.value)
+            .bind(&k.run)
+            .bind(&k.epoch)
+            .bind(&k.by)
+            .bind(&k.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let h = &c.history;
+        sqlx::query(INSERT_HISTORY)
+            .bind(project)
+            .bind(&h.pipeline)
+            .bind(&h.stream)
+            .bind(&h.version)
+            .bind(&h.value)
+            .bind(&h.change)
+            .bind(&h.run)
+            .bind(&h.epoch)
+            .bind(&h.by)
+            .bind(&h.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let s = &c.schemas;
         sqlx::query(INSERT_SCHEMAS)
             .bind(project)
-            .bind(&s.0)
-            .bind(&s.1)
-            .bind(&s.2)
-            .bind(&s.3)
+            .bind(&s.pipeline)
+            .bind(&s.stream)
+            .bind(&s.version)
+            .bind(&s.body)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         let d = &c.decisions;
         sqlx::query(INSERT_DECISIONS)
             .bind(project)
-            .bind(&d.0)
-            .bind(&d.1)
-            .bind(&d.2)
-            .bind(&d.3)
-            .bind(&d.4)
+            .bind(&d.id)
+            .bind(&d.pipeline)
+            .bind(&d.stream)
+            .bind(&d.held)
+            .bind(&d.body)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         let e = &c.events;
-        if let Some(last) = e.0.last() {
+        if let Some(last) = e.seq.last() {
             sqlx::query(INSERT_EVENTS)
                 .bind(project)
-                .bind(&e.0)
-                .bind(&e.1)
-                .bind(&e.2)
-                .bind(&e.3)
-                .bind(&e.4)
+                .bind(&e.seq)
+                .bind(&e.at)
+                .bind(&e.actor)
+                .bind(&e.pipeline)
+                .bind(&e.kind)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -455,7 +497,7 @@ impl PostgresCatalog {
                 .await
                 .map_err(db)?;
         }
-        let derived: Vec<String> = p.0.iter().cloned().chain(owners).collect();
+        let derived: Vec<String> = p.id.iter().cloned().chain(owners).collect();
         sqlx::query(DERIVE)
             .bind(project)
             .bind(&derived)

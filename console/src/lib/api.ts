@@ -105,7 +105,10 @@ const RESPONSE_OF: ResponseOf = {
 	decide: 'decision',
 	pipeline_statuses: 'statuses',
 	events: 'events',
-	pipeline_events: 'events'
+	pipeline_events: 'events',
+	list_streams: 'streams',
+	archive_head: 'archive_head',
+	import: 'import_progress'
 };
 
 export interface ClientOptions {

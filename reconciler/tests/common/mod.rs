@@ -470,7 +470,7 @@ impl Catalog for Faulty {
     ) -> Result<Vec<Event>> {
         self.inner.pipeline_events(pipeline, after, limit).await
     }
-    async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<hakiri_core::StreamName>> {
+    async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
         self.inner.list_streams(pipeline).await
     }
     async fn archive_head(&self) -> Result<hakiri_core::archive::ArchiveHead> {

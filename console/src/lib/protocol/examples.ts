@@ -26,6 +26,9 @@ export const requests: Request[] = [
     "stream": "orders"
   },
   {
+    "op": "archive_head"
+  },
+  {
     "begin": {
       "attempt": 1,
       "trigger": "schedule"
@@ -128,6 +131,50 @@ export const requests: Request[] = [
     "version": null
   },
   {
+    "batch": {
+      "archive": "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+      "counters": {
+        "decision": 0,
+        "epoch": 0
+      },
+      "last": true,
+      "position": 0,
+      "records": [
+        {
+          "lease": null,
+          "pipeline": {
+            "created_at": "1970-01-01T00:00:00.000Z",
+            "generation": 1,
+            "paused": null,
+            "requested": null,
+            "spec": {
+              "config": {},
+              "connector": "test",
+              "cursor_kind": "opaque",
+              "enabled": true,
+              "id": "archived",
+              "retry": {
+                "initial_backoff": "30s",
+                "max_attempts": 3,
+                "max_backoff": "30m",
+                "multiplier": 2.0
+              },
+              "schedule": "manual",
+              "schema_policy": {
+                "additive": "accept",
+                "breaking": "hold",
+                "widening": "accept"
+              }
+            },
+            "updated_at": "1970-01-01T00:00:00.000Z"
+          },
+          "type": "pipeline"
+        }
+      ]
+    },
+    "op": "import"
+  },
+  {
     "op": "list_cursors",
     "pipeline": "orders"
   },
@@ -158,6 +205,10 @@ export const requests: Request[] = [
     "op": "list_schema_versions",
     "pipeline": "orders",
     "stream": "orders"
+  },
+  {
+    "op": "list_streams",
+    "pipeline": "orders"
   },
   {
     "lease": {
@@ -1318,6 +1369,37 @@ export const replies: Reply[] = [
           "seq": 27
         }
       ]
+    }
+  },
+  {
+    "ok": {
+      "type": "streams",
+      "value": [
+        "orders"
+      ]
+    }
+  },
+  {
+    "ok": {
+      "type": "archive_head",
+      "value": {
+        "counters": {
+          "decision": 0,
+          "epoch": 0
+        },
+        "empty": true,
+        "importing": null,
+        "last_event": 0
+      }
+    }
+  },
+  {
+    "ok": {
+      "type": "import_progress",
+      "value": {
+        "applied": 1,
+        "done": true
+      }
     }
   },
   {

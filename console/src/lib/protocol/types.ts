@@ -378,6 +378,50 @@ export interface WhoAmI {
 
 // ---- requests and replies ---------------------------------------------------------------------
 
+/** A project's counters: the last lease epoch and decision id handed out. */
+export interface Counters {
+	epoch: number;
+	decision: number;
+}
+
+/** An import that has not finished: the archive's digest and the records applied. */
+export interface ImportMarker {
+	archive: string;
+	applied: number;
+}
+
+/** What an export or an import of a project starts from. */
+export interface ArchiveHead {
+	counters: Counters;
+	last_event: number;
+	empty: boolean;
+	importing: ImportMarker | null;
+}
+
+/** One line of an archive (`hakiri export`) between its header and its end. */
+export type ArchiveRecord =
+	| { type: 'pipeline'; pipeline: Pipeline; lease: LeaseState | null }
+	| { type: 'run'; run: Run }
+	| { type: 'cursor_version'; pipeline: PipelineId; stream: StreamName; entry: CursorHistoryEntry }
+	| { type: 'schema_version'; version: SchemaVersion }
+	| { type: 'decision'; decision: Decision }
+	| { type: 'event'; event: Event };
+
+/** A batch of an archive's records (`hakiri import`; admins only). */
+export interface ImportBatch {
+	archive: string;
+	counters: Counters;
+	position: number;
+	records: ArchiveRecord[];
+	last: boolean;
+}
+
+/** What an import has done after a batch. */
+export interface ImportProgress {
+	applied: number;
+	done: boolean;
+}
+
 /** One catalog operation (`POST /v1/projects/{p}/rpc`), tagged by `op`. */
 export type Request =
 	| { op: 'put_pipeline'; spec: PipelineSpec; mode: PutMode; by: Actor }
@@ -419,7 +463,10 @@ export type Request =
 	| { op: 'decide'; decision: DecisionId; decide: Decide }
 	| { op: 'pipeline_statuses'; after: PipelineId | null; limit: Limit }
 	| { op: 'events'; after: number; limit: Limit }
-	| { op: 'pipeline_events'; pipeline: PipelineId; after: number; limit: Limit };
+	| { op: 'pipeline_events'; pipeline: PipelineId; after: number; limit: Limit }
+	| { op: 'list_streams'; pipeline: PipelineId }
+	| { op: 'archive_head' }
+	| { op: 'import'; batch: ImportBatch };
 
 /** The result of a request, tagged by `type`. */
 export type Response =
@@ -439,7 +486,10 @@ export type Response =
 	| { type: 'decisions'; value: Page<Decision, DecisionId> }
 	| { type: 'decision'; value: Decision }
 	| { type: 'statuses'; value: StatusPage }
-	| { type: 'events'; value: Event[] };
+	| { type: 'events'; value: Event[] }
+	| { type: 'streams'; value: StreamName[] }
+	| { type: 'archive_head'; value: ArchiveHead }
+	| { type: 'import_progress'; value: ImportProgress };
 
 /** What an entity-carrying error names. */
 export type Entity =
@@ -510,4 +560,7 @@ export interface ResponseOf {
 	pipeline_statuses: 'statuses';
 	events: 'events';
 	pipeline_events: 'events';
+	list_streams: 'streams';
+	archive_head: 'archive_head';
+	import: 'import_progress';
 }
