@@ -1,6 +1,7 @@
 //! Archives: a project exported and imported into an empty one arrives whole — same digest,
 //! same state — and carries on as its source would; an import lands only in an empty project,
-//! resumes where it stopped and refuses another archive (`docs/archive.md`).
+//! resumes where it stopped and refuses another archive (invariant 11 in `docs/guarantees.md`,
+//! ADR 0033).
 //!
 //! [`fill`], [`export_bytes`], [`import_bytes`] and [`contents`] are public: the round trips
 //! across backends (the CLI's tests) use them too.
