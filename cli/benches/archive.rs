@@ -124,7 +124,9 @@ fn raw_sqlite(dir: &std::path::Path, lines: &[&str]) -> (f64, f64) {
     }
     let written = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let mut select = db.prepare("SELECT body FROM raw ORDER BY k").expect("prepare");
+    let mut select = db
+        .prepare("SELECT body FROM raw ORDER BY k")
+        .expect("prepare");
     let mut rows = select.query([]).expect("select");
     let mut bytes = 0;
     while let Some(row) = rows.next().expect("row") {
@@ -158,7 +160,9 @@ async fn raw_postgres(pool: &PgPool, table: &str, lines: &[&str]) -> (f64, f64) 
     let written = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut out = conn
-        .copy_out_raw(&format!("COPY (SELECT body FROM {table} ORDER BY k) TO STDOUT"))
+        .copy_out_raw(&format!(
+            "COPY (SELECT body FROM {table} ORDER BY k) TO STDOUT"
+        ))
         .await
         .expect("copy out");
     let mut bytes = 0;
@@ -223,7 +227,9 @@ async fn main() {
             SqliteConfig::default(),
         )
         .expect("open");
-        sqlite.import.push(records / import(&catalog, &archive).await);
+        sqlite
+            .import
+            .push(records / import(&catalog, &archive).await);
         sqlite.export.push(records / export(&catalog).await);
         let (write, read) = raw_sqlite(round_dir.path(), &lines);
         sqlite.raw_import.push(records / write);
@@ -232,7 +238,12 @@ async fn main() {
         let catalog = PostgresCatalog::new(pool.clone(), unique_project());
         pg.import.push(records / import(&catalog, &archive).await);
         pg.export.push(records / export(&catalog).await);
-        let (write, read) = raw_postgres(&pool, &format!("raw_archive_{round}_{}", std::process::id()), &lines).await;
+        let (write, read) = raw_postgres(
+            &pool,
+            &format!("raw_archive_{round}_{}", std::process::id()),
+            &lines,
+        )
+        .await;
         pg.raw_import.push(records / write);
         pg.raw_export.push(records / read);
         eprintln!("round {round} done");

@@ -895,6 +895,31 @@ mod tests {
         assert_eq!(renew.clone().stamped_by(unnamed).unwrap(), renew);
     }
 
+    /// Moving a project writes it whole: only an admin may import; reading its archive head and
+    /// streams is a read.
+    #[test]
+    fn an_import_needs_the_admin_role() {
+        let grants = grants();
+        let writer = grants.check(Some(WRITER), &project("acme")).unwrap();
+        let import = Request::Import {
+            batch: hakiri_core::archive::ImportBatch {
+                archive: "sha256:00".into(),
+                counters: Default::default(),
+                position: 0,
+                records: Vec::new(),
+                last: true,
+            },
+        };
+        assert_eq!(import.access(), Access::Admin);
+        let error = writer.allows(import.access()).unwrap_err();
+        assert!(matches!(error, Error::PermissionDenied(_)), "{error}");
+        assert_eq!(Request::ArchiveHead.access(), Access::Read);
+        let streams = Request::ListStreams {
+            pipeline: hakiri_core::PipelineId::new("orders").unwrap(),
+        };
+        assert_eq!(streams.access(), Access::Read);
+    }
+
     fn ttl() -> u64 {
         crate::wire::ttl_ms(Duration::from_secs(30))
     }
