@@ -177,7 +177,10 @@ async fn raw_postgres(pool: &PgPool, table: &str, lines: &[&str]) -> (f64, f64) 
 }
 
 async fn sqlx_exec(conn: &mut sqlx::PgConnection, sql: &str) {
-    sqlx::raw_sql(sql).execute(conn).await.expect(sql);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
+        .await
+        .expect(sql);
 }
 
 /// One backend's rates: hakiri and raw import and export, records per second.
