@@ -26,11 +26,11 @@ use std::time::Instant;
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_catalog_memory::MemoryCatalog;
 use hakiri_catalog_postgres::{PgPool, PostgresCatalog, PostgresConfig};
-use hakiri_contract::{holder_id, operator, pid, spec, stream, unique_project, value};
+use hakiri_contract::archive::long_history;
+use hakiri_contract::unique_project;
 use hakiri_core::archive::{self, ArchiveReader};
-use hakiri_core::{BeginRun, Catalog, CatalogExt, CursorKind, Timestamp, Trigger};
+use hakiri_core::{Catalog, Timestamp};
 use hakiri_test_kit::{disk, postgres};
-use serde_json::json;
 
 fn full() -> bool {
     std::env::args().any(|a| a == "--bench")
@@ -44,25 +44,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// An archive of a project whose log holds `events` events, nearly all advances of one cursor.
 async fn sample(events: u64) -> Vec<u8> {
     let catalog = MemoryCatalog::new(unique_project());
-    catalog
-        .create_pipeline(spec("big", CursorKind::Monotonic), &operator())
-        .await
-        .expect("create");
-    let ttl = std::time::Duration::from_secs(3600);
-    let lease = catalog
-        .acquire(&pid("big"), &holder_id("loader"), ttl)
-        .await
-        .expect("acquire");
-    let run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .expect("begin");
-    for n in 0..events - 3 {
-        catalog
-            .advance_to(&lease, run.id, &stream("events"), value(json!(n)))
-            .await
-            .expect("advance");
-    }
+    long_history(&catalog, events).await;
     let mut bytes = Vec::new();
     archive::export(&catalog, &mut bytes, Timestamp::from_millis(0), |_| {})
         .await

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::BufReader;
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
@@ -16,9 +15,8 @@ use std::time::Duration;
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_catalog_memory::MemoryCatalog;
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
-use hakiri_contract::archive::{contents, export_bytes, fill, import_bytes};
+use hakiri_contract::archive::{contents, export_bytes, fill, import_bytes, import_first};
 use hakiri_contract::unique_project;
-use hakiri_core::archive::{ArchiveReader, ImportBatch};
 use hakiri_core::{Catalog, ProjectId};
 use hakiri_protocol::{HttpCatalog, HttpConfig};
 use hakiri_test_kit::{postgres, workerd};
@@ -227,19 +225,7 @@ async fn an_interrupted_import_is_finished_by_importing_the_same_archive_again()
     std::fs::create_dir_all(&files).expect("catalog directory");
     let target = unique_project();
     let catalog = sqlite_file(&files, &target);
-    let mut reader = ArchiveReader::new(BufReader::new(&bytes[..])).expect("reader");
-    let mut first = Vec::new();
-    for _ in 0..10 {
-        first.push(reader.next_record().expect("record").expect("a record"));
-    }
-    let batch = ImportBatch {
-        archive: exported.digest.clone(),
-        counters: exported.counters,
-        position: 0,
-        records: first,
-        last: false,
-    };
-    catalog.import(batch).await.expect("the first batch");
+    import_first(&*catalog, &bytes, &exported, 10).await;
     drop(catalog);
 
     let out = common::hakiri(&common::sqlite_catalog(dir.path()), target.as_str())

@@ -7,41 +7,20 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use hakiri_catalog_memory::MemoryCatalog;
-use hakiri_contract::archive::export_bytes;
-use hakiri_contract::{holder_id, operator, pid, spec, stream, unique_project, value};
-use hakiri_core::{BeginRun, Catalog, CatalogExt, CursorKind, Trigger};
-use serde_json::json;
+use hakiri_contract::archive::{export_bytes, long_history};
+use hakiri_contract::unique_project;
 
 /// How much more a process may peak at for the large archive than for the small one. An
 /// archive held in memory would add its size (about 30 MiB for the large one).
 const SLACK_KIB: u64 = 12 * 1024;
 
-/// A project whose log has `events` events, nearly all of them advances of one cursor, so its
-/// history is as long.
+/// An archive of a project whose log holds `events` events and whose cursor history is nearly
+/// as long.
 async fn archive_of(events: u64) -> Vec<u8> {
     let catalog = MemoryCatalog::new(unique_project());
-    catalog
-        .create_pipeline(spec("big", CursorKind::Monotonic), &operator())
-        .await
-        .expect("create");
-    let lease = catalog
-        .acquire(&pid("big"), &holder_id("loader"), Duration::from_secs(3600))
-        .await
-        .expect("acquire");
-    let run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .expect("begin");
-    let s = stream("events");
-    for n in 0..events - 3 {
-        catalog
-            .advance_to(&lease, run.id, &s, value(json!(n)))
-            .await
-            .expect("advance");
-    }
+    long_history(&catalog, events).await;
     let (bytes, summary) = export_bytes(&catalog).await;
     assert_eq!(summary.events, events);
     bytes

@@ -3,13 +3,14 @@
 //! resumes where it stopped and refuses another archive (invariant 11 in `docs/guarantees.md`,
 //! ADR 0033).
 //!
-//! [`fill`], [`export_bytes`], [`import_bytes`] and [`contents`] are public: the round trips
-//! across backends (the CLI's tests) use them too.
+//! [`fill`], [`long_history`], [`export_bytes`], [`import_bytes`], [`import_first`] and
+//! [`contents`] are public: the round trips across backends, the tests at scale and the archive
+//! benchmark (the CLI's) use them too.
 
 use std::io::BufReader;
 use std::time::Duration;
 
-use hakiri_core::archive::{self, ArchiveReader, ImportBatch, Record, Summary};
+use hakiri_core::archive::{self, ArchiveReader, ImportBatch, ImportProgress, Record, Summary};
 use hakiri_core::{
     BeginRun, Catalog, CatalogExt, Column, ColumnType, CursorAdvance, CursorKind, CursorReset,
     Decide, Error, FinishRun, Generation, Lease, Limit, Outcome, PauseChange, PipelineStatus,
@@ -192,6 +193,52 @@ pub async fn import_bytes(catalog: &dyn Catalog, bytes: &[u8]) -> hakiri_core::R
     Ok(summary)
 }
 
+/// Imports only the first `records` records of `bytes` (an archive of `exported`), as one
+/// batch that is not the last: what an importer killed after its first batch leaves.
+pub async fn import_first(
+    catalog: &dyn Catalog,
+    bytes: &[u8],
+    exported: &Summary,
+    records: usize,
+) -> ImportProgress {
+    let mut reader = ArchiveReader::new(BufReader::new(bytes)).expect("reader");
+    let mut first = Vec::with_capacity(records);
+    for _ in 0..records {
+        first.push(reader.next_record().expect("record").expect("a record"));
+    }
+    let batch = ImportBatch {
+        archive: exported.digest.clone(),
+        counters: exported.counters,
+        position: 0,
+        records: first,
+        last: false,
+    };
+    catalog.import(batch).await.expect("the first batch")
+}
+
+/// Fills a project with a pipeline `big` whose log holds `events` events, all but three of them
+/// advances of one cursor, so that its history is as long: an archive's bulk.
+pub async fn long_history(catalog: &dyn Catalog, events: u64) {
+    catalog
+        .create_pipeline(spec("big", CursorKind::Monotonic), &operator())
+        .await
+        .expect("create");
+    let lease = catalog
+        .acquire(&pid("big"), &holder_id("loader"), Duration::from_secs(3600))
+        .await
+        .expect("acquire");
+    let run = catalog
+        .begin_run(&lease, BeginRun::new(Trigger::Manual))
+        .await
+        .expect("begin");
+    for n in 0..events.saturating_sub(3) {
+        catalog
+            .advance_to(&lease, run.id, &stream("events"), value(json!(n)))
+            .await
+            .expect("advance");
+    }
+}
+
 /// Everything a project holds as the port reads it: its archive's records, then each pipeline's
 /// status (lease, last run, held decisions) and cursors — what backends derive on import.
 pub async fn contents(catalog: &dyn Catalog) -> (Vec<Record>, Vec<PipelineStatus>, Vec<String>) {
@@ -349,20 +396,8 @@ pub async fn archive_import_refuses_a_project_that_is_not_empty(cx: &Ctx) {
 pub async fn archive_interrupted_import_resumes_and_refuses_another_archive(cx: &Ctx) {
     fill(&**cx, cx.ttl()).await;
     let (bytes, exported) = export_bytes(&**cx).await;
-    let mut reader = ArchiveReader::new(BufReader::new(&bytes[..])).expect("reader");
-    let mut first = Vec::new();
-    for _ in 0..7 {
-        first.push(reader.next_record().expect("record").expect("a record"));
-    }
     let target = cx.other_project().await;
-    let batch = ImportBatch {
-        archive: exported.digest.clone(),
-        counters: exported.counters,
-        position: 0,
-        records: first,
-        last: false,
-    };
-    let progress = target.import(batch).await.expect("first batch");
+    let progress = import_first(&*target, &bytes, &exported, 7).await;
     assert_eq!((progress.applied, progress.done), (7, false));
     let head = target.archive_head().await.expect("head");
     assert_eq!(head.importing.map(|m| m.applied), Some(7));
