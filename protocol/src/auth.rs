@@ -915,7 +915,7 @@ mod tests {
         assert!(matches!(error, Error::PermissionDenied(_)), "{error}");
         assert_eq!(Request::ArchiveHead.access(), Access::Read);
         let streams = Request::ListStreams {
-            pipeline: hakiri_core::PipelineId::new("orders").unwrap(),
+            pipeline: PipelineId::new("orders").unwrap(),
         };
         assert_eq!(streams.access(), Access::Read);
     }
