@@ -12,9 +12,11 @@
 //! | `json_schema` | a JSON Schema, then a record on the next line | conversion and the record check never panic |
 //! | `singer` | one line of a Singer tap | the `singer` connector's parse and what follows (schema, record check, state split) never panic |
 //! | `airbyte` | one line of an Airbyte source | the `airbyte` connector's parse and what follows (record check, state to cursor, traces) never panic |
+//! | `archive` | an archive (`hakiri import`) | every input is read whole or refused naming a line it has; what reads whole writes back with the same digest |
 
 use std::cmp::Ordering;
 
+use hakiri_core::archive::{ArchiveError, ArchiveReader, ArchiveWriter};
 use hakiri_core::cursor::Position;
 use hakiri_core::{CursorValue, Error};
 use hakiri_protocol::{decode_reply, decode_request, encode, Reply};
@@ -31,6 +33,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("json_schema", json_schema),
     ("singer", singer),
     ("airbyte", airbyte),
+    ("archive", archive),
 ];
 
 /// A wire protocol body, read as a request and as a reply.
@@ -90,4 +93,35 @@ pub fn singer(data: &[u8]) {
 /// One line an Airbyte source printed.
 pub fn airbyte(data: &[u8]) {
     hakiri_reconciler::fuzzing::airbyte_line(data);
+}
+
+/// An archive, as `hakiri import` reads it: read whole, or refused at a line it has; what is
+/// read whole is written back with the same digest.
+pub fn archive(data: &[u8]) {
+    let lines = data.iter().filter(|b| **b == b'\n').count() as u64;
+    let within = |error: &ArchiveError| {
+        assert!(
+            (1..=lines + 2).contains(&error.line),
+            "{error} names a line the input does not have ({lines} newlines)"
+        );
+    };
+    let mut reader = match ArchiveReader::new(data) {
+        Ok(reader) => reader,
+        Err(error) => return within(&error),
+    };
+    let mut writer =
+        ArchiveWriter::new(Vec::new(), reader.header().clone()).expect("writes to memory");
+    loop {
+        match reader.next_record() {
+            Ok(Some(record)) => writer.record(&record).expect("writes to memory"),
+            Ok(None) => break,
+            Err(error) => return within(&error),
+        }
+    }
+    let (_, written) = writer.finish().expect("writes to memory");
+    assert_eq!(
+        written.digest,
+        reader.summary().digest,
+        "an archive read whole writes back with its digest"
+    );
 }
