@@ -630,7 +630,7 @@ impl Check {
                         stream: current,
                         version,
                     } if current == stream => {
-                        if entry.version + 1 != *version {
+                        if entry.version.checked_add(1) != Some(*version) {
                             return Err(format!(
                                 "cursor {pipeline}/{stream} version {} follows version {version}; \
                                  versions go down one by one",

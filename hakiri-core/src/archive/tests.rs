@@ -150,6 +150,25 @@ fn records_out_of_order_are_refused_naming_their_line() {
 }
 
 #[test]
+fn a_cursor_version_at_the_top_of_the_range_is_refused_not_overflowed() {
+    let entry = |version: u64| Record::CursorVersion {
+        pipeline: PipelineId::new("a").unwrap(),
+        stream: StreamName::new("s").unwrap(),
+        entry: CursorHistoryEntry {
+            version,
+            value: crate::cursor::CursorValue::new(serde_json::json!(1)).unwrap(),
+            change: crate::cursor::CursorChange::Checkpoint,
+            run: None,
+            epoch: None,
+            by: Actor::System,
+            at: t(0),
+        },
+    };
+    let (text, _) = archive(&[pipeline("a"), entry(3), entry(u64::MAX)]);
+    refused(&text, 4, "versions go down one by one");
+}
+
+#[test]
 fn a_line_that_is_not_a_record_and_lines_after_the_end_are_refused() {
     let (text, _) = archive(&sample());
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
