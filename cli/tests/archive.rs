@@ -129,6 +129,22 @@ async fn the_cli_moves_a_project_from_sqlite_to_postgres_and_both_sides_print_on
     assert_eq!(exported["verified"], Value::from(digest.clone()));
     assert!(!dir.path().join("project.jsonl.partial").exists());
 
+    // To stdout, the archive is all that stdout carries; the report goes to stderr.
+    let out = common::hakiri(&sqlite, source.as_str())
+        .args(["-o", "json", "export"])
+        .output()
+        .expect("run hakiri");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let streamed = String::from_utf8(out.stdout).expect("utf-8");
+    let end = streamed.lines().last().expect("an end line");
+    assert!(end.contains(&digest), "{end}");
+    let report: Value = serde_json::from_slice(&out.stderr).expect("a JSON report on stderr");
+    assert_eq!(report["digest"], Value::from(digest.clone()));
+
     let pg = postgres::shared().url();
     let target = unique_project();
     let imported = json_of(

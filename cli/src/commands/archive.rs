@@ -186,7 +186,11 @@ fn report(ctx: &Ctx, file: Option<&Path>, summary: &Summary, verified: Option<&s
         verified,
     };
     if ctx.json() {
-        output::json(&document);
+        match file {
+            Some(_) => output::json(&document),
+            // Stdout carries the archive: the report must not be appended to it.
+            None => output::note(serde_json::to_string(&document).unwrap_or_default()),
+        }
         return;
     }
     let place = file.map_or_else(|| "stdout".to_owned(), |f| f.display().to_string());
