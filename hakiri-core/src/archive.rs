@@ -1027,20 +1027,18 @@ pub struct ImportProgress {
     pub done: bool,
 }
 
-/// Decides whether `batch` may be applied to a project, given whether it is empty and its
-/// unfinished import, if any; returns the marker to store with the batch (`None`: the import is
-/// finished, remove it).
+/// Decides whether `batch` may be applied to a project, given its head (whether it is empty, its
+/// last event, its unfinished import, if any); returns the marker to store with the batch
+/// (`None`: the import is finished, remove it).
 ///
 /// # Errors
 /// [`Error::FailedPrecondition`]: the project holds data and no import of this archive is
 /// unfinished in it; an import of another archive is unfinished; or the batch does not start
-/// where the import stopped. [`Error::InvalidArgument`]: an empty batch that is not the last.
-pub fn plan_import(
-    empty: bool,
-    importing: Option<&ImportMarker>,
-    batch: &ImportBatch,
-) -> Result<Option<ImportMarker>> {
-    match importing {
+/// where the import stopped. [`Error::InvalidArgument`]: an empty batch that is not the last, or
+/// events that do not continue the project's log one after another.
+/// [`Error::AlreadyExists`]: a key repeated inside the batch.
+pub fn plan_import(head: &ArchiveHead, batch: &ImportBatch) -> Result<Option<ImportMarker>> {
+    match head.importing.as_ref() {
         Some(marker) if marker.archive != batch.archive => {
             return Err(Error::precondition(format!(
                 "an import of another archive ({}) stopped in this project after {} records; \
@@ -1055,7 +1053,7 @@ pub fn plan_import(
             )))
         }
         Some(_) => {}
-        None if !empty => {
+        None if !head.empty => {
             return Err(Error::precondition(
                 "the project already holds pipelines or events; an archive is imported only \
                  into an empty project",
@@ -1075,7 +1073,7 @@ pub fn plan_import(
             "an import batch without records must be the last",
         ));
     }
-    check_batch(&batch.records)?;
+    check_batch(&batch.records, head.last_event)?;
     let applied = batch.position + batch.records.len() as u64;
     Ok((!batch.last).then(|| ImportMarker {
         archive: batch.archive.clone(),
@@ -1083,13 +1081,12 @@ pub fn plan_import(
     }))
 }
 
-/// A batch repeats no key among its records, and numbers its events one after another; what it
-/// holds against the stored project (a taken key, a missing pipeline, the first event's number)
-/// is the backend's to check while it writes.
-fn check_batch(records: &[Record]) -> Result<()> {
+/// A batch repeats no key among its records, and numbers its events one after another from the
+/// project's `last_event`; what else it holds against the stored project (a taken key, a missing
+/// pipeline) is the backend's to check while it writes.
+fn check_batch(records: &[Record], mut last_event: u64) -> Result<()> {
     let (mut pipelines, mut runs, mut decisions) =
         (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-    let mut last_event: Option<u64> = None;
     for record in records {
         let taken = match record {
             Record::Pipeline { pipeline, .. } => {
@@ -1104,13 +1101,14 @@ fn check_batch(records: &[Record]) -> Result<()> {
                 })
             }
             Record::Event { event } => {
-                if let Some(last) = last_event.filter(|last| event.seq != last + 1) {
+                if Some(event.seq) != last_event.checked_add(1) {
                     return Err(Error::invalid(format!(
-                        "event {} follows event {last} in an import batch",
-                        event.seq
+                        "event {} where event {} comes next",
+                        event.seq,
+                        last_event.saturating_add(1)
                     )));
                 }
-                last_event = Some(event.seq);
+                last_event = event.seq;
                 None
             }
             Record::CursorVersion { .. } | Record::SchemaVersion { .. } => None,

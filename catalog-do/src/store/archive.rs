@@ -48,12 +48,11 @@ impl<E: Exec> Store<'_, E> {
 
     pub(super) fn import(&mut self, batch: ImportBatch) -> Result<ImportProgress> {
         let head = self.archive_head()?;
-        let marker = plan_import(head.empty, head.importing.as_ref(), &batch)?;
+        let marker = plan_import(&head, &batch)?;
         let applied = batch.position + batch.records.len() as u64;
         let mut known: Option<PipelineId> = None;
-        let mut seq = head.last_event;
         for record in batch.records {
-            self.import_record(record, &mut known, &mut seq)?;
+            self.import_record(record, &mut known)?;
         }
         let counters = batch.counters;
         self.exec.execute(
@@ -95,14 +94,8 @@ impl<E: Exec> Store<'_, E> {
         Ok(())
     }
 
-    /// Stores one record as it is, with what the store derives from it; `seq` is the last
-    /// event's number.
-    fn import_record(
-        &mut self,
-        record: Record,
-        known: &mut Option<PipelineId>,
-        seq: &mut u64,
-    ) -> Result<()> {
+    /// Stores one record as it is, with what the store derives from it.
+    fn import_record(&mut self, record: Record, known: &mut Option<PipelineId>) -> Result<()> {
         match record {
             Record::Pipeline { pipeline, lease } => {
                 let id = pipeline.id().clone();
@@ -155,31 +148,8 @@ impl<E: Exec> Store<'_, E> {
             } => {
                 self.imported_pipeline(&pipeline, known)?;
                 // Versions come newest first: the first one of a stream is its cursor.
-                let cursor = entry.cursor(&pipeline, &stream);
-                self.exec.execute(
-                    "INSERT INTO cursors (pipeline, stream, value, version, run, epoch, updated_by, \
-                     updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (pipeline, stream) DO NOTHING",
-                    params![
-                        pipeline.as_str(),
-                        stream.as_str(),
-                        to_json(&cursor.value)?,
-                        cursor.version,
-                        cursor.run.map(|r| r.to_string()),
-                        cursor.epoch.map(|e| e.get()),
-                        to_json(&cursor.updated_by)?,
-                        cursor.updated_at.as_millis()
-                    ],
-                )?;
-                self.exec.execute(
-                    "INSERT INTO cursor_history (pipeline, stream, version, body) VALUES (?, ?, ?, ?)",
-                    params![
-                        pipeline.as_str(),
-                        stream.as_str(),
-                        entry.version,
-                        to_json(&entry)?
-                    ],
-                )?;
+                self.store_cursor(&entry.cursor(&pipeline, &stream), false)?;
+                self.store_history(&pipeline, &stream, &entry)?;
             }
             Record::SchemaVersion { version } => {
                 self.imported_pipeline(&version.pipeline, known)?;
@@ -195,13 +165,6 @@ impl<E: Exec> Store<'_, E> {
                 self.save_decision(&decision, true)?;
             }
             Record::Event { event } => {
-                if event.seq != *seq + 1 {
-                    return Err(Error::invalid(format!(
-                        "event {} where event {} comes next",
-                        event.seq,
-                        *seq + 1
-                    )));
-                }
                 self.exec.execute(
                     "INSERT INTO events (seq, at, actor, pipeline, kind) VALUES (?, ?, ?, ?, ?)",
                     params![
@@ -212,7 +175,6 @@ impl<E: Exec> Store<'_, E> {
                         to_json(&event.kind)?
                     ],
                 )?;
-                *seq = event.seq;
             }
         }
         Ok(())

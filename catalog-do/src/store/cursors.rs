@@ -125,34 +125,64 @@ impl<E: Exec> Store<'_, E> {
         stamp: &WriteStamp,
     ) -> Result<Cursor> {
         let cursor = write.cursor(pipeline, stamp);
+        self.store_cursor(&cursor, true)?;
+        self.store_history(pipeline, &write.stream, &write.history_entry(stamp))?;
+        self.emit(&stamp.by, pipeline, &write.event())?;
+        Ok(cursor)
+    }
+
+    /// Stores `cursor` as its stream's current one; an existing one is replaced or, without
+    /// `replace`, kept.
+    pub(super) fn store_cursor(&mut self, cursor: &Cursor, replace: bool) -> Result<()> {
+        macro_rules! insert_cursor {
+            ($on_conflict:literal) => {
+                concat!(
+                    "INSERT INTO cursors (pipeline, stream, value, version, run, epoch, updated_by, \
+                     updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, stream) ",
+                    $on_conflict
+                )
+            };
+        }
+        let sql = if replace {
+            insert_cursor!(
+                "DO UPDATE SET value = excluded.value, version = excluded.version, \
+                 run = excluded.run, epoch = excluded.epoch, updated_by = excluded.updated_by, \
+                 updated_at = excluded.updated_at"
+            )
+        } else {
+            insert_cursor!("DO NOTHING")
+        };
         self.exec.execute(
-            "INSERT INTO cursors (pipeline, stream, value, version, run, epoch, updated_by, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (pipeline, stream) DO UPDATE SET value = excluded.value, version = excluded.version,
-                 run = excluded.run, epoch = excluded.epoch, updated_by = excluded.updated_by,
-                 updated_at = excluded.updated_at",
+            sql,
             params![
-                pipeline.as_str(),
-                write.stream.as_str(),
-                to_json(&write.value)?,
-                write.version,
-                stamp.run.map(|r| r.to_string()),
-                stamp.epoch.map(|e| e.get()),
-                to_json(&stamp.by)?,
-                stamp.at.as_millis()
+                cursor.pipeline.as_str(),
+                cursor.stream.as_str(),
+                to_json(&cursor.value)?,
+                cursor.version,
+                cursor.run.map(|r| r.to_string()),
+                cursor.epoch.map(|e| e.get()),
+                to_json(&cursor.updated_by)?,
+                cursor.updated_at.as_millis()
             ],
-        )?;
+        )
+    }
+
+    /// Adds `entry` to the history of `pipeline`'s `stream`.
+    pub(super) fn store_history(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        entry: &CursorHistoryEntry,
+    ) -> Result<()> {
         self.exec.execute(
             "INSERT INTO cursor_history (pipeline, stream, version, body) VALUES (?, ?, ?, ?)",
             params![
                 pipeline.as_str(),
-                write.stream.as_str(),
-                write.version,
-                to_json(&write.history_entry(stamp))?
+                stream.as_str(),
+                entry.version,
+                to_json(entry)?
             ],
-        )?;
-        self.emit(&stamp.by, pipeline, &write.event())?;
-        Ok(cursor)
+        )
     }
 
     pub(super) fn cursor_history(

@@ -380,18 +380,10 @@ impl PostgresCatalog {
                 .await
                 .map_err(db)?,
         )?;
-        let marker = plan_import(head.empty, head.importing.as_ref(), &batch)?;
+        let marker = plan_import(&head, &batch)?;
         let mut columns = Columns::default();
         for record in &batch.records {
             columns.add(record)?;
-        }
-        if let Some(first) = columns.events.seq.first() {
-            let next = to_i64(head.last_event + 1)?;
-            if *first != next {
-                return Err(Error::invalid(format!(
-                    "event {first} where event {next} comes next"
-                )));
-            }
         }
         self.check_free(&mut tx, &columns).await?;
         let c = &columns;

@@ -187,9 +187,20 @@ fn batch(position: u64, records: usize, last: bool) -> ImportBatch {
     }
 }
 
+/// The head of a project: empty, or holding `events` events, with `importing` unfinished.
+fn head(empty: bool, events: u64, importing: Option<&ImportMarker>) -> ArchiveHead {
+    ArchiveHead {
+        counters: Counters::default(),
+        last_event: events,
+        empty,
+        importing: importing.cloned(),
+    }
+}
+
 #[test]
 fn an_import_starts_only_in_an_empty_project_and_resumes_only_where_it_stopped() {
-    let marker = plan_import(true, None, &batch(0, 3, false)).unwrap();
+    let empty = head(true, 0, None);
+    let marker = plan_import(&empty, &batch(0, 3, false)).unwrap();
     assert_eq!(
         marker,
         Some(ImportMarker {
@@ -197,21 +208,47 @@ fn an_import_starts_only_in_an_empty_project_and_resumes_only_where_it_stopped()
             applied: 3
         })
     );
-    let next = plan_import(false, marker.as_ref(), &batch(3, 2, true)).unwrap();
+    let stopped = head(false, 1, marker.as_ref());
+    let next = plan_import(&stopped, &batch(3, 2, true)).unwrap();
     assert_eq!(next, None, "the last batch ends the import");
 
-    let full = plan_import(false, None, &batch(0, 3, false)).unwrap_err();
+    let full = plan_import(&head(false, 1, None), &batch(0, 3, false)).unwrap_err();
     assert!(full.to_string().contains("empty project"), "{full}");
-    let late = plan_import(true, None, &batch(3, 3, false)).unwrap_err();
+    let late = plan_import(&empty, &batch(3, 3, false)).unwrap_err();
     assert!(late.to_string().contains("not record 3"), "{late}");
-    let skipped = plan_import(false, marker.as_ref(), &batch(4, 1, true)).unwrap_err();
+    let skipped = plan_import(&stopped, &batch(4, 1, true)).unwrap_err();
     assert!(skipped.to_string().contains("after 3 records"), "{skipped}");
     let other = ImportBatch {
         archive: "sha256:two".into(),
         ..batch(3, 1, true)
     };
-    let other = plan_import(false, marker.as_ref(), &other).unwrap_err();
+    let other = plan_import(&stopped, &other).unwrap_err();
     assert!(other.to_string().contains("another archive"), "{other}");
-    assert!(plan_import(true, None, &batch(0, 0, false)).is_err());
-    assert_eq!(plan_import(true, None, &batch(0, 0, true)).unwrap(), None);
+    assert!(plan_import(&empty, &batch(0, 0, false)).is_err());
+    assert_eq!(plan_import(&empty, &batch(0, 0, true)).unwrap(), None);
+}
+
+#[test]
+fn a_batch_s_events_continue_the_project_s_log_one_after_another() {
+    let events = |seqs: &[u64]| ImportBatch {
+        records: seqs.iter().map(|&seq| event(seq, "a")).collect(),
+        ..batch(4, 0, false)
+    };
+    let marker = ImportMarker {
+        archive: "sha256:one".into(),
+        applied: 4,
+    };
+    let stopped = head(false, 2, Some(&marker));
+    assert!(plan_import(&stopped, &events(&[3, 4, 5])).is_ok());
+    for (seqs, says) in [
+        (&[4][..], "event 4 where event 3 comes next"),
+        (&[2][..], "event 2 where event 3 comes next"),
+        (&[3, 5][..], "event 5 where event 4 comes next"),
+    ] {
+        let error = plan_import(&stopped, &events(seqs)).unwrap_err();
+        assert!(matches!(error, Error::InvalidArgument(_)), "{error}");
+        assert!(error.to_string().contains(says), "{seqs:?}: {error}");
+    }
+    let at_the_top = head(false, u64::MAX, Some(&marker));
+    assert!(plan_import(&at_the_top, &events(&[0])).is_err());
 }
