@@ -32,24 +32,38 @@ struct Report<'a> {
 /// Progress on stderr, at most once a second: long exports and imports show they move.
 struct Progress {
     verb: &'static str,
+    every: Duration,
     last: Instant,
     quiet: bool,
 }
 
 impl Progress {
     fn new(verb: &'static str, quiet: bool) -> Self {
+        Self::every(verb, quiet, Duration::from_secs(1))
+    }
+
+    fn every(verb: &'static str, quiet: bool, every: Duration) -> Self {
         Self {
             verb,
+            every,
             last: Instant::now(),
             quiet,
         }
     }
 
     fn tick(&mut self, records: u64) {
-        if !self.quiet && self.last.elapsed() >= Duration::from_secs(1) {
-            self.last = Instant::now();
-            output::note(format!("{}: {records} records…", self.verb));
+        if let Some(line) = self.line(records) {
+            output::note(line);
         }
+    }
+
+    /// The line to print after `records`, if one is due.
+    fn line(&mut self, records: u64) -> Option<String> {
+        if self.quiet || self.last.elapsed() < self.every {
+            return None;
+        }
+        self.last = Instant::now();
+        Some(format!("{}: {records} records…", self.verb))
     }
 }
 
@@ -246,4 +260,20 @@ fn unwritable(path: &Path, error: &io::Error) -> CliError {
         "unwritable_archive",
         format!("cannot write the archive {}: {error}", path.display()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_says_how_far_once_its_interval_has_passed_and_never_when_quiet() {
+        let mut due = Progress::every("importing", false, Duration::ZERO);
+        assert_eq!(due.line(7).as_deref(), Some("importing: 7 records…"));
+        assert_eq!(due.line(9).as_deref(), Some("importing: 9 records…"));
+        let mut waiting = Progress::every("importing", false, Duration::from_secs(3600));
+        assert_eq!(waiting.line(7), None);
+        let mut quiet = Progress::every("importing", true, Duration::ZERO);
+        assert_eq!(quiet.line(7), None);
+    }
 }
