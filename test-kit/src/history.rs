@@ -19,6 +19,8 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,6 +39,8 @@ pub struct ClientProcess {
     child: Child,
     /// Reads the whole stdout, so a full pipe never blocks the drill.
     stdout: Option<JoinHandle<std::io::Result<String>>>,
+    /// Lines read so far: how far the client has gone (two per call).
+    lines: Arc<AtomicU64>,
 }
 
 /// What a client process left: its events, how it ended, what it said on stderr.
@@ -67,6 +71,11 @@ impl ClientProcess {
     /// The process id, to signal it (SIGKILL, SIGSTOP…).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// How many lines the client has printed so far (an invoke and a complete per call).
+    pub fn lines(&self) -> u64 {
+        self.lines.load(Ordering::Relaxed)
     }
 
     /// Whether the process has ended.
@@ -174,20 +183,74 @@ pub fn spawn_client(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()?;
+    let lines = Arc::new(AtomicU64::new(0));
     let stdout = child.stdout.take().map(|mut out| {
+        let lines = lines.clone();
         std::thread::spawn(move || {
             // Lossy: a kill can cut a line inside a character, and that torn last line is
             // dropped by `parse_lines` anyway; strict UTF-8 would lose the whole output.
             let mut bytes = Vec::new();
-            out.read_to_end(&mut bytes)
-                .map(|_| String::from_utf8_lossy(&bytes).into_owned())
+            let mut chunk = [0u8; 8192];
+            loop {
+                let read = out.read(&mut chunk)?;
+                if read == 0 {
+                    break;
+                }
+                let new = chunk[..read].iter().filter(|&&b| b == b'\n').count();
+                lines.fetch_add(new as u64, Ordering::Relaxed);
+                bytes.extend_from_slice(&chunk[..read]);
+            }
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
         })
     });
     Ok(ClientProcess {
         client,
         child,
         stdout,
+        lines,
     })
+}
+
+/// The lines a history's clients print if none is killed: an invoke and a complete per call.
+pub fn expected_lines(workload: &Workload) -> u64 {
+    u64::from(workload.clients) * u64::from(workload.ops) * 2
+}
+
+/// Moments inside a history for `faults` faults, drawn by `rng`: line counts, in order, between
+/// 5% and 90% of [`expected_lines`]. A nemesis that waits for each ([`wait_for_lines`]) strikes
+/// while calls are under way however fast the machine runs them.
+pub fn fault_points(workload: &Workload, faults: usize, rng: &mut impl rand::Rng) -> Vec<u64> {
+    let total = expected_lines(workload).max(20);
+    let mut points: Vec<u64> = (0..faults)
+        .map(|_| rng.random_range(total / 20..total * 9 / 10))
+        .collect();
+    points.sort_unstable();
+    points
+}
+
+/// Waits until `done` (lines of clients no longer in `clients`) plus the lines of `clients`
+/// reach `lines`: `true` then, `false` if every client ended first.
+///
+/// # Errors
+/// When a client's status cannot be read.
+pub fn wait_for_lines(
+    clients: &mut [ClientProcess],
+    done: u64,
+    lines: u64,
+) -> std::io::Result<bool> {
+    loop {
+        if done + clients.iter().map(ClientProcess::lines).sum::<u64>() >= lines {
+            return Ok(true);
+        }
+        let mut ended = true;
+        for client in clients.iter_mut() {
+            ended &= client.exited()?;
+        }
+        if ended {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Waits for every client process and merges their events into one history. A process that

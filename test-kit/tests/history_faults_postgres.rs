@@ -93,8 +93,8 @@ enum Blow {
 }
 
 /// Runs `workload`'s clients as drills on `url` while injecting one fault of each kind, in a
-/// random order with random pauses, as long as a client still runs; returns every client's
-/// output and the faults injected.
+/// random order, each once the clients have gone a random way into the history, as long as a
+/// client still runs; returns every client's output and the faults injected.
 fn nemesis(
     server: &Server,
     url: &str,
@@ -108,13 +108,9 @@ fn nemesis(
     let mut faults = FaultCounts::default();
     let mut clients =
         history::spawn_clients(Path::new(DRILL), url, workload).expect("start drills");
-    std::thread::sleep(history::START_DELAY);
-    for blow in blows {
-        std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
-        if clients
-            .iter_mut()
-            .all(|client| client.exited().expect("a drill's status"))
-        {
+    let points = history::fault_points(workload, blows.len(), &mut rng);
+    for (blow, point) in blows.into_iter().zip(points) {
+        if !history::wait_for_lines(&mut clients, 0, point).expect("a drill's status") {
             break;
         }
         match blow {

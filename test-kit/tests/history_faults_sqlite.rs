@@ -1,7 +1,8 @@
 //! Concurrent histories on one embedded SQLite file while its host processes die: K drill
 //! processes run the clients of a history (`hakiri-drill history`), and a nemesis SIGKILLs one
-//! at a random moment — inside a transaction or between two — and starts a new client (a new
-//! client id) in its place, again and again. A killed client's call in flight is indeterminate.
+//! at a random moment — inside a transaction or between two; the moments are drawn as points of
+//! the clients' progress, so they fall inside the history however fast it runs — and starts a
+//! new client (a new client id) in its place, again and again. A killed client's call in flight is indeterminate.
 //! Afterwards the file opens, SQLite's integrity check passes, and the checker finds every
 //! acknowledged write and nothing half-applied.
 //!
@@ -9,7 +10,6 @@
 //! the first seed, `HAKIRI_HISTORY_{CLIENTS,OPS,PIPELINES}` the workload's shape.
 
 use std::path::Path;
-use std::time::Duration;
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_contract::history::{Workload, MAX_CLIENTS};
@@ -25,7 +25,7 @@ const DRILL: &str = env!("CARGO_BIN_EXE_hakiri-drill");
 const CLIENTS: u32 = 4;
 /// Calls per process.
 const OPS: u32 = 150;
-/// Kills per history, each after a random pause.
+/// Kills per history, each at a random point of the clients' progress.
 const KILLS: u32 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,33 +70,37 @@ fn open(file: &Path, workload: &Workload) -> SqliteCatalog {
         .unwrap_or_else(|e| panic!("open {}: {e}", file.display()))
 }
 
-/// Runs `workload`'s clients as drills on `url`, SIGKILLing a random live one [`KILLS`] times
-/// at random moments and starting a client with a new id in its place; returns every client's
-/// output once all have ended, and the faults.
+/// Runs `workload`'s clients as drills on `url`, SIGKILLing a random live one [`KILLS`] times,
+/// each once the clients have gone a random way into the history, and starting a client with a
+/// new id in its place; returns every client's output once all have ended, and the faults.
 fn kill_at_random(url: &str, workload: &Workload, seed: u64) -> (Vec<ClientOutput>, FaultCounts) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults = FaultCounts::default();
     let mut running =
         history::spawn_clients(Path::new(DRILL), url, workload).expect("start drills");
-    let mut outputs = Vec::new();
-    std::thread::sleep(history::START_DELAY);
+    let mut outputs: Vec<ClientOutput> = Vec::new();
+    // Lines printed by clients that are no longer running.
+    let mut done = 0;
+    let points = history::fault_points(workload, KILLS as usize, &mut rng);
     // Each kill starts a client with the next new number.
-    for replacement in workload.clients..workload.clients + KILLS {
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+    for (replacement, point) in (workload.clients..).zip(points) {
+        let reached = history::wait_for_lines(&mut running, done, point).expect("a drill's status");
         let mut alive = Vec::new();
         for mut client in running {
             if client.exited().expect("a drill's status") {
+                done += client.lines();
                 outputs.push(finished(client, false));
             } else {
                 alive.push(client);
             }
         }
         running = alive;
-        if running.is_empty() {
+        if !reached || running.is_empty() {
             break;
         }
         let mut victim = running.swap_remove(rng.random_range(0..running.len()));
         victim.kill().expect("SIGKILL a drill");
+        done += victim.lines();
         outputs.push(finished(victim, true));
         faults.record(Fault::Kill);
         running.push(
