@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -75,12 +76,14 @@ fn check_connector(what: &str, value: &str) -> Result<()> {
     }
 }
 
+/// An identifier is text checked once and shared after: a clone (every event, cursor and history
+/// entry carries its pipeline's and stream's) counts a reference instead of copying the text.
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident, $what:literal, $check:path) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates `value` and wraps it.
@@ -90,7 +93,7 @@ macro_rules! string_id {
             pub fn new(value: impl Into<String>) -> Result<Self> {
                 let value = value.into();
                 $check($what, &value)?;
-                Ok(Self(value))
+                Ok(Self(value.into()))
             }
 
             /// The identifier as text.
@@ -134,7 +137,7 @@ macro_rules! string_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.as_ref().to_owned()
             }
         }
 
