@@ -121,7 +121,13 @@ pub struct SystemClock;
 #[cfg(not(target_arch = "wasm32"))]
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        Timestamp::from_datetime(Utc::now())
+        // The milliseconds straight from the system time: every write reads the clock, and
+        // building a calendar date to throw it away cost nearly a tenth of an in-memory advance.
+        let millis = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |m| -m),
+        };
+        Timestamp::from_millis(millis)
     }
 }
 
@@ -185,6 +191,17 @@ pub mod human_duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_clock_reads_the_same_time_as_a_calendar_clock() {
+        let before = Utc::now().timestamp_millis();
+        let now = SystemClock.now().as_millis();
+        let after = Utc::now().timestamp_millis();
+        assert!(
+            (before..=after).contains(&now),
+            "{before} ≤ {now} ≤ {after}"
+        );
+    }
 
     #[test]
     fn timestamps_round_trip_through_rfc3339() {
