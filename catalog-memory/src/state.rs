@@ -4,7 +4,7 @@
 //! before the first mutation — and then applies the result. Under the project's lock this makes
 //! each operation all-or-nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hakiri_core::archive::{
@@ -36,7 +36,7 @@ pub(crate) struct ProjectState {
     /// The event log; an event's `seq` is its index + 1.
     events: Vec<Event>,
     /// Each pipeline's slice of the log: the sequence numbers of its events, ascending.
-    events_by_pipeline: HashMap<PipelineId, Vec<u64>>,
+    events_by_pipeline: BTreeMap<PipelineId, Vec<u64>>,
     /// The last epoch handed out in this project: a project-wide counter, so epochs never repeat,
     /// not even for a deleted and re-created pipeline.
     last_epoch: u64,
