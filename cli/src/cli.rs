@@ -1,6 +1,7 @@
 //! The command line: global options and every verb, as clap derive types.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -226,6 +227,12 @@ pub(crate) struct ServeArgs {
     /// repeatable. Requests naming any other host are refused.
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) allow_host: Vec<String>,
+
+    /// How many projects' catalogs stay open at once (on SQLite each holds its files and a
+    /// writer thread); the one used longest ago is closed to open another, and reopened when
+    /// asked for again. A memory catalog is never closed: it would lose its data.
+    #[arg(long, default_value_t = NonZeroUsize::new(64).expect("non-zero"), value_name = "N")]
+    pub(crate) max_open_projects: NonZeroUsize,
 }
 
 #[derive(Debug, Args)]

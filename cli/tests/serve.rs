@@ -480,6 +480,69 @@ fn a_bad_grants_file_is_refused_naming_the_grant_and_never_the_token() {
     assert!(!stderr.contains("s3cret-token"), "{stderr}");
 }
 
+/// Found by the soak: a server that had opened some 4,000 projects' files could open no more
+/// (`unable to open database file`: every catalog kept its files and writer thread). Only the
+/// projects used last stay open; the others are closed and opened again when asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_many_projects_keeps_only_the_last_used_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::serve(
+        dir,
+        &["--listen", "127.0.0.1:0", "--max-open-projects", "3"],
+    );
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let remote = |project: String| {
+        hakiri_protocol::HttpCatalog::connect(
+            &base,
+            ProjectId::new(project).unwrap(),
+            &server.token,
+            hakiri_protocol::HttpConfig::default(),
+        )
+        .unwrap()
+    };
+    let projects: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+    for project in &projects {
+        remote(project.clone())
+            .create_pipeline(fixtures::spec("web", CursorKind::Monotonic), &Actor::System)
+            .await
+            .unwrap();
+    }
+    let metrics = server.get("/metrics", &[]);
+    assert!(
+        metrics.body.contains("hakiri_open_catalogs 3\n"),
+        "{}",
+        metrics.body
+    );
+    // Every project, closed or not, answers with what it holds, and takes writes again.
+    let web = hakiri_core::PipelineId::new("web").unwrap();
+    for project in &projects {
+        let catalog = remote(project.clone());
+        let pipeline = catalog.get_pipeline(&web).await.unwrap();
+        catalog
+            .set_paused(
+                &web,
+                hakiri_core::PauseChange::Pause(
+                    hakiri_core::Reason::new("closed and opened again").unwrap(),
+                ),
+                &Actor::System,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "pause {project}'s pipeline (generation {}): {e}",
+                    pipeline.generation
+                )
+            });
+    }
+    let metrics = server.get("/metrics", &[]);
+    assert!(
+        metrics.body.contains("hakiri_open_catalogs 3\n"),
+        "{}",
+        metrics.body
+    );
+    server.terminate();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_protocol_over_serve_is_the_catalog_as_the_worker_serves_it() {
     let server = Server::start().await;

@@ -47,10 +47,12 @@ use hakiri_catalog_memory::MemoryCatalog;
 use hakiri_catalog_postgres::PgPool;
 use hakiri_core::{Actor, Catalog, Error, ProjectId};
 use hakiri_protocol::{self as protocol, bearer, Access, Backend, Grants, Reply, Server, WhoAmI};
+use lru::LruCache;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, OnceCell};
@@ -195,8 +197,12 @@ fn stop_on_signals() -> CliResult<CancellationToken> {
 /// What every request shares.
 pub(crate) struct App {
     url: CatalogUrl,
-    /// Catalogs opened so far, by project.
-    catalogs: Mutex<HashMap<ProjectId, Arc<dyn Catalog>>>,
+    /// Catalogs open, by project: the ones used last, at most `--max-open-projects` of them
+    /// (every one, on a memory URL). A closed one is opened again when asked for; a request
+    /// still holding it finishes on it.
+    catalogs: Mutex<LruCache<ProjectId, Arc<dyn Catalog>>>,
+    /// How many catalogs are open.
+    open_catalogs: Gauge,
     /// On a Postgres URL, the one pool every project's catalog uses (a pool per project would
     /// hold connections for every project ever served, until the server ran out of them).
     postgres: OnceCell<PgPool>,
@@ -248,9 +254,21 @@ impl App {
             "HTTP requests answered, by route and status",
             requests.clone(),
         );
+        let open_catalogs = Gauge::default();
+        registry.register(
+            "hakiri_open_catalogs",
+            "Projects whose catalogs are open",
+            open_catalogs.clone(),
+        );
+        // Closing a memory catalog would lose its data.
+        let catalogs = match url {
+            CatalogUrl::Memory => LruCache::unbounded(),
+            _ => LruCache::new(args.max_open_projects),
+        };
         Arc::new(Self {
             url,
-            catalogs: Mutex::new(HashMap::new()),
+            catalogs: Mutex::new(catalogs),
+            open_catalogs,
             postgres: OnceCell::new(),
             grants,
             hosts,
@@ -311,7 +329,9 @@ impl App {
             }
             _ => target::open(&self.url, project, None, access).await?,
         };
-        catalogs.insert(project.clone(), opened.catalog.clone());
+        catalogs.put(project.clone(), opened.catalog.clone());
+        self.open_catalogs
+            .set(i64::try_from(catalogs.len()).unwrap_or(i64::MAX));
         Ok(opened.catalog)
     }
 }
