@@ -78,6 +78,17 @@ impl Server {
         Answer::parse(&text)
     }
 
+    /// A client of `project` on this server, with the launch token.
+    fn remote(&self, project: &str) -> hakiri_protocol::HttpCatalog {
+        hakiri_protocol::HttpCatalog::connect(
+            &format!("http://127.0.0.1:{}", self.port),
+            ProjectId::new(project).unwrap(),
+            &self.token,
+            hakiri_protocol::HttpConfig::default(),
+        )
+        .unwrap()
+    }
+
     fn bearer(&self) -> String {
         format!("Bearer {}", self.token)
     }
@@ -490,19 +501,10 @@ async fn a_server_of_many_projects_keeps_only_the_last_used_open() {
         dir,
         &["--listen", "127.0.0.1:0", "--max-open-projects", "3"],
     );
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let remote = |project: String| {
-        hakiri_protocol::HttpCatalog::connect(
-            &base,
-            ProjectId::new(project).unwrap(),
-            &server.token,
-            hakiri_protocol::HttpConfig::default(),
-        )
-        .unwrap()
-    };
     let projects: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
     for project in &projects {
-        remote(project.clone())
+        server
+            .remote(project)
             .create_pipeline(fixtures::spec("web", CursorKind::Monotonic), &Actor::System)
             .await
             .unwrap();
@@ -516,7 +518,7 @@ async fn a_server_of_many_projects_keeps_only_the_last_used_open() {
     // Every project, closed or not, answers with what it holds, and takes writes again.
     let web = hakiri_core::PipelineId::new("web").unwrap();
     for project in &projects {
-        let catalog = remote(project.clone());
+        let catalog = server.remote(project);
         let pipeline = catalog.get_pipeline(&web).await.unwrap();
         catalog
             .set_paused(
@@ -547,16 +549,7 @@ async fn a_server_of_many_projects_keeps_only_the_last_used_open() {
 async fn the_protocol_over_serve_is_the_catalog_as_the_worker_serves_it() {
     let server = Server::start().await;
     let base = format!("http://127.0.0.1:{}", server.port);
-    let remote = |project: &str| {
-        hakiri_protocol::HttpCatalog::connect(
-            &base,
-            ProjectId::new(project).unwrap(),
-            &server.token,
-            hakiri_protocol::HttpConfig::default(),
-        )
-        .unwrap()
-    };
-    let shop = remote(PROJECT);
+    let shop = server.remote(PROJECT);
     // A writer's whole round: create (claiming to be someone else), lease, run, advance, finish.
     let claimed = Actor::Operator(hakiri_core::OperatorName::new("mallory").unwrap());
     shop.create_pipeline(fixtures::spec("web", CursorKind::Monotonic), &claimed)
@@ -613,12 +606,13 @@ async fn the_protocol_over_serve_is_the_catalog_as_the_worker_serves_it() {
 
     // A write to a new project creates its catalog; a read of an unknown one answers as an empty
     // catalog (as on the Worker) and creates nothing.
-    remote("fresh")
+    server
+        .remote("fresh")
         .create_pipeline(fixtures::spec("p", CursorKind::Opaque), &Actor::System)
         .await
         .unwrap();
     assert!(server.dir.path().join(".hakiri/fresh.db").exists());
-    let nothing = remote("nothing");
+    let nothing = server.remote("nothing");
     let listed = nothing
         .list_pipelines(None, hakiri_core::Limit::MAX)
         .await
