@@ -2,9 +2,9 @@
 //! processes run the clients of a history (`hakiri-drill history`), and a nemesis SIGKILLs one
 //! at a random moment — inside a transaction or between two; the moments are drawn as points of
 //! the clients' progress, so they fall inside the history however fast it runs — and starts a
-//! new client (a new client id) in its place, again and again. A killed client's call in flight is indeterminate.
-//! Afterwards the file opens, SQLite's integrity check passes, and the checker finds every
-//! acknowledged write and nothing half-applied.
+//! new client (a new client id) in its place, again and again. A killed client's call in flight
+//! is indeterminate. Afterwards the file opens, SQLite's integrity check passes, and the checker
+//! finds every acknowledged write and nothing half-applied.
 //!
 //! Two histories by default; `HAKIRI_HISTORIES` runs more (the soak), `HAKIRI_HISTORY_SEED` sets
 //! the first seed, `HAKIRI_HISTORY_{CLIENTS,OPS,PIPELINES}` the workload's shape.
