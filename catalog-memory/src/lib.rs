@@ -31,6 +31,7 @@ use hakiri_core::{
     SystemClock, Trigger,
 };
 
+mod log;
 mod state;
 
 use state::ProjectState;

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::log::Log;
 use hakiri_core::archive::{
     plan_import, ArchiveHead, Counters, ImportBatch, ImportMarker, ImportProgress, Record,
 };
@@ -33,8 +34,9 @@ pub(crate) struct ProjectState {
     /// Every run of the project, in id (= time) order.
     runs: BTreeMap<RunId, Run>,
     decisions: BTreeMap<DecisionId, Decision>,
-    /// The event log; an event's `seq` is its index + 1.
-    events: Vec<Event>,
+    /// The event log; an event's `seq` is its index + 1. An append-only vector of buckets: a
+    /// growing log never moves what it holds (ADR 0036).
+    events: Log<Event>,
     /// Each pipeline's slice of the log: the sequence numbers of its events, ascending.
     events_by_pipeline: BTreeMap<PipelineId, Vec<u64>>,
     /// The last epoch handed out in this project: a project-wide counter, so epochs never repeat,
@@ -60,8 +62,8 @@ struct PipelineState {
 #[derive(Debug, Default)]
 struct StreamState {
     cursor: Option<Cursor>,
-    /// Version n is at index n − 1.
-    history: Vec<CursorHistoryEntry>,
+    /// Version n is at index n − 1; appended without moving, as the event log (ADR 0036).
+    history: Log<CursorHistoryEntry>,
     /// Version n is at index n − 1.
     schemas: Vec<SchemaVersion>,
 }
@@ -534,21 +536,19 @@ impl ProjectState {
         before: Option<u64>,
         limit: Limit,
     ) -> Result<Page<CursorHistoryEntry, u64>> {
-        let history = self
-            .pipeline(pipeline)?
-            .stream(stream)
-            .map_or(&[][..], |s| &s.history[..]);
+        let Some(history) = self.pipeline(pipeline)?.stream(stream).map(|s| &s.history) else {
+            return Ok(Page::from_overfetch(Vec::new(), limit, |e| e.version));
+        };
         // Version n is at index n − 1, so the versions below `before` are the first `before − 1`.
         let end = before.map_or(history.len(), |b| {
             usize::try_from(b.saturating_sub(1))
                 .unwrap_or(usize::MAX)
                 .min(history.len())
         });
-        let items = history[..end]
-            .iter()
+        let items = (0..end)
             .rev()
             .take(limit.as_usize() + 1)
-            .cloned()
+            .filter_map(|i| history.get(i).cloned())
             .collect();
         Ok(Page::from_overfetch(
             items,
@@ -777,10 +777,9 @@ impl ProjectState {
         let start = usize::try_from(after)
             .unwrap_or(usize::MAX)
             .min(self.events.len());
-        self.events[start..]
-            .iter()
+        (start..self.events.len())
             .take(limit.as_usize())
-            .cloned()
+            .filter_map(|i| self.events.get(i).cloned())
             .collect()
     }
 
@@ -927,7 +926,8 @@ impl ProjectState {
                 let complete = entry.version == 1;
                 stream_state.history.push(entry);
                 if complete {
-                    stream_state.history.reverse();
+                    let newest_first = std::mem::take(&mut stream_state.history);
+                    stream_state.history = newest_first.into_iter().rev().collect();
                 }
             }
             Record::SchemaVersion { version } => {
