@@ -1,10 +1,13 @@
-//! The catalog through a real Worker in a local `workerd`: cursor advances per second against a
-//! trivial round trip to the same project's Durable Object (`/ping`), measured in the same run.
+//! The catalog through a real Worker in a local `workerd`: cursor advances per second against two
+//! round trips to the same project's Durable Object, measured in the same run:
+//! - the floor (`/floor`, ADR 0037): one guarded `UPDATE` of a scratch row through the object's
+//!   SQL API, the least an advance could write (goal: advances ≥ 0.8× the floor);
+//! - a trivial round trip (`/ping`), which touches no storage.
 //!
 //! `cargo bench -p hakiri-catalog-do --bench worker` builds the Worker (like the tests), starts
-//! `workerd` on a loopback port, and prints medians over interleaved batches. Both sides pay the
-//! same HTTP hop, authentication and object routing; the ratio is what the catalog adds (one
-//! atomic unit of SQL in the object). Needs `scripts/setup` to have installed the Worker tools.
+//! `workerd` on a loopback port with the test hooks on (they open `/floor`), and prints medians
+//! over interleaved batches. All three pay the same HTTP hop, authentication and object routing.
+//! Needs `scripts/setup` to have installed the Worker tools.
 
 // A benchmark binary, not an API.
 #![allow(missing_docs)]
@@ -34,6 +37,24 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+fn per_second(batch: usize, start: Instant) -> f64 {
+    batch as f64 / start.elapsed().as_secs_f64()
+}
+
+/// One POST as the admin; panics unless it succeeds.
+async fn post(http: &reqwest::Client, url: &str, body: Option<serde_json::Value>) {
+    let mut request = http.post(url).bearer_auth(workerd::ADMIN_TOKEN);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    assert!(status.is_success(), "{url}: {status} {text}");
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -49,41 +70,74 @@ fn main() {
     let before = disk::fdatasync_time(persist.path());
     runtime.block_on(async {
         let project = ProjectId::new("bench").unwrap();
-        let catalog = HttpCatalog::connect(&server.url(), project, workerd::ADMIN_TOKEN, HttpConfig::default()).unwrap();
+        let catalog = HttpCatalog::connect(
+            &server.url(),
+            project,
+            workerd::ADMIN_TOKEN,
+            HttpConfig::default(),
+        )
+        .unwrap();
         let spec = fixtures::spec("p", CursorKind::Monotonic);
-        let (lease, run) = fixtures::begun(&catalog, spec, "bench", Duration::from_secs(3600)).await;
+        let hour = Duration::from_secs(3600);
+        let (lease, run) = fixtures::begun(&catalog, spec, "bench", hour).await;
         let stream = StreamName::new("s").unwrap();
         let http = reqwest::Client::new();
         let ping_url = format!("{}/v1/projects/bench/ping", server.url());
-        let mut next = 1u64;
+        let floor_url = format!("{}/v1/projects/bench/floor", server.url());
+        let (mut next, mut floor_version) = (1u64, 0u64);
 
-        let (mut advance_rates, mut ping_rates, mut ratios) = (vec![], vec![], vec![]);
+        let (mut advances, mut floors, mut pings) = (vec![], vec![], vec![]);
+        let (mut of_floor, mut of_ping) = (vec![], vec![]);
         for round in 0..=rounds {
             let start = Instant::now();
             for _ in 0..batch {
-                let answer = http.post(&ping_url).bearer_auth(workerd::ADMIN_TOKEN).send().await.unwrap();
-                assert!(answer.status().is_success());
-                answer.bytes().await.unwrap();
+                post(&http, &ping_url, None).await;
             }
-            let ping = batch as f64 / start.elapsed().as_secs_f64();
+            let ping = per_second(batch, start);
             let start = Instant::now();
             for _ in 0..batch {
-                catalog.advance_to(&lease, run.id, &stream, CursorValue::new(json!(next)).unwrap()).await.unwrap();
+                let write = json!({"value": floor_version + 1, "version": floor_version});
+                post(&http, &floor_url, Some(write)).await;
+                floor_version += 1;
+            }
+            let floor = per_second(batch, start);
+            let start = Instant::now();
+            for _ in 0..batch {
+                let value = CursorValue::new(json!(next)).unwrap();
+                let advanced = catalog.advance_to(&lease, run.id, &stream, value).await;
+                advanced.unwrap();
                 next += 1;
             }
-            let advance = batch as f64 / start.elapsed().as_secs_f64();
+            let advance = per_second(batch, start);
             if round == 0 {
                 continue; // warm-up: connections, the object's first load, prepared statements
             }
-            ping_rates.push(ping);
-            advance_rates.push(advance);
-            ratios.push(advance / ping);
+            pings.push(ping);
+            floors.push(floor);
+            advances.push(advance);
+            of_floor.push(advance / floor);
+            of_ping.push(advance / ping);
         }
         let after = disk::fdatasync_time(persist.path());
-        println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", disk::mode(before), disk::mode(after));
-        println!("Worker in a local workerd, sequential requests, {rounds} interleaved rounds of {batch}, medians");
-        println!("trivial round trip to the project's Durable Object (/ping): {:>7.0} /s", median(ping_rates));
-        println!("cursor advance through the catalog:                         {:>7.0} /s  ratio {:.2}x", median(advance_rates), median(ratios));
+        println!(
+            "disk: fdatasync {before:?} before ({}), {after:?} after ({})",
+            disk::mode(before),
+            disk::mode(after)
+        );
+        println!(
+            "Worker in a local workerd, sequential requests, \
+             {rounds} interleaved rounds of {batch}, medians"
+        );
+        let (ping, floor) = (median(pings), median(floors));
+        let (advance, ratio) = (median(advances), median(of_floor));
+        let met = if ratio >= 0.8 { "met" } else { "NOT met" };
+        println!("  round trip to the project's object (/ping)    {ping:>7.0}/s");
+        println!("  floor: one guarded UPDATE (/floor)            {floor:>7.0}/s");
+        println!("  cursor advance through the catalog            {advance:>7.0}/s");
+        println!(
+            "  advance/floor {ratio:.2} (goal ≥ 0.80: {met}), advance/ping {:.2}",
+            median(of_ping)
+        );
     });
     server.stop();
 }

@@ -632,6 +632,40 @@ async fn fault_injection_needs_the_test_hooks() {
         answer.reply
     );
     assert_eq!(answer.statements, None);
+    // The benchmark's floor is off too.
+    let floor = reqwest::Client::new()
+        .post(format!("{}/v1/projects/proj-hooks/floor", server.url()))
+        .bearer_auth(ADMIN)
+        .body(r#"{"value": 1, "version": 0}"#)
+        .send()
+        .await
+        .expect("the worker answers");
+    assert_eq!(floor.status().as_u16(), 404);
+}
+
+/// The Worker benchmark's floor (test hooks on) is one guarded write: it moves its row from the
+/// version it is told to the next and refuses any other, and needs a write grant.
+#[tokio::test]
+async fn the_benchmark_floor_is_a_guarded_write() {
+    let server = server();
+    let url = format!("{}/v1/projects/proj-a/floor", server.url());
+    let client = reqwest::Client::new();
+    let write = |token: &'static str, version: u64| {
+        client
+            .post(&url)
+            .bearer_auth(token)
+            .body(json!({"value": {"at": version + 1}, "version": version}).to_string())
+            .send()
+    };
+    let first = write(WRITER_A, 0).await.expect("the worker answers");
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(first.text().await.unwrap(), "1");
+    let stale = write(WRITER_A, 0).await.expect("the worker answers");
+    assert_eq!(stale.status().as_u16(), 409, "the row is at version 1 now");
+    let second = write(WRITER_A, 1).await.expect("the worker answers");
+    assert_eq!(second.text().await.unwrap(), "2");
+    let reader = write(READER_A, 2).await.expect("the worker answers");
+    assert_eq!(reader.status().as_u16(), 403);
 }
 
 fn columns(cols: &[(&str, ColumnType, bool)]) -> Schema {

@@ -12,6 +12,10 @@
 //! project's object without touching its storage: a health check, and the baseline the Worker
 //! benchmark compares catalog operations with.
 //!
+//! `POST /v1/projects/{project}/floor` (tests only, a write grant) makes the same round trip and
+//! one guarded `UPDATE` of a scratch row through the object's SQL API: the least a cursor advance
+//! could write, the Worker benchmark's floor (ADR 0037).
+//!
 //! `GET /v1/projects/{project}/plan` (a read grant on the project) answers the reconciler's
 //! dry-run plan at the object's clock, as [`Plan`](hakiri_core::plan::Plan) JSON: the body
 //! `hakiri serve` answers on the same route, computed by the same `hakiri_core::plan`.
@@ -40,8 +44,8 @@
 //! - `HAKIRI_CATALOG`: the Durable Object namespace binding (class `HakiriCatalog`).
 //! - `HAKIRI_TOKENS` (a secret): the grants, see `hakiri_protocol::Grants`.
 //! - `HAKIRI_TEST_HOOKS` (tests only): `"1"` honours the `x-hakiri-fail-at` fault-injection header
-//!   and the event streams' `x-hakiri-stream-lifetime-ms` and `x-hakiri-keep-alive-ms`. Never set
-//!   it in production.
+//!   and the event streams' `x-hakiri-stream-lifetime-ms` and `x-hakiri-keep-alive-ms`, and opens
+//!   the benchmark's `/floor` route. Never set it in production.
 
 mod auth;
 mod feed;
@@ -125,6 +129,7 @@ fn endpoint(path: &str) -> Result<Endpoint, Failure> {
         ["v1", "whoami"] => return Ok(Endpoint::WhoAmI),
         ["v1", "projects", _, "rpc"] => Target::Rpc,
         ["v1", "projects", _, "ping"] => Target::Ping,
+        ["v1", "projects", _, "floor"] => Target::Floor,
         ["v1", "projects", _, "plan"] => Target::Plan,
         ["v1", "projects", _, "events"] => Target::Events,
         _ => {
@@ -182,6 +187,20 @@ async fn route(mut req: Request, env: &Env) -> Result<Response, Failure> {
             // An event stream is the object's response, passed through as it streams.
             return forward(env, &project, &req, target, Vec::new()).await;
         }
+        Target::Floor => {
+            if !test_hooks(env) {
+                return Err(failure(
+                    404,
+                    Error::invalid(format!("no route {path:?} (a benchmark route, off here)")),
+                ));
+            }
+            grant.allows(Access::Write)?;
+            let body = req
+                .bytes()
+                .await
+                .map_err(|e| Error::invalid(format!("cannot read the request body: {e}")))?;
+            return forward(env, &project, &req, target, body).await;
+        }
         Target::Rpc => {}
     }
 
@@ -229,6 +248,8 @@ async fn route(mut req: Request, env: &Env) -> Result<Response, Failure> {
 enum Target {
     Rpc,
     Ping,
+    /// The benchmark's floor (tests only).
+    Floor,
     Plan,
     Events,
 }
@@ -237,7 +258,7 @@ impl Target {
     /// The method the route takes, from the client and on to the object.
     fn method(self) -> Method {
         match self {
-            Target::Rpc | Target::Ping => Method::Post,
+            Target::Rpc | Target::Ping | Target::Floor => Method::Post,
             Target::Plan | Target::Events => Method::Get,
         }
     }
@@ -247,6 +268,7 @@ impl Target {
         match self {
             Target::Rpc => "https://catalog.internal/rpc".to_owned(),
             Target::Ping => "https://catalog.internal/ping".to_owned(),
+            Target::Floor => "https://catalog.internal/floor".to_owned(),
             Target::Plan => "https://catalog.internal/plan".to_owned(),
             Target::Events => {
                 let query = req

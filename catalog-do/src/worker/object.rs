@@ -6,13 +6,13 @@
 //! finish (run, cursors, schema decisions, events) is many statements.
 //!
 //! The object's endpoints, behind the Worker (which authenticates): `/rpc` (one protocol
-//! request), `/ping`, `/plan` (the reconciler's plan at the object's clock) and `/events` (the
+//! request), `/ping`, `/floor` (tests only: the benchmark's floor), `/plan` (the reconciler's plan at the object's clock) and `/events` (the
 //! event log as Server-Sent Events, `feed.rs`).
 
 // `#[durable_object]` generates the class's JavaScript bindings without docs.
 #![allow(missing_docs)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use hakiri_core::{Error, ProjectId, Result, Timestamp};
@@ -44,6 +44,8 @@ pub struct HakiriCatalog {
     project: RefCell<Option<ProjectId>>,
     /// The open event streams, woken after every committed write.
     feeds: Feeds,
+    /// Whether the benchmark floor's scratch table exists (tests only).
+    floor_table: Cell<bool>,
 }
 
 impl DurableObject for HakiriCatalog {
@@ -60,6 +62,7 @@ impl DurableObject for HakiriCatalog {
             migrated: RefCell::new(migrated),
             project: RefCell::new(None),
             feeds: Feeds::default(),
+            floor_table: Cell::new(false),
         }
     }
 
@@ -68,6 +71,7 @@ impl DurableObject for HakiriCatalog {
         match req.path().as_str() {
             // A round trip and nothing else: no storage, no migration check.
             "/ping" => return Response::ok("pong"),
+            "/floor" if test_hooks(&self.env) => return self.floor(&mut req).await,
             "/plan" => {
                 return match self.plan(project.as_deref()) {
                     Ok(plan) => json(&plan),
@@ -109,7 +113,54 @@ fn now() -> Timestamp {
     Timestamp::from_millis(js_sys::Date::now() as i64)
 }
 
+/// A write to the benchmark's floor row: its new value if it is at `version`.
+#[derive(serde::Deserialize)]
+struct FloorWrite {
+    value: serde_json::Value,
+    version: i64,
+}
+
 impl HakiriCatalog {
+    /// The Worker benchmark's floor (tests only): one guarded `UPDATE` of a scratch row through
+    /// the SQL API, the least a cursor advance could write, with no history, event, lease or run.
+    /// The body is a [`FloorWrite`]; 409 if the row is not at its version.
+    async fn floor(&self, req: &mut Request) -> worker::Result<Response> {
+        let write: FloorWrite = match serde_json::from_slice(&req.bytes().await?) {
+            Ok(write) => write,
+            Err(e) => return Response::error(format!("not a floor write: {e}"), 400),
+        };
+        if !self.floor_table.replace(true) {
+            self.sql.sql.exec(
+                "CREATE TABLE IF NOT EXISTS bench_floor \
+                 (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, value TEXT NOT NULL)",
+                None,
+            )?;
+            self.sql.sql.exec(
+                "INSERT OR IGNORE INTO bench_floor VALUES (1, 0, 'null')",
+                None,
+            )?;
+        }
+        let written = self
+            .sql
+            .sql
+            .exec(
+                "UPDATE bench_floor SET version = version + 1, value = ?1 \
+                 WHERE id = 1 AND version = ?2",
+                vec![
+                    SqlStorageValue::String(write.value.to_string()),
+                    SqlStorageValue::Integer(write.version),
+                ],
+            )?
+            .rows_written();
+        match written {
+            1 => Response::ok((write.version + 1).to_string()),
+            _ => Response::error(
+                format!("the floor row is not at version {}", write.version),
+                409,
+            ),
+        }
+    }
+
     /// The reconciler's plan at the object's clock, over one snapshot of the statuses.
     fn plan(&self, project: Option<&str>) -> Result<hakiri_core::plan::Plan> {
         self.ready(project)?;
