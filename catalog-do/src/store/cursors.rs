@@ -97,8 +97,7 @@ impl<E: Exec> Store<'_, E> {
         stream: &StreamName,
         advance: &CursorAdvance,
     ) -> Result<Cursor> {
-        let hot = self.writable_run(lease, run)?;
-        let current = self.current_cursor(&lease.pipeline, stream)?;
+        let (hot, current) = self.writable_cursor(lease, run, stream)?;
         match plan_advance(
             hot.cursor_kind,
             &lease.pipeline,

@@ -472,6 +472,41 @@ impl<E: Exec> Store<'_, E> {
     /// The pipeline's hot columns, if `lease` is valid and `run` is its running run.
     fn writable_run(&mut self, lease: &Lease, run: RunId) -> Result<Hot> {
         let hot = self.fenced(lease)?;
+        self.check_running(hot, lease, run)
+    }
+
+    /// [`Self::writable_run`] and `stream`'s current cursor, read by one statement: all an
+    /// advance reads.
+    fn writable_cursor(
+        &mut self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+    ) -> Result<(Hot, Option<(CursorValue, u64)>)> {
+        // No column name is in both tables.
+        let sql = concat!(
+            "SELECT ",
+            hot_columns!(),
+            ", value, version FROM pipelines \
+             LEFT JOIN cursors ON pipeline = id AND stream = ? WHERE id = ?"
+        );
+        let row = self
+            .exec
+            .query_row(sql, params![stream.as_str(), lease.pipeline.as_str()])?;
+        let hot = row.as_ref().map(|row| hot_from(row, 0)).transpose()?;
+        check_fence(hot.as_ref().and_then(|h| h.lease.as_ref()), lease, self.now)?;
+        let (Some(hot), Some(row)) = (hot, row) else {
+            return Err(Error::pipeline_not_found(&lease.pipeline));
+        };
+        let cursor = match row.opt_int(6)? {
+            None => None,
+            Some(_) => Some((row.json(5)?, row.uint(6)?)),
+        };
+        Ok((self.check_running(hot, lease, run)?, cursor))
+    }
+
+    /// `hot`, if `run` is its running run (the lease already checked).
+    fn check_running(&mut self, hot: Hot, lease: &Lease, run: RunId) -> Result<Hot> {
         // The running run always belongs to the current epoch (a new acquisition abandons it),
         // so a match is the whole of `check_writable`; otherwise let the rule say what is wrong.
         if hot.running == Some(run) {
