@@ -132,10 +132,13 @@ impl ProjectState {
 
     fn emit(&mut self, at: Timestamp, actor: Actor, pipeline: &PipelineId, kind: EventKind) {
         let seq = self.events.len() as u64 + 1;
-        self.events_by_pipeline
-            .entry(pipeline.clone())
-            .or_default()
-            .push(seq);
+        // `get_mut` first: `entry` would take (clone) the key for every event.
+        match self.events_by_pipeline.get_mut(pipeline) {
+            Some(seqs) => seqs.push(seq),
+            None => {
+                self.events_by_pipeline.insert(pipeline.clone(), vec![seq]);
+            }
+        }
         self.events.push(Event {
             seq,
             at,
@@ -429,11 +432,11 @@ impl ProjectState {
     ) -> Result<Cursor> {
         let cursor = write.cursor(pipeline, stamp);
         let entry = write.history_entry(stamp);
-        let stream = self
-            .pipeline_mut(pipeline)?
-            .streams
-            .entry(write.stream.clone())
-            .or_default();
+        let streams = &mut self.pipeline_mut(pipeline)?.streams;
+        if !streams.contains_key(&write.stream) {
+            streams.insert(write.stream.clone(), StreamState::default());
+        }
+        let stream = streams.get_mut(&write.stream).expect("inserted above");
         stream.history.push(entry);
         stream.cursor = Some(cursor.clone());
         self.emit(stamp.at, stamp.by.clone(), pipeline, write.event());
