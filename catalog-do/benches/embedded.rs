@@ -1,18 +1,18 @@
-//! The embedded catalog against raw SQLite on the same disk, measured in the same run.
+//! The embedded catalog against the floor and raw SQLite on the same disk, measured in the same
+//! run.
 //!
 //! `cargo bench -p hakiri-catalog-do --bench embedded` prints, per measure, the median rate over
-//! interleaved rounds and the median of per-round ratios to a raw rusqlite single-row `UPDATE`
-//! commit with the same pragmas (WAL, `synchronous=FULL`):
-//! - cursor advance/s (one writer, each advance its own durable commit) — goal ≥ 0.9×;
-//! - run finish/s (two final cursors and stats, one commit) — goal ≥ 0.9×;
-//! - cursor advance/s with 64 pipelines advancing concurrently (group commit) — goal ≥ 10×.
+//! interleaved rounds and the medians of per-round ratios. The goals are on hakiri/floor:
+//! - cursor advance/s (one writer, each advance its own durable commit) — goal ≥ 0.95;
+//! - run finish/s (two final cursors and stats, one commit) — goal ≥ 0.90;
+//! - cursor advance/s with 64 pipelines advancing concurrently (group commit) — goal ≥ 0.90.
 //!
-//! Beside each it prints a floor: raw rusqlite writing, with hand-prepared statements and nothing
-//! checked, the rows the operation must write — an advance changes its cursor and appends a
-//! history entry and an event (invariant 7 in `docs/guarantees.md`), three b-tree pages where the
-//! baseline changes
-//! one. `floor/raw` is the best any catalog keeping that history could reach; `hakiri/floor` is
-//! Hakiri's own overhead (checks, encoding, the writer thread).
+//! The floor is raw rusqlite writing, with hand-prepared statements and nothing checked, the rows
+//! the operation must write: an advance changes its cursor and appends a history entry and an
+//! event (invariant 7 in `docs/guarantees.md`). `hakiri/floor` is Hakiri's own overhead (checks,
+//! encoding, the writer thread). Beside them, both against a raw rusqlite single-row `UPDATE`
+//! commit with the same pragmas (WAL, `synchronous=FULL`): `floor/raw` is the best any catalog
+//! keeping that history could reach (ADR 0013).
 //!
 //! The disk of these machines switches between a fast and a slow mode for tens of seconds at a
 //! time, so the two sides run in small alternating batches and the fsync latency is printed
@@ -324,6 +324,7 @@ struct Measure {
     floor: Vec<f64>,
     hakiri_ratio: Vec<f64>,
     floor_ratio: Vec<f64>,
+    of_floor: Vec<f64>,
 }
 
 impl Measure {
@@ -332,11 +333,15 @@ impl Measure {
         self.floor.push(floor);
         self.hakiri_ratio.push(hakiri / raw);
         self.floor_ratio.push(floor / raw);
+        self.of_floor.push(hakiri / floor);
     }
 
-    fn print(self, label: &str, goal: &str) {
+    /// One row of the table; `goal` is for hakiri/floor.
+    fn print(self, label: &str, goal: f64) {
+        let of_floor = median(self.of_floor);
+        let met = if of_floor >= goal { "met" } else { "NOT met" };
         println!(
-            "{label:<38} {:>9.0} {:>9.0} {:>9.2}x {:>9.2}x  >= {goal}",
+            "{label:<38} {:>9.0} {:>9.0} {of_floor:>8.2}  ≥ {goal:.2} {met:<7} {:>9.2}x {:>9.2}x",
             median(self.hakiri),
             median(self.floor),
             median(self.hakiri_ratio),
@@ -410,9 +415,13 @@ fn main() {
         println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", disk::mode(before), disk::mode(after));
         println!("raw rusqlite single-row UPDATE commit: {:>9.0} /s", median(m.raw));
         println!("floor: raw rusqlite writing the rows the operation must write (cursor, history, event, run ...)");
-        println!("{:<38} {:>9} {:>9} {:>10} {:>10}  goal", "", "hakiri/s", "floor/s", "hakiri/raw", "floor/raw");
-        m.advance.print("cursor advance (1 writer)", "0.90x");
-        m.finish.print("run finish (2 cursors + stats)", "0.90x");
-        m.group.print(&format!("cursor advance, {CONCURRENT_PIPELINES} pipelines at once"), "10x");
+        println!(
+            "{:<38} {:>9} {:>9} {:>12} {:>12} {:>10} {:>10}",
+            "", "hakiri/s", "floor/s", "hakiri/floor", "goal", "hakiri/raw", "floor/raw"
+        );
+        m.advance.print("cursor advance (1 writer)", 0.95);
+        m.finish.print("run finish (2 cursors + stats)", 0.90);
+        let group = format!("cursor advance, {CONCURRENT_PIPELINES} pipelines at once");
+        m.group.print(&group, 0.90);
     });
 }
