@@ -2,9 +2,9 @@
 //!
 //! One writer thread owns the write connection, mirroring the Durable Object's
 //! one-request-at-a-time model. Writes that arrive while a commit is in flight queue up and are
-//! **group-committed**: the thread opens one `BEGIN IMMEDIATE` transaction for the whole queue and
-//! runs each request in its own savepoint, so each stays all-or-nothing while they share one
-//! fsync. Other processes on the same file (an operator CLI beside a running reconciler) serialise
+//! **group-committed**: the thread opens one `BEGIN IMMEDIATE` transaction for the whole queue, so
+//! they share one fsync, and each request stays all-or-nothing (see `Writer::commit`). A third
+//! thread checkpoints the write-ahead log, off the writer's path (ADR 0039). Other processes on the same file (an operator CLI beside a running reconciler) serialise
 //! on SQLite's write lock; every read the store makes before a write happens inside that lock, so
 //! fencing is checked in the same transaction as the write.
 //!
@@ -121,10 +121,25 @@ impl SqliteCatalog {
             conn: SqliteConnection::open_reader(&path, &config)?,
             clock: config.clock.clone(),
         };
+        // The checkpointer's connection checkpoints; the writer only when the log is long (ADR 0039).
+        conn.conn
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
+            ))
+            .map_err(convert)?;
+        let checkpointer = Checkpointer {
+            conn: SqliteConnection::open(&path, &config)?,
+        };
+        let (ticks, tick) = mpsc::sync_channel(1);
+        thread::Builder::new()
+            .name(format!("hakiri-sqlite-checkpoint-{project}"))
+            .spawn(move || checkpointer.run(tick))
+            .map_err(|e| Error::Unavailable(format!("cannot start a catalog thread: {e}")))?;
         let writer = Writer {
             conn,
             clock: config.clock.clone(),
             max_batch: config.max_batch,
+            ticks,
         };
         let transport = EmbeddedTransport {
             path,
@@ -227,6 +242,8 @@ struct Writer {
     conn: SqliteConnection,
     clock: Arc<dyn Clock>,
     max_batch: usize,
+    /// Tells the checkpointer that a commit added to the log.
+    ticks: mpsc::SyncSender<()>,
 }
 
 impl Writer {
@@ -241,6 +258,8 @@ impl Writer {
                 }
             }
             self.commit(batch);
+            // Full: a checkpoint is already due, and it will see this commit too.
+            let _ = self.ticks.try_send(());
         }
     }
 
@@ -299,6 +318,40 @@ impl Writer {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// How long the write-ahead log may grow (pages) before the writer checkpoints it itself: under
+/// continuous writes a checkpoint beside the writer never catches the log's end, and only a
+/// checkpoint by the writer, between its transactions, lets the log start over.
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+
+/// How long the checkpointer rests after a checkpoint: commits meanwhile wait for the next one.
+const CHECKPOINT_REST: Duration = Duration::from_millis(10);
+
+/// The thread that copies the write-ahead log into the database file (ADR 0039). SQLite would do
+/// it inside a commit every 1,000 pages, copying them and syncing the file while the writer and
+/// everything queued behind it waits. Here it happens beside the writer, on a connection of its
+/// own: a `PASSIVE` checkpoint, which never blocks the writer or a reader, at most every
+/// [`CHECKPOINT_REST`] while commits come.
+struct Checkpointer {
+    conn: SqliteConnection,
+}
+
+impl Checkpointer {
+    /// Checkpoints after the writer's commits; ends when the writer is gone.
+    fn run(self, ticks: mpsc::Receiver<()>) {
+        while ticks.recv().is_ok() {
+            if let Err(error) = self
+                .conn
+                .conn
+                .execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
+            {
+                // The log keeps everything meanwhile; it only grows until a checkpoint succeeds.
+                tracing::warn!(%error, "catalog checkpoint failed");
+            }
+            thread::sleep(CHECKPOINT_REST);
         }
     }
 }
