@@ -26,12 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
-use hakiri_core::{
-    BeginRun, Catalog, CatalogExt, CursorKind, CursorValue, FinishRun, Lease, ProjectId, RunId,
-    StreamName, StreamStats, Trigger,
-};
-use hakiri_test_kit::{disk, fixtures};
-use serde_json::json;
+use hakiri_core::{Catalog, ProjectId};
+use hakiri_test_kit::bench::{concurrently, median, Writer};
+use hakiri_test_kit::disk;
 
 /// Rounds and batch size: the full measurement under `cargo bench`, a quick smoke run of the
 /// same code under `cargo test --all-targets` (which runs bench targets without `--bench`).
@@ -221,102 +218,6 @@ impl Raw {
     }
 }
 
-struct Writer {
-    catalog: Arc<SqliteCatalog>,
-    lease: Lease,
-    run: RunId,
-    stream: StreamName,
-    next: u64,
-}
-
-impl Writer {
-    async fn new(catalog: Arc<SqliteCatalog>, name: &str) -> Self {
-        let spec = fixtures::spec(name, CursorKind::Monotonic);
-        let (lease, run) = fixtures::begun(
-            catalog.as_ref(),
-            spec,
-            "bench",
-            Duration::from_secs(24 * 3600),
-        )
-        .await;
-        let run = run.id;
-        Self {
-            catalog,
-            lease,
-            run,
-            stream: StreamName::new("s").unwrap(),
-            next: 1,
-        }
-    }
-
-    async fn advance(&mut self) {
-        let value = CursorValue::new(json!(self.next)).unwrap();
-        self.next += 1;
-        self.catalog
-            .advance_to(&self.lease, self.run, &self.stream, value)
-            .await
-            .unwrap();
-    }
-
-    /// `n` advances; returns advances per second.
-    async fn advances(&mut self, n: usize) -> f64 {
-        let start = Instant::now();
-        for _ in 0..n {
-            self.advance().await;
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    }
-
-    /// `n` finishes, each of a freshly begun run (the begins are not timed); finishes per second.
-    async fn finishes(&mut self, n: usize) -> f64 {
-        let mut timed = Duration::ZERO;
-        let other = StreamName::new("t").unwrap();
-        for _ in 0..n {
-            let finish = FinishRun::succeeded()
-                .with_cursor(
-                    self.stream.clone(),
-                    CursorValue::new(json!(self.next)).unwrap(),
-                )
-                .with_cursor(other.clone(), CursorValue::new(json!(self.next)).unwrap())
-                .with_stats(self.stream.clone(), StreamStats::new(100, 10_000));
-            self.next += 1;
-            let start = Instant::now();
-            self.catalog
-                .finish_run(&self.lease, self.run, finish)
-                .await
-                .unwrap();
-            timed += start.elapsed();
-            self.run = self
-                .catalog
-                .begin_run(&self.lease, BeginRun::new(Trigger::Manual))
-                .await
-                .unwrap()
-                .id;
-        }
-        n as f64 / timed.as_secs_f64()
-    }
-}
-
-/// `per_writer` advances on each of `writers` pipelines at once; total advances per second.
-async fn concurrent(writers: &mut Vec<Writer>, per_writer: usize) -> f64 {
-    let start = Instant::now();
-    let tasks: Vec<_> = writers
-        .drain(..)
-        .map(|mut w| {
-            tokio::spawn(async move {
-                for _ in 0..per_writer {
-                    w.advance().await;
-                }
-                w
-            })
-        })
-        .collect();
-    for task in tasks {
-        writers.push(task.await.unwrap());
-    }
-    (per_writer * writers.len()) as f64 / start.elapsed().as_secs_f64()
-}
-
 /// One operation's rates per round: Hakiri's, the floor's, and the raw baseline's beside them.
 #[derive(Default)]
 struct Measure {
@@ -358,11 +259,6 @@ struct Measures {
     group: Measure,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -378,13 +274,17 @@ fn main() {
         let raw = Raw::open(&dir.path().join("raw.db"));
         let mut floor = Raw::open(&dir.path().join("floor.db"));
         let project = ProjectId::new("bench").unwrap();
-        let catalog = Arc::new(SqliteCatalog::open(dir.path().join("hakiri.db"), project.clone(), SqliteConfig::default()).unwrap());
-        let mut single = Writer::new(catalog.clone(), "single").await;
-        let mut finisher = Writer::new(catalog.clone(), "finisher").await;
-        let group_catalog = Arc::new(SqliteCatalog::open(dir.path().join("group.db"), project, SqliteConfig::default()).unwrap());
+        let open = |file: &str| -> Arc<dyn Catalog> {
+            let catalog = SqliteCatalog::open(dir.path().join(file), project.clone(), SqliteConfig::default());
+            Arc::new(catalog.unwrap())
+        };
+        let catalog = open("hakiri.db");
+        let mut single = Writer::begun(catalog.clone(), "single").await;
+        let mut finisher = Writer::begun(catalog, "finisher").await;
+        let group_catalog = open("group.db");
         let mut group = Vec::new();
         for i in 0..CONCURRENT_PIPELINES {
-            group.push(Writer::new(group_catalog.clone(), &format!("p{i}")).await);
+            group.push(Writer::begun(group_catalog.clone(), &format!("p{i}")).await);
         }
         // Warm up every side (page cache, prepared statements).
         raw.updates(50);
@@ -400,7 +300,7 @@ fn main() {
             let f = finisher.finishes(batch / 2).await;
             let ff = floor.finishes(batch / 2);
             let r3 = raw.updates(batch);
-            let g = concurrent(&mut group, CONCURRENT_ROUND).await;
+            let g = concurrently(&mut group, CONCURRENT_ROUND).await;
             let fg = floor.grouped_advances(CONCURRENT_ROUND);
             let r4 = raw.updates(batch);
             // Each figure is compared with the raw batches on either side of it.

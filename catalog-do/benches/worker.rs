@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use hakiri_core::{CatalogExt, CursorKind, CursorValue, ProjectId, StreamName};
 use hakiri_protocol::{HttpCatalog, HttpConfig};
+use hakiri_test_kit::bench::median;
 use hakiri_test_kit::{disk, fixtures, workerd};
 use serde_json::json;
 
@@ -31,11 +32,6 @@ fn sizes() -> (usize, usize) {
 
 const FULL_ROUNDS: usize = 15;
 const FULL_BATCH: usize = 50;
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn per_second(batch: usize, start: Instant) -> f64 {
     batch as f64 / start.elapsed().as_secs_f64()

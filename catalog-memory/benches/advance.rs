@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use hakiri_catalog_memory::MemoryCatalog;
 use hakiri_core::{CatalogExt, CursorKind, CursorValue, ProjectId, StreamName};
+use hakiri_test_kit::bench::median;
 use hakiri_test_kit::fixtures;
 
 /// Rounds and advances per round: the full measurement under `cargo bench`, a smoke run of the
@@ -70,11 +71,6 @@ fn raw(n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -92,7 +88,7 @@ fn main() {
         theirs.push((before + after) / 2.0);
         ratios.push(rate / ((before + after) / 2.0));
     }
-    let (ours, theirs, ratio) = (median(&mut ours), median(&mut theirs), median(&mut ratios));
+    let (ours, theirs, ratio) = (median(ours), median(theirs), median(ratios));
     println!("memory backend, one writer, {rounds} rounds of {n} advances (medians)");
     println!(
         "  hakiri advance      {ours:>12.0}/s   goal ≥ {GOAL:.0}/s: {}",

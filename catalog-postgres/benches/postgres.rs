@@ -31,6 +31,7 @@ use hakiri_core::{
     BeginRun, Catalog, CatalogExt, CursorKind, CursorValue, FinishRun, Lease, ProjectId, RunId,
     StreamName, StreamStats, Trigger,
 };
+use hakiri_test_kit::bench::median;
 use hakiri_test_kit::{disk, fixtures, postgres};
 use serde_json::json;
 
@@ -106,11 +107,6 @@ fn batches() -> [(usize, usize); 2] {
     } else {
         BATCH.map(|(clients, _)| (clients, 4))
     }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 /// One client of one measure: its pipeline (or raw row) and state.

@@ -30,15 +30,11 @@ use hakiri_contract::archive::long_history;
 use hakiri_contract::unique_project;
 use hakiri_core::archive::{self, ArchiveReader};
 use hakiri_core::{Catalog, Timestamp};
+use hakiri_test_kit::bench::median;
 use hakiri_test_kit::{disk, postgres};
 
 fn full() -> bool {
     std::env::args().any(|a| a == "--bench")
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// An archive of a project whose log holds `events` events, nearly all advances of one cursor.

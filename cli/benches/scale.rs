@@ -26,9 +26,10 @@ use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
 use hakiri_contract::unique_project;
 use hakiri_core::archive::{self, ArchiveReader, Counters, ImportBatch, Record};
 use hakiri_core::{
-    BeginRun, Catalog, CatalogExt, CursorKind, CursorValue, FinishRun, HolderId, Lease, PipelineId,
-    RunId, StreamName, StreamStats, Timestamp, Trigger,
+    Catalog, CatalogExt, CursorKind, CursorValue, FinishRun, PipelineId, RunId, StreamName,
+    Timestamp,
 };
+use hakiri_test_kit::bench::{median, Writer};
 use hakiri_test_kit::{disk, fixtures, postgres};
 use serde_json::json;
 
@@ -62,11 +63,6 @@ const BATCH: usize = 20_000;
 
 fn full() -> bool {
     std::env::args().any(|a| a == "--bench")
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// One record of each kind the filler copies, taken from a real project: pipeline `p` (its
@@ -188,85 +184,14 @@ impl Template {
     }
 }
 
-/// The benchmark's writer on one project: its lease, its running run, the next cursor value.
-struct Writer {
-    catalog: Box<dyn Catalog>,
-    lease: Lease,
-    run: RunId,
-    stream: StreamName,
-    next: u64,
-}
-
-impl Writer {
-    async fn new(catalog: Box<dyn Catalog>, after: u64) -> Self {
-        let pipeline = PipelineId::new("p").unwrap();
-        let holder = HolderId::new("scale").unwrap();
-        let lease = catalog
-            .acquire(&pipeline, &holder, Duration::from_secs(3600))
-            .await
-            .unwrap();
-        let run = catalog
-            .begin_run(&lease, BeginRun::new(Trigger::Manual))
-            .await
-            .unwrap()
-            .id;
-        Self {
-            catalog,
-            lease,
-            run,
-            stream: StreamName::new("s").unwrap(),
-            next: after + 1,
-        }
+/// `n` snapshots of `catalog` (`all_statuses`, what the reconciler plans from); per second.
+async fn snapshots(catalog: &dyn Catalog, n: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        let snapshot = catalog.all_statuses().await.unwrap();
+        assert_eq!(snapshot.items.len(), 1, "one pipeline");
     }
-
-    fn value(&mut self) -> CursorValue {
-        self.next += 1;
-        CursorValue::new(json!(self.next)).unwrap()
-    }
-
-    async fn advances(&mut self, n: usize) -> f64 {
-        let start = Instant::now();
-        for _ in 0..n {
-            let value = self.value();
-            self.catalog
-                .advance_to(&self.lease, self.run, &self.stream, value)
-                .await
-                .unwrap();
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    }
-
-    async fn finishes(&mut self, n: usize) -> f64 {
-        let mut timed = Duration::ZERO;
-        let other = StreamName::new("t").unwrap();
-        for _ in 0..n {
-            let (value, other_value) = (self.value(), self.value());
-            let finish = FinishRun::succeeded()
-                .with_cursor(self.stream.clone(), value)
-                .with_cursor(other.clone(), other_value)
-                .with_stats(self.stream.clone(), StreamStats::new(100, 10_000));
-            let start = Instant::now();
-            self.catalog
-                .finish_run(&self.lease, self.run, finish)
-                .await
-                .unwrap();
-            timed += start.elapsed();
-            let begun = self
-                .catalog
-                .begin_run(&self.lease, BeginRun::new(Trigger::Manual));
-            self.run = begun.await.unwrap().id;
-        }
-        n as f64 / timed.as_secs_f64()
-    }
-
-    async fn snapshots(&mut self, n: usize) -> f64 {
-        let start = Instant::now();
-        for _ in 0..n {
-            let snapshot = self.catalog.all_statuses().await.unwrap();
-            assert_eq!(snapshot.items.len(), 1, "one pipeline");
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    }
+    n as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Rates per round of one operation on the small and the large project.
@@ -310,7 +235,8 @@ async fn measure(
         template
             .fill(&*catalog, size, &format!("{label} {name}"))
             .await;
-        writers.push(Writer::new(catalog, size.history).await);
+        let pipeline = PipelineId::new("p").unwrap();
+        writers.push(Writer::resumed(catalog.into(), &pipeline, size.history).await);
     }
     let (mut advance, mut finish, mut snapshot) =
         (Side::default(), Side::default(), Side::default());
@@ -320,7 +246,7 @@ async fn measure(
             rates.push((
                 writer.advances(batch).await,
                 writer.finishes(batch / 4).await,
-                writer.snapshots(batch).await,
+                snapshots(writer.catalog(), batch).await,
             ));
         }
         if round == 0 {

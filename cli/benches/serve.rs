@@ -22,17 +22,14 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::serve::Served;
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
-use hakiri_core::{
-    Catalog, CatalogExt, CursorKind, CursorValue, Lease, ProjectId, RunId, StreamName,
-};
+use hakiri_core::{Catalog, ProjectId};
 use hakiri_protocol::{HttpCatalog, HttpConfig};
-use hakiri_test_kit::{disk, fixtures, postgres};
-use serde_json::json;
+use hakiri_test_kit::bench::{concurrently, median, Writer};
+use hakiri_test_kit::{disk, postgres};
 
 /// Client counts, each with the advances every client makes per batch.
 const CLIENTS: [(usize, usize); 2] = [(1, 200), (16, 40)];
@@ -50,76 +47,13 @@ fn sizes() -> (usize, usize) {
     }
 }
 
-/// One client: a lease and a run on its own pipeline, advancing its cursor.
-struct Writer {
-    catalog: Arc<dyn Catalog>,
-    lease: Lease,
-    run: RunId,
-    stream: StreamName,
-    next: u64,
-}
-
-impl Writer {
-    async fn new(catalog: Arc<dyn Catalog>, name: &str) -> Self {
-        let spec = fixtures::spec(name, CursorKind::Monotonic);
-        let (lease, run) = fixtures::begun(
-            catalog.as_ref(),
-            spec,
-            "bench",
-            Duration::from_secs(24 * 3600),
-        )
-        .await;
-        Self {
-            catalog,
-            lease,
-            run: run.id,
-            stream: StreamName::new("s").expect("a valid stream"),
-            next: 1,
-        }
-    }
-
-    async fn advance(&mut self) {
-        let value = CursorValue::new(json!(self.next)).expect("a value");
-        self.next += 1;
-        self.catalog
-            .advance_to(&self.lease, self.run, &self.stream, value)
-            .await
-            .expect("advance");
-    }
-}
-
-/// `per_writer` advances by every writer at once; total advances per second.
-async fn batch(writers: &mut Vec<Writer>, per_writer: usize) -> f64 {
-    let start = Instant::now();
-    let tasks: Vec<_> = writers
-        .drain(..)
-        .map(|mut w| {
-            tokio::spawn(async move {
-                for _ in 0..per_writer {
-                    w.advance().await;
-                }
-                w
-            })
-        })
-        .collect();
-    for task in tasks {
-        writers.push(task.await.expect("a writer panicked"));
-    }
-    (per_writer * writers.len()) as f64 / start.elapsed().as_secs_f64()
-}
-
 /// `n` writers on pipelines `{prefix}-{i}`, each opened by `open`.
 async fn writers(n: usize, prefix: &str, open: impl Fn() -> Arc<dyn Catalog>) -> Vec<Writer> {
     let mut all = Vec::new();
     for i in 0..n {
-        all.push(Writer::new(open(), &format!("{prefix}-{i}")).await);
+        all.push(Writer::begun(open(), &format!("{prefix}-{i}")).await);
     }
     all
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// The in-process catalog and the server of one backend.
@@ -157,13 +91,13 @@ impl Backend {
             ];
             // Warm up both sides (page cache, statements, connections).
             for side in &mut sides {
-                batch(side, per_client.div_ceil(4)).await;
+                concurrently(side, per_client.div_ceil(4)).await;
             }
             let (mut rates, mut ratios) = ([Vec::new(), Vec::new()], Vec::new());
             for round in 0..rounds {
                 let mut rate = [0.0; 2];
                 for side in [round % 2, 1 - round % 2] {
-                    rate[side] = batch(&mut sides[side], per_client).await;
+                    rate[side] = concurrently(&mut sides[side], per_client).await;
                 }
                 eprintln!(
                     "{} {clients} clients, round {round}: in-process {:.0}/s, serve {:.0}/s",

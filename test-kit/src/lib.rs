@@ -6,6 +6,7 @@
 //! - [`workerd`]: the catalog Worker in a real, local `workerd`.
 //! - [`fixtures`]: a pipeline with a run in progress, on any backend.
 //! - [`disk`]: the disk's fast or slow mode, printed beside every durable benchmark figure.
+//! - [`bench`]: a writer driving one pipeline, many at once, and the median benchmarks report.
 //! - [`history`]: concurrent histories whose clients are drill processes: start, collect, check.
 //! - [`faults`]: what a nemesis does to a concurrent history — processes killed or stalled —
 //!   the count of each kind it did, and the summary line of a backend's histories.
@@ -17,6 +18,7 @@
 //! random moments, a process stopped inside a transaction — live in this crate's `tests/`, where
 //! Cargo builds the drill for them.
 
+pub mod bench;
 pub mod disk;
 pub mod faults;
 pub mod fixtures;
