@@ -4,9 +4,10 @@
 //! one-request-at-a-time model. Writes that arrive while a commit is in flight queue up and are
 //! **group-committed**: the thread opens one `BEGIN IMMEDIATE` transaction for the whole queue, so
 //! they share one fsync, and each request stays all-or-nothing (see `Writer::commit`). A third
-//! thread checkpoints the write-ahead log, off the writer's path (ADR 0039). Other processes on the same file (an operator CLI beside a running reconciler) serialise
-//! on SQLite's write lock; every read the store makes before a write happens inside that lock, so
-//! fencing is checked in the same transaction as the write.
+//! thread checkpoints the write-ahead log, off the writer's path (ADR 0039). Other processes on
+//! the same file (an operator CLI beside a running reconciler) serialise on SQLite's write lock;
+//! every read the store makes before a write happens inside that lock, so fencing is checked in
+//! the same transaction as the write.
 //!
 //! Reads never take the write lock: a reader thread answers them on a second, read-only
 //! connection, each in a deferred transaction (one consistent WAL snapshot), and opening a file

@@ -6,8 +6,8 @@
 //! finish (run, cursors, schema decisions, events) is many statements.
 //!
 //! The object's endpoints, behind the Worker (which authenticates): `/rpc` (one protocol
-//! request), `/ping`, `/floor` (tests only: the benchmark's floor), `/plan` (the reconciler's plan at the object's clock) and `/events` (the
-//! event log as Server-Sent Events, `feed.rs`).
+//! request), `/ping`, `/floor` (tests only: the benchmark's floor), `/plan` (the reconciler's plan
+//! at the object's clock) and `/events` (the event log as Server-Sent Events, `feed.rs`).
 
 // `#[durable_object]` generates the class's JavaScript bindings without docs.
 #![allow(missing_docs)]
