@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use hakiri_catalog_postgres::{PgPool, PostgresCatalog, PostgresConfig};
+use hakiri_catalog_postgres::{PgPool, PostgresCatalog};
 use hakiri_contract::assert_operator_reads;
 use hakiri_core::{
     Actor, Catalog, HolderId, Limit, OperatorName, PauseChange, PipelineId, ProjectId, Reason,
@@ -25,12 +25,7 @@ const READS: Duration = Duration::from_secs(3);
 const TAKEOVER: Duration = Duration::from_secs(20);
 
 async fn pool() -> PgPool {
-    let url = postgres::shared().url();
-    PostgresConfig::default()
-        .max_connections(4)
-        .connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", postgres::HOW_TO_GET_ONE))
+    postgres::shared_pool().await
 }
 
 fn project(name: &str) -> ProjectId {

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_catalog_memory::MemoryCatalog;
-use hakiri_catalog_postgres::{PgPool, PostgresCatalog, PostgresConfig};
+use hakiri_catalog_postgres::{PgPool, PostgresCatalog};
 use hakiri_contract::archive::long_history;
 use hakiri_contract::unique_project;
 use hakiri_core::archive::{self, ArchiveReader};
@@ -193,12 +193,7 @@ async fn main() {
     let records = lines.len() as f64;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let before = disk::fdatasync_time(dir.path());
-    let server = postgres::shared();
-    let pool = PostgresConfig::default()
-        .max_connections(4)
-        .connect(server.url())
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}. {}", postgres::HOW_TO_GET_ONE));
+    let pool = postgres::shared_pool().await;
     let (mut sqlite, mut pg) = (Rates::default(), Rates::default());
     for round in 0..rounds {
         let round_dir = tempfile::tempdir_in(dir.path()).expect("a round directory");

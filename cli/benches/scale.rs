@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
 use hakiri_catalog_memory::MemoryCatalog;
-use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
+use hakiri_catalog_postgres::PostgresCatalog;
 use hakiri_contract::unique_project;
 use hakiri_core::archive::{self, ArchiveReader, Counters, ImportBatch, Record};
 use hakiri_core::{
@@ -287,12 +287,7 @@ async fn main() {
     })
     .await;
 
-    let server = postgres::shared();
-    let pool = PostgresConfig::default()
-        .max_connections(4)
-        .connect(server.url())
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}. {}", postgres::HOW_TO_GET_ONE));
+    let pool = postgres::shared_pool().await;
     measure("Postgres", &template, large, rounds, batch, || {
         Box::new(PostgresCatalog::new(pool.clone(), unique_project()))
     })

@@ -289,6 +289,19 @@ pub fn shared() -> &'static Server {
     }
 }
 
+/// A pool of 4 connections to the [`shared`] server, as the CLI connects.
+///
+/// # Panics
+/// With [`HOW_TO_GET_ONE`] when there is no server or it refuses the connection.
+pub async fn shared_pool() -> hakiri_catalog_postgres::PgPool {
+    let url = shared().url();
+    hakiri_catalog_postgres::PostgresConfig::default()
+        .max_connections(4)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}. {HOW_TO_GET_ONE}"))
+}
+
 /// Applies the catalog's migrations on `url`, from a runtime of its own (call it off any runtime).
 ///
 /// # Errors

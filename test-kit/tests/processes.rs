@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
-use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
+use hakiri_catalog_postgres::PostgresCatalog;
 use hakiri_core::{
     Catalog, CatalogExt, EventKind, Limit, PipelineId, ProjectId, RunQuery, RunStatus, StreamName,
 };
@@ -27,13 +27,7 @@ fn unique_project(name: &str) -> ProjectId {
 }
 
 async fn postgres_catalog(project: &ProjectId) -> PostgresCatalog {
-    let url = postgres::shared().url();
-    let pool = PostgresConfig::default()
-        .max_connections(4)
-        .connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}. {}", postgres::HOW_TO_GET_ONE));
-    PostgresCatalog::new(pool, project.clone())
+    PostgresCatalog::new(postgres::shared_pool().await, project.clone())
 }
 
 /// How long each racing process goes on.
