@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hakiri_contract::history::{
-    check, now_ns, parse_lines, read_final_state, Event, Report, Workload, MAX_CLIENTS,
+    check, check_client, now_ns, parse_lines, read_final_state, Event, Report, Workload,
 };
 use hakiri_core::Catalog;
 
@@ -156,9 +156,8 @@ pub fn spawn_clients(
 /// `workload.clients` is a client that joins late — one started in place of a killed one.
 ///
 /// # Errors
-/// `InvalidInput` for a client number of [`MAX_CLIENTS`] or more (values carry the client's
-/// number below it, so such a client would write another's values); when the process cannot be
-/// started.
+/// `InvalidInput` for a client number [`check_client`] refuses, before any process starts; when
+/// the process cannot be started.
 pub fn spawn_client(
     drill: &Path,
     url: &str,
@@ -166,12 +165,7 @@ pub fn spawn_client(
     client: u32,
     start_at_ns: u64,
 ) -> std::io::Result<ClientProcess> {
-    if client >= MAX_CLIENTS {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("client {client}: a history's clients are numbered below {MAX_CLIENTS}"),
-        ));
-    }
+    check_client(client)?;
     let mut child = Command::new(drill)
         .args(["history", url, workload.project.as_str()])
         .args(["--client", &client.to_string()])

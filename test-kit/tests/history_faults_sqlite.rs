@@ -138,3 +138,23 @@ fn a_client_numbered_past_the_limit_is_refused() {
         Ok(_) => panic!("client {MAX_CLIENTS} was started"),
     }
 }
+
+/// The drill itself refuses such a client, before it opens the catalog.
+#[test]
+fn the_drill_refuses_a_client_numbered_past_the_limit() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("never.db");
+    let output = std::process::Command::new(DRILL)
+        .args(["history", &format!("sqlite://{}", db.display()), "refused"])
+        .args(["--client", &MAX_CLIENTS.to_string(), "--clients", "2"])
+        .args(["--ops", "3", "--seed", "1", "--pipelines", "1"])
+        .output()
+        .expect("run the drill");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the drill ran: {stderr}");
+    assert!(
+        stderr.contains(&format!("client {MAX_CLIENTS}")),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "the catalog was opened");
+}

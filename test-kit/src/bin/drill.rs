@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand};
 use hakiri_catalog_do::store::Exec;
 use hakiri_catalog_do::{SqliteCatalog, SqliteConfig, SqliteConnection};
 use hakiri_catalog_postgres::{PostgresCatalog, PostgresConfig};
-use hakiri_contract::history::{now_ns, run_client, Event as HistoryEvent, Sink, Workload};
+use hakiri_contract::history::{
+    check_client, now_ns, run_client, Event as HistoryEvent, Sink, Workload,
+};
 use hakiri_core::{
     Actor, BeginRun, Catalog, CatalogExt, Column, ColumnType, ConnectorRef, CursorAdvance,
     CursorKind, CursorValue, Error, FinishRun, HolderId, Lease, OperatorName, PipelineId,
@@ -347,6 +349,7 @@ impl Sink for Lines {
 
 async fn history(url: &str, workload: &Workload, client: u32, start_at_ns: u64) -> Result<()> {
     workload.validate()?;
+    check_client(client).map_err(|e| Error::invalid(e.to_string()))?;
     let catalog = open(url, workload.project.as_str()).await?;
     let wait = start_at_ns.saturating_sub(now_ns());
     tokio::time::sleep(Duration::from_nanos(wait)).await;

@@ -40,7 +40,7 @@ pub use crate::env_number;
 use crate::{unique_project, Harness};
 pub use checker::{check, read_final_state, FinalState, Report, Rule, Violation};
 pub use event::{now_ns, parse_lines, ClientId, Event, Op, Outcome, Seen, Sink};
-pub use workload::{run_client, Workload, HISTORY_TTL, MAX_CLIENTS};
+pub use workload::{check_client, run_client, Workload, HISTORY_TTL, MAX_CLIENTS};
 
 /// Histories per test unless `HAKIRI_HISTORIES` says otherwise.
 pub const DEFAULT_HISTORIES: u32 = 3;

@@ -712,6 +712,19 @@ fn a_read_of_half_a_finish_is_flagged() {
 }
 
 #[test]
+fn a_client_numbered_past_the_stride_is_refused() {
+    assert!(super::check_client(super::MAX_CLIENTS - 1).is_ok());
+    for client in [super::MAX_CLIENTS, u32::MAX] {
+        let refused = super::check_client(client).expect_err("refused");
+        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            refused.to_string().contains(&client.to_string()),
+            "{refused}"
+        );
+    }
+}
+
+#[test]
 fn a_workload_without_pipelines_or_with_too_many_clients_is_refused() {
     let project = hakiri_core::ProjectId::new("shape").unwrap();
     let ok = super::Workload::new(project, 1);

@@ -30,6 +30,22 @@ use super::event::{now_ns, ClientId, Event, Op, Outcome, Seen, Sink};
 
 /// The most clients a workload may have: values carry the client's number below this stride.
 pub const MAX_CLIENTS: u32 = 1024;
+/// Refuses a client numbered [`MAX_CLIENTS`] or more: values carry the client's number below that
+/// stride, so such a client would write another client's values. Clients started in place of
+/// killed ones count on past `Workload::clients`, so the number is checked, not the workload.
+///
+/// # Errors
+/// `InvalidInput`, naming the client.
+pub fn check_client(client: ClientId) -> std::io::Result<()> {
+    if client < MAX_CLIENTS {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("client {client}: a history's clients are numbered below {MAX_CLIENTS}"),
+    ))
+}
+
 /// The lease ttl of every history: far longer than any history runs.
 pub const HISTORY_TTL: Duration = Duration::from_secs(3600);
 
@@ -167,6 +183,7 @@ pub async fn run_client(
     workload
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    check_client(client)?;
     let seed = workload
         .seed
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
