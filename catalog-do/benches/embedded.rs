@@ -8,8 +8,9 @@
 //! - cursor advance/s with 64 pipelines advancing concurrently (group commit) — goal ≥ 0.90.
 //!
 //! The floor is raw rusqlite writing, with hand-prepared statements and nothing checked, the rows
-//! the operation must write: an advance changes its cursor and appends a history entry and an
-//! event (invariant 7 in `docs/guarantees.md`). `hakiri/floor` is Hakiri's own overhead (checks,
+//! the operation must write in the catalog's layout: an advance changes its cursor and appends an
+//! event that carries the history entry (invariant 7 in `docs/guarantees.md`, ADR 0038), indexed
+//! by pipeline and by history version as the catalog's reads need. `hakiri/floor` is Hakiri's own overhead (checks,
 //! encoding, the writer thread). Beside them, both against a raw rusqlite single-row `UPDATE`
 //! commit with the same pragmas (WAL, `synchronous=FULL`): `floor/raw` is the best any catalog
 //! keeping that history could reach (ADR 0013).
@@ -51,8 +52,7 @@ const RUN_BODY_BYTES: usize = 1000;
 
 /// Raw rusqlite on its own file: the baseline of the goals, and the floor — the same rows an
 /// advance or a finish must write (invariant 7 in `docs/guarantees.md` keeps history and events),
-/// written by
-/// hand-prepared statements with nothing checked or encoded.
+/// written by hand-prepared statements with nothing checked or encoded.
 struct Raw {
     conn: rusqlite::Connection,
     version: i64,
@@ -77,10 +77,12 @@ impl Raw {
              CREATE TABLE cursors (pipeline TEXT, stream TEXT, version INTEGER NOT NULL,
                  value TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (pipeline, stream))
                  WITHOUT ROWID;
-             CREATE TABLE cursor_history (pipeline TEXT, stream TEXT, version INTEGER,
-                 body TEXT NOT NULL, PRIMARY KEY (pipeline, stream, version)) WITHOUT ROWID;
              CREATE TABLE events (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL,
-                 actor TEXT NOT NULL, pipeline TEXT NOT NULL, kind TEXT NOT NULL);",
+                 actor TEXT NOT NULL, pipeline TEXT NOT NULL, kind TEXT NOT NULL,
+                 stream TEXT, version INTEGER, history TEXT);
+             CREATE INDEX events_by_pipeline ON events (pipeline, seq);
+             CREATE UNIQUE INDEX events_history ON events (pipeline, stream, version)
+                 WHERE stream IS NOT NULL;",
         )
         .expect("raw schema");
         for i in 0..CONCURRENT_PIPELINES {
@@ -114,7 +116,8 @@ impl Raw {
         n as f64 / start.elapsed().as_secs_f64()
     }
 
-    /// The rows one cursor write adds or changes: the cursor, its history entry, its event.
+    /// The rows one cursor write adds or changes: the cursor, and its event carrying its history
+    /// entry (ADR 0038), with the event log's two indexes.
     fn cursor_write(&self, pipeline: &str, stream: &str, version: i64) {
         let c = &self.conn;
         c.prepare_cached(
@@ -131,12 +134,22 @@ impl Raw {
             ])
         })
         .expect("raw cursor");
-        c.prepare_cached("INSERT INTO cursor_history VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(rusqlite::params![pipeline, stream, version, HISTORY_BODY]))
-            .expect("raw history");
-        c.prepare_cached("INSERT INTO events (at, actor, pipeline, kind) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(rusqlite::params![version, ACTOR, pipeline, EVENT_KIND]))
-            .expect("raw event");
+        c.prepare_cached(
+            "INSERT INTO events (at, actor, pipeline, kind, stream, version, history) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut s| {
+            s.execute(rusqlite::params![
+                version,
+                ACTOR,
+                pipeline,
+                EVENT_KIND,
+                stream,
+                version,
+                HISTORY_BODY
+            ])
+        })
+        .expect("raw event");
     }
 
     fn transaction(&self, unit: impl FnOnce()) {

@@ -26,8 +26,8 @@ use hakiri_catalog_postgres::PostgresCatalog;
 use hakiri_contract::unique_project;
 use hakiri_core::archive::{self, ArchiveReader, Counters, ImportBatch, Record};
 use hakiri_core::{
-    Catalog, CatalogExt, CursorKind, CursorValue, FinishRun, PipelineId, RunId, StreamName,
-    Timestamp,
+    Catalog, CatalogExt, CursorKind, CursorValue, EventKind, FinishRun, PipelineId, RunId,
+    StreamName, Timestamp,
 };
 use hakiri_test_kit::bench::{median, Writer};
 use hakiri_test_kit::{disk, fixtures, postgres};
@@ -117,7 +117,8 @@ impl Template {
     }
 
     /// The archive's records for a project of `size`, in archive order: the pipeline, its runs
-    /// newest first, its cursor's versions newest first, then the log. Times lie in the hour
+    /// newest first, its cursor's versions newest first, then the log, whose last events record
+    /// the cursor's versions, as every cursor write has its event. Times lie in the hour
     /// before the template's run, so the benchmark's own runs come after them.
     fn records(&self, size: Size) -> impl Iterator<Item = Record> + '_ {
         let start = self.run.started_at.as_millis() - 3_600_000;
@@ -142,10 +143,18 @@ impl Template {
                 entry,
             }
         });
+        let recorded = StreamName::new("s").unwrap();
+        let first_advance = size.events - size.history + 1;
         let events = (1..=size.events).map(move |seq| {
             let mut event = self.event.clone();
             event.seq = seq;
             event.at = Timestamp::from_millis(start + (seq / 10_000) as i64);
+            if seq >= first_advance {
+                event.kind = EventKind::CursorAdvanced {
+                    stream: recorded.clone(),
+                    version: seq - first_advance + 1,
+                };
+            }
             Record::Event { event }
         });
         std::iter::once(self.pipeline.clone())

@@ -42,8 +42,8 @@ pub struct Running {
 
 /// Fills a project with a bit of everything an archive carries: `a` with two ended runs, cursor
 /// histories on two streams, a reset, schema versions and a decided decision; `b` with a run
-/// request, a live lease and a running run; `c` updated, leased and deleted (its events stay);
-/// `d` paused by an operator.
+/// request, a live lease and a running run; `c` updated, advanced, deleted (its events stay) and
+/// created and advanced again; `d` paused by an operator.
 pub async fn fill(catalog: &dyn Catalog, ttl: Duration) -> Running {
     let by = operator();
     let (s1, s2) = (stream("orders"), stream("refunds"));
@@ -155,11 +155,23 @@ pub async fn fill(catalog: &dyn Catalog, ttl: Duration) -> Running {
         .acquire(&pid("c"), &holder_id("worker-c"), ttl)
         .await
         .expect("acquire c");
+    advanced(catalog, &c_lease, &[1, 2]).await;
     catalog.release(&c_lease).await.expect("release c");
     catalog
         .delete_pipeline(&pid("c"), Generation(2), &by)
         .await
         .expect("delete c");
+    // Created again: its cursor's versions start over, and its history is its own.
+    catalog
+        .create_pipeline(spec("c", CursorKind::Monotonic), &by)
+        .await
+        .expect("create c again");
+    let c_lease = catalog
+        .acquire(&pid("c"), &holder_id("worker-c"), ttl)
+        .await
+        .expect("acquire c again");
+    advanced(catalog, &c_lease, &[5, 6, 7]).await;
+    catalog.release(&c_lease).await.expect("release c again");
 
     catalog
         .create_pipeline(spec("d", CursorKind::Monotonic), &by)
@@ -170,6 +182,24 @@ pub async fn fill(catalog: &dyn Catalog, ttl: Duration) -> Running {
         .await
         .expect("pause d");
     Running { lease, run }
+}
+
+/// A run of `lease`'s pipeline that advances stream `orders` through `values`, then succeeds.
+async fn advanced(catalog: &dyn Catalog, lease: &Lease, values: &[i64]) {
+    let run = catalog
+        .begin_run(lease, BeginRun::new(Trigger::Manual))
+        .await
+        .expect("begin");
+    for n in values {
+        catalog
+            .advance_to(lease, run.id, &stream("orders"), value(json!(n)))
+            .await
+            .expect("advance");
+    }
+    catalog
+        .finish_run(lease, run.id, FinishRun::succeeded())
+        .await
+        .expect("finish");
 }
 
 /// An archive of `catalog`, and what it holds.

@@ -341,9 +341,26 @@ pub async fn pipelines_delete_then_recreate_starts_fresh(cx: &Ctx) {
         matches!(err, Error::Fenced { .. }),
         "the old lease stays fenced: {err:?}"
     );
-    cx.begin_run(&new, BeginRun::new(Trigger::Manual))
+    let run = cx
+        .begin_run(&new, BeginRun::new(Trigger::Manual))
         .await
         .unwrap();
+    // The new incarnation's cursor starts again at version 1, its history its own.
+    let cursor = cx
+        .advance_to(&new, run.id, &stream("s"), value(json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(cursor.version, 1);
+    let history = cx
+        .cursor_history(&pid("p"), &stream("s"), None, Limit::MAX)
+        .await
+        .unwrap();
+    let values: Vec<_> = history
+        .items
+        .iter()
+        .map(|e| (e.version, &e.value))
+        .collect();
+    assert_eq!(values, [(1, &value(json!(1)))]);
 
     let events = cx.events(0, Limit::MAX).await.unwrap();
     let created = events

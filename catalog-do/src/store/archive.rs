@@ -54,6 +54,9 @@ impl<E: Exec> Store<'_, E> {
         for record in batch.records {
             self.import_record(record, &mut known)?;
         }
+        if marker.is_none() {
+            self.check_history_placed()?;
+        }
         let counters = batch.counters;
         self.exec.execute(
             "UPDATE counters SET value = CASE name WHEN 'epoch' THEN ? ELSE ? END \
@@ -65,6 +68,28 @@ impl<E: Exec> Store<'_, E> {
             applied,
             done: marker.is_none(),
         })
+    }
+
+    /// Ends an import's history: every cursor version the archive listed must have found the
+    /// event recording it, since that is where the version is kept.
+    fn check_history_placed(&mut self) -> Result<()> {
+        let stray = self.exec.query_row(
+            "SELECT pipeline, stream, version FROM importing_history h WHERE NOT EXISTS \
+             (SELECT 1 FROM events e WHERE e.pipeline = h.pipeline AND e.stream = h.stream \
+             AND e.version = h.version) LIMIT 1",
+            params![],
+        )?;
+        if let Some(row) = stray {
+            return Err(Error::invalid(format!(
+                "the archive holds version {} of pipeline {}'s cursor for stream {} but no \
+                 event recording it; an archive written by `hakiri export` has both",
+                row.uint(2)?,
+                row.text(0)?,
+                row.text(1)?
+            )));
+        }
+        self.exec
+            .execute("DELETE FROM importing_history", params![])
     }
 
     fn save_marker(&mut self, marker: Option<&ImportMarker>) -> Result<()> {
@@ -149,7 +174,17 @@ impl<E: Exec> Store<'_, E> {
                 self.imported_pipeline(&pipeline, known)?;
                 // Versions come newest first: the first one of a stream is its cursor.
                 self.store_cursor(&entry.cursor(&pipeline, &stream), false)?;
-                self.store_history(&pipeline, &stream, &entry)?;
+                // The entry belongs in its event, which the archive lists later (ADR 0038).
+                self.exec.execute(
+                    "INSERT INTO importing_history (pipeline, stream, version, body) \
+                     VALUES (?, ?, ?, ?)",
+                    params![
+                        pipeline.as_str(),
+                        stream.as_str(),
+                        entry.version,
+                        to_json(&entry)?
+                    ],
+                )?;
             }
             Record::SchemaVersion { version } => {
                 self.imported_pipeline(&version.pipeline, known)?;
@@ -165,14 +200,33 @@ impl<E: Exec> Store<'_, E> {
                 self.save_decision(&decision, true)?;
             }
             Record::Event { event } => {
+                // History belongs to the events after a pipeline's last deletion: what an
+                // earlier incarnation's events took is given back.
+                if event.kind == EventKind::PipelineDeleted {
+                    self.exec
+                        .execute(FORGET_HISTORY, params![event.pipeline.as_str()])?;
+                }
+                let (stream, version) = match &event.kind {
+                    EventKind::CursorAdvanced { stream, version }
+                    | EventKind::CursorReset {
+                        stream, version, ..
+                    } => (Some(stream.as_str()), Some(*version)),
+                    _ => (None, None),
+                };
                 self.exec.execute(
-                    "INSERT INTO events (seq, at, actor, pipeline, kind) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO events (seq, at, actor, pipeline, kind, stream, version, history) \
+                     SELECT ?, ?, ?, ?, ?, h.stream, h.version, h.body FROM (SELECT 1) \
+                     LEFT JOIN importing_history h \
+                     ON h.pipeline = ? AND h.stream = ? AND h.version = ?",
                     params![
                         event.seq,
                         event.at.as_millis(),
                         to_json(&event.actor)?,
                         event.pipeline.as_str(),
-                        to_json(&event.kind)?
+                        to_json(&event.kind)?,
+                        event.pipeline.as_str(),
+                        stream,
+                        version
                     ],
                 )?;
             }

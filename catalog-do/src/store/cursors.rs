@@ -116,7 +116,7 @@ impl<E: Exec> Store<'_, E> {
         }
     }
 
-    /// Applies a cursor write: the stream's cursor, its history entry, its event.
+    /// Applies a cursor write: the stream's cursor, and its event with its history entry.
     pub(super) fn write_cursor(
         &mut self,
         pipeline: &PipelineId,
@@ -125,8 +125,7 @@ impl<E: Exec> Store<'_, E> {
     ) -> Result<Cursor> {
         let cursor = write.cursor(pipeline, stamp);
         self.store_cursor(&cursor, true)?;
-        self.store_history(pipeline, &write.stream, &write.history_entry(stamp))?;
-        self.emit(&stamp.by, pipeline, &write.event())?;
+        self.emit_write(pipeline, &write, stamp)?;
         Ok(cursor)
     }
 
@@ -162,24 +161,6 @@ impl<E: Exec> Store<'_, E> {
                 cursor.epoch.map(|e| e.get()),
                 to_json(&cursor.updated_by)?,
                 cursor.updated_at.as_millis()
-            ],
-        )
-    }
-
-    /// Adds `entry` to the history of `pipeline`'s `stream`.
-    pub(super) fn store_history(
-        &mut self,
-        pipeline: &PipelineId,
-        stream: &StreamName,
-        entry: &CursorHistoryEntry,
-    ) -> Result<()> {
-        self.exec.execute(
-            "INSERT INTO cursor_history (pipeline, stream, version, body) VALUES (?, ?, ?, ?)",
-            params![
-                pipeline.as_str(),
-                stream.as_str(),
-                entry.version,
-                to_json(entry)?
             ],
         )
     }
@@ -220,7 +201,7 @@ impl<E: Exec> Store<'_, E> {
             ResetTarget::Version(version) => self
                 .exec
                 .query_row(
-                    "SELECT body FROM cursor_history WHERE pipeline = ? AND stream = ? AND version = ?",
+                    "SELECT history FROM events WHERE pipeline = ? AND stream = ? AND version = ?",
                     params![lease.pipeline.as_str(), stream.as_str(), version],
                 )?
                 .map(|r| r.json::<CursorHistoryEntry>(0).map(|e| e.value))

@@ -106,6 +106,53 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         // stream's filter) as a range scan (`store/pages_at_scale.rs`).
         statements: &["CREATE INDEX events_by_pipeline ON events (pipeline, seq)"],
     },
+    Migration {
+        version: 4,
+        name: "history_in_events",
+        // A cursor write's history entry moves into the event that records the write, so an
+        // advance dirties the append-only end of the log instead of a scattered history leaf
+        // (ADR 0038). The cursor events after a pipeline's last deletion are its current
+        // incarnation's; their stream and version are in the event's JSON. The check table makes
+        // the migration fail, changing nothing, if any history row found no event.
+        statements: &[
+            "ALTER TABLE events ADD COLUMN stream TEXT",
+            "ALTER TABLE events ADD COLUMN version INTEGER",
+            "ALTER TABLE events ADD COLUMN history TEXT",
+            "CREATE TABLE migrating_deletions (pipeline TEXT PRIMARY KEY, seq INTEGER NOT NULL) \
+             WITHOUT ROWID",
+            "INSERT INTO migrating_deletions (pipeline, seq) SELECT pipeline, max(seq) FROM events \
+             WHERE json_extract(kind, '$.type') = 'pipeline_deleted' GROUP BY pipeline",
+            "UPDATE events SET stream = json_extract(kind, '$.stream'), \
+             version = json_extract(kind, '$.version') \
+             WHERE json_extract(kind, '$.type') IN ('cursor_advanced', 'cursor_reset') \
+             AND seq > coalesce((SELECT seq FROM migrating_deletions d \
+             WHERE d.pipeline = events.pipeline), 0)",
+            "DROP TABLE migrating_deletions",
+            "CREATE UNIQUE INDEX events_history ON events (pipeline, stream, version) \
+             WHERE stream IS NOT NULL",
+            "UPDATE events SET history = (SELECT body FROM cursor_history h \
+             WHERE h.pipeline = events.pipeline AND h.stream = events.stream \
+             AND h.version = events.version) WHERE stream IS NOT NULL",
+            "UPDATE events SET stream = NULL, version = NULL \
+             WHERE stream IS NOT NULL AND history IS NULL",
+            "CREATE TABLE migrating_check (history_rows_without_their_event INTEGER \
+             CHECK (history_rows_without_their_event = 0))",
+            "INSERT INTO migrating_check SELECT count(*) FROM cursor_history h WHERE NOT EXISTS \
+             (SELECT 1 FROM events e WHERE e.pipeline = h.pipeline AND e.stream = h.stream \
+             AND e.version = h.version)",
+            "DROP TABLE migrating_check",
+            "DROP TABLE cursor_history",
+            // An import receives a pipeline's cursor versions before the events they belong in,
+            // in batches that may be resumed: they wait here until their events arrive.
+            "CREATE TABLE importing_history (
+            pipeline TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (pipeline, stream, version)
+        ) WITHOUT ROWID",
+        ],
+    },
 ];
 
 /// Creates the tracking table and applies every pending migration. Run it inside an atomic unit.

@@ -274,10 +274,16 @@ pub(crate) fn decisions_page(query: &DecisionQuery) -> (String, Vec<SqlValue>) {
     (sql, args)
 }
 
-/// A page of a cursor's history, newest first: pipeline, stream, before (exclusive), limit.
+/// A page of a cursor's history, newest first: pipeline, stream, before (exclusive), limit. A
+/// range of `events_history`: each cursor write's history entry is kept in its event (ADR 0038).
 pub(crate) const CURSOR_HISTORY_PAGE: &str =
-    "SELECT body FROM cursor_history WHERE pipeline = ? AND stream = ? AND version < ? \
+    "SELECT history FROM events WHERE pipeline = ? AND stream = ? AND version < ? \
      ORDER BY version DESC LIMIT ?";
+
+/// Detaches a pipeline's cursor history from its events (they stay in the log): pipeline.
+pub(crate) const FORGET_HISTORY: &str =
+    "UPDATE events SET stream = NULL, version = NULL, history = NULL \
+     WHERE pipeline = ? AND stream IS NOT NULL";
 
 /// A page of the event log: after (exclusive), limit.
 pub(crate) const EVENTS_PAGE: &str =
@@ -530,13 +536,52 @@ impl<E: Exec> Store<'_, E> {
     }
 
     fn emit(&mut self, actor: &Actor, pipeline: &PipelineId, kind: &EventKind) -> Result<()> {
+        self.append_event(actor, pipeline, kind, None)
+    }
+
+    /// Appends the event recording a cursor write, which carries the write's history entry
+    /// (ADR 0038).
+    fn emit_write(
+        &mut self,
+        pipeline: &PipelineId,
+        write: &CursorWrite,
+        stamp: &WriteStamp,
+    ) -> Result<()> {
+        let entry = write.history_entry(stamp);
+        self.append_event(
+            &stamp.by,
+            pipeline,
+            &write.event(),
+            Some((&write.stream, &entry)),
+        )
+    }
+
+    fn append_event(
+        &mut self,
+        actor: &Actor,
+        pipeline: &PipelineId,
+        kind: &EventKind,
+        history: Option<(&StreamName, &CursorHistoryEntry)>,
+    ) -> Result<()> {
+        let (stream, version, body) = match history {
+            Some((stream, entry)) => (
+                Some(stream.as_str()),
+                Some(entry.version),
+                Some(to_json(entry)?),
+            ),
+            None => (None, None, None),
+        };
         self.exec.execute(
-            "INSERT INTO events (at, actor, pipeline, kind) VALUES (?, ?, ?, ?)",
+            "INSERT INTO events (at, actor, pipeline, kind, stream, version, history) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
             params![
                 self.now.as_millis(),
                 to_json(actor)?,
                 pipeline.as_str(),
-                to_json(kind)?
+                to_json(kind)?,
+                stream,
+                version,
+                body
             ],
         )
     }

@@ -41,23 +41,22 @@ fn numbers(from: i64, to: i64) -> String {
     format!("WITH RECURSIVE g(g) AS (SELECT {from} UNION ALL SELECT g + 1 FROM g WHERE g < {to}) ")
 }
 
-/// Rows `from..=to` of the history, the event log and the pipelines (each with a schema
-/// decision, one in twenty held). One event in ten of the first [`SMALL`] is pipeline `rare`'s,
-/// the rest `big`'s: only an index on the pipeline finds the end of `rare`'s slice without
-/// reading the whole log after it.
+/// Rows `from..=to` of the event log and the pipelines (each with a schema decision, one in
+/// twenty held). One event in ten of the first [`SMALL`] is pipeline `rare`'s, the rest `big`'s,
+/// each of those a cursor write of its stream `s` carrying its history entry: only an index on
+/// the pipeline finds the end of `rare`'s slice without reading the whole log after it.
 fn append(conn: &Connection, from: i64, to: i64) {
     let (p_from, p_to) = (from / 10, to / 10 - 1);
     conn.execute_batch(&format!(
-        "{history} INSERT INTO cursor_history (pipeline, stream, version, body) \
-           SELECT 'big', 's', g, '{{}}' FROM g;
-         {events} INSERT INTO events (seq, at, actor, pipeline, kind) \
-           SELECT g, 0, '{{}}', CASE WHEN g <= {SMALL} AND g % 10 = 0 THEN 'rare' ELSE 'big' END, \
-             '{{}}' FROM g;
+        "{events} INSERT INTO events (seq, at, actor, pipeline, kind, stream, version, history) \
+           SELECT g, 0, '{{}}', p, '{{}}', iif(p = 'big', 's', NULL), iif(p = 'big', g, NULL), \
+             iif(p = 'big', '{{}}', NULL) \
+           FROM (SELECT g, CASE WHEN g <= {SMALL} AND g % 10 = 0 THEN 'rare' ELSE 'big' END AS p \
+             FROM g);
          {pipelines} INSERT INTO pipelines (id, body, cursor_kind) \
            SELECT printf('p%08d', g), '{{}}', 'monotonic' FROM g;
          {decisions} INSERT INTO decisions (id, pipeline, stream, held, body) \
            SELECT g, printf('p%08d', g), 's', g % 20 = 0, '{{}}' FROM g;",
-        history = numbers(from, to),
         events = numbers(from, to),
         pipelines = numbers(p_from, p_to),
         decisions = numbers(p_from, p_to),

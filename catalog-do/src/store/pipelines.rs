@@ -118,7 +118,6 @@ impl<E: Exec> Store<'_, E> {
             "pipelines",
             "runs",
             "cursors",
-            "cursor_history",
             "schema_versions",
             "decisions",
         ] {
@@ -132,6 +131,7 @@ impl<E: Exec> Store<'_, E> {
                 params![id.as_str()],
             )?;
         }
+        self.exec.execute(FORGET_HISTORY, params![id.as_str()])?;
         self.emit(by, id, &EventKind::PipelineDeleted)
     }
 }
