@@ -8,9 +8,10 @@
 //! - cursor advance/s with 64 pipelines advancing concurrently (group commit) — goal ≥ 0.90.
 //!
 //! The floor is raw rusqlite writing, with hand-prepared statements and nothing checked, the rows
-//! the operation must write in the catalog's layout: an advance changes its cursor and appends an
-//! event that carries the history entry (invariant 7 in `docs/guarantees.md`, ADR 0038), indexed
-//! by pipeline and by history version as the catalog's reads need. `hakiri/floor` is Hakiri's own overhead (checks,
+//! the operation must write in the catalog's layout, with the index entries its paged reads need
+//! (`store/pages_at_scale.rs`): an advance changes its cursor and appends an event that carries
+//! the history entry (invariant 7 in `docs/guarantees.md`, ADR 0038); a finish also rewrites its
+//! run, indexed by pipeline, status and both. `hakiri/floor` is Hakiri's own overhead (checks,
 //! encoding, the writer thread). Beside them, both against a raw rusqlite single-row `UPDATE`
 //! commit with the same pragmas (WAL, `synchronous=FULL`): `floor/raw` is the best any catalog
 //! keeping that history could reach (ADR 0013).
@@ -72,8 +73,11 @@ impl Raw {
              CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL);
              INSERT INTO t (id, v) VALUES (1, 0);
              CREATE TABLE pipelines (id TEXT PRIMARY KEY, running_run TEXT) WITHOUT ROWID;
-             CREATE TABLE runs (id INTEGER PRIMARY KEY, status TEXT NOT NULL, body TEXT NOT NULL);
+             CREATE TABLE runs (id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL,
+                 status TEXT NOT NULL, body TEXT NOT NULL);
+             CREATE INDEX runs_by_pipeline ON runs (pipeline, id);
              CREATE INDEX runs_by_status ON runs (status, id);
+             CREATE INDEX runs_by_pipeline_status ON runs (pipeline, status, id);
              CREATE TABLE cursors (pipeline TEXT, stream TEXT, version INTEGER NOT NULL,
                  value TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (pipeline, stream))
                  WITHOUT ROWID;
@@ -197,7 +201,7 @@ impl Raw {
             self.transaction(|| {
                 self.conn
                     .execute(
-                        "INSERT INTO runs VALUES (?1, 'running', ?2)",
+                        "INSERT INTO runs VALUES (?1, 'p1', 'running', ?2)",
                         rusqlite::params![run, body],
                     )
                     .expect("raw begin");

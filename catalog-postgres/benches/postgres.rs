@@ -50,13 +50,17 @@ fn full() -> bool {
 }
 
 /// The floor's schema: the catalog's tables cut to the rows and indexes an advance and a finish
-/// must write (a cursor, its history entry, events, a run, the pipeline's running run).
+/// must write (a cursor, its history entry, events, a run, the pipeline's running run). The runs
+/// keep the catalog's three listing indexes: each is what keeps one of `list_runs`' queries
+/// O(page) (`src/pages_at_scale.rs`).
 const FLOOR_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS floor_pipelines (id text COLLATE \"C\" PRIMARY KEY, \
      running_run bigint) WITH (fillfactor = 80)",
     "CREATE TABLE IF NOT EXISTS floor_runs (id bigint PRIMARY KEY, pipeline text COLLATE \"C\" \
      NOT NULL, status text COLLATE \"C\" NOT NULL, body json NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline ON floor_runs (pipeline, id)",
     "CREATE INDEX IF NOT EXISTS floor_runs_by_status ON floor_runs (status, id)",
+    "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline_status ON floor_runs (pipeline, status, id)",
     "CREATE TABLE IF NOT EXISTS floor_cursors (pipeline text COLLATE \"C\", stream text COLLATE \"C\", \
      version bigint NOT NULL, value json NOT NULL, PRIMARY KEY (pipeline, stream)) \
      WITH (fillfactor = 70)",
