@@ -16,6 +16,9 @@
 //! commit with the same pragmas (WAL, `synchronous=FULL`): `floor/raw` is the best any catalog
 //! keeping that history could reach (ADR 0013).
 //!
+//! With `-- --normal`, every side commits with `synchronous=NORMAL` instead: no fsync per commit,
+//! so hakiri/floor shows Hakiri's own work per operation without the disk's latency around it.
+//!
 //! The disk of these machines switches between a fast and a slow mode for tens of seconds at a
 //! time, so the two sides run in small alternating batches and the fsync latency is printed
 //! before and after.
@@ -27,10 +30,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hakiri_catalog_do::{SqliteCatalog, SqliteConfig};
-use hakiri_core::{Catalog, ProjectId};
+use hakiri_catalog_do::{store, Durability, SqliteCatalog, SqliteConfig, SqliteConnection};
+use hakiri_core::{
+    Actor, BeginRun, Catalog, Clock, ConnectorRef, CursorAdvance, CursorKind, CursorValue,
+    FinishRun, HolderId, Lease, PipelineId, PipelineSpec, ProjectId, PutMode, RunId, StreamName,
+    StreamStats, SystemClock, Trigger,
+};
+use hakiri_protocol::{Request, Response};
 use hakiri_test_kit::bench::{concurrently, median, Writer};
 use hakiri_test_kit::disk;
+use serde_json::json;
 
 /// Rounds and batch size: the full measurement under `cargo bench`, a quick smoke run of the
 /// same code under `cargo test --all-targets` (which runs bench targets without `--bench`).
@@ -65,12 +74,30 @@ const HISTORY_BODY: &str = r#"{"version":1,"value":12345,"change":"checkpoint","
 const EVENT_KIND: &str = r#"{"cursor_advanced":{"stream":"s","version":1}}"#;
 const ACTOR: &str = r#"{"holder":"bench"}"#;
 
+/// `--normal`: every side commits with `synchronous=NORMAL`, without an fsync per commit. The
+/// goals are for `FULL`; without the disk's latency, hakiri/floor shows what Hakiri's own work
+/// (checks, encoding, the writer thread) costs per operation.
+fn durability() -> Durability {
+    if std::env::args().any(|a| a == "--normal") {
+        Durability::Normal
+    } else {
+        Durability::Full
+    }
+}
+
 impl Raw {
-    fn open(path: &Path) -> Self {
+    fn open(path: &Path, durability: Durability) -> Self {
         let conn = rusqlite::Connection::open(path).expect("raw database");
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
+        ))
+        .expect("raw pragmas");
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-             CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL);
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL);
              INSERT INTO t (id, v) VALUES (1, 0);
              CREATE TABLE pipelines (id TEXT PRIMARY KEY, running_run TEXT) WITHOUT ROWID;
              CREATE TABLE runs (id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL,
@@ -235,6 +262,116 @@ impl Raw {
     }
 }
 
+/// The catalog's store on the caller's thread: the same statements and checks as the catalog's
+/// advance, each in a transaction of its own, without the writer thread. Against it, the
+/// catalog's figure shows what the hop to the writer thread and back costs.
+struct Direct {
+    conn: SqliteConnection,
+    lease: Lease,
+    run: RunId,
+    next: u64,
+}
+
+impl Direct {
+    fn open(path: &Path, durability: Durability) -> Self {
+        let config = SqliteConfig::default().durability(durability);
+        let mut conn = SqliteConnection::open(path, &config).expect("direct database");
+        conn.prepare(&ProjectId::new("direct").unwrap(), SystemClock.now())
+            .expect("prepare");
+        let pipeline = PipelineId::new("direct").unwrap();
+        let spec = PipelineSpec::new(
+            pipeline.clone(),
+            ConnectorRef::new("bench").unwrap(),
+            CursorKind::Monotonic,
+        );
+        let mut handle = |request| {
+            conn.with_immediate(|c| store::handle(c, request, SystemClock.now()))
+                .expect("direct setup")
+        };
+        handle(Request::PutPipeline {
+            spec,
+            mode: PutMode::Create,
+            by: Actor::System,
+        });
+        let Response::Lease(lease) = handle(Request::Acquire {
+            pipeline,
+            holder: HolderId::new("bench").unwrap(),
+            ttl_ms: 24 * 3600 * 1000,
+        }) else {
+            panic!("acquire answers a lease")
+        };
+        let Response::Run(run) = handle(Request::BeginRun {
+            lease: lease.clone(),
+            begin: BeginRun::new(Trigger::Manual),
+        }) else {
+            panic!("begin answers a run")
+        };
+        Self {
+            conn,
+            lease,
+            run: run.id,
+            next: 0,
+        }
+    }
+
+    /// `n` advances, each its own commit; per second.
+    fn advances(&mut self, n: usize) -> f64 {
+        let stream = StreamName::new("s").unwrap();
+        let start = Instant::now();
+        for _ in 0..n {
+            self.next += 1;
+            let request = Request::Advance {
+                lease: self.lease.clone(),
+                run: self.run,
+                stream: stream.clone(),
+                advance: CursorAdvance::to(CursorValue::new(json!(self.next)).unwrap()),
+            };
+            self.conn
+                .with_immediate(|c| store::handle(c, request, SystemClock.now()))
+                .expect("direct advance");
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    }
+
+    /// `n` finishes as the catalog's are measured (two final cursors and stats), each its own
+    /// commit after an untimed begin; per second.
+    fn finishes(&mut self, n: usize) -> f64 {
+        let (s, t) = (StreamName::new("s").unwrap(), StreamName::new("t").unwrap());
+        let mut timed = Duration::ZERO;
+        for _ in 0..n {
+            self.next += 1;
+            let value = CursorValue::new(json!(self.next)).unwrap();
+            let finish = FinishRun::succeeded()
+                .with_cursor(s.clone(), value.clone())
+                .with_cursor(t.clone(), value)
+                .with_stats(s.clone(), StreamStats::new(self.next, self.next * 64));
+            let request = Request::FinishRun {
+                lease: self.lease.clone(),
+                run: self.run,
+                finish,
+            };
+            let start = Instant::now();
+            self.conn
+                .with_immediate(|c| store::handle(c, request, SystemClock.now()))
+                .expect("direct finish");
+            timed += start.elapsed();
+            let begin = Request::BeginRun {
+                lease: self.lease.clone(),
+                begin: BeginRun::new(Trigger::Manual),
+            };
+            let Response::Run(run) = self
+                .conn
+                .with_immediate(|c| store::handle(c, begin, SystemClock.now()))
+                .expect("direct begin")
+            else {
+                panic!("begin answers a run")
+            };
+            self.run = run.id;
+        }
+        n as f64 / timed.as_secs_f64()
+    }
+}
+
 /// One operation's rates per round: Hakiri's, the floor's, and the raw baseline's beside them.
 #[derive(Default)]
 struct Measure {
@@ -272,7 +409,9 @@ impl Measure {
 struct Measures {
     raw: Vec<f64>,
     advance: Measure,
+    direct: Vec<f64>,
     finish: Measure,
+    direct_finish: Vec<f64>,
     group: Measure,
 }
 
@@ -288,11 +427,14 @@ fn main() {
     let (rounds, batch) = sizes();
     runtime.block_on(async {
         let before = disk::fdatasync_time(dir.path());
-        let raw = Raw::open(&dir.path().join("raw.db"));
-        let mut floor = Raw::open(&dir.path().join("floor.db"));
+        let durability = durability();
+        let raw = Raw::open(&dir.path().join("raw.db"), durability);
+        let mut floor = Raw::open(&dir.path().join("floor.db"), durability);
+        let mut direct = Direct::open(&dir.path().join("direct.db"), durability);
         let project = ProjectId::new("bench").unwrap();
         let open = |file: &str| -> Arc<dyn Catalog> {
-            let catalog = SqliteCatalog::open(dir.path().join(file), project.clone(), SqliteConfig::default());
+            let config = SqliteConfig::default().durability(durability);
+            let catalog = SqliteCatalog::open(dir.path().join(file), project.clone(), config);
             Arc::new(catalog.unwrap())
         };
         let catalog = open("hakiri.db");
@@ -313,9 +455,11 @@ fn main() {
             let r1 = raw.updates(batch);
             let a = single.advances(batch).await;
             let fa = floor.advances(batch);
+            let da = direct.advances(batch);
             let r2 = raw.updates(batch);
             let f = finisher.finishes(batch / 2).await;
             let ff = floor.finishes(batch / 2);
+            let df = direct.finishes(batch / 2);
             let r3 = raw.updates(batch);
             let g = concurrently(&mut group, CONCURRENT_ROUND).await;
             let fg = floor.grouped_advances(CONCURRENT_ROUND);
@@ -323,12 +467,18 @@ fn main() {
             // Each figure is compared with the raw batches on either side of it.
             m.raw.extend([r1, r2, r3, r4]);
             m.advance.push(a, fa, (r1 + r2) / 2.0);
+            m.direct.push(a / da);
             m.finish.push(f, ff, (r2 + r3) / 2.0);
+            m.direct_finish.push(f / df);
             m.group.push(g, fg, (r3 + r4) / 2.0);
             eprintln!("round {round}: raw {r1:.0}/{r2:.0}/{r3:.0}/{r4:.0}  advance {a:.0} (floor {fa:.0})  finish {f:.0} (floor {ff:.0})  64-way {g:.0} (floor {fg:.0}) per s");
         }
         let after = disk::fdatasync_time(dir.path());
-        println!("embedded SQLite catalog (WAL, synchronous=FULL), {rounds} interleaved rounds, medians");
+        let synchronous = match durability {
+            Durability::Full => "synchronous=FULL",
+            Durability::Normal => "synchronous=NORMAL, no fsync per commit: the goals are for FULL",
+        };
+        println!("embedded SQLite catalog (WAL, {synchronous}), {rounds} interleaved rounds, medians");
         println!("disk: fdatasync {before:?} before ({}), {after:?} after ({})", disk::mode(before), disk::mode(after));
         println!("raw rusqlite single-row UPDATE commit: {:>9.0} /s", median(m.raw));
         println!("floor: raw rusqlite writing the rows the operation must write (cursor, history, event, run ...)");
@@ -337,7 +487,17 @@ fn main() {
             "", "hakiri/s", "floor/s", "hakiri/floor", "goal", "hakiri/raw", "floor/raw"
         );
         m.advance.print("cursor advance (1 writer)", 0.95);
+        println!(
+            "{:<38} hakiri / its store on the caller's thread: {:.2}",
+            "",
+            median(m.direct)
+        );
         m.finish.print("run finish (2 cursors + stats)", 0.90);
+        println!(
+            "{:<38} hakiri / its store on the caller's thread: {:.2}",
+            "",
+            median(m.direct_finish)
+        );
         let group = format!("cursor advance, {CONCURRENT_PIPELINES} pipelines at once");
         m.group.print(&group, 0.90);
     });
