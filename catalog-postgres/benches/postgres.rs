@@ -15,6 +15,9 @@
 //! ≥ 0.95 with one client and ≥ 0.90 with 16, finish ≥ 0.90. Beside them, both against a raw
 //! guarded single-row `UPDATE … WHERE id = $1 AND epoch = $2` (advance) or `BEGIN; INSERT; guarded
 //! UPDATE; COMMIT` (finish): `floor/raw` is the best any catalog keeping that history could reach.
+//! And against a *fenced floor*: the floor's statements written only while the client's lease
+//! holds, checked under a lock on the pipeline's row as a single-writer catalog must check every
+//! write. `hakiri/fenced floor` is what Hakiri costs beyond the fence.
 //!
 //! Both sides go through the same driver and pool against the same server; every client has its
 //! own pipeline (its own row on the raw side). The disk switches between a fast and a slow mode,
@@ -55,7 +58,8 @@ fn full() -> bool {
 /// O(page) (`src/pages_at_scale.rs`).
 const FLOOR_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS floor_pipelines (id text COLLATE \"C\" PRIMARY KEY, \
-     running_run bigint) WITH (fillfactor = 80)",
+     running_run bigint, lease_epoch bigint, lease_holder text COLLATE \"C\", \
+     lease_expires_at bigint) WITH (fillfactor = 80)",
     "CREATE TABLE IF NOT EXISTS floor_runs (id bigint PRIMARY KEY, pipeline text COLLATE \"C\" \
      NOT NULL, status text COLLATE \"C\" NOT NULL, body json NOT NULL)",
     "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline ON floor_runs (pipeline, id)",
@@ -101,6 +105,51 @@ const FLOOR_FINISH: &str = "WITH w AS (UPDATE floor_cursors SET version = $2, va
      r AS (UPDATE floor_runs SET status = 'succeeded', body = $6::json WHERE id = $5 RETURNING id), \
      p AS (UPDATE floor_pipelines SET running_run = NULL WHERE id = $1) \
      SELECT count(*) FROM r";
+/// The database clock in milliseconds, which a lease's expiry is compared with.
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// [`FLOOR_ADVANCE`] fenced: it writes only while the pipeline's lease is the client's (epoch,
+/// holder, expiry by the database clock), read under a share lock on the pipeline's row so that
+/// no new lease can commit between the check and the write — the check every write of a single
+/// writer needs, and the least that makes it hold.
+const FENCED_ADVANCE: &str = concat!(
+    "WITH ok AS MATERIALIZED (SELECT 1 FROM floor_pipelines WHERE id = $1 AND lease_epoch = 7 \
+     AND lease_holder = 'bench' AND lease_expires_at > ",
+    now_ms!(),
+    " FOR SHARE), \
+     w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json FROM ok \
+     WHERE pipeline = $1 AND stream = 's' RETURNING version), \
+     h AS (INSERT INTO floor_history SELECT $1, 's', w.version, $3::json FROM w), \
+     e AS (INSERT INTO floor_events (pipeline, body) SELECT $1, $4::json FROM w) \
+     SELECT count(*) FROM w"
+);
+
+/// [`FLOOR_FINISH`] fenced: it writes only while the lease is the client's and the run its
+/// pipeline's running run, with the pipeline's row and its cursors' rows locked first, as a
+/// finish that writes several cursors at once must.
+const FENCED_FINISH: &str = concat!(
+    "WITH l AS MATERIALIZED (SELECT id FROM floor_pipelines WHERE id = $1 AND lease_epoch = 7 \
+     AND lease_holder = 'bench' AND running_run = $5 AND lease_expires_at > ",
+    now_ms!(),
+    " FOR UPDATE), \
+     c AS MATERIALIZED (SELECT stream FROM floor_cursors WHERE pipeline = (SELECT id FROM l) \
+       FOR UPDATE), \
+     ok AS MATERIALIZED (SELECT 1 FROM l, (SELECT count(*) FROM c) AS locked), \
+     w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json FROM ok \
+     WHERE pipeline = $1 AND stream IN ('s', 't') RETURNING stream, version), \
+     h AS (INSERT INTO floor_history SELECT $1, w.stream, w.version, $3::json FROM w), \
+     e AS (INSERT INTO floor_events (pipeline, body) SELECT $1, $4::json FROM w \
+       UNION ALL SELECT $1, $4::json FROM ok), \
+     r AS (UPDATE floor_runs SET status = 'succeeded', body = $6::json FROM ok WHERE id = $5 \
+       RETURNING id), \
+     p AS (UPDATE floor_pipelines SET running_run = NULL FROM ok WHERE id = $1) \
+     SELECT count(*) FROM r"
+);
+
 /// Operations per client per batch.
 const BATCH: [(usize, usize); 2] = [(1, 150), (16, 25)];
 
@@ -140,7 +189,7 @@ impl Client {
             .await
             .unwrap();
         sqlx::query(
-            "WITH p AS (INSERT INTO floor_pipelines VALUES ($1, NULL)) \
+            "WITH p AS (INSERT INTO floor_pipelines VALUES ($1, NULL, 7, 'bench', 9e15)) \
              INSERT INTO floor_cursors VALUES ($1, 's', 0, '0'), ($1, 't', 0, '0')",
         )
         .bind(format!("p{id}"))
@@ -191,9 +240,14 @@ impl Client {
                     assert_eq!(done.rows_affected(), 1);
                     timed += t.elapsed();
                 }
-                Measure::FloorAdvance => {
+                Measure::FloorAdvance | Measure::FencedAdvance => {
+                    let sql = if what == Measure::FloorAdvance {
+                        FLOOR_ADVANCE
+                    } else {
+                        FENCED_ADVANCE
+                    };
                     let t = Instant::now();
-                    let written: i64 = sqlx::query_scalar(FLOOR_ADVANCE)
+                    let written: i64 = sqlx::query_scalar(sql)
                         .bind(format!("p{}", self.id))
                         .bind(i64::try_from(v).unwrap())
                         .bind(HISTORY_BODY)
@@ -204,7 +258,12 @@ impl Client {
                     assert_eq!(written, 1);
                     timed += t.elapsed();
                 }
-                Measure::FloorFinish => {
+                Measure::FloorFinish | Measure::FencedFinish => {
+                    let sql = if what == Measure::FloorFinish {
+                        FLOOR_FINISH
+                    } else {
+                        FENCED_FINISH
+                    };
                     let run = i64::from(self.id) * 1_000_000_000 + i64::try_from(v).unwrap();
                     // The counterpart of the untimed begin_run.
                     sqlx::query(FLOOR_BEGIN)
@@ -216,7 +275,7 @@ impl Client {
                         .await
                         .unwrap();
                     let t = Instant::now();
-                    let written: i64 = sqlx::query_scalar(FLOOR_FINISH)
+                    let written: i64 = sqlx::query_scalar(sql)
                         .bind(format!("p{}", self.id))
                         .bind(i64::try_from(v).unwrap())
                         .bind(HISTORY_BODY)
@@ -295,9 +354,11 @@ enum Measure {
     Advance,
     RawAdvance,
     FloorAdvance,
+    FencedAdvance,
     Finish,
     RawFinish,
     FloorFinish,
+    FencedFinish,
 }
 
 /// Runs `n` operations on every client at once; returns operations per second (the sum over
@@ -321,24 +382,27 @@ async fn batch(clients: &mut Vec<Client>, what: Measure, n: usize) -> f64 {
     rate
 }
 
-/// The measures of one operation: Hakiri's, the raw baseline and the floor.
+/// The measures of one operation: Hakiri's, the raw baseline, the floor and the fenced floor.
 #[derive(Debug, Clone, Copy)]
 struct Sides {
     ours: Measure,
     raw: Measure,
     floor: Measure,
+    fenced: Measure,
 }
 
 const ADVANCE: Sides = Sides {
     ours: Measure::Advance,
     raw: Measure::RawAdvance,
     floor: Measure::FloorAdvance,
+    fenced: Measure::FencedAdvance,
 };
 
 const FINISH: Sides = Sides {
     ours: Measure::Finish,
     raw: Measure::RawFinish,
     floor: Measure::FloorFinish,
+    fenced: Measure::FencedFinish,
 };
 
 /// hakiri/floor goals: advance ≥ 0.95 for one client and ≥ 0.90 for 16, finish ≥ 0.90.
@@ -366,39 +430,43 @@ async fn measure(pool: &PgPool, clients_n: usize, per_client: usize, sides: Side
         let id = i32::try_from(i).unwrap();
         clients.push(Client::new(catalog.clone(), pool.clone(), id, &format!("p{i}")).await);
     }
-    let order = [sides.ours, sides.raw, sides.floor];
+    let order = [sides.ours, sides.raw, sides.floor, sides.fenced];
     // Warm up every side (connections, prepared statements, caches).
     for what in order {
         batch(&mut clients, what, per_client / 2 + 1).await;
     }
     let (mut hakiri, mut base, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ratios, mut floor_ratios, mut of_floor) = (Vec::new(), Vec::new(), Vec::new());
+    let mut of_fenced = Vec::new();
     let rounds = rounds();
     for round in 0..rounds {
         // Each round starts with a different side, so none always follows another.
-        let mut rates = [0.0; 3];
-        for k in 0..3 {
-            let side = (round + k) % 3;
+        let mut rates = [0.0; 4];
+        for k in 0..4 {
+            let side = (round + k) % 4;
             rates[side] = batch(&mut clients, order[side], per_client).await;
         }
-        let [h, r, f] = rates;
+        let [h, r, f, fenced] = rates;
         hakiri.push(h);
         base.push(r);
         floor.push(f);
         ratios.push(h / r);
         floor_ratios.push(f / r);
         of_floor.push(h / f);
+        of_fenced.push(h / fenced);
     }
     let (of_floor, goal) = (median(of_floor), goal(&sides, clients_n));
     let met = if of_floor >= goal { "met" } else { "NOT met" };
     println!(
         "{label:<16} {clients_n:>2} clients: hakiri {:>6.0}/s  floor {:>6.0}/s  raw {:>6.0}/s  \
-         hakiri/floor {of_floor:.2} (goal ≥ {goal:.2}: {met})  hakiri/raw {:.2}x  floor/raw {:.2}x",
+         hakiri/floor {of_floor:.2} (goal ≥ {goal:.2}: {met})  hakiri/raw {:.2}x  floor/raw {:.2}x  \
+         hakiri/fenced floor {:.2}",
         median(hakiri),
         median(floor),
         median(base),
         median(ratios),
-        median(floor_ratios)
+        median(floor_ratios),
+        median(of_fenced)
     );
 }
 
@@ -439,6 +507,10 @@ fn main() {
         println!(
             "floor: raw statements writing the rows the operation must write (cursor, history, \
              events, run), one round trip, nothing checked"
+        );
+        println!(
+            "fenced floor: the floor, written only while the client's lease holds, under a lock \
+             on the pipeline's row"
         );
         for (clients, per_client) in batches() {
             measure(&pool, clients, per_client, ADVANCE, "cursor advance").await;
