@@ -105,10 +105,11 @@ const FLOOR_FINISH: &str = "WITH w AS (UPDATE floor_cursors SET version = $2, va
      r AS (UPDATE floor_runs SET status = 'succeeded', body = $6::json WHERE id = $5 RETURNING id), \
      p AS (UPDATE floor_pipelines SET running_run = NULL WHERE id = $1) \
      SELECT count(*) FROM r";
-/// The database clock in milliseconds, which a lease's expiry is compared with.
+/// The database clock in milliseconds, which a lease's expiry is compared with: the catalog's own
+/// expression.
 macro_rules! now_ms {
     () => {
-        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+        "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
     };
 }
 

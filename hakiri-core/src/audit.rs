@@ -224,9 +224,41 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The stream and version of the cursor write this event records, if it records one: every
+    /// cursor write emits exactly one `CursorAdvanced` or `CursorReset` (invariant 7 in
+    /// `docs/guarantees.md`).
+    pub fn cursor_version(&self) -> Option<(&StreamName, u64)> {
+        match self {
+            EventKind::CursorAdvanced { stream, version }
+            | EventKind::CursorReset {
+                stream, version, ..
+            } => Some((stream, *version)),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursor_events_name_the_version_they_record() {
+        let s = StreamName::new("s").unwrap();
+        let advanced = EventKind::CursorAdvanced {
+            stream: s.clone(),
+            version: 3,
+        };
+        let reset = EventKind::CursorReset {
+            stream: s.clone(),
+            version: 4,
+            reason: Reason::lossy("replay"),
+        };
+        assert_eq!(advanced.cursor_version(), Some((&s, 3)));
+        assert_eq!(reset.cursor_version(), Some((&s, 4)));
+        assert_eq!(EventKind::PipelineDeleted.cursor_version(), None);
+    }
 
     #[test]
     fn reasons_must_be_present_and_bounded() {

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::{operator, pid, reason, stream, value, Ctx};
 
 /// The whole history of `p`'s cursor on `s`, newest first.
-async fn history(cx: &Ctx, s: &str) -> Vec<CursorHistoryEntry> {
+pub(crate) async fn history(cx: &Ctx, s: &str) -> Vec<CursorHistoryEntry> {
     let page = cx
         .cursor_history(&pid("p"), &stream(s), None, Limit::MAX)
         .await

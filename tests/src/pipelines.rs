@@ -351,15 +351,8 @@ pub async fn pipelines_delete_then_recreate_starts_fresh(cx: &Ctx) {
         .await
         .unwrap();
     assert_eq!(cursor.version, 1);
-    let history = cx
-        .cursor_history(&pid("p"), &stream("s"), None, Limit::MAX)
-        .await
-        .unwrap();
-    let values: Vec<_> = history
-        .items
-        .iter()
-        .map(|e| (e.version, &e.value))
-        .collect();
+    let history = crate::cursors::history(cx, "s").await;
+    let values: Vec<_> = history.iter().map(|e| (e.version, &e.value)).collect();
     assert_eq!(values, [(1, &value(json!(1)))]);
 
     let events = cx.events(0, Limit::MAX).await.unwrap();

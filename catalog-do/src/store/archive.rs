@@ -206,13 +206,10 @@ impl<E: Exec> Store<'_, E> {
                     self.exec
                         .execute(FORGET_HISTORY, params![event.pipeline.as_str()])?;
                 }
-                let (stream, version) = match &event.kind {
-                    EventKind::CursorAdvanced { stream, version }
-                    | EventKind::CursorReset {
-                        stream, version, ..
-                    } => (Some(stream.as_str()), Some(*version)),
-                    _ => (None, None),
-                };
+                let (stream, version) = event
+                    .kind
+                    .cursor_version()
+                    .map_or((None, None), |(s, v)| (Some(s.as_str()), Some(v)));
                 self.exec.execute(
                     "INSERT INTO events (seq, at, actor, pipeline, kind, stream, version, history) \
                      SELECT ?, ?, ?, ?, ?, h.stream, h.version, h.body FROM (SELECT 1) \
