@@ -53,7 +53,8 @@ fn full() -> bool {
 }
 
 /// The floor's schema: the catalog's tables cut to the rows and indexes an advance and a finish
-/// must write (a cursor, its history entry, events, a run, the pipeline's running run). The runs
+/// must write (a cursor, events — a cursor write's carrying its history entry, as in the
+/// catalog's layout (ADR 0038) — a run, the pipeline's running run). The runs
 /// keep the catalog's three listing indexes: each is what keeps one of `list_runs`' queries
 /// O(page) (`src/pages_at_scale.rs`).
 const FLOOR_SCHEMA: &[&str] = &[
@@ -68,11 +69,12 @@ const FLOOR_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS floor_cursors (pipeline text COLLATE \"C\", stream text COLLATE \"C\", \
      version bigint NOT NULL, value json NOT NULL, PRIMARY KEY (pipeline, stream)) \
      WITH (fillfactor = 70)",
-    "CREATE TABLE IF NOT EXISTS floor_history (pipeline text COLLATE \"C\", stream text COLLATE \"C\", \
-     version bigint, body json NOT NULL, PRIMARY KEY (pipeline, stream, version))",
     "CREATE TABLE IF NOT EXISTS floor_events (id bigint GENERATED ALWAYS AS IDENTITY, \
-     pipeline text COLLATE \"C\" NOT NULL, body json NOT NULL)",
+     pipeline text COLLATE \"C\" NOT NULL, body json NOT NULL, stream text COLLATE \"C\", \
+     version bigint, history json)",
     "CREATE INDEX IF NOT EXISTS floor_events_by_id ON floor_events (id)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS floor_events_history ON floor_events \
+     (pipeline, stream, version) WHERE stream IS NOT NULL",
 ];
 
 /// A cursor history entry, an event and a finished run as the catalog stores them.
@@ -81,12 +83,13 @@ const EVENT_BODY: &str =
     r#"{"actor":{"holder":"bench"},"kind":{"cursor_advanced":{"stream":"s","version":1}}}"#;
 const RUN_BODY: &str = r#"{"id":"019aa7f2-3c1e-7000-8000-000000000001","pipeline":"p0","epoch":1,"holder":"bench","trigger":"manual","attempt":1,"status":"succeeded","started_at":1763800000000,"finished_at":1763800000100,"stats":{"s":{"records":100,"bytes":6400}},"error":null,"cursors_at_start":{"s":1,"t":1},"cursors_at_end":{"s":2,"t":2}}"#;
 
-/// The floor of an advance, in one round trip: the cursor, its history entry, its event.
+/// The floor of an advance, in one round trip: the cursor, and its event carrying its history
+/// entry.
 const FLOOR_ADVANCE: &str =
     "WITH w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json \
      WHERE pipeline = $1 AND stream = 's' RETURNING version), \
-     h AS (INSERT INTO floor_history SELECT $1, 's', w.version, $3::json FROM w), \
-     e AS (INSERT INTO floor_events (pipeline, body) SELECT $1, $4::json FROM w) \
+     e AS (INSERT INTO floor_events (pipeline, body, stream, version, history) \
+       SELECT $1, $4::json, 's', w.version, $3::json FROM w) \
      SELECT count(*) FROM w";
 
 /// The untimed counterpart of `begin_run`: the run, the pipeline's running run, an event.
@@ -95,13 +98,14 @@ const FLOOR_BEGIN: &str =
      p AS (UPDATE floor_pipelines SET running_run = $2 WHERE id = $1), \
      e AS (INSERT INTO floor_events (pipeline, body) VALUES ($1, $4::json)) SELECT 1";
 
-/// The floor of a finish, in one round trip: two cursor writes (cursor, history, event each),
+/// The floor of a finish, in one round trip: two cursor writes (a cursor and an event carrying the
+/// history entry each),
 /// the run's status and body, the pipeline's running run, the finish event.
 const FLOOR_FINISH: &str = "WITH w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json \
      WHERE pipeline = $1 AND stream IN ('s', 't') RETURNING stream, version), \
-     h AS (INSERT INTO floor_history SELECT $1, w.stream, w.version, $3::json FROM w), \
-     e AS (INSERT INTO floor_events (pipeline, body) SELECT $1, $4::json FROM w \
-       UNION ALL SELECT $1, $4::json), \
+     e AS (INSERT INTO floor_events (pipeline, body, stream, version, history) \
+       SELECT $1, $4::json, w.stream, w.version, $3::json FROM w \
+       UNION ALL SELECT $1, $4::json, NULL, NULL, NULL), \
      r AS (UPDATE floor_runs SET status = 'succeeded', body = $6::json WHERE id = $5 RETURNING id), \
      p AS (UPDATE floor_pipelines SET running_run = NULL WHERE id = $1) \
      SELECT count(*) FROM r";
@@ -124,8 +128,8 @@ const FENCED_ADVANCE: &str = concat!(
     " FOR SHARE), \
      w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json FROM ok \
      WHERE pipeline = $1 AND stream = 's' RETURNING version), \
-     h AS (INSERT INTO floor_history SELECT $1, 's', w.version, $3::json FROM w), \
-     e AS (INSERT INTO floor_events (pipeline, body) SELECT $1, $4::json FROM w) \
+     e AS (INSERT INTO floor_events (pipeline, body, stream, version, history) \
+       SELECT $1, $4::json, 's', w.version, $3::json FROM w) \
      SELECT count(*) FROM w"
 );
 
@@ -142,9 +146,9 @@ const FENCED_FINISH: &str = concat!(
      ok AS MATERIALIZED (SELECT 1 FROM l, (SELECT count(*) FROM c) AS locked), \
      w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json FROM ok \
      WHERE pipeline = $1 AND stream IN ('s', 't') RETURNING stream, version), \
-     h AS (INSERT INTO floor_history SELECT $1, w.stream, w.version, $3::json FROM w), \
-     e AS (INSERT INTO floor_events (pipeline, body) SELECT $1, $4::json FROM w \
-       UNION ALL SELECT $1, $4::json FROM ok), \
+     e AS (INSERT INTO floor_events (pipeline, body, stream, version, history) \
+       SELECT $1, $4::json, w.stream, w.version, $3::json FROM w \
+       UNION ALL SELECT $1, $4::json, NULL, NULL, NULL FROM ok), \
      r AS (UPDATE floor_runs SET status = 'succeeded', body = $6::json FROM ok WHERE id = $5 \
        RETURNING id), \
      p AS (UPDATE floor_pipelines SET running_run = NULL FROM ok WHERE id = $1) \
@@ -422,7 +426,7 @@ async fn measure(pool: &PgPool, clients_n: usize, per_client: usize, sides: Side
     ))
     .unwrap();
     let catalog = Arc::new(PostgresCatalog::new(pool.clone(), project));
-    sqlx::query("TRUNCATE bench_raw, floor_pipelines, floor_cursors, floor_history, floor_events, floor_runs")
+    sqlx::query("TRUNCATE bench_raw, floor_pipelines, floor_cursors, floor_events, floor_runs")
         .execute(pool)
         .await
         .unwrap();

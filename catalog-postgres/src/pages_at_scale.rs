@@ -77,23 +77,20 @@ fn reads(project: &str, rows: i64) -> Vec<Read> {
 /// A run id from a number: time-ordered as UUIDv7s are.
 const RUN_ID: &str = "('01900000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::uuid";
 
-/// Rows `from..=to` of the history, the event log and the pipelines (each with a newest run and a
-/// schema decision, one in twenty held); then refreshes the planner's statistics, as autovacuum
-/// would. One event in ten of the first [`SMALL`] is pipeline `rare`'s, the rest `big`'s: only an
+/// Rows `from..=to` of the event log (`big`'s events carrying its cursor's history) and the
+/// pipelines (each with a newest run and a schema decision, one in twenty held); then refreshes
+/// the planner's statistics, as autovacuum would. One event in ten of the first [`SMALL`] is pipeline `rare`'s, the rest `big`'s: only an
 /// index on the pipeline finds the end of `rare`'s slice without reading the log after it.
 async fn append(conn: &mut PgConnection, project: &str, from: i64, to: i64) {
     let statements = [
         format!(
-            "INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, \
-               epoch, by_actor, at) \
-             SELECT '{project}', 'big', 's', g, '1', '\"checkpoint\"', NULL, 1, '{{}}', 0 \
-             FROM generate_series({from}, {to}) g"
-        ),
-        format!(
-            "INSERT INTO events (project, seq, at, actor, pipeline, kind) \
-             SELECT '{project}', g, 0, '{{}}', \
-               CASE WHEN g <= {SMALL} AND g % 10 = 0 THEN 'rare' ELSE 'big' END, '{{}}' \
-             FROM generate_series({from}, {to}) g"
+            "INSERT INTO events (project, seq, at, actor, pipeline, kind, stream, version, \
+               history) \
+             SELECT '{project}', g, 0, '{{}}', e.pipeline, '{{}}', \
+               CASE e.pipeline WHEN 'big' THEN 's' END, g, \
+               CASE e.pipeline WHEN 'big' THEN '{{}}'::json END \
+             FROM generate_series({from}, {to}) g, LATERAL (SELECT \
+               CASE WHEN g <= {SMALL} AND g % 10 = 0 THEN 'rare' ELSE 'big' END AS pipeline) e"
         ),
         format!(
             "INSERT INTO pipelines (project, id, body, generation, cursor_kind, last_run) \
@@ -158,7 +155,7 @@ async fn decided_often(conn: &mut PgConnection, project: &str) {
 async fn execute(conn: &mut PgConnection, statements: impl IntoIterator<Item = String>) {
     for statement in statements
         .into_iter()
-        .chain(["ANALYZE runs, cursor_history, events, pipelines, decisions".to_owned()])
+        .chain(["ANALYZE runs, events, pipelines, decisions".to_owned()])
     {
         sqlx::raw_sql(AssertSqlSafe(statement))
             .execute(&mut *conn)

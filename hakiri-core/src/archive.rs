@@ -1027,6 +1027,16 @@ pub struct ImportProgress {
     pub done: bool,
 }
 
+/// The error for an archive that lists a version of a cursor but no event recording it. A backend
+/// that keeps each version in the event that records it (ADR 0038) finds this when the import
+/// ends.
+pub fn version_without_event(pipeline: &str, stream: &str, version: u64) -> Error {
+    Error::invalid(format!(
+        "the archive holds version {version} of pipeline {pipeline}'s cursor for stream {stream} \
+         but no event recording it; an archive written by `hakiri export` has both"
+    ))
+}
+
 /// Decides whether `batch` may be applied to a project, given its head (whether it is empty, its
 /// last event, its unfinished import, if any); returns the marker to store with the batch
 /// (`None`: the import is finished, remove it).

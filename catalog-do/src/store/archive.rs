@@ -1,7 +1,8 @@
 //! Archives: the streams of a pipeline, the head of an export, and an import's batches.
 
 use hakiri_core::archive::{
-    plan_import, ArchiveHead, Counters, ImportBatch, ImportMarker, ImportProgress, Record,
+    plan_import, version_without_event, ArchiveHead, Counters, ImportBatch, ImportMarker,
+    ImportProgress, Record,
 };
 
 use hakiri_core::RunStatus;
@@ -80,13 +81,11 @@ impl<E: Exec> Store<'_, E> {
             params![],
         )?;
         if let Some(row) = stray {
-            return Err(Error::invalid(format!(
-                "the archive holds version {} of pipeline {}'s cursor for stream {} but no \
-                 event recording it; an archive written by `hakiri export` has both",
-                row.uint(2)?,
+            return Err(version_without_event(
                 row.text(0)?,
-                row.text(1)?
-            )));
+                row.text(1)?,
+                row.uint(2)?,
+            ));
         }
         self.exec
             .execute("DELETE FROM importing_history", params![])

@@ -25,13 +25,13 @@ use std::sync::LazyLock;
 use hakiri_core::cursor::{plan_advance, AdvancePlan};
 use hakiri_core::lease::check_fence;
 use hakiri_core::{
-    Actor, Cursor, CursorAdvance, CursorChange, CursorKind, CursorValue, Entity, Error, EventKind,
-    Lease, PipelineId, Result, Run, RunId, StreamName, Timestamp,
+    Cursor, CursorAdvance, CursorChange, CursorKind, CursorValue, CursorWrite, Entity, Error,
+    Lease, PipelineId, Result, Run, RunId, StreamName, Timestamp, WriteStamp,
 };
 
 use super::cursors::CURSOR_COLUMNS;
-use super::rows::{kind_text, to_i64, to_json, CheckpointRow, State, StateRow};
-use super::NOW_MS;
+use super::rows::{entry_without_at, kind_text, to_i64, to_json, CheckpointRow, State, StateRow};
+use super::{history_written_at, NOW_MS};
 use crate::error::db;
 use crate::PostgresCatalog;
 
@@ -78,8 +78,8 @@ static READ_STATE: LazyLock<String> = LazyLock::new(|| {
 /// A guarded checkpoint, around `write`, the common table expression `w` that writes the cursor
 /// at `ok.now` and returns its `updated_at` (and any expression after it). `l` locks the
 /// pipeline's row (`lock`); `p` adds the database clock — read after the lock, however long it
-/// took; `ok` holds the clock when every lease and run condition holds; `h` and `e` append the
-/// history entry and the event of what `w` wrote. Returns a [`CheckpointRow`]: `written_at`, or
+/// took; `ok` holds the clock when every lease and run condition holds; `e` appends the event of
+/// what `w` wrote, which carries its history entry (ADR 0038). Returns a [`CheckpointRow`]: `written_at`, or
 /// the state it saw when it wrote nothing.
 ///
 /// | param | meaning |
@@ -94,7 +94,7 @@ static READ_STATE: LazyLock<String> = LazyLock::new(|| {
 /// | `$8` | the new version |
 /// | `$9` | the new value, as JSON text |
 /// | `$10` | the holder as actor, as JSON text |
-/// | `$11` | the history entry's change, as JSON text |
+/// | `$11` | the history entry without `at`, as JSON text |
 /// | `$12` | the event's kind, as JSON text |
 fn checkpoint_statement(lock: &str, write: &str) -> String {
     format!(
@@ -104,15 +104,13 @@ fn checkpoint_statement(lock: &str, write: &str) -> String {
          ok AS (SELECT now FROM p WHERE lease_epoch = $3 AND lease_holder = $4 \
            AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6), \
          {write}, \
-         h AS (INSERT INTO cursor_history (project, pipeline, stream, version, value, \
-           change, run, epoch, by_actor, at) \
-           SELECT $1, $2, $7, $8, $9::json, $11::json, $5, $3, $10::json, w.updated_at FROM w), \
-         e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
-           SELECT $1, w.updated_at, $10::json, $2, $12::json FROM w) \
+         e AS (INSERT INTO events (project, at, actor, pipeline, kind, stream, version, history) \
+           SELECT $1, w.updated_at, $10::json, $2, $12::json, $7, $8, {history} FROM w) \
          SELECT (SELECT updated_at FROM w) AS written_at, {STATE_COLUMNS}, {CURSOR_COLUMNS} \
          FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
          LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $7 \
-           AND NOT EXISTS (SELECT 1 FROM w)"
+           AND NOT EXISTS (SELECT 1 FROM w)",
+        history = history_written_at("$11", "w.updated_at"),
     )
 }
 
@@ -243,17 +241,12 @@ impl PostgresCatalog {
         &self,
         lease: &Lease,
         run: RunId,
-        stream: &StreamName,
         kind: CursorKind,
-        value: &CursorValue,
-        version: u64,
+        write: &CursorWrite,
     ) -> Result<std::result::Result<Cursor, State>> {
-        let holder = Actor::Holder(lease.holder.clone());
-        let event = EventKind::CursorAdvanced {
-            stream: stream.clone(),
-            version,
-        };
-        let sql = if version == 1 {
+        // The statement stamps the write with the database clock.
+        let mut stamp = WriteStamp::holder(lease, run, Timestamp::EPOCH);
+        let sql = if write.version == 1 {
             &WRITE_FIRST
         } else {
             &WRITE_NEXT
@@ -265,27 +258,21 @@ impl PostgresCatalog {
             .bind(lease.holder.as_str())
             .bind(*run.as_uuid())
             .bind(kind_text(kind))
-            .bind(stream.as_str())
-            .bind(to_i64(version)?)
-            .bind(to_json(value)?)
-            .bind(to_json(&holder)?)
-            .bind(to_json(&CursorChange::Checkpoint)?)
-            .bind(to_json(&event)?)
+            .bind(write.stream.as_str())
+            .bind(to_i64(write.version)?)
+            .bind(to_json(&write.value)?)
+            .bind(to_json(&stamp.by)?)
+            .bind(entry_without_at(&write.history_entry(&stamp))?)
+            .bind(to_json(&write.event())?)
             .fetch_one(self.pool())
             .await
             .map_err(db)?;
         match row.written_at {
-            Some(at) => Ok(Ok(Cursor {
-                pipeline: lease.pipeline.clone(),
-                stream: stream.clone(),
-                value: value.clone(),
-                version,
-                run: Some(run),
-                epoch: Some(lease.epoch),
-                updated_by: holder,
-                updated_at: Timestamp::from_millis(at),
-            })),
-            None => Ok(Err(row.state.state(&lease.pipeline, stream)?)),
+            Some(at) => {
+                stamp.at = Timestamp::from_millis(at);
+                Ok(Ok(write.cursor(&lease.pipeline, &stamp)))
+            }
+            None => Ok(Err(row.state.state(&lease.pipeline, &write.stream)?)),
         }
     }
 
@@ -316,10 +303,7 @@ impl PostgresCatalog {
             });
             let state = match planned {
                 Some((kind, Ok(AdvancePlan::Write(write)))) => {
-                    match self
-                        .write(lease, run, stream, kind, &write.value, write.version)
-                        .await?
-                    {
+                    match self.write(lease, run, kind, &write).await? {
                         Ok(cursor) => {
                             let written = Some((write.value, write.version));
                             self.remember(&lease.pipeline, kind, stream, written);

@@ -9,9 +9,10 @@
 use std::collections::BTreeSet;
 
 use hakiri_core::archive::{
-    plan_import, ArchiveHead, Counters, ImportBatch, ImportMarker, ImportProgress, Record,
+    plan_import, version_without_event, ArchiveHead, Counters, ImportBatch, ImportMarker,
+    ImportProgress, Record,
 };
-use hakiri_core::{DecisionId, Entity, Error, PipelineId, Result, RunId, StreamName};
+use hakiri_core::{DecisionId, Entity, Error, EventKind, PipelineId, Result, RunId, StreamName};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
@@ -58,13 +59,13 @@ const INSERT_CURSORS: &str = "INSERT INTO cursors (project, pipeline, stream, ve
                  $8::text[], $9::bigint[]) AS t(pipeline, stream, version, value, run, epoch, by, at) \
      ON CONFLICT (project, pipeline, stream) DO NOTHING";
 
-const INSERT_HISTORY: &str = "INSERT INTO cursor_history (project, pipeline, stream, version, \
-       value, change, run, epoch, by_actor, at) \
-     SELECT $1, t.pipeline, t.stream, t.version, t.value::json, t.change::json, t.run, t.epoch, \
-       t.by::json, t.at \
-     FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::uuid[], \
-                 $8::bigint[], $9::text[], $10::bigint[]) \
-       AS t(pipeline, stream, version, value, change, run, epoch, by, at)";
+/// A batch's cursor versions wait in `importing_history` for the events they belong in, which
+/// the archive lists later (ADR 0038).
+const STAGE_HISTORY: &str = "INSERT INTO importing_history (project, pipeline, stream, version, \
+       body) \
+     SELECT $1, t.pipeline, t.stream, t.version, t.body::json \
+     FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) \
+       AS t(pipeline, stream, version, body)";
 
 const INSERT_SCHEMAS: &str = "INSERT INTO schema_versions (project, pipeline, stream, version, \
        body) \
@@ -77,10 +78,30 @@ const INSERT_DECISIONS: &str = "INSERT INTO decisions (project, id, pipeline, st
      FROM unnest($2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::text[]) \
        AS t(id, pipeline, stream, held, body)";
 
-const INSERT_EVENTS: &str = "INSERT INTO events (project, seq, at, actor, pipeline, kind) \
-     SELECT $1, t.seq, t.at, t.actor::json, t.pipeline, t.kind::json \
-     FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[]) \
-       AS t(seq, at, actor, pipeline, kind)";
+/// Detaches the history of the pipelines `$2` from their events: each of them is deleted by one
+/// of the batch's events, and the history belongs to the events after a pipeline's last deletion.
+const FORGET_HISTORY: &str = "UPDATE events SET stream = NULL, version = NULL, history = NULL \
+     WHERE project = $1 AND pipeline = ANY($2::text[]) AND stream IS NOT NULL";
+
+/// The batch's events, each cursor event with the version it records, as `importing_history`
+/// holds it — unless a later event of the batch deletes its pipeline (`$9`, `$10`: the batch's
+/// deletions' pipelines and sequence numbers).
+const INSERT_EVENTS: &str = "INSERT INTO events (project, seq, at, actor, pipeline, kind, stream, \
+       version, history) \
+     SELECT $1, t.seq, t.at, t.actor::json, t.pipeline, t.kind::json, h.stream, h.version, h.body \
+     FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::bigint[]) AS t(seq, at, actor, pipeline, kind, stream, version) \
+     LEFT JOIN importing_history h ON h.project = $1 AND h.pipeline = t.pipeline \
+       AND h.stream = t.stream AND h.version = t.version \
+       AND NOT EXISTS (SELECT 1 FROM unnest($9::text[], $10::bigint[]) AS d(pipeline, seq) \
+                       WHERE d.pipeline = t.pipeline AND d.seq > t.seq) \
+     ORDER BY t.seq";
+
+/// The first cursor version staged in `importing_history` that found no event (`$1` project).
+const STRAY_HISTORY: &str = "SELECT pipeline, stream, version FROM importing_history h \
+     WHERE h.project = $1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.project = $1 \
+       AND e.pipeline = h.pipeline AND e.stream = h.stream AND e.version = h.version) \
+     ORDER BY pipeline, stream, version LIMIT 1";
 
 /// The first of the pipelines `$2` that the project `$1` does not hold.
 const MISSING_PIPELINE: &str = "SELECT t.id FROM unnest($2::text[]) AS t(id) \
@@ -121,19 +142,26 @@ struct RunColumns {
     body: Vec<String>,
 }
 
-/// Cursor versions ([`INSERT_HISTORY`]), or the cursors they make ([`INSERT_CURSORS`], which
-/// takes no `change`).
+/// The cursors a batch's newest versions make ([`INSERT_CURSORS`]).
 #[derive(Default)]
 struct CursorColumns {
     pipeline: Vec<String>,
     stream: Vec<String>,
     version: Vec<i64>,
     value: Vec<String>,
-    change: Vec<String>,
     run: Vec<Option<Uuid>>,
     epoch: Vec<Option<i64>>,
     by: Vec<String>,
     at: Vec<i64>,
+}
+
+/// A batch's cursor versions ([`STAGE_HISTORY`]).
+#[derive(Default)]
+struct HistoryColumns {
+    pipeline: Vec<String>,
+    stream: Vec<String>,
+    version: Vec<i64>,
+    body: Vec<String>,
 }
 
 /// A batch's schema versions ([`INSERT_SCHEMAS`]).
@@ -163,6 +191,12 @@ struct EventColumns {
     actor: Vec<String>,
     pipeline: Vec<String>,
     kind: Vec<String>,
+    /// The cursor version a cursor event records.
+    stream: Vec<Option<String>>,
+    version: Vec<Option<i64>>,
+    /// The pipelines the batch deletes, and their deletions' sequence numbers.
+    deleted: Vec<String>,
+    deleted_at: Vec<i64>,
 }
 
 /// One batch's records, as the arrays of each statement.
@@ -171,7 +205,7 @@ struct Columns {
     pipelines: PipelineColumns,
     runs: RunColumns,
     cursors: CursorColumns,
-    history: CursorColumns,
+    history: HistoryColumns,
     schemas: SchemaColumns,
     decisions: DecisionColumns,
     events: EventColumns,
@@ -216,12 +250,8 @@ impl Columns {
                 let key = (pipeline.as_str().to_owned(), stream.as_str().to_owned());
                 // Versions come newest first: a stream's first one in the batch is its cursor
                 // (unless an earlier batch, holding newer ones, made it already).
-                let targets: &mut [&mut CursorColumns] = if self.streams.insert(key) {
-                    &mut [&mut self.history, &mut self.cursors]
-                } else {
-                    &mut [&mut self.history]
-                };
-                for c in targets.iter_mut() {
+                if self.streams.insert(key) {
+                    let c = &mut self.cursors;
                     c.pipeline.push(pipeline.as_str().to_owned());
                     c.stream.push(stream.as_str().to_owned());
                     c.version.push(to_i64(entry.version)?);
@@ -232,7 +262,11 @@ impl Columns {
                     c.by.push(to_json(&entry.by)?);
                     c.at.push(entry.at.as_millis());
                 }
-                self.history.change.push(to_json(&entry.change)?);
+                let h = &mut self.history;
+                h.pipeline.push(pipeline.as_str().to_owned());
+                h.stream.push(stream.as_str().to_owned());
+                h.version.push(to_i64(entry.version)?);
+                h.body.push(to_json(entry)?);
                 self.owners.insert(pipeline.as_str().to_owned());
             }
             Record::SchemaVersion { version } => {
@@ -264,6 +298,15 @@ impl Columns {
                 e.actor.push(to_json(&event.actor)?);
                 e.pipeline.push(event.pipeline.as_str().to_owned());
                 e.kind.push(to_json(&event.kind)?);
+                let recorded = event.kind.cursor_version();
+                e.stream
+                    .push(recorded.map(|(stream, _)| stream.as_str().to_owned()));
+                e.version
+                    .push(recorded.map(|(_, version)| to_i64(version)).transpose()?);
+                if event.kind == EventKind::PipelineDeleted {
+                    e.deleted.push(event.pipeline.as_str().to_owned());
+                    e.deleted_at.push(to_i64(event.seq)?);
+                }
             }
         }
         Ok(())
@@ -336,6 +379,30 @@ impl PostgresCatalog {
             let decision = DecisionId(to_u64(decision, "decision id")?);
             return Err(Error::AlreadyExists(Entity::Decision { decision }));
         }
+        Ok(())
+    }
+
+    /// Ends an import's history: every cursor version the archive listed must have found the
+    /// event recording it, since that is where the version is kept.
+    async fn check_history_placed(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    ) -> Result<()> {
+        let project = self.project_str();
+        let stray: Option<(String, String, i64)> = sqlx::query_as(STRAY_HISTORY)
+            .bind(project)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+        if let Some((pipeline, stream, version)) = stray {
+            let version = to_u64(version, "cursor version")?;
+            return Err(version_without_event(&pipeline, &stream, version));
+        }
+        sqlx::query("DELETE FROM importing_history WHERE project = $1")
+            .bind(project)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -435,17 +502,12 @@ impl PostgresCatalog {
             .await
             .map_err(db)?;
         let h = &c.history;
-        sqlx::query(INSERT_HISTORY)
+        sqlx::query(STAGE_HISTORY)
             .bind(project)
             .bind(&h.pipeline)
             .bind(&h.stream)
             .bind(&h.version)
-            .bind(&h.value)
-            .bind(&h.change)
-            .bind(&h.run)
-            .bind(&h.epoch)
-            .bind(&h.by)
-            .bind(&h.at)
+            .bind(&h.body)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -472,6 +534,12 @@ impl PostgresCatalog {
             .map_err(db)?;
         let e = &c.events;
         if let Some(last) = e.seq.last() {
+            sqlx::query(FORGET_HISTORY)
+                .bind(project)
+                .bind(&e.deleted)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             sqlx::query(INSERT_EVENTS)
                 .bind(project)
                 .bind(&e.seq)
@@ -479,6 +547,10 @@ impl PostgresCatalog {
                 .bind(&e.actor)
                 .bind(&e.pipeline)
                 .bind(&e.kind)
+                .bind(&e.stream)
+                .bind(&e.version)
+                .bind(&e.deleted)
+                .bind(&e.deleted_at)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -488,6 +560,9 @@ impl PostgresCatalog {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+        }
+        if marker.is_none() {
+            self.check_history_placed(&mut tx).await?;
         }
         let derived: Vec<String> = p.id.iter().cloned().chain(owners).collect();
         sqlx::query(DERIVE)

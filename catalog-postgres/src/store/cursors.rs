@@ -51,7 +51,8 @@ static LIST_CURSORS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// A page of a cursor's history, newest first ([`HistoryRow`]): one row of NULLs when the page is
-/// empty, no row when there is no such pipeline.
+/// empty, no row when there is no such pipeline. A range of `events_history`: each cursor write's
+/// history entry is kept in its event (ADR 0038).
 ///
 /// | param | meaning |
 /// |---|---|
@@ -60,15 +61,14 @@ static LIST_CURSORS: LazyLock<String> = LazyLock::new(|| {
 /// | `$3` | stream |
 /// | `$4` | before this version (exclusive) |
 /// | `$5` | limit |
-pub(crate) const CURSOR_HISTORY_PAGE: &str =
-    "SELECT h.version, h.value, h.change, h.run, h.epoch, h.by_actor, h.at \
+pub(crate) const CURSOR_HISTORY_PAGE: &str = "SELECT h.history \
      FROM pipelines p LEFT JOIN LATERAL ( \
-       SELECT * FROM cursor_history h WHERE h.project = $1 AND h.pipeline = $2 \
-         AND h.stream = $3 AND h.version < $4 ORDER BY h.version DESC LIMIT $5) h ON true \
+       SELECT e.version, e.history FROM events e WHERE e.project = $1 AND e.pipeline = $2 \
+         AND e.stream = $3 AND e.version < $4 ORDER BY e.version DESC LIMIT $5) h ON true \
      WHERE p.project = $1 AND p.id = $2 ORDER BY h.version DESC";
 
-/// What a reset needs ([`ResetRow`]): the stream's cursor, and the value of the version it goes
-/// back to.
+/// What a reset needs ([`ResetRow`]): the stream's cursor, and the history entry of the version
+/// it goes back to.
 ///
 /// | param | meaning |
 /// |---|---|
@@ -77,15 +77,15 @@ pub(crate) const CURSOR_HISTORY_PAGE: &str =
 /// | `$3` | stream |
 /// | `$4` | the version reset to (0 when the reset names none) |
 const READ_FOR_RESET: &str = "SELECT c.version, c.value, \
-       (SELECT h.value FROM cursor_history h WHERE h.project = $1 AND h.pipeline = $2 \
-          AND h.stream = $3 AND h.version = $4) AS old_value \
+       (SELECT e.history FROM events e WHERE e.project = $1 AND e.pipeline = $2 \
+          AND e.stream = $3 AND e.version = $4) AS old \
      FROM (VALUES (1)) AS one(x) LEFT JOIN cursors c \
        ON c.project = $1 AND c.pipeline = $2 AND c.stream = $3";
 
-/// The cursor writes of one pipeline, as the first common table expressions of a statement that
+/// The cursor writes of one pipeline, as the first common table expression of a statement that
 /// goes on with `, name AS (…) SELECT …`: `w` writes each cursor only if its stored version is the
 /// one before (compare-and-set; a new stream's version 1 inserts) and returns the streams and
-/// versions written, `h` appends the history of those written.
+/// versions written. Their history goes with their events ([`Tx::emit_write`]).
 ///
 /// | param | meaning |
 /// |---|---|
@@ -97,25 +97,17 @@ const READ_FOR_RESET: &str = "SELECT c.version, c.value, \
 /// | `$6` | streams |
 /// | `$7` | their new versions |
 /// | `$8` | their values, as JSON texts |
-/// | `$9` | their changes, as JSON texts |
-/// | `$10` | when (the transaction's clock) |
+/// | `$9` | when (the transaction's clock) |
 pub(crate) const CURSOR_WRITES: &str = "WITH w AS ( \
        INSERT INTO cursors (project, pipeline, stream, version, value, run, epoch, updated_by, \
          updated_at) \
-       SELECT $1, $2, t.stream, t.version, t.value::json, $3, $4, $5::json, $10 \
+       SELECT $1, $2, t.stream, t.version, t.value::json, $3, $4, $5::json, $9 \
        FROM unnest($6::text[], $7::bigint[], $8::text[]) AS t(stream, version, value) \
        ON CONFLICT (project, pipeline, stream) DO UPDATE SET version = EXCLUDED.version, \
          value = EXCLUDED.value, run = EXCLUDED.run, epoch = EXCLUDED.epoch, \
          updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at \
        WHERE cursors.version = EXCLUDED.version - 1 \
-       RETURNING stream, version), \
-     h AS ( \
-       INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, epoch, \
-         by_actor, at) \
-       SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $3, $4, $5::json, $10 \
-       FROM unnest($6::text[], $7::bigint[], $8::text[], $9::text[]) \
-         AS t(stream, version, value, change) \
-       WHERE t.stream IN (SELECT stream FROM w))";
+       RETURNING stream, version)";
 
 /// The cursor writes ([`CURSOR_WRITES`], same parameters), counting the cursors they created
 /// (version 1) on the pipeline's row. Returns how many were written (`written`).
@@ -129,12 +121,11 @@ static WRITE_CURSORS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Cursor writes as the arrays [`CURSOR_WRITES`] binds (`$6`–`$9`).
+/// Cursor writes as the arrays [`CURSOR_WRITES`] binds (`$6`–`$8`).
 pub(crate) struct CursorBatch {
     pub(crate) streams: Vec<String>,
     pub(crate) versions: Vec<i64>,
     pub(crate) values: Vec<String>,
-    pub(crate) changes: Vec<String>,
 }
 
 impl CursorBatch {
@@ -144,13 +135,11 @@ impl CursorBatch {
             streams: Vec::with_capacity(writes.len()),
             versions: Vec::with_capacity(writes.len()),
             values: Vec::with_capacity(writes.len()),
-            changes: Vec::with_capacity(writes.len()),
         };
         for w in writes {
             batch.streams.push(w.stream.as_str().to_owned());
             batch.versions.push(to_i64(w.version)?);
             batch.values.push(to_json(&w.value)?);
-            batch.changes.push(to_json(&w.change)?);
         }
         Ok(batch)
     }
@@ -222,7 +211,7 @@ impl PostgresCatalog {
         }
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
-            items.extend(row.entry()?);
+            items.extend(row.entry());
         }
         Ok(Page::from_overfetch(items, limit, |e| e.version))
     }
@@ -268,7 +257,8 @@ impl PostgresCatalog {
         Ok(cursor)
     }
 
-    /// Writes cursors under the transaction's lock ([`WRITE_CURSORS`]), with history and events.
+    /// Writes cursors under the transaction's lock ([`WRITE_CURSORS`]), and queues their events
+    /// with their history.
     async fn write_cursors(
         &self,
         tx: &mut Tx,
@@ -287,7 +277,6 @@ impl PostgresCatalog {
             .bind(batch.streams)
             .bind(batch.versions)
             .bind(batch.values)
-            .bind(batch.changes)
             .bind(tx.now.as_millis())
             .fetch_one(&mut *tx.inner)
             .await
@@ -306,7 +295,7 @@ impl PostgresCatalog {
         };
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
-            tx.emit(by, &lease.pipeline, w.event());
+            tx.emit_write(&lease.pipeline, &w, &stamp);
             out.push(w.cursor(&lease.pipeline, &stamp));
         }
         Ok(out)

@@ -30,19 +30,15 @@ use hakiri_core::run::plan_finish;
 use hakiri_core::{Actor, Error, FinishRun, Lease, Result, Run, RunId, Timestamp};
 
 use super::cursors::CursorBatch;
-use super::rows::{kind_text, to_i64, to_json};
-use super::NOW_MS;
+use super::rows::{entry_without_at, kind_text, to_i64, to_json};
+use super::{history_written_at, timestamp_text, NOW_MS};
 use crate::error::db;
 use crate::PostgresCatalog;
 
-/// `Timestamp`'s text (RFC 3339, UTC, milliseconds, `Z`) of the clock `ok.now`, as `to_char`
-/// writes it.
-const OK_NOW_AS_TIMESTAMP: &str = "to_char((timestamptz 'epoch' + ok.now * interval '1 ms') \
-     AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
-
 /// The guarded finish. `l` locks the pipeline's row, `c` every cursor row of the pipeline, `p`
-/// adds the database clock and `ok` holds it when every guard holds; `w`, `h`, `r`, `u` and `e`
-/// then write the cursors, their history, the run, the pipeline's running run and the events.
+/// adds the database clock and `ok` holds it when every guard holds; `w`, `r`, `u` and `e` then
+/// write the cursors, the run, the pipeline's running run and the events, the cursor writes' with
+/// their history entries (ADR 0038).
 /// Returns `finished_at`: the clock if it wrote, NULL if it did not.
 ///
 /// | param | meaning |
@@ -59,11 +55,11 @@ const OK_NOW_AS_TIMESTAMP: &str = "to_char((timestamptz 'epoch' + ok.now * inter
 /// | `$10` | the cursor writes' streams |
 /// | `$11` | their new versions |
 /// | `$12` | their values, as JSON texts |
-/// | `$13` | their changes, as JSON texts |
+/// | `$13` | their history entries without `at`, as JSON texts |
 /// | `$14` | the run's status |
 /// | `$15` | the names of its document's top-level fields but `finished_at`… |
 /// | `$16` | …and their values, as JSON texts: the statement builds the document from them and the clock |
-/// | `$17` | the events' kinds, as JSON texts, in order |
+/// | `$17` | the events' kinds, as JSON texts, in order: the cursor writes' first, in `$10`'s order |
 static FINISH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH l AS MATERIALIZED (SELECT id, lease_epoch, lease_holder, lease_expires_at, \
@@ -81,23 +77,23 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
            updated_by = $9::json, updated_at = ok.now \
            FROM ok, unnest($10::text[], $11::bigint[], $12::text[]) AS t(stream, version, value) \
            WHERE cursors.project = $1 AND cursors.pipeline = $2 AND cursors.stream = t.stream), \
-         h AS (INSERT INTO cursor_history (project, pipeline, stream, version, value, change, run, \
-           epoch, by_actor, at) \
-           SELECT $1, $2, t.stream, t.version, t.value::json, t.change::json, $5, $3, $9::json, ok.now \
-           FROM ok, unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) \
-             AS t(stream, version, value, change)), \
          r AS (UPDATE runs SET status = $14, body = ( \
              SELECT json_object_agg(f.name, f.value) FROM ( \
-               SELECT 'finished_at' AS name, to_json({OK_NOW_AS_TIMESTAMP}) AS value \
+               SELECT 'finished_at' AS name, to_json({finished_at}) AS value \
                UNION ALL SELECT t.name, t.value::json FROM unnest($15::text[], $16::text[]) \
                  AS t(name, value)) AS f) \
            FROM ok WHERE runs.project = $1 AND runs.id = $5), \
          u AS (UPDATE pipelines SET running_run = NULL FROM ok \
            WHERE pipelines.project = $1 AND pipelines.id = $2), \
-         e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
-           SELECT $1, ok.now, $9::json, $2, t.kind::json \
-           FROM ok, unnest($17::text[]) WITH ORDINALITY AS t(kind, n) ORDER BY t.n) \
-         SELECT (SELECT now FROM ok) AS finished_at"
+         e AS (INSERT INTO events (project, at, actor, pipeline, kind, stream, version, history) \
+           SELECT $1, ok.now, $9::json, $2, t.kind::json, h.stream, h.version, {history} \
+           FROM ok CROSS JOIN unnest($17::text[]) WITH ORDINALITY AS t(kind, n) \
+           LEFT JOIN unnest($10::text[], $11::bigint[], $13::text[]) WITH ORDINALITY \
+             AS h(stream, version, entry, n) ON h.n = t.n \
+           ORDER BY t.n) \
+         SELECT (SELECT now FROM ok) AS finished_at",
+        finished_at = timestamp_text("ok.now"),
+        history = history_written_at("h.entry", "ok.now"),
     )
 });
 
@@ -180,6 +176,10 @@ impl PostgresCatalog {
             .collect::<Result<Vec<_>>>()?;
         kinds.push(to_json(&write.event.1)?);
         let batch = CursorBatch::of(&writes)?;
+        let entries = writes
+            .iter()
+            .map(|w| entry_without_at(&w.history_entry(&write.stamp)))
+            .collect::<Result<Vec<_>>>()?;
         let (names, values) = fields_without_finished_at(&record)?;
         let finished_at: Option<i64> = sqlx::query_scalar(FINISH.as_str())
             .bind(self.project_str())
@@ -194,7 +194,7 @@ impl PostgresCatalog {
             .bind(batch.streams)
             .bind(batch.versions)
             .bind(batch.values)
-            .bind(batch.changes)
+            .bind(entries)
             .bind(record.status.to_string())
             .bind(names)
             .bind(values)

@@ -20,12 +20,15 @@
 
 use hakiri_core::lease::check_fence;
 use hakiri_core::run::check_writable;
-use hakiri_core::{Actor, Error, EventKind, Lease, PipelineId, Result, RunId, Timestamp};
+use hakiri_core::{
+    Actor, CursorHistoryEntry, CursorWrite, Error, EventKind, Lease, PipelineId, Result, RunId,
+    StreamName, Timestamp, WriteStamp,
+};
 use sqlx::Postgres;
 
 use crate::error::db;
 use crate::PostgresCatalog;
-use rows::{to_json, to_u64, LockedRow, PipelineRow};
+use rows::{to_i64, to_json, to_u64, LockedRow, PipelineRow};
 
 pub(crate) mod advance;
 mod archive;
@@ -69,19 +72,44 @@ static LOCK_PIPELINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
     )
 });
 
-/// Appends events in order (identities are drawn in the order rows are inserted).
-///
-/// | param | meaning |
-/// |---|---|
-/// | `$1` | project |
-/// | `$2` | when (the transaction's clock) |
-/// | `$3` | actors, as JSON texts |
-/// | `$4` | pipelines |
-/// | `$5` | kinds, as JSON texts |
-const INSERT_EVENTS: &str = "INSERT INTO events (project, at, actor, pipeline, kind) \
-     SELECT $1, $2, t.actor::json, t.pipeline, t.kind::json \
-     FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(actor, pipeline, kind, n) \
-     ORDER BY t.n";
+/// The statement that appends events in order (identities are drawn in the order rows are
+/// inserted), at `at` (an SQL expression), from the arrays [`EventColumns`] binds as `$first` to
+/// `$first + 5`: actors, pipelines and kinds as JSON texts, then each cursor write's stream,
+/// version and history entry (NULL for other events; ADR 0038).
+pub(crate) fn append_events(at: &str, first: usize) -> String {
+    let [a, p, k, s, v, h] = std::array::from_fn(|i| first + i);
+    format!(
+        "INSERT INTO events (project, at, actor, pipeline, kind, stream, version, history) \
+         SELECT $1, {at}, t.actor::json, t.pipeline, t.kind::json, t.stream, t.version, \
+           t.history::json \
+         FROM unnest(${a}::text[], ${p}::text[], ${k}::text[], ${s}::text[], ${v}::bigint[], \
+           ${h}::text[]) WITH ORDINALITY AS t(actor, pipeline, kind, stream, version, history, n) \
+         ORDER BY t.n"
+    )
+}
+
+/// Appends events ([`append_events`]): `$1` project, `$2` when (the transaction's clock), `$3`
+/// to `$8` the [`EventColumns`].
+static INSERT_EVENTS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| append_events("$2", 3));
+
+/// `Timestamp`'s text (RFC 3339, UTC, milliseconds, `Z`) of `ms`, an SQL expression in epoch
+/// milliseconds, as `to_char` writes it.
+pub(crate) fn timestamp_text(ms: &str) -> String {
+    format!(
+        "to_char((timestamptz 'epoch' + {ms} * interval '1 ms') AT TIME ZONE 'UTC', \
+         'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    )
+}
+
+/// A history entry written at the database clock: `entry` (an SQL expression) is the entry's
+/// JSON text without `at` ([`rows::entry_without_at`]), and `at` is put first, from `ms`.
+pub(crate) fn history_written_at(entry: &str, ms: &str) -> String {
+    format!(
+        "('{{\"at\":' || to_json({})::text || ',' || substr({entry}, 2))::json",
+        timestamp_text(ms)
+    )
+}
 
 /// Draws the project's next value of a counter, locking its row until the transaction ends.
 ///
@@ -92,46 +120,115 @@ const INSERT_EVENTS: &str = "INSERT INTO events (project, at, actor, pipeline, k
 const DRAW: &str = "INSERT INTO counters AS c (project, name, value) VALUES ($1, $2, 1) \
      ON CONFLICT (project, name) DO UPDATE SET value = c.value + 1 RETURNING value";
 
-/// Pending events as the three text arrays [`INSERT_EVENTS`] takes: actors, pipelines, kinds.
-pub(crate) type EventArrays = (Vec<String>, Vec<String>, Vec<String>);
+/// Events as the arrays [`append_events`] binds, in order.
+#[derive(Default)]
+pub(crate) struct EventColumns {
+    pub(crate) actors: Vec<String>,
+    pub(crate) pipelines: Vec<String>,
+    pub(crate) kinds: Vec<String>,
+    pub(crate) streams: Vec<Option<String>>,
+    pub(crate) versions: Vec<Option<i64>>,
+    pub(crate) histories: Vec<Option<String>>,
+}
+
+impl EventColumns {
+    /// Binds the arrays, in [`append_events`]' order.
+    pub(crate) fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.actors)
+            .bind(self.pipelines)
+            .bind(self.kinds)
+            .bind(self.streams)
+            .bind(self.versions)
+            .bind(self.histories)
+    }
+}
+
+/// An event a transaction appends when it commits, with the history entry of the cursor write it
+/// records, if it records one.
+struct Pending {
+    actor: Actor,
+    pipeline: PipelineId,
+    kind: EventKind,
+    history: Option<(StreamName, CursorHistoryEntry)>,
+}
 
 /// A transaction holding a pipeline's row lock, with the database clock read under that lock
 /// and the events to append before it commits.
 pub(crate) struct Tx {
     pub(crate) inner: sqlx::Transaction<'static, Postgres>,
     pub(crate) now: Timestamp,
-    events: Vec<(Actor, PipelineId, EventKind)>,
+    events: Vec<Pending>,
 }
 
 impl Tx {
-    /// Queues an event, appended when the transaction commits.
-    pub(crate) fn emit(&mut self, actor: &Actor, pipeline: &PipelineId, kind: EventKind) {
-        self.events.push((actor.clone(), pipeline.clone(), kind));
+    pub(crate) fn new(inner: sqlx::Transaction<'static, Postgres>, now: Timestamp) -> Self {
+        Self {
+            inner,
+            now,
+            events: Vec::new(),
+        }
     }
 
-    /// Takes the pending events, as the arrays [`INSERT_EVENTS`] binds.
-    pub(crate) fn take_events(&mut self) -> Result<EventArrays> {
-        let mut actors = Vec::with_capacity(self.events.len());
-        let mut pipelines = Vec::with_capacity(self.events.len());
-        let mut kinds = Vec::with_capacity(self.events.len());
-        for (actor, pipeline, kind) in self.events.drain(..) {
-            actors.push(to_json(&actor)?);
-            pipelines.push(pipeline.as_str().to_owned());
-            kinds.push(to_json(&kind)?);
+    /// Queues an event, appended when the transaction commits.
+    pub(crate) fn emit(&mut self, actor: &Actor, pipeline: &PipelineId, kind: EventKind) {
+        self.events.push(Pending {
+            actor: actor.clone(),
+            pipeline: pipeline.clone(),
+            kind,
+            history: None,
+        });
+    }
+
+    /// Queues the event recording a cursor write, which carries the write's history entry
+    /// (ADR 0038).
+    pub(crate) fn emit_write(
+        &mut self,
+        pipeline: &PipelineId,
+        write: &CursorWrite,
+        stamp: &WriteStamp,
+    ) {
+        self.events.push(Pending {
+            actor: stamp.by.clone(),
+            pipeline: pipeline.clone(),
+            kind: write.event(),
+            history: Some((write.stream.clone(), write.history_entry(stamp))),
+        });
+    }
+
+    /// Takes the pending events, as the arrays [`append_events`] binds.
+    pub(crate) fn take_events(&mut self) -> Result<EventColumns> {
+        let mut c = EventColumns::default();
+        for e in self.events.drain(..) {
+            c.actors.push(to_json(&e.actor)?);
+            c.pipelines.push(e.pipeline.as_str().to_owned());
+            c.kinds.push(to_json(&e.kind)?);
+            let (stream, version, history) = match e.history {
+                Some((stream, entry)) => (
+                    Some(stream.as_str().to_owned()),
+                    Some(to_i64(entry.version)?),
+                    Some(to_json(&entry)?),
+                ),
+                None => (None, None, None),
+            };
+            c.streams.push(stream);
+            c.versions.push(version);
+            c.histories.push(history);
         }
-        Ok((actors, pipelines, kinds))
+        Ok(c)
     }
 
     /// Appends the pending events of `project` and commits.
     pub(crate) async fn commit(mut self, project: &str) -> Result<()> {
         if !self.events.is_empty() {
-            let (actors, pipelines, kinds) = self.take_events()?;
-            sqlx::query(INSERT_EVENTS)
+            let query = sqlx::query(INSERT_EVENTS.as_str())
                 .bind(project)
-                .bind(self.now.as_millis())
-                .bind(actors)
-                .bind(pipelines)
-                .bind(kinds)
+                .bind(self.now.as_millis());
+            self.take_events()?
+                .bind(query)
                 .execute(&mut *self.inner)
                 .await
                 .map_err(db)?;
@@ -169,11 +266,7 @@ impl PostgresCatalog {
             .fetch_one(&mut *inner)
             .await
             .map_err(db)?;
-        let tx = Tx {
-            inner,
-            now: row.now(),
-            events: Vec::new(),
-        };
+        let tx = Tx::new(inner, row.now());
         Ok((tx, row.pipeline()?))
     }
 

@@ -33,7 +33,8 @@ const UPDATE_PIPELINE: &str =
     "UPDATE pipelines SET body = $3::json, generation = $4, cursor_kind = $5 \
      WHERE project = $1 AND id = $2";
 
-/// Deletes a pipeline and everything it owns but its events.
+/// Deletes a pipeline and everything it owns but its events, from which it detaches its cursors'
+/// history (ADR 0038).
 ///
 /// | param | meaning |
 /// |---|---|
@@ -41,7 +42,8 @@ const UPDATE_PIPELINE: &str =
 /// | `$2` | pipeline |
 const DELETE_PIPELINE: &str = "WITH r AS (DELETE FROM runs WHERE project = $1 AND pipeline = $2), \
           c AS (DELETE FROM cursors WHERE project = $1 AND pipeline = $2), \
-          h AS (DELETE FROM cursor_history WHERE project = $1 AND pipeline = $2), \
+          h AS (UPDATE events SET stream = NULL, version = NULL, history = NULL \
+                WHERE project = $1 AND pipeline = $2 AND stream IS NOT NULL), \
           s AS (DELETE FROM schema_versions WHERE project = $1 AND pipeline = $2), \
           d AS (DELETE FROM decisions WHERE project = $1 AND pipeline = $2) \
      DELETE FROM pipelines WHERE project = $1 AND id = $2";

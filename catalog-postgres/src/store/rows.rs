@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use hakiri_core::{
-    Actor, Cursor, CursorChange, CursorHistoryEntry, CursorKind, CursorValue, Epoch, Error,
-    HolderId, LeaseState, Pipeline, PipelineId, Result, Run, RunId, StreamName, Timestamp,
+    Actor, Cursor, CursorHistoryEntry, CursorKind, CursorValue, Epoch, Error, HolderId, LeaseState,
+    Pipeline, PipelineId, Result, Run, RunId, StreamName, Timestamp,
 };
 use serde::Serialize;
 use sqlx::types::Json;
@@ -198,39 +198,34 @@ pub(crate) struct FoundCursorRow {
     pub(crate) cursor: CursorColumns,
 }
 
-/// One entry of a cursor's history; all NULL on the row that says the pipeline exists but has
-/// no entry in the page ([`CURSOR_HISTORY_PAGE`](super::cursors::CURSOR_HISTORY_PAGE)).
+/// One entry of a cursor's history, as its event keeps it (ADR 0038); NULL on the row that says
+/// the pipeline exists but has no entry in the page
+/// ([`CURSOR_HISTORY_PAGE`](super::cursors::CURSOR_HISTORY_PAGE)).
 #[derive(FromRow)]
 pub(crate) struct HistoryRow {
-    version: Option<i64>,
-    value: Option<Json<CursorValue>>,
     #[sqlx(json(nullable))]
-    change: Option<CursorChange>,
-    run: Option<Uuid>,
-    epoch: Option<i64>,
-    #[sqlx(json(nullable))]
-    by_actor: Option<Actor>,
-    at: Option<i64>,
+    history: Option<CursorHistoryEntry>,
 }
 
 impl HistoryRow {
     /// The entry, if the row holds one.
-    pub(crate) fn entry(self) -> Result<Option<CursorHistoryEntry>> {
-        let (Some(version), Some(value), Some(change), Some(by)) =
-            (self.version, self.value, self.change, self.by_actor)
-        else {
-            return Ok(None);
-        };
-        Ok(Some(CursorHistoryEntry {
-            version: to_u64(version, "cursor version")?,
-            value: value.0,
-            change,
-            run: self.run.map(RunId::from_uuid),
-            epoch: to_epoch(self.epoch)?,
-            by,
-            at: Timestamp::from_millis(self.at.unwrap_or(0)),
-        }))
+    pub(crate) fn entry(self) -> Option<CursorHistoryEntry> {
+        self.history
     }
+}
+
+/// A history entry's JSON text without `at`, which a statement adds from the database clock
+/// ([`history_written_at`](super::history_written_at)).
+pub(crate) fn entry_without_at(entry: &CursorHistoryEntry) -> Result<String> {
+    let encoded = serde_json::to_value(entry)
+        .map_err(|e| Error::Backend(format!("cannot encode the history entry: {e}")))?;
+    let serde_json::Value::Object(mut fields) = encoded else {
+        return Err(Error::Backend(
+            "a history entry must encode as a JSON object".into(),
+        ));
+    };
+    fields.remove("at");
+    to_json(&fields)
 }
 
 /// What a reset reads: the stream's cursor, and the value of the version it goes back to.
@@ -238,8 +233,9 @@ impl HistoryRow {
 pub(crate) struct ResetRow {
     version: Option<i64>,
     value: Option<Json<CursorValue>>,
-    /// The value the target version had, if the reset names one that exists.
-    old_value: Option<Json<CursorValue>>,
+    /// The target version's history entry, if the reset names one that exists.
+    #[sqlx(json(nullable))]
+    old: Option<CursorHistoryEntry>,
 }
 
 impl ResetRow {
@@ -255,7 +251,7 @@ impl ResetRow {
 
     /// The value the target version had, if the reset names one that exists.
     pub(crate) fn old_value(&self) -> Option<&CursorValue> {
-        self.old_value.as_ref().map(|v| &v.0)
+        self.old.as_ref().map(|entry| &entry.value)
     }
 }
 

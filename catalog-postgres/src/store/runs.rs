@@ -7,11 +7,12 @@ use hakiri_core::{
     BeginRun, Entity, Error, FinishRun, Lease, Page, PipelineId, Result, Run, RunId, RunQuery,
 };
 use sqlx::types::Json;
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::cursors::{CursorBatch, CURSOR_WRITES};
 use super::rows::{to_i64, to_json, values, CursorTriples, FinishReadRow};
-use super::{not_recorded_as_running, Tx, NOW_MS, PIPELINE_COLUMNS};
+use super::{append_events, not_recorded_as_running, Tx, NOW_MS, PIPELINE_COLUMNS};
 use crate::error::db;
 use crate::PostgresCatalog;
 
@@ -83,25 +84,20 @@ pub(crate) static READ_FOR_FINISH: LazyLock<String> = LazyLock::new(|| {
 ///
 /// | param | meaning |
 /// |---|---|
-/// | `$1`–`$10` | as in [`CURSOR_WRITES`] (`$3` is the finished run) |
-/// | `$11` | the run's status |
-/// | `$12` | its document, as JSON text |
-/// | `$13` | the events' actors, as JSON texts |
-/// | `$14` | their pipelines |
-/// | `$15` | their kinds, as JSON texts |
+/// | `$1`–`$9` | as in [`CURSOR_WRITES`] (`$3` is the finished run) |
+/// | `$10` | the run's status |
+/// | `$11` | its document, as JSON text |
+/// | `$12`–`$17` | the events ([`EventColumns`](super::EventColumns)) |
 static FINISH_WRITES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{CURSOR_WRITES}, \
-         r AS (UPDATE runs SET status = $11, body = $12::json WHERE project = $1 AND id = $3), \
+         r AS (UPDATE runs SET status = $10, body = $11::json WHERE project = $1 AND id = $3), \
          p AS (UPDATE pipelines SET running_run = NULL, \
            cursor_count = cursor_count + (SELECT count(*) FROM w WHERE version = 1) \
            WHERE project = $1 AND id = $2), \
-         e AS (INSERT INTO events (project, at, actor, pipeline, kind) \
-           SELECT $1, $10, t.actor::json, t.pipeline, t.kind::json \
-           FROM unnest($13::text[], $14::text[], $15::text[]) WITH ORDINALITY \
-             AS t(actor, pipeline, kind, n) \
-           ORDER BY t.n) \
-         SELECT count(*) AS written FROM w"
+         e AS ({}) \
+         SELECT count(*) AS written FROM w",
+        append_events("$9", 12)
     )
 });
 
@@ -239,11 +235,7 @@ impl PostgresCatalog {
             .fetch_one(&mut *inner)
             .await
             .map_err(db)?;
-        let mut tx = Tx {
-            inner,
-            now: read.locked.now(),
-            events: Vec::new(),
-        };
+        let mut tx = Tx::new(inner, read.locked.now());
         let prow = Self::fenced(read.locked.pipeline()?, lease, tx.now)?;
         if prow.running != Some(run) {
             let record = read.run_body.ok_or_else(|| Error::run_not_found(run))?;
@@ -266,7 +258,7 @@ impl PostgresCatalog {
         let write = plan_finish(record, lease, prow.kind, &current, finish.clone(), tx.now)?;
         let holder = write.stamp.by.clone();
         for w in &write.cursors {
-            tx.emit(&holder, &lease.pipeline, w.event());
+            tx.emit_write(&lease.pipeline, w, &write.stamp);
         }
         if !write.schemas.is_empty() {
             let mut pipeline = prow.pipeline.clone();
@@ -292,8 +284,8 @@ impl PostgresCatalog {
         let (writes, record) = (write.cursors, write.run);
 
         let batch = CursorBatch::of(&writes)?;
-        let (actors, pipelines, kinds) = tx.take_events()?;
-        let written: i64 = sqlx::query_scalar(FINISH_WRITES.as_str())
+        let events = tx.take_events()?;
+        let query = sqlx::query(FINISH_WRITES.as_str())
             .bind(self.project_str())
             .bind(lease.pipeline.as_str())
             .bind(*run.as_uuid())
@@ -302,15 +294,15 @@ impl PostgresCatalog {
             .bind(batch.streams)
             .bind(batch.versions)
             .bind(batch.values)
-            .bind(batch.changes)
             .bind(tx.now.as_millis())
             .bind(record.status.to_string())
-            .bind(to_json(&record)?)
-            .bind(actors)
-            .bind(pipelines)
-            .bind(kinds)
+            .bind(to_json(&record)?);
+        let written: i64 = events
+            .bind(query)
             .fetch_one(&mut *tx.inner)
             .await
+            .map_err(db)?
+            .try_get("written")
             .map_err(db)?;
         if usize::try_from(written).ok() != Some(writes.len()) {
             // Dropping the transaction rolls every write of this attempt back.
