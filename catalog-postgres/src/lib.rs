@@ -305,13 +305,18 @@ impl PostgresConfig {
 /// `Unavailable` if the server cannot be reached; `Backend` if a migration fails or the database
 /// was migrated by a newer build.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    sqlx::migrate!("./migrations")
-        .run(pool)
-        .await
-        .map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => error::db(e),
-            other => Error::Backend(format!("catalog migration failed: {other}")),
-        })
+    let mut conn = pool.acquire().await.map_err(error::db)?;
+    let outcome = sqlx::migrate!("./migrations").run(&mut *conn).await;
+    if outcome.is_err() {
+        // A failed migration returns without releasing its session's advisory lock: closing
+        // the connection releases it, where returning it to the pool would keep every later
+        // migration waiting.
+        let _ = conn.close().await;
+    }
+    outcome.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(e) => error::db(e),
+        other => Error::Backend(format!("catalog migration failed: {other}")),
+    })
 }
 
 /// Registers `project` in the database (creating a pipeline registers its project too), so that
