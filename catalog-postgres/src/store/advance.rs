@@ -30,8 +30,8 @@ use hakiri_core::{
 };
 
 use super::cursors::CURSOR_COLUMNS;
-use super::rows::{entry_without_at, kind_text, to_i64, to_json, CheckpointRow, State, StateRow};
-use super::{history_written_at, NOW_MS};
+use super::rows::{kind_text, to_i64, to_json, without_field, CheckpointRow, State, StateRow};
+use super::{stamped, NOW_MS};
 use crate::error::db;
 use crate::PostgresCatalog;
 
@@ -110,7 +110,7 @@ fn checkpoint_statement(lock: &str, write: &str) -> String {
          FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
          LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $7 \
            AND NOT EXISTS (SELECT 1 FROM w)",
-        history = history_written_at("$11", "w.updated_at"),
+        history = stamped("at", "$11", "w.updated_at"),
     )
 }
 
@@ -262,7 +262,7 @@ impl PostgresCatalog {
             .bind(to_i64(write.version)?)
             .bind(to_json(&write.value)?)
             .bind(to_json(&stamp.by)?)
-            .bind(entry_without_at(&write.history_entry(&stamp))?)
+            .bind(without_field(&write.history_entry(&stamp), "at")?)
             .bind(to_json(&write.event())?)
             .fetch_one(self.pool())
             .await

@@ -102,11 +102,13 @@ pub(crate) fn timestamp_text(ms: &str) -> String {
     )
 }
 
-/// A history entry written at the database clock: `entry` (an SQL expression) is the entry's
-/// JSON text without `at` ([`rows::entry_without_at`]), and `at` is put first, from `ms`.
-pub(crate) fn history_written_at(entry: &str, ms: &str) -> String {
+/// A document stamped with the database clock: `doc` (an SQL expression) is its JSON text
+/// without `field` ([`rows::without_field`]), and `field` is put first, the `Timestamp` of `ms`.
+/// Text is spliced, not JSON taken apart: Postgres's JSON functions refuse a `\u0000` in any
+/// string of a document, which cursor values and run errors may hold.
+pub(crate) fn stamped(field: &str, doc: &str, ms: &str) -> String {
     format!(
-        "('{{\"at\":' || to_json({})::text || ',' || substr({entry}, 2))::json",
+        "('{{\"{field}\":' || to_json({})::text || ',' || substr({doc}, 2))::json",
         timestamp_text(ms)
     )
 }

@@ -214,17 +214,18 @@ impl HistoryRow {
     }
 }
 
-/// A history entry's JSON text without `at`, which a statement adds from the database clock
-/// ([`history_written_at`](super::history_written_at)).
-pub(crate) fn entry_without_at(entry: &CursorHistoryEntry) -> Result<String> {
-    let encoded = serde_json::to_value(entry)
-        .map_err(|e| Error::Backend(format!("cannot encode the history entry: {e}")))?;
+/// The JSON text of `value`, an object, without its top-level `field`, which a statement puts
+/// back from the database clock ([`stamped`](super::stamped)). Every document stamped so has
+/// other fields, so the text is never `{}`.
+pub(crate) fn without_field<T: Serialize + ?Sized>(value: &T, field: &str) -> Result<String> {
+    let encoded = serde_json::to_value(value)
+        .map_err(|e| Error::Backend(format!("cannot encode JSON: {e}")))?;
     let serde_json::Value::Object(mut fields) = encoded else {
-        return Err(Error::Backend(
-            "a history entry must encode as a JSON object".into(),
-        ));
+        return Err(Error::Backend(format!(
+            "a document stamped with `{field}` must encode as a JSON object"
+        )));
     };
-    fields.remove("at");
+    fields.remove(field);
     to_json(&fields)
 }
 
