@@ -10,8 +10,9 @@
 //!   finish by an untimed insert.
 //!
 //! Each is measured against a floor: raw statements writing, in one round trip and with nothing
-//! checked, the rows the operation must write. An advance changes its cursor and appends a history
-//! entry and an event (invariant 7 in `docs/guarantees.md`). The goals are on hakiri/floor: advance
+//! checked, the rows the operation must write, with what they must hold (`FLOOR_SCHEMA`). An
+//! advance changes its cursor and appends a history entry and an event (invariant 7 in
+//! `docs/guarantees.md`). The goals are on hakiri/floor: advance
 //! ≥ 0.95 with one client and ≥ 0.90 with 16, finish ≥ 0.90. Beside them, both against a raw
 //! guarded single-row `UPDATE … WHERE id = $1 AND epoch = $2` (advance) or `BEGIN; INSERT; guarded
 //! UPDATE; COMMIT` (finish): `floor/raw` is the best any catalog keeping that history could reach.
@@ -37,6 +38,11 @@ use hakiri_core::{
 use hakiri_test_kit::bench::median;
 use hakiri_test_kit::{disk, fixtures, postgres};
 use serde_json::json;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// The floor's project: as long as the catalog's in this benchmark.
+const FLOOR_PROJECT: &str = "bench-floor-project-0000000000";
 
 /// Rounds: the full measurement under `cargo bench`; under `cargo test --all-targets` (which
 /// runs bench targets without `--bench`) one round of small batches, a smoke run of the same code.
@@ -52,107 +58,160 @@ fn full() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
-/// The floor's schema: the catalog's tables cut to the rows and indexes an advance and a finish
-/// must write (a cursor, events — a cursor write's carrying its history entry, as in the
-/// catalog's layout (ADR 0038) — a run, the pipeline's running run). The runs
-/// keep the catalog's three listing indexes: each is what keeps one of `list_runs`' queries
-/// O(page) (`src/pages_at_scale.rs`).
+/// The floor's schema: the catalog's tables cut to the rows, columns and indexes an advance and a
+/// finish must write — every row keyed by project (one database serves many projects), a cursor
+/// with who wrote it, when, under which run and epoch, events with their time and actor, a cursor
+/// write's event carrying its history entry (ADR 0038), a run, the pipeline's running run. The
+/// runs keep the catalog's three listing indexes: each is what keeps one of `list_runs`' queries
+/// O(page) (`src/pages_at_scale.rs`). Left out, because a layout could do without them: the
+/// pipeline's document beside its lease, the event log's numbering, the cursor count.
 const FLOOR_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS floor_pipelines (id text COLLATE \"C\" PRIMARY KEY, \
-     running_run bigint, lease_epoch bigint, lease_holder text COLLATE \"C\", \
-     lease_expires_at bigint) WITH (fillfactor = 80)",
-    "CREATE TABLE IF NOT EXISTS floor_runs (id bigint PRIMARY KEY, pipeline text COLLATE \"C\" \
-     NOT NULL, status text COLLATE \"C\" NOT NULL, body json NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline ON floor_runs (pipeline, id)",
-    "CREATE INDEX IF NOT EXISTS floor_runs_by_status ON floor_runs (status, id)",
-    "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline_status ON floor_runs (pipeline, status, id)",
-    "CREATE TABLE IF NOT EXISTS floor_cursors (pipeline text COLLATE \"C\", stream text COLLATE \"C\", \
-     version bigint NOT NULL, value json NOT NULL, PRIMARY KEY (pipeline, stream)) \
+    "CREATE TABLE IF NOT EXISTS floor_pipelines (project text COLLATE \"C\", \
+     id text COLLATE \"C\", running_run uuid, lease_epoch bigint, lease_holder text COLLATE \"C\", \
+     lease_expires_at bigint, PRIMARY KEY (project, id)) WITH (fillfactor = 80)",
+    "CREATE TABLE IF NOT EXISTS floor_runs (project text COLLATE \"C\", id uuid, \
+     pipeline text COLLATE \"C\" NOT NULL, status text COLLATE \"C\" NOT NULL, body json NOT NULL, \
+     PRIMARY KEY (project, id))",
+    "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline ON floor_runs (project, pipeline, id)",
+    "CREATE INDEX IF NOT EXISTS floor_runs_by_status ON floor_runs (project, status, id)",
+    "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline_status ON floor_runs \
+     (project, pipeline, status, id)",
+    "CREATE TABLE IF NOT EXISTS floor_cursors (project text COLLATE \"C\", \
+     pipeline text COLLATE \"C\", stream text COLLATE \"C\", version bigint NOT NULL, \
+     value json NOT NULL, run uuid, epoch bigint, updated_by json NOT NULL, \
+     updated_at bigint NOT NULL, PRIMARY KEY (project, pipeline, stream)) \
      WITH (fillfactor = 70)",
     "CREATE TABLE IF NOT EXISTS floor_events (id bigint GENERATED ALWAYS AS IDENTITY, \
-     pipeline text COLLATE \"C\" NOT NULL, body json NOT NULL, stream text COLLATE \"C\", \
+     project text COLLATE \"C\" NOT NULL, at bigint NOT NULL, actor json NOT NULL, \
+     pipeline text COLLATE \"C\" NOT NULL, kind json NOT NULL, stream text COLLATE \"C\", \
      version bigint, history json)",
-    "CREATE INDEX IF NOT EXISTS floor_events_by_id ON floor_events (id)",
+    "CREATE INDEX IF NOT EXISTS floor_events_by_id ON floor_events (project, id)",
     "CREATE UNIQUE INDEX IF NOT EXISTS floor_events_history ON floor_events \
-     (pipeline, stream, version) WHERE stream IS NOT NULL",
+     (project, pipeline, stream, version) WHERE stream IS NOT NULL",
 ];
 
-/// A cursor history entry, an event and a finished run as the catalog stores them.
-const HISTORY_BODY: &str = r#"{"version":1,"value":12345,"change":"checkpoint","run":"019aa7f2-3c1e-7000-8000-000000000001","epoch":1,"by":{"holder":"bench"},"at":1763800000000}"#;
-const EVENT_BODY: &str =
-    r#"{"actor":{"holder":"bench"},"kind":{"cursor_advanced":{"stream":"s","version":1}}}"#;
-const RUN_BODY: &str = r#"{"id":"019aa7f2-3c1e-7000-8000-000000000001","pipeline":"p0","epoch":1,"holder":"bench","trigger":"manual","attempt":1,"status":"succeeded","started_at":1763800000000,"finished_at":1763800000100,"stats":{"s":{"records":100,"bytes":6400}},"error":null,"cursors_at_start":{"s":1,"t":1},"cursors_at_end":{"s":2,"t":2}}"#;
+/// A cursor history entry, an actor, an event's kind and a finished run as the catalog stores
+/// them.
+const HISTORY_BODY: &str = r#"{"at":"2025-11-22T08:26:40.000Z","version":1,"value":12345,"change":"checkpoint","run":"019aa7f2-3c1e-7000-8000-000000000001","epoch":1,"by":{"holder":"bench"}}"#;
+const ACTOR: &str = r#"{"holder":"bench"}"#;
+const KIND: &str = r#"{"type":"cursor_advanced","stream":"s","version":1}"#;
+const RUN_BODY: &str = r#"{"finished_at":"2025-11-22T08:26:40.100Z","id":"019aa7f2-3c1e-7000-8000-000000000001","pipeline":"p0","epoch":1,"holder":"bench","trigger":"manual","attempt":1,"status":"succeeded","started_at":"2025-11-22T08:26:40.000Z","stats":{"s":{"records":100,"bytes":6400}},"error":null,"cursors_at_start":{"s":1,"t":1},"cursors_at_end":{"s":2,"t":2}}"#;
 
-/// The floor of an advance, in one round trip: the cursor, and its event carrying its history
-/// entry.
-const FLOOR_ADVANCE: &str =
-    "WITH w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json \
-     WHERE pipeline = $1 AND stream = 's' RETURNING version), \
-     e AS (INSERT INTO floor_events (pipeline, body, stream, version, history) \
-       SELECT $1, $4::json, 's', w.version, $3::json FROM w) \
-     SELECT count(*) FROM w";
-
-/// The untimed counterpart of `begin_run`: the run, the pipeline's running run, an event.
-const FLOOR_BEGIN: &str =
-    "WITH r AS (INSERT INTO floor_runs VALUES ($2, $1, 'running', $3::json)), \
-     p AS (UPDATE floor_pipelines SET running_run = $2 WHERE id = $1), \
-     e AS (INSERT INTO floor_events (pipeline, body) VALUES ($1, $4::json)) SELECT 1";
-
-/// The floor of a finish, in one round trip: two cursor writes (a cursor and an event carrying the
-/// history entry each),
-/// the run's status and body, the pipeline's running run, the finish event.
-const FLOOR_FINISH: &str = "WITH w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json \
-     WHERE pipeline = $1 AND stream IN ('s', 't') RETURNING stream, version), \
-     e AS (INSERT INTO floor_events (pipeline, body, stream, version, history) \
-       SELECT $1, $4::json, w.stream, w.version, $3::json FROM w \
-       UNION ALL SELECT $1, $4::json, NULL, NULL, NULL), \
-     r AS (UPDATE floor_runs SET status = 'succeeded', body = $6::json WHERE id = $5 RETURNING id), \
-     p AS (UPDATE floor_pipelines SET running_run = NULL WHERE id = $1) \
-     SELECT count(*) FROM r";
-/// The database clock in milliseconds, which a lease's expiry is compared with: the catalog's own
-/// expression.
+/// The database clock in milliseconds, which cursors and events are stamped with and a lease's
+/// expiry is compared with: the catalog's own expression.
 macro_rules! now_ms {
     () => {
         "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
     };
 }
 
+/// The floor's statements take
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | pipeline |
+/// | `$3` | the cursors' new version, and value |
+/// | `$4` | the history entry, as JSON text |
+/// | `$5` | the events' kind, as JSON text |
+/// | `$6` | the actor, as JSON text |
+/// | `$7` | the run |
+/// | `$8` | the run's document, as JSON text (begin and finish) |
+///
+/// The cursor writes of an advance (stream `s`) and a finish (`s` and `t`): the cursor, and its
+/// event carrying the history entry.
+macro_rules! cursor_writes {
+    ($streams:literal, $from:literal) => {
+        concat!(
+            "w AS (UPDATE floor_cursors SET version = $3, value = $3::text::json, run = $7, \
+             epoch = 7, updated_by = $6::json, updated_at = ",
+            now_ms!(),
+            " ",
+            $from,
+            " WHERE project = $1 AND pipeline = $2 AND stream IN ",
+            $streams,
+            " RETURNING stream, version, updated_at), \
+             e AS (INSERT INTO floor_events (project, at, actor, pipeline, kind, stream, version, \
+               history) \
+             SELECT $1, w.updated_at, $6::json, $2, $5::json, w.stream, w.version, $4::json FROM w"
+        )
+    };
+}
+
+/// The floor of an advance, in one round trip: the cursor, and its event carrying its history
+/// entry.
+const FLOOR_ADVANCE: &str = concat!(
+    "WITH ",
+    cursor_writes!("('s')", ""),
+    ") SELECT count(*) FROM w"
+);
+
+/// The untimed counterpart of `begin_run`: the run, the pipeline's running run, an event.
+const FLOOR_BEGIN: &str = concat!(
+    "WITH r AS (INSERT INTO floor_runs VALUES ($1, $7, $2, 'running', $8::json)), \
+     p AS (UPDATE floor_pipelines SET running_run = $7 WHERE project = $1 AND id = $2), \
+     e AS (INSERT INTO floor_events (project, at, actor, pipeline, kind) \
+       VALUES ($1, ",
+    now_ms!(),
+    ", $6::json, $2, $5::json)) SELECT 1"
+);
+
+/// The rest of a finish after its cursor writes: the finish event, the run's status and
+/// document, the pipeline's running run.
+macro_rules! finish_writes {
+    ($from:literal) => {
+        concat!(
+            " UNION ALL SELECT $1, ",
+            now_ms!(),
+            ", $6::json, $2, $5::json, NULL, NULL, NULL ",
+            $from,
+            "), \
+             r AS (UPDATE floor_runs SET status = 'succeeded', body = $8::json ",
+            $from,
+            " WHERE project = $1 AND id = $7 RETURNING id), \
+             p AS (UPDATE floor_pipelines SET running_run = NULL ",
+            $from,
+            " WHERE project = $1 AND id = $2) \
+             SELECT count(*) FROM r"
+        )
+    };
+}
+
+/// The floor of a finish, in one round trip: two cursor writes (a cursor and an event carrying the
+/// history entry each), the finish event, the run's status and document, the pipeline's running
+/// run.
+const FLOOR_FINISH: &str = concat!(
+    "WITH ",
+    cursor_writes!("('s', 't')", ""),
+    finish_writes!("")
+);
+
 /// [`FLOOR_ADVANCE`] fenced: it writes only while the pipeline's lease is the client's (epoch,
 /// holder, expiry by the database clock), read under a share lock on the pipeline's row so that
 /// no new lease can commit between the check and the write — the check every write of a single
 /// writer needs, and the least that makes it hold.
 const FENCED_ADVANCE: &str = concat!(
-    "WITH ok AS MATERIALIZED (SELECT 1 FROM floor_pipelines WHERE id = $1 AND lease_epoch = 7 \
-     AND lease_holder = 'bench' AND lease_expires_at > ",
+    "WITH ok AS MATERIALIZED (SELECT 1 FROM floor_pipelines WHERE project = $1 AND id = $2 \
+     AND lease_epoch = 7 AND lease_holder = 'bench' AND lease_expires_at > ",
     now_ms!(),
-    " FOR SHARE), \
-     w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json FROM ok \
-     WHERE pipeline = $1 AND stream = 's' RETURNING version), \
-     e AS (INSERT INTO floor_events (pipeline, body, stream, version, history) \
-       SELECT $1, $4::json, 's', w.version, $3::json FROM w) \
-     SELECT count(*) FROM w"
+    " FOR SHARE), ",
+    cursor_writes!("('s')", "FROM ok"),
+    ") SELECT count(*) FROM w"
 );
 
 /// [`FLOOR_FINISH`] fenced: it writes only while the lease is the client's and the run its
 /// pipeline's running run, with the pipeline's row and its cursors' rows locked first, as a
 /// finish that writes several cursors at once must.
 const FENCED_FINISH: &str = concat!(
-    "WITH l AS MATERIALIZED (SELECT id FROM floor_pipelines WHERE id = $1 AND lease_epoch = 7 \
-     AND lease_holder = 'bench' AND running_run = $5 AND lease_expires_at > ",
+    "WITH l AS MATERIALIZED (SELECT id FROM floor_pipelines WHERE project = $1 AND id = $2 \
+     AND lease_epoch = 7 AND lease_holder = 'bench' AND running_run = $7 AND lease_expires_at > ",
     now_ms!(),
     " FOR UPDATE), \
-     c AS MATERIALIZED (SELECT stream FROM floor_cursors WHERE pipeline = (SELECT id FROM l) \
-       FOR UPDATE), \
-     ok AS MATERIALIZED (SELECT 1 FROM l, (SELECT count(*) FROM c) AS locked), \
-     w AS (UPDATE floor_cursors SET version = $2, value = $2::text::json FROM ok \
-     WHERE pipeline = $1 AND stream IN ('s', 't') RETURNING stream, version), \
-     e AS (INSERT INTO floor_events (pipeline, body, stream, version, history) \
-       SELECT $1, $4::json, w.stream, w.version, $3::json FROM w \
-       UNION ALL SELECT $1, $4::json, NULL, NULL, NULL FROM ok), \
-     r AS (UPDATE floor_runs SET status = 'succeeded', body = $6::json FROM ok WHERE id = $5 \
-       RETURNING id), \
-     p AS (UPDATE floor_pipelines SET running_run = NULL FROM ok WHERE id = $1) \
-     SELECT count(*) FROM r"
+     c AS MATERIALIZED (SELECT stream FROM floor_cursors WHERE project = $1 \
+       AND pipeline = (SELECT id FROM l) FOR UPDATE), \
+     ok AS MATERIALIZED (SELECT 1 FROM l, (SELECT count(*) FROM c) AS locked), ",
+    cursor_writes!("('s', 't')", "FROM ok"),
+    finish_writes!("FROM ok")
 );
 
 /// Operations per client per batch.
@@ -194,9 +253,11 @@ impl Client {
             .await
             .unwrap();
         sqlx::query(
-            "WITH p AS (INSERT INTO floor_pipelines VALUES ($1, NULL, 7, 'bench', 9e15)) \
-             INSERT INTO floor_cursors VALUES ($1, 's', 0, '0'), ($1, 't', 0, '0')",
+            "WITH p AS (INSERT INTO floor_pipelines VALUES ($1, $2, NULL, 7, 'bench', 9e15)) \
+             INSERT INTO floor_cursors VALUES ($1, $2, 's', 0, '0', NULL, NULL, '{}', 0), \
+               ($1, $2, 't', 0, '0', NULL, NULL, '{}', 0)",
         )
+        .bind(FLOOR_PROJECT)
         .bind(format!("p{id}"))
         .execute(&pool)
         .await
@@ -209,6 +270,24 @@ impl Client {
             run,
             next: 0,
         }
+    }
+
+    /// A floor statement with its parameters, for version `v` of the cursors and `run`.
+    fn floor(
+        &self,
+        sql: &'static str,
+        v: u64,
+        run: Uuid,
+    ) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(sql)
+            .bind(FLOOR_PROJECT)
+            .bind(format!("p{}", self.id))
+            .bind(i64::try_from(v).unwrap())
+            .bind(HISTORY_BODY)
+            .bind(KIND)
+            .bind(ACTOR)
+            .bind(run)
+            .bind(RUN_BODY)
     }
 
     /// `n` operations of `what`; returns the time spent in the timed part.
@@ -252,14 +331,16 @@ impl Client {
                         FENCED_ADVANCE
                     };
                     let t = Instant::now();
-                    let written: i64 = sqlx::query_scalar(sql)
-                        .bind(format!("p{}", self.id))
-                        .bind(i64::try_from(v).unwrap())
-                        .bind(HISTORY_BODY)
-                        .bind(EVENT_BODY)
+                    let written: i64 = self
+                        .floor(
+                            sql,
+                            v,
+                            Uuid::from_u64_pair(self.id.unsigned_abs().into(), 0),
+                        )
                         .fetch_one(&self.pool)
                         .await
-                        .unwrap();
+                        .unwrap()
+                        .get(0);
                     assert_eq!(written, 1);
                     timed += t.elapsed();
                 }
@@ -269,27 +350,19 @@ impl Client {
                     } else {
                         FENCED_FINISH
                     };
-                    let run = i64::from(self.id) * 1_000_000_000 + i64::try_from(v).unwrap();
+                    let run = Uuid::from_u64_pair(self.id.unsigned_abs().into(), v);
                     // The counterpart of the untimed begin_run.
-                    sqlx::query(FLOOR_BEGIN)
-                        .bind(format!("p{}", self.id))
-                        .bind(run)
-                        .bind(RUN_BODY)
-                        .bind(EVENT_BODY)
+                    self.floor(FLOOR_BEGIN, v, run)
                         .execute(&self.pool)
                         .await
                         .unwrap();
                     let t = Instant::now();
-                    let written: i64 = sqlx::query_scalar(sql)
-                        .bind(format!("p{}", self.id))
-                        .bind(i64::try_from(v).unwrap())
-                        .bind(HISTORY_BODY)
-                        .bind(EVENT_BODY)
-                        .bind(run)
-                        .bind(RUN_BODY)
+                    let written: i64 = self
+                        .floor(sql, v, run)
                         .fetch_one(&self.pool)
                         .await
-                        .unwrap();
+                        .unwrap()
+                        .get(0);
                     assert_eq!(written, 1);
                     timed += t.elapsed();
                 }
@@ -510,8 +583,8 @@ fn main() {
         }
         println!("Postgres catalog vs the floor and raw statements, same server, same driver");
         println!(
-            "floor: raw statements writing the rows the operation must write (cursor, history, \
-             events, run), one round trip, nothing checked"
+            "floor: raw statements writing the rows the operation must write, with what they must \
+             hold (cursor, history, events, run; keyed by project), one round trip, nothing checked"
         );
         println!(
             "fenced floor: the floor, written only while the client's lease holds, under a lock \
