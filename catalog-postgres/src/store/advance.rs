@@ -79,8 +79,9 @@ static READ_STATE: LazyLock<String> = LazyLock::new(|| {
 /// at `ok.now` and returns its `updated_at` (and any expression after it). `l` locks the
 /// pipeline's row (`lock`); `p` adds the database clock — read after the lock, however long it
 /// took; `ok` holds the clock when every lease and run condition holds; `e` appends the event of
-/// what `w` wrote, which carries its history entry (ADR 0038). Returns a [`CheckpointRow`]: `written_at`, or
-/// the state it saw when it wrote nothing.
+/// what `w` wrote, which carries its history entry (ADR 0038); `c` reads the stored cursor only
+/// when `w` wrote nothing (a one-time filter: a write does not look the cursor up again). Returns
+/// a [`CheckpointRow`]: `written_at`, or the state it saw when it wrote nothing.
 ///
 /// | param | meaning |
 /// |---|---|
@@ -105,11 +106,11 @@ fn checkpoint_statement(lock: &str, write: &str) -> String {
            AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6), \
          {write}, \
          e AS (INSERT INTO events (project, at, actor, pipeline, kind, stream, version, history) \
-           SELECT $1, w.updated_at, $10::json, $2, $12::json, $7, $8, {history} FROM w) \
+           SELECT $1, w.updated_at, $10::json, $2, $12::json, $7, $8, {history} FROM w), \
+         c AS MATERIALIZED (SELECT * FROM cursors WHERE NOT EXISTS (SELECT 1 FROM w) \
+           AND project = $1 AND pipeline = $2 AND stream = $7) \
          SELECT (SELECT updated_at FROM w) AS written_at, {STATE_COLUMNS}, {CURSOR_COLUMNS} \
-         FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
-         LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $7 \
-           AND NOT EXISTS (SELECT 1 FROM w)",
+         FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true LEFT JOIN c ON true",
         history = stamped("at", "$11", "w.updated_at"),
     )
 }
