@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::log::Log;
 use hakiri_core::archive::{
-    plan_import, ArchiveHead, Counters, ImportBatch, ImportMarker, ImportProgress, Record,
+    plan_import, recorded_versions, version_without_event, ArchiveHead, Counters, ImportBatch,
+    ImportMarker, ImportProgress, Record,
 };
 use hakiri_core::cursor::{plan_advance, plan_reset, AdvancePlan};
 use hakiri_core::evolution::{observe, resolve, Observed};
@@ -832,6 +833,9 @@ impl ProjectState {
         let marker = plan_import(&self.archive_head(), &batch)?;
         // Every check first, so that a refused batch changes nothing.
         self.check_import(&batch.records)?;
+        if marker.is_none() {
+            self.check_history_placed(&batch.records)?;
+        }
         let applied = batch.position + batch.records.len() as u64;
         for record in batch.records {
             self.apply(record)?;
@@ -884,6 +888,45 @@ impl ProjectState {
                     }
                 }
                 Record::Event { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every cursor version, stored or in the import's last batch, has the event that
+    /// records it, as the backends that keep each version in its event require (ADR 0038): the
+    /// same archives are refused everywhere.
+    fn check_history_placed(&self, records: &[Record]) -> Result<()> {
+        let batch_events = records.iter().filter_map(|r| match r {
+            Record::Event { event } => Some(event),
+            _ => None,
+        });
+        let recorded = recorded_versions(self.events.iter().chain(batch_events));
+        let stored = self.pipelines.iter().flat_map(|(id, state)| {
+            state.streams.iter().flat_map(move |(stream, s)| {
+                s.history
+                    .iter()
+                    .map(move |entry| (id, stream, entry.version))
+            })
+        });
+        let batch_versions = records.iter().filter_map(|r| match r {
+            Record::CursorVersion {
+                pipeline,
+                stream,
+                entry,
+            } => Some((pipeline, stream, entry.version)),
+            _ => None,
+        });
+        for (pipeline, stream, version) in stored.chain(batch_versions) {
+            let placed = recorded
+                .get(pipeline)
+                .is_some_and(|versions| versions.contains(&(stream, version)));
+            if !placed {
+                return Err(version_without_event(
+                    pipeline.as_str(),
+                    stream.as_str(),
+                    version,
+                ));
             }
         }
         Ok(())

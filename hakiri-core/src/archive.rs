@@ -26,13 +26,13 @@
 //! [`ImportMarker`], so that an interrupted import is resumed by importing the same archive again
 //! and refused for any other.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::audit::Event;
+use crate::audit::{Event, EventKind};
 use crate::catalog::{Catalog, DecisionQuery};
 use crate::cursor::CursorHistoryEntry;
 use crate::error::{Entity, Error, Result};
@@ -1035,6 +1035,24 @@ pub fn version_without_event(pipeline: &str, stream: &str, version: u64) -> Erro
         "the archive holds version {version} of pipeline {pipeline}'s cursor for stream {stream} \
          but no event recording it; an archive written by `hakiri export` has both"
     ))
+}
+
+/// The cursor versions a log records for each pipeline's current incarnation: those of the cursor
+/// events after the pipeline's last `pipeline_deleted` (a pipeline deleted and created again
+/// starts its versions at 1, and the old incarnation's events stay in the log). In an archive,
+/// every cursor version must be among them; [`version_without_event`] is the error otherwise.
+pub fn recorded_versions<'a>(
+    log: impl IntoIterator<Item = &'a Event>,
+) -> BTreeMap<&'a PipelineId, BTreeSet<(&'a StreamName, u64)>> {
+    let mut recorded: BTreeMap<_, BTreeSet<_>> = BTreeMap::new();
+    for event in log {
+        if event.kind == EventKind::PipelineDeleted {
+            recorded.remove(&event.pipeline);
+        } else if let Some(version) = event.kind.cursor_version() {
+            recorded.entry(&event.pipeline).or_default().insert(version);
+        }
+    }
+    recorded
 }
 
 /// Decides whether `batch` may be applied to a project, given its head (whether it is empty, its

@@ -13,9 +13,9 @@ use std::time::Duration;
 use hakiri_core::archive::{self, ArchiveReader, ImportBatch, ImportProgress, Record, Summary};
 use hakiri_core::{
     BeginRun, Catalog, CatalogExt, Column, ColumnType, CursorAdvance, CursorKind, CursorReset,
-    Decide, Error, FinishRun, Generation, Lease, Limit, Outcome, PauseChange, PipelineStatus,
-    PutMode, ResetPermissions, ResetTarget, Resolution, Run, RunError, Schema, StreamStats,
-    Timestamp, Trigger,
+    Decide, Error, EventKind, FinishRun, Generation, Lease, Limit, Outcome, PauseChange,
+    PipelineStatus, PutMode, ResetPermissions, ResetTarget, Resolution, Run, RunError, Schema,
+    StreamStats, Timestamp, Trigger,
 };
 use serde_json::json;
 
@@ -478,6 +478,50 @@ pub async fn archive_refused_batch_changes_nothing(cx: &Ctx) {
     }
 }
 
+/// An archive that lists a cursor version but not the event recording it is refused whole, on
+/// its last batch: every backend refuses the archives a backend keeping each version in its event
+/// (ADR 0038) cannot hold.
+pub async fn archive_version_without_its_event_is_refused(cx: &Ctx) {
+    fill(&**cx, cx.ttl()).await;
+    let (bytes, exported) = export_bytes(&**cx).await;
+    let mut reader = ArchiveReader::new(BufReader::new(&bytes[..])).expect("reader");
+    let mut records = Vec::new();
+    while let Some(record) = reader.next_record().expect("record") {
+        records.push(record);
+    }
+    // The newest cursor event loses its cursor: it now records that the pipeline resumed.
+    let event = records
+        .iter_mut()
+        .rev()
+        .find_map(|r| match r {
+            Record::Event { event } if event.kind.cursor_version().is_some() => Some(event),
+            _ => None,
+        })
+        .expect("a cursor event");
+    let (stream, version) = event.kind.cursor_version().expect("a cursor");
+    let named = format!("version {version} of pipeline {}", event.pipeline);
+    let stream = format!("stream {stream}");
+    event.kind = EventKind::PipelineResumed;
+
+    let target = cx.other_project().await;
+    let batch = ImportBatch {
+        archive: exported.digest.clone(),
+        counters: exported.counters,
+        position: 0,
+        records,
+        last: true,
+    };
+    let error = target.import(batch).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidArgument(_)), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&named) && message.contains(&stream),
+        "{message}"
+    );
+    let head = target.archive_head().await.expect("head");
+    assert!(head.empty && head.importing.is_none(), "{head:?}");
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __contract_archive {
@@ -488,6 +532,7 @@ macro_rules! __contract_archive {
             archive_import_refuses_a_project_that_is_not_empty,
             archive_interrupted_import_resumes_and_refuses_another_archive,
             archive_refused_batch_changes_nothing,
+            archive_version_without_its_event_is_refused,
         );
     };
 }
