@@ -21,13 +21,7 @@ fn project() -> ProjectId {
 }
 
 async fn server() -> (postgres::Server, PgPool) {
-    let server = tokio::task::spawn_blocking(|| {
-        let server = postgres::Server::start_owned();
-        postgres::migrate(server.url()).expect("migrate");
-        server
-    })
-    .await
-    .unwrap();
+    let server = postgres::start_owned_migrated().await;
     let pool = PostgresConfig::default()
         .max_connections(2)
         .connect(server.url())

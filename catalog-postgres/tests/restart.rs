@@ -22,13 +22,7 @@ const AFTER: u64 = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_see_unavailable_then_recover_and_lose_no_acknowledged_write() {
-    let server = tokio::task::spawn_blocking(|| {
-        let server = postgres::Server::start_owned();
-        postgres::migrate(server.url()).expect("migrate");
-        server
-    })
-    .await
-    .unwrap();
+    let server = postgres::start_owned_migrated().await;
     let pool = PostgresConfig::default()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(2))

@@ -302,6 +302,23 @@ pub async fn shared_pool() -> hakiri_catalog_postgres::PgPool {
         .unwrap_or_else(|e| panic!("connect to {url}: {e}. {HOW_TO_GET_ONE}"))
 }
 
+/// A migrated server of this process's own ([`Server::start_owned`]), started off the runtime:
+/// for checks that restart, stall or reshape the server, which a shared one must not see.
+///
+/// # Panics
+/// With [`HOW_TO_GET_ONE`] when there is none, or if the migrations fail.
+pub async fn start_owned_migrated() -> Server {
+    tokio::task::spawn_blocking(|| {
+        let server = Server::start_owned();
+        if let Err(e) = migrate(server.url()) {
+            panic!("{e}");
+        }
+        server
+    })
+    .await
+    .unwrap_or_else(|e| panic!("starting a server failed: {e}"))
+}
+
 /// Applies the catalog's migrations on `url`, from a runtime of its own (call it off any runtime).
 ///
 /// # Errors

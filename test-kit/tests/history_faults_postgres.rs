@@ -42,13 +42,7 @@ const CLIENTS_APPLICATION: &str = "hakiri";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_on_postgres_survive_terminated_sessions_restarts_and_stalls() {
-    let server = tokio::task::spawn_blocking(|| {
-        let server = Server::start_owned();
-        postgres::migrate(server.url()).expect("migrate");
-        server
-    })
-    .await
-    .expect("start a server");
+    let server = postgres::start_owned_migrated().await;
     let server = Arc::new(server);
     let url = server.url().to_owned();
     let pool = PostgresConfig::default()
