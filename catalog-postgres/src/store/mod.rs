@@ -125,12 +125,12 @@ const DRAW: &str = "INSERT INTO counters AS c (project, name, value) VALUES ($1,
 /// Events as the arrays [`append_events`] binds, in order.
 #[derive(Default)]
 pub(crate) struct EventColumns {
-    pub(crate) actors: Vec<String>,
-    pub(crate) pipelines: Vec<String>,
-    pub(crate) kinds: Vec<String>,
-    pub(crate) streams: Vec<Option<String>>,
-    pub(crate) versions: Vec<Option<i64>>,
-    pub(crate) histories: Vec<Option<String>>,
+    actors: Vec<String>,
+    pipelines: Vec<String>,
+    kinds: Vec<String>,
+    streams: Vec<Option<String>>,
+    versions: Vec<Option<i64>>,
+    histories: Vec<Option<String>>,
 }
 
 impl EventColumns {
@@ -167,6 +167,7 @@ pub(crate) struct Tx {
 }
 
 impl Tx {
+    /// The transaction `inner`, holding a pipeline's row lock, under which the clock read `now`.
     pub(crate) fn new(inner: sqlx::Transaction<'static, Postgres>, now: Timestamp) -> Self {
         Self {
             inner,
