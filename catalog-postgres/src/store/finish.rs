@@ -364,6 +364,39 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn a_run_over_many_streams_finishes_in_one_statement_whatever_their_order() {
+            // The memory keeps its streams in a hash map: the guard must not depend on the order
+            // it hands them over in, or most multi-stream finishes would fall back.
+            let (a, _, pipeline, lease, run) = setup("streams").await;
+            let streams: Vec<StreamName> = (0..8)
+                .map(|i| StreamName::new(format!("stream-{i}")).unwrap())
+                .collect();
+            for (i, stream) in streams.iter().enumerate() {
+                a.advance_to(&lease, run.id, stream, value(i as u64))
+                    .await
+                    .unwrap();
+            }
+            let finish = streams
+                .iter()
+                .fold(FinishRun::new(Outcome::Succeeded), |finish, stream| {
+                    finish.with_cursor(stream.clone(), value(100))
+                });
+
+            let done = a
+                .finish_from_cache(&lease, run.id, &finish)
+                .await
+                .unwrap()
+                .expect("eight remembered streams finish in one statement");
+
+            assert_eq!(done.status, RunStatus::Succeeded);
+            assert_eq!(done.cursors_at_end.len(), streams.len());
+            for stream in &streams {
+                let cursor = a.get_cursor(&pipeline, stream).await.unwrap().unwrap();
+                assert_eq!((cursor.value, cursor.version), (value(100), 2));
+            }
+        }
+
+        #[tokio::test]
         async fn cursors_moved_elsewhere_make_it_write_nothing_and_the_finish_still_lands() {
             let (a, b, pipeline, lease, run) = setup("stale").await;
             a.advance_to(&lease, run.id, &s(), value(1)).await.unwrap();
