@@ -644,7 +644,8 @@ async fn fault_injection_needs_the_test_hooks() {
 }
 
 /// The Worker benchmark's floor (test hooks on) is one guarded write: it moves its row from the
-/// version it is told to the next and refuses any other, and needs a write grant.
+/// version it is told to the next and refuses any other, and needs a write grant. Its layout
+/// floor guards its cursor the same way.
 #[tokio::test]
 async fn the_benchmark_floor_is_a_guarded_write() {
     let server = server();
@@ -666,6 +667,26 @@ async fn the_benchmark_floor_is_a_guarded_write() {
     assert_eq!(second.text().await.unwrap(), "2");
     let reader = write(READER_A, 2).await.expect("the worker answers");
     assert_eq!(reader.status().as_u16(), 403);
+
+    // The layout floor keeps its own cursor, guarded the same way.
+    let layout = |version: u64| {
+        client
+            .post(&url)
+            .bearer_auth(WRITER_A)
+            .body(json!({"value": version + 1, "version": version, "layout": true}).to_string())
+            .send()
+    };
+    for version in 0..3 {
+        let moved = layout(version).await.expect("the worker answers");
+        assert_eq!(moved.status().as_u16(), 200);
+        assert_eq!(moved.text().await.unwrap(), (version + 1).to_string());
+    }
+    let stale = layout(1).await.expect("the worker answers");
+    assert_eq!(
+        stale.status().as_u16(),
+        409,
+        "the layout cursor is at version 3"
+    );
 }
 
 fn columns(cols: &[(&str, ColumnType, bool)]) -> Schema {

@@ -27,6 +27,7 @@ use worker::{
 use super::feed::Feeds;
 use super::reply::{json, reply};
 use super::{test_hooks, FAIL_AT_HEADER, PROJECT_HEADER, STATEMENTS_HEADER};
+use crate::store::exec::params;
 use crate::store::{self, Atomic, Exec, FailAt, Row, SqlValue};
 
 /// The largest integer a JavaScript number holds exactly (2^53 − 1).
@@ -118,47 +119,101 @@ fn now() -> Timestamp {
 struct FloorWrite {
     value: serde_json::Value,
     version: i64,
+    /// Write the rows an advance must write in the catalog's layout, in one atomic unit: the
+    /// cursor, and the event carrying its history entry (ADR 0038), with the event log's indexes.
+    #[serde(default)]
+    layout: bool,
 }
+
+/// The benchmark floors' scratch tables: one row, and a cursor and event log laid out as the
+/// catalog's (`store::migrations`), with the indexes its reads need.
+const FLOOR_TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS bench_floor \
+     (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, value TEXT NOT NULL)",
+    "INSERT OR IGNORE INTO bench_floor VALUES (1, 0, 'null')",
+    "CREATE TABLE IF NOT EXISTS bench_cursors (pipeline TEXT, stream TEXT, \
+     version INTEGER NOT NULL, value TEXT NOT NULL, updated_at INTEGER NOT NULL, \
+     PRIMARY KEY (pipeline, stream)) WITHOUT ROWID",
+    "INSERT OR IGNORE INTO bench_cursors VALUES ('p', 's', 0, 'null', 0)",
+    "CREATE TABLE IF NOT EXISTS bench_events (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, \
+     actor TEXT NOT NULL, pipeline TEXT NOT NULL, kind TEXT NOT NULL, stream TEXT, \
+     version INTEGER, history TEXT)",
+    "CREATE INDEX IF NOT EXISTS bench_events_by_pipeline ON bench_events (pipeline, seq)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS bench_events_history \
+     ON bench_events (pipeline, stream, version) WHERE stream IS NOT NULL",
+];
 
 impl HakiriCatalog {
     /// The Worker benchmark's floor (tests only): one guarded `UPDATE` of a scratch row through
     /// the SQL API, the least a cursor advance could write, with no history, event, lease or run.
-    /// The body is a [`FloorWrite`]; 409 if the row is not at its version.
+    /// With `layout`, the rows an advance writes in the catalog's layout instead ([`FloorWrite`]).
+    /// 409 if the row is not at its version.
     async fn floor(&self, req: &mut Request) -> worker::Result<Response> {
         let write: FloorWrite = match serde_json::from_slice(&req.bytes().await?) {
             Ok(write) => write,
             Err(e) => return Response::error(format!("not a floor write: {e}"), 400),
         };
         if !self.floor_table.replace(true) {
-            self.sql.sql.exec(
-                "CREATE TABLE IF NOT EXISTS bench_floor \
-                 (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, value TEXT NOT NULL)",
-                None,
-            )?;
-            self.sql.sql.exec(
-                "INSERT OR IGNORE INTO bench_floor VALUES (1, 0, 'null')",
-                None,
-            )?;
+            for statement in FLOOR_TABLES {
+                self.sql.sql.exec(statement, None)?;
+            }
         }
-        let written = self
-            .sql
-            .sql
-            .exec(
+        let moved = if write.layout {
+            self.layout_floor(&write)
+                .map_err(|e| worker::Error::RustError(e.to_string()))?
+        } else {
+            let written = self.sql.sql.exec(
                 "UPDATE bench_floor SET version = version + 1, value = ?1 \
                  WHERE id = 1 AND version = ?2",
                 vec![
                     SqlStorageValue::String(write.value.to_string()),
                     SqlStorageValue::Integer(write.version),
                 ],
-            )?
-            .rows_written();
-        match written {
-            1 => Response::ok((write.version + 1).to_string()),
-            _ => Response::error(
+            )?;
+            written.rows_written() == 1
+        };
+        if moved {
+            Response::ok((write.version + 1).to_string())
+        } else {
+            Response::error(
                 format!("the floor row is not at version {}", write.version),
                 409,
-            ),
+            )
         }
+    }
+
+    /// The layout floor: the cursor moved from `write.version` and its event appended, in one
+    /// `transactionSync`, with values shaped like the catalog's; whether the cursor moved.
+    fn layout_floor(&self, write: &FloorWrite) -> Result<bool> {
+        let (value, version, at) = (
+            write.value.to_string(),
+            write.version + 1,
+            now().as_millis(),
+        );
+        self.sql.clone().atomic(move |exec| {
+            let moved = exec.query(
+                "UPDATE bench_cursors SET version = ?, value = ?, updated_at = ? \
+                 WHERE pipeline = 'p' AND stream = 's' AND version = ? RETURNING version",
+                params![version, value.as_str(), at, version - 1],
+            )?;
+            if moved.is_empty() {
+                return Ok(false);
+            }
+            let history = format!(
+                r#"{{"version":{version},"value":{value},"change":"checkpoint","run":"019aa7f2-3c1e-7000-8000-000000000001","epoch":1,"by":{{"holder":"bench"}},"at":{at}}}"#
+            );
+            exec.execute(
+                "INSERT INTO bench_events (at, actor, pipeline, kind, stream, version, history) \
+                 VALUES (?, '{\"holder\":\"bench\"}', 'p', ?, 's', ?, ?)",
+                params![
+                    at,
+                    format!(r#"{{"cursor_advanced":{{"stream":"s","version":{version}}}}}"#),
+                    version,
+                    history
+                ],
+            )?;
+            Ok(true)
+        })
     }
 
     /// The reconciler's plan at the object's clock, over one snapshot of the statuses.
