@@ -122,6 +122,17 @@ impl ClientProcess {
     }
 }
 
+/// A client still running when its handle goes — dropped unfinished, as when a test panics
+/// mid-history — is killed and reaped, so that no drill outlives its test and keeps writing to a
+/// catalog the test is tearing down.
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        if self.kill().is_ok() {
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts one `hakiri-drill history` process (the binary at `drill`) per client of `workload`,
 /// on the catalog at `url` (`sqlite://FILE` or `postgres://…`). The clients make their first
 /// call together, [`START_DELAY`] from now (or as soon as they are up, if later), so that their

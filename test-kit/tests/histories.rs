@@ -131,3 +131,31 @@ async fn a_killed_client_leaves_a_history_that_checks() {
     assert!(report.is_ok(), "{report}");
     assert!(report.acknowledged > 0);
 }
+
+/// A drill whose handle is dropped before it finishes (a test that panicked, say) does not
+/// outlive it: the process is killed and reaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_is_killed_and_reaped() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let workload = Workload::new(unique_project(), 11)
+        .clients(1)
+        .ops(1_000_000);
+    let file = dir.path().join("catalog.db");
+    let catalog = SqliteCatalog::open(&file, workload.project.clone(), SqliteConfig::default())
+        .expect("open the catalog file");
+    workload.setup(&catalog).await.expect("set the workload up");
+    let url = format!("sqlite://{}", file.display());
+    let mut clients = history::spawn_clients(Path::new(DRILL), &url, &workload).expect("start");
+    let mut client = clients.pop().expect("one client");
+    let proc_dir = Path::new("/proc").join(client.pid().to_string());
+    assert!(
+        !client.exited().expect("its status"),
+        "a million calls take a while"
+    );
+    assert!(proc_dir.exists());
+
+    drop(client);
+
+    // Reaped, not a zombie: the process is gone from /proc.
+    assert!(!proc_dir.exists(), "{} is still there", proc_dir.display());
+}
