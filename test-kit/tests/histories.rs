@@ -96,19 +96,32 @@ async fn postgres_processes_make_a_linearizable_history() {
     .await;
 }
 
-/// The pieces a fault test uses: a client killed mid-history (SIGKILL) leaves the lines it
-/// printed, a torn last one dropped; its last call may stay unanswered (indeterminate), and the
-/// merged history still checks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_client_leaves_a_history_that_checks() {
+/// `workload` set up on a new SQLite file, and its drill processes started on it; the directory
+/// holding the file lives as long as the returned guard.
+async fn drills_on_a_file(
+    workload: &Workload,
+) -> (
+    tempfile::TempDir,
+    SqliteCatalog,
+    Vec<history::ClientProcess>,
+) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let workload = Workload::new(unique_project(), 7).clients(3).ops(100_000);
     let file = dir.path().join("catalog.db");
     let catalog = SqliteCatalog::open(&file, workload.project.clone(), SqliteConfig::default())
         .expect("open the catalog file");
     workload.setup(&catalog).await.expect("set the workload up");
     let url = format!("sqlite://{}", file.display());
-    let mut clients = history::spawn_clients(Path::new(DRILL), &url, &workload).expect("start");
+    let clients = history::spawn_clients(Path::new(DRILL), &url, workload).expect("start drills");
+    (dir, catalog, clients)
+}
+
+/// The pieces a fault test uses: a client killed mid-history (SIGKILL) leaves the lines it
+/// printed, a torn last one dropped; its last call may stay unanswered (indeterminate), and the
+/// merged history still checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_leaves_a_history_that_checks() {
+    let workload = Workload::new(unique_project(), 7).clients(3).ops(100_000);
+    let (_dir, catalog, mut clients) = drills_on_a_file(&workload).await;
     // Until every client has made calls for a while.
     tokio::time::sleep(history::START_DELAY + std::time::Duration::from_millis(500)).await;
     for client in &mut clients {
@@ -136,16 +149,10 @@ async fn a_killed_client_leaves_a_history_that_checks() {
 /// outlive it: the process is killed and reaped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_client_is_killed_and_reaped() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
     let workload = Workload::new(unique_project(), 11)
         .clients(1)
         .ops(1_000_000);
-    let file = dir.path().join("catalog.db");
-    let catalog = SqliteCatalog::open(&file, workload.project.clone(), SqliteConfig::default())
-        .expect("open the catalog file");
-    workload.setup(&catalog).await.expect("set the workload up");
-    let url = format!("sqlite://{}", file.display());
-    let mut clients = history::spawn_clients(Path::new(DRILL), &url, &workload).expect("start");
+    let (_dir, _catalog, mut clients) = drills_on_a_file(&workload).await;
     let mut client = clients.pop().expect("one client");
     let proc_dir = Path::new("/proc").join(client.pid().to_string());
     assert!(
