@@ -45,7 +45,7 @@ pub struct HakiriCatalog {
     project: RefCell<Option<ProjectId>>,
     /// The open event streams, woken after every committed write.
     feeds: Feeds,
-    /// Whether the benchmark floor's scratch table exists (tests only).
+    /// Whether the benchmark floors' scratch tables exist (tests only).
     floor_table: Cell<bool>,
 }
 
