@@ -365,8 +365,8 @@ mod tests {
 
         #[tokio::test]
         async fn a_run_over_many_streams_finishes_in_one_statement_whatever_their_order() {
-            // The memory keeps its streams in a hash map: the guard must not depend on the order
-            // it hands them over in, or most multi-stream finishes would fall back.
+            // The catalog remembers a pipeline's cursors in a hash map: the guard must not depend
+            // on the order they come out in, or most multi-stream finishes would fall back.
             let (a, _, pipeline, lease, run) = setup("streams").await;
             let streams: Vec<StreamName> = (0..8)
                 .map(|i| StreamName::new(format!("stream-{i}")).unwrap())
