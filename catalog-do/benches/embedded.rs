@@ -30,7 +30,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hakiri_catalog_do::{store, Durability, SqliteCatalog, SqliteConfig, SqliteConnection};
+use hakiri_catalog_do::store::{self, CursorMemo};
+use hakiri_catalog_do::{Durability, SqliteCatalog, SqliteConfig, SqliteConnection};
 use hakiri_core::{
     Actor, BeginRun, Catalog, Clock, ConnectorRef, CursorAdvance, CursorKind, CursorValue,
     FinishRun, HolderId, Lease, PipelineId, PipelineSpec, ProjectId, PutMode, RunId, StreamName,
@@ -267,6 +268,8 @@ impl Raw {
 /// catalog's figure shows what the hop to the writer thread and back costs.
 struct Direct {
     conn: SqliteConnection,
+    /// What the writer thread keeps beside its connection.
+    memo: CursorMemo,
     lease: Lease,
     run: RunId,
     next: u64,
@@ -285,8 +288,10 @@ impl Direct {
             CursorKind::Monotonic,
         );
         let mut handle = |request| {
-            conn.with_immediate(|c| store::handle(c, request, SystemClock.now()))
-                .expect("direct setup")
+            conn.with_immediate(|c| {
+                store::handle(c, &mut CursorMemo::new(), request, SystemClock.now())
+            })
+            .expect("direct setup")
         };
         handle(Request::PutPipeline {
             spec,
@@ -311,6 +316,7 @@ impl Direct {
             lease,
             run: run.id,
             next: 0,
+            memo: CursorMemo::new(),
         }
     }
 
@@ -327,7 +333,7 @@ impl Direct {
                 advance: CursorAdvance::to(CursorValue::new(json!(self.next)).unwrap()),
             };
             self.conn
-                .with_immediate(|c| store::handle(c, request, SystemClock.now()))
+                .with_immediate(|c| store::handle(c, &mut self.memo, request, SystemClock.now()))
                 .expect("direct advance");
         }
         n as f64 / start.elapsed().as_secs_f64()
@@ -352,7 +358,7 @@ impl Direct {
             };
             let start = Instant::now();
             self.conn
-                .with_immediate(|c| store::handle(c, request, SystemClock.now()))
+                .with_immediate(|c| store::handle(c, &mut self.memo, request, SystemClock.now()))
                 .expect("direct finish");
             timed += start.elapsed();
             let begin = Request::BeginRun {
@@ -361,7 +367,7 @@ impl Direct {
             };
             let Response::Run(run) = self
                 .conn
-                .with_immediate(|c| store::handle(c, begin, SystemClock.now()))
+                .with_immediate(|c| store::handle(c, &mut self.memo, begin, SystemClock.now()))
                 .expect("direct begin")
             else {
                 panic!("begin answers a run")

@@ -16,8 +16,10 @@
 //! *writes* by at most their busy timeout, after which they fail `Unavailable`, and never their
 //! reads: an operator can always look at a stuck catalog (ADR 0015).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -30,7 +32,7 @@ use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::oneshot;
 
-use crate::store::{self, Atomic, Exec, Row, SqlValue};
+use crate::store::{self, Atomic, CursorMemo, Exec, Row, SqlValue};
 
 /// How hard a commit tries to survive power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -232,7 +234,7 @@ impl Reader {
             let (request, now) = (job.request.clone(), self.clock.now());
             let result = self
                 .conn
-                .with_deferred(|conn| store::handle(conn, request, now));
+                .with_deferred(|conn| store::handle(conn, &mut CursorMemo::new(), request, now));
             answer(job, result);
         }
     }
@@ -249,6 +251,9 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        // What this connection wrote, for the next checkpoints (ADR 0041). Shared with the
+        // `'static` units of an isolated batch, on this thread only.
+        let memo = Rc::new(RefCell::new(CursorMemo::new()));
         // Ends when every sender is gone, closing the connection.
         while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
@@ -258,7 +263,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            self.commit(batch, &memo);
             // Full: a checkpoint is already due, and it will see this commit too.
             let _ = self.ticks.try_send(());
         }
@@ -271,7 +276,7 @@ impl Writer {
     /// that request's error is final — it saw exactly the state the requests before it produced,
     /// and they run again the same way, at the same `now` — and the rest of the batch runs again
     /// with a savepoint per request, so further failures cost nothing extra.
-    fn commit(&mut self, batch: Vec<Job>) {
+    fn commit(&mut self, batch: Vec<Job>, memo: &Rc<RefCell<CursorMemo>>) {
         let mut pending: Vec<(Job, Timestamp)> = batch
             .into_iter()
             .map(|job| (job, self.clock.now()))
@@ -283,9 +288,12 @@ impl Writer {
                 for (index, (job, now)) in pending.iter().enumerate() {
                     let (request, now) = (job.request.clone(), *now);
                     let result = if isolate {
-                        conn.atomic(move |conn| store::handle(conn, request, now))
+                        let memo = memo.clone();
+                        conn.atomic(move |conn| {
+                            store::handle(conn, &mut memo.borrow_mut(), request, now)
+                        })
                     } else {
-                        store::handle(conn, request, now)
+                        store::handle(conn, &mut memo.borrow_mut(), request, now)
                     };
                     match result {
                         Err(error) if !isolate => {
@@ -525,10 +533,14 @@ impl Exec for SqliteConnection {
     }
 
     fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<()> {
+        self.write(sql, params).map(drop)
+    }
+
+    fn write(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64> {
         let mut statement = self.conn.prepare_cached(sql).map_err(convert)?;
         statement
             .execute(rusqlite::params_from_iter(params.iter()))
-            .map(drop)
+            .map(|n| n as u64)
             .map_err(convert)
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use hakiri_catalog_do::store::{self, Atomic, Exec, FailAt};
+use hakiri_catalog_do::store::{self, Atomic, CursorMemo, Exec, FailAt};
 use hakiri_catalog_do::{SqliteConfig, SqliteConnection};
 use hakiri_core::{
     Actor, BeginRun, Column, ColumnType, ConnectorRef, CursorAdvance, CursorKind, CursorValue,
@@ -18,7 +18,9 @@ use serde_json::json;
 
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 fn run(conn: &mut SqliteConnection, request: Request) -> hakiri_core::Result<Response> {
-    conn.with_immediate(|conn| conn.atomic(move |conn| store::handle(conn, request, NOW)))
+    conn.with_immediate(|conn| {
+        conn.atomic(move |conn| store::handle(conn, &mut CursorMemo::new(), request, NOW))
+    })
 }
 
 /// Every row of every table the database has, as text, each table's rows sorted.
@@ -155,7 +157,7 @@ fn a_failure_anywhere_in_a_finish_leaves_nothing_behind() {
         let outcome = conn.with_immediate(|c| {
             c.atomic(move |c| {
                 let mut failing = FailAt::new(c, fail_at);
-                store::handle(&mut failing, request, NOW)
+                store::handle(&mut failing, &mut CursorMemo::new(), request, NOW)
             })
         });
         match outcome {

@@ -872,6 +872,62 @@ async fn a_failure_at_any_statement_of_a_finish_leaves_nothing_behind() {
     );
 }
 
+/// The object remembers the cursors it wrote across requests (ADR 0041): a checkpoint of a stream
+/// it wrote is one guarded write and its event, and a failure at either leaves the cursor and its
+/// history as they were.
+#[tokio::test]
+async fn the_object_plans_a_checkpoint_from_the_cursor_it_wrote() {
+    let server = server();
+    let catalog = catalog(server, "proj-memo", ADMIN);
+    let (lease, run) = running(&catalog).await;
+    let to = |v: i64| Request::Advance {
+        lease: lease.clone(),
+        run: run.id,
+        stream: stream("s"),
+        advance: hakiri_core::CursorAdvance::to(value(json!(v))),
+    };
+    let advance = |request: &Request, fail_at: usize| {
+        let (body, fail_at) = (encode(request), fail_at.to_string());
+        async move {
+            let headers = [("x-hakiri-fail-at", fail_at)];
+            post(
+                server,
+                "/v1/projects/proj-memo/rpc",
+                Some(ADMIN),
+                body,
+                &headers,
+            )
+            .await
+        }
+    };
+    let stored = || async {
+        let cursor = catalog.get_cursor(&lease.pipeline, &stream("s")).await;
+        let cursor = cursor.unwrap().expect("the stream has a cursor");
+        (cursor.value, cursor.version)
+    };
+    let before = stored().await;
+    assert_eq!(before, (value(json!(10)), 1));
+
+    for fail_at in [1, 2] {
+        let answer = advance(&to(11), fail_at).await;
+        match &answer.reply {
+            Reply::Err(Error::Unavailable(m)) if m.contains("injected failure") => {}
+            other => panic!("statement {fail_at}: expected the injected failure, got {other:?}"),
+        }
+        assert_eq!(stored().await, before, "statement {fail_at} left something");
+    }
+    let answer = advance(&to(11), 1000).await;
+    assert!(matches!(answer.reply, Reply::Ok(_)), "{:?}", answer.reply);
+    assert_eq!(answer.statements, Some(2), "a remembered checkpoint");
+    assert_eq!(stored().await, (value(json!(11)), 2));
+    let history = catalog
+        .cursor_history(&lease.pipeline, &stream("s"), None, Limit::MAX)
+        .await
+        .unwrap();
+    let versions: Vec<u64> = history.items.iter().map(|e| e.version).collect();
+    assert_eq!(versions, [2, 1]);
+}
+
 /// `ping` reaches the project's object and back, and is authenticated like everything else.
 #[tokio::test]
 async fn ping_is_an_authenticated_round_trip() {

@@ -2,6 +2,32 @@
 
 use super::*;
 
+/// A checkpoint planned from the memo ([`CursorMemo`]): the cursor is written only if it is still
+/// the remembered one (the same version and stored text) and the pipeline's row says what
+/// `check_fence` and `check_running` would accept at the write's time — the lease's epoch and
+/// holder current and unexpired, the run its running run — with the cursor kind the plan used.
+///
+/// | param | meaning |
+/// |---|---|
+/// | `?1` | the new value, as stored text |
+/// | `?2` | the new version |
+/// | `?3` | the run (guarded: the pipeline's running run) |
+/// | `?4` | the lease's epoch (guarded) |
+/// | `?5` | the holder as actor, as JSON text |
+/// | `?6` | the time (the lease must expire after it) |
+/// | `?7` | pipeline |
+/// | `?8` | stream |
+/// | `?9` | the remembered version (guarded) |
+/// | `?10` | the remembered value's stored text (guarded) |
+/// | `?11` | the cursor kind planned with (guarded) |
+/// | `?12` | the lease's holder (guarded) |
+pub(super) const REMEMBERED_CHECKPOINT: &str = "UPDATE cursors SET value = ?1, version = ?2, \
+     run = ?3, epoch = ?4, updated_by = ?5, updated_at = ?6 \
+     WHERE pipeline = ?7 AND stream = ?8 AND version = ?9 AND value = ?10 \
+     AND EXISTS (SELECT 1 FROM pipelines WHERE id = ?7 AND cursor_kind = ?11 \
+       AND lease_epoch = ?4 AND lease_holder = ?12 AND lease_expires_at > ?6 \
+       AND running_run = ?3)";
+
 impl<E: Exec> Store<'_, E> {
     pub(super) fn cursor_values(
         &mut self,
@@ -97,41 +123,146 @@ impl<E: Exec> Store<'_, E> {
         stream: &StreamName,
         advance: &CursorAdvance,
     ) -> Result<Cursor> {
+        if let Some(cursor) = self.advance_remembered(lease, run, stream, advance)? {
+            return Ok(cursor);
+        }
         let (hot, current) = self.writable_cursor(lease, run, stream)?;
-        match plan_advance(
+        let plan = plan_advance(
             hot.cursor_kind,
             &lease.pipeline,
             stream,
-            current.as_ref().map(|(v, n)| (v, *n)),
+            current.as_ref().map(|c| (&c.value, c.version)),
             advance,
             CursorChange::Checkpoint,
-        )? {
-            AdvancePlan::Unchanged => self
-                .cursor(&lease.pipeline, stream)?
-                .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into())),
-            AdvancePlan::Write(write) => {
+        );
+        match plan {
+            Ok(AdvancePlan::Write(write)) => {
                 let stamp = WriteStamp::holder(lease, run, self.now);
-                self.write_cursor(&lease.pipeline, write, &stamp)
+                self.write_cursor(&lease.pipeline, hot.cursor_kind, write, &stamp)
+            }
+            unchanged_or_refused => {
+                // Nothing to write: remember what was read, so the next checkpoint need not.
+                if let (Some(current), Some(memo)) = (current, self.memo.as_deref_mut()) {
+                    memo.remember(&lease.pipeline, stream, current);
+                }
+                unchanged_or_refused?;
+                self.cursor(&lease.pipeline, stream)?
+                    .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into()))
             }
         }
+    }
+
+    /// The checkpoint planned from the memo and written by one guarded statement, if the memo
+    /// knows the stream, plans a write, and the stored cursor, lease and run are as it assumed;
+    /// `None` when the caller must read and plan afresh (a refusal or a no-op planned from the
+    /// memo is only believed once confirmed against the database).
+    fn advance_remembered(
+        &mut self,
+        lease: &Lease,
+        run: RunId,
+        stream: &StreamName,
+        advance: &CursorAdvance,
+    ) -> Result<Option<Cursor>> {
+        let Some(known) = self
+            .memo
+            .as_deref()
+            .and_then(|memo| memo.recall(&lease.pipeline, stream))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let current = Some((&known.value, known.version));
+        let Ok(AdvancePlan::Write(write)) = plan_advance(
+            known.kind,
+            &lease.pipeline,
+            stream,
+            current,
+            advance,
+            CursorChange::Checkpoint,
+        ) else {
+            return Ok(None);
+        };
+        let stamp = WriteStamp::holder(lease, run, self.now);
+        let cursor = write.cursor(&lease.pipeline, &stamp);
+        let stored = to_json(&cursor.value)?;
+        let written = self.exec.write(
+            REMEMBERED_CHECKPOINT,
+            params![
+                stored.as_str(),
+                cursor.version,
+                run.to_string(),
+                lease.epoch.get(),
+                to_json(&cursor.updated_by)?,
+                self.now.as_millis(),
+                lease.pipeline.as_str(),
+                stream.as_str(),
+                known.version,
+                known.stored.as_str(),
+                kind_text(known.kind),
+                lease.holder.as_str()
+            ],
+        )?;
+        if written == 0 {
+            return Ok(None);
+        }
+        self.emit_write(&lease.pipeline, &write, &stamp)?;
+        self.remember(
+            &lease.pipeline,
+            stream,
+            known.kind,
+            &cursor.value,
+            &stored,
+            cursor.version,
+        );
+        Ok(Some(cursor))
     }
 
     /// Applies a cursor write: the stream's cursor, and its event with its history entry.
     pub(super) fn write_cursor(
         &mut self,
         pipeline: &PipelineId,
+        kind: CursorKind,
         write: CursorWrite,
         stamp: &WriteStamp,
     ) -> Result<Cursor> {
         let cursor = write.cursor(pipeline, stamp);
-        self.store_cursor(&cursor, true)?;
+        let stored = self.store_cursor(&cursor, true)?;
         self.emit_write(pipeline, &write, stamp)?;
+        self.remember(
+            pipeline,
+            &cursor.stream,
+            kind,
+            &cursor.value,
+            &stored,
+            cursor.version,
+        );
         Ok(cursor)
     }
 
+    /// Remembers a stream's cursor as stored, if this store keeps a memo.
+    fn remember(
+        &mut self,
+        pipeline: &PipelineId,
+        stream: &StreamName,
+        kind: CursorKind,
+        value: &CursorValue,
+        stored: &str,
+        version: u64,
+    ) {
+        if let Some(memo) = self.memo.as_deref_mut() {
+            let remembered = Remembered {
+                kind,
+                value: value.clone(),
+                stored: stored.to_owned(),
+                version,
+            };
+            memo.remember(pipeline, stream, remembered);
+        }
+    }
+
     /// Stores `cursor` as its stream's current one; an existing one is replaced or, without
-    /// `replace`, kept.
-    pub(super) fn store_cursor(&mut self, cursor: &Cursor, replace: bool) -> Result<()> {
+    /// `replace`, kept. Returns the value's text as written.
+    pub(super) fn store_cursor(&mut self, cursor: &Cursor, replace: bool) -> Result<String> {
         macro_rules! insert_cursor {
             ($on_conflict:literal) => {
                 concat!(
@@ -150,19 +281,21 @@ impl<E: Exec> Store<'_, E> {
         } else {
             insert_cursor!("DO NOTHING")
         };
+        let stored = to_json(&cursor.value)?;
         self.exec.execute(
             sql,
             params![
                 cursor.pipeline.as_str(),
                 cursor.stream.as_str(),
-                to_json(&cursor.value)?,
+                stored.as_str(),
                 cursor.version,
                 cursor.run.map(|r| r.to_string()),
                 cursor.epoch.map(|e| e.get()),
                 to_json(&cursor.updated_by)?,
                 cursor.updated_at.as_millis()
             ],
-        )
+        )?;
+        Ok(stored)
     }
 
     pub(super) fn cursor_history(
@@ -218,6 +351,6 @@ impl<E: Exec> Store<'_, E> {
             reset,
         )?;
         let stamp = WriteStamp::operator(lease, &reset.by, self.now);
-        self.write_cursor(&lease.pipeline, write, &stamp)
+        self.write_cursor(&lease.pipeline, hot.cursor_kind, write, &stamp)
     }
 }

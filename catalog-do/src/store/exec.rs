@@ -170,6 +170,12 @@ pub trait Exec {
         self.query(sql, params).map(drop)
     }
 
+    /// Runs one writing statement and returns how many rows it wrote.
+    ///
+    /// # Errors
+    /// As [`Exec::query`].
+    fn write(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64>;
+
     /// The first row of a query, if any.
     ///
     /// # Errors
@@ -186,6 +192,10 @@ impl<E: Exec + ?Sized> Exec for &mut E {
 
     fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<()> {
         (**self).execute(sql, params)
+    }
+
+    fn write(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64> {
+        (**self).write(sql, params)
     }
 }
 
@@ -216,8 +226,9 @@ impl<E: Exec> FailAt<E> {
     }
 }
 
-impl<E: Exec> Exec for FailAt<E> {
-    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
+impl<E: Exec> FailAt<E> {
+    /// Counts a statement; the failure if it is the one to fail.
+    fn count(&mut self) -> Result<()> {
         self.executed += 1;
         if self.executed == self.fail_at {
             return Err(Error::Unavailable(format!(
@@ -225,7 +236,19 @@ impl<E: Exec> Exec for FailAt<E> {
                 self.fail_at
             )));
         }
+        Ok(())
+    }
+}
+
+impl<E: Exec> Exec for FailAt<E> {
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
+        self.count()?;
         self.inner.query(sql, params)
+    }
+
+    fn write(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64> {
+        self.count()?;
+        self.inner.write(sql, params)
     }
 }
 

@@ -16,6 +16,7 @@ mod archive;
 mod cursors;
 pub mod exec;
 mod leases;
+mod memo;
 mod migrations;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod pages_at_scale;
@@ -46,6 +47,8 @@ use hakiri_core::{
 use exec::{from_json, params, to_json};
 pub use exec::{Atomic, Exec, FailAt, Row, SqlValue};
 use hakiri_protocol::{Request, Response};
+pub use memo::CursorMemo;
+use memo::Remembered;
 
 /// Brings a database to the current schema in an atomic unit of its own; run it once when a host
 /// opens its database.
@@ -113,12 +116,22 @@ fn check_project(stored: &str, project: &ProjectId) -> Result<()> {
     }
 }
 
-/// Runs one request against the store. Call it inside an atomic unit.
+/// Runs one request against the store, planning checkpoints from `memo` and remembering the
+/// cursors it writes there. Call it inside an atomic unit.
 ///
 /// # Errors
 /// Whatever the operation returns; the caller's atomic unit rolls back on any error.
-pub fn handle(exec: &mut impl Exec, request: Request, now: Timestamp) -> Result<Response> {
-    let mut store = Store { exec, now };
+pub fn handle(
+    exec: &mut impl Exec,
+    memo: &mut CursorMemo,
+    request: Request,
+    now: Timestamp,
+) -> Result<Response> {
+    let mut store = Store {
+        exec,
+        now,
+        memo: Some(memo),
+    };
     store.handle(request)
 }
 
@@ -137,6 +150,7 @@ pub fn events(
     let mut store = Store {
         exec,
         now: Timestamp::from_millis(0),
+        memo: None,
     };
     match pipeline {
         Some(pipeline) => store.pipeline_events(pipeline, after, limit),
@@ -172,7 +186,11 @@ pub fn tail_after(exec: &mut impl Exec, pipeline: Option<&PipelineId>, n: u64) -
 /// # Errors
 /// The host's error reading the statuses.
 pub fn plan(exec: &mut impl Exec, now: Timestamp) -> Result<hakiri_core::plan::Plan> {
-    let mut store = Store { exec, now };
+    let mut store = Store {
+        exec,
+        now,
+        memo: None,
+    };
     let mut statuses = Vec::new();
     let mut after = None;
     loop {
@@ -188,6 +206,8 @@ pub fn plan(exec: &mut impl Exec, now: Timestamp) -> Result<hakiri_core::plan::P
 struct Store<'a, E: Exec> {
     exec: &'a mut E,
     now: Timestamp,
+    /// The host's memo of cursors, for the operations that write them.
+    memo: Option<&'a mut CursorMemo>,
 }
 
 /// The columns of a pipeline that lease-checked writes need, without its JSON document.
@@ -481,14 +501,14 @@ impl<E: Exec> Store<'_, E> {
         self.check_running(hot, lease, run)
     }
 
-    /// [`Self::writable_run`] and `stream`'s current cursor, read by one statement: all an
-    /// advance reads.
+    /// [`Self::writable_run`] and `stream`'s current cursor (its value, version and stored
+    /// text), read by one statement: all an advance reads.
     fn writable_cursor(
         &mut self,
         lease: &Lease,
         run: RunId,
         stream: &StreamName,
-    ) -> Result<(Hot, Option<(CursorValue, u64)>)> {
+    ) -> Result<(Hot, Option<Remembered>)> {
         // No column name is in both tables.
         let sql = concat!(
             "SELECT ",
@@ -506,7 +526,15 @@ impl<E: Exec> Store<'_, E> {
         };
         let cursor = match row.opt_int(6)? {
             None => None,
-            Some(_) => Some((row.json(5)?, row.uint(6)?)),
+            Some(_) => {
+                let stored = row.text(5)?;
+                Some(Remembered {
+                    kind: hot.cursor_kind,
+                    value: from_json(stored)?,
+                    stored: stored.to_owned(),
+                    version: row.uint(6)?,
+                })
+            }
         };
         Ok((self.check_running(hot, lease, run)?, cursor))
     }

@@ -71,7 +71,7 @@ impl<E: Exec> Store<'_, E> {
         let current = self.cursors(&lease.pipeline)?;
         let write = plan_finish(record, lease, hot.cursor_kind, &current, finish, self.now)?;
         for cursor in write.cursors {
-            self.write_cursor(&lease.pipeline, cursor, &write.stamp)?;
+            self.write_cursor(&lease.pipeline, hot.cursor_kind, cursor, &write.stamp)?;
         }
         for (stream, schema) in write.schemas {
             self.observe(&lease.pipeline, Some(run), &write.stamp.by, &stream, schema)?;

@@ -28,7 +28,7 @@ use super::feed::Feeds;
 use super::reply::{json, reply};
 use super::{test_hooks, FAIL_AT_HEADER, PROJECT_HEADER, STATEMENTS_HEADER};
 use crate::store::exec::params;
-use crate::store::{self, Atomic, Exec, FailAt, Row, SqlValue};
+use crate::store::{self, Atomic, CursorMemo, Exec, FailAt, Row, SqlValue};
 
 /// The largest integer a JavaScript number holds exactly (2^53 − 1).
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
@@ -47,6 +47,9 @@ pub struct HakiriCatalog {
     feeds: Feeds,
     /// Whether the benchmark floors' scratch tables exist (tests only).
     floor_table: Cell<bool>,
+    /// The cursors this object last wrote or read, which its next checkpoints are planned from
+    /// (ADR 0041), for as long as the object lives.
+    memo: Rc<RefCell<CursorMemo>>,
 }
 
 impl DurableObject for HakiriCatalog {
@@ -64,6 +67,7 @@ impl DurableObject for HakiriCatalog {
             project: RefCell::new(None),
             feeds: Feeds::default(),
             floor_table: Cell::new(false),
+            memo: Rc::default(),
         }
     }
 
@@ -254,9 +258,10 @@ impl HakiriCatalog {
     ) -> (Result<hakiri_protocol::Response>, Option<usize>) {
         let now = now();
         let mut sql = self.sql.clone();
+        let memo = self.memo.clone();
         match fail_at {
             None => (
-                sql.atomic(move |exec| store::handle(exec, request, now)),
+                sql.atomic(move |exec| store::handle(exec, &mut memo.borrow_mut(), request, now)),
                 None,
             ),
             Some(n) => {
@@ -272,7 +277,7 @@ impl HakiriCatalog {
                 let count = executed.clone();
                 let result = sql.atomic(move |exec| {
                     let mut failing = FailAt::new(exec, n);
-                    let result = store::handle(&mut failing, request, now);
+                    let result = store::handle(&mut failing, &mut memo.borrow_mut(), request, now);
                     *count.borrow_mut() = failing.executed();
                     result
                 });
@@ -368,6 +373,12 @@ fn from_js(value: SqlStorageValue) -> Result<SqlValue> {
 }
 
 impl Exec for DoSql {
+    fn write(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64> {
+        let bindings = params.iter().map(to_js).collect::<Vec<_>>();
+        let cursor = self.sql.exec(sql, bindings).map_err(convert)?;
+        Ok(cursor.rows_written() as u64)
+    }
+
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
         let bindings = params.iter().map(to_js).collect::<Vec<_>>();
         let cursor = self.sql.exec(sql, bindings).map_err(convert)?;
