@@ -21,6 +21,7 @@
 //! cannot send one (ADR 0023).
 
 use std::fmt;
+use std::sync::Arc;
 
 use hakiri_core::{Actor, Error, OperatorName, ProjectId, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -508,6 +509,31 @@ impl Request {
     }
 }
 
+/// The grants parsed from the text a host read last, for a host that reads its grants on every
+/// request (the Worker, from its secret): the same text is parsed once — a JSON document and a
+/// SHA-256 per plain token — and a changed text is parsed again.
+#[derive(Debug, Default)]
+pub struct ParsedGrants {
+    last: Option<(String, Arc<Grants>)>,
+}
+
+impl ParsedGrants {
+    /// The grants in `text`, parsed now unless `text` is the text parsed last.
+    ///
+    /// # Errors
+    /// As [`Grants::parse`]; a malformed text is never kept, so it fails every time it is read.
+    pub fn parse(&mut self, text: &str) -> std::result::Result<Arc<Grants>, GrantsError> {
+        if let Some((seen, grants)) = &self.last {
+            if seen == text {
+                return Ok(grants.clone());
+            }
+        }
+        let grants = Arc::new(Grants::parse(text)?);
+        self.last = Some((text.to_owned(), grants.clone()));
+        Ok(grants)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -922,5 +948,31 @@ mod tests {
 
     fn ttl() -> u64 {
         crate::wire::ttl_ms(Duration::from_secs(30))
+    }
+
+    #[test]
+    fn parsed_grants_are_parsed_again_only_when_their_text_changes() {
+        let mut parsed = ParsedGrants::default();
+        let one = json!([{"name": "ops", "token": ADMIN, "projects": "*", "role": "admin"}]);
+        let first = parsed.parse(&one.to_string()).unwrap();
+        let again = parsed.parse(&one.to_string()).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the same text is parsed once");
+
+        // A rotated secret: the old token stops working at once, the new one works.
+        let two = json!([{"name": "ops", "token": WRITER, "projects": "*", "role": "admin"}]);
+        let rotated = parsed.parse(&two.to_string()).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rotated));
+        assert!(rotated.check(Some(ADMIN), &project("acme")).is_err());
+        assert!(rotated.check(Some(WRITER), &project("acme")).is_ok());
+
+        // A malformed text fails every time and is not kept.
+        for _ in 0..2 {
+            assert!(matches!(
+                parsed.parse("[{"),
+                Err(GrantsError::NotJson { .. })
+            ));
+        }
+        let back = parsed.parse(&two.to_string()).unwrap();
+        assert!(back.check(Some(WRITER), &project("acme")).is_ok());
     }
 }

@@ -32,7 +32,8 @@ mod sse;
 mod wire;
 
 pub use auth::{
-    bearer, Access, Backend, Grant, GrantInfo, Grants, GrantsError, Scope, Server, WhoAmI,
+    bearer, Access, Backend, Grant, GrantInfo, Grants, GrantsError, ParsedGrants, Scope, Server,
+    WhoAmI,
 };
 pub use dispatch::dispatch;
 #[cfg(not(target_arch = "wasm32"))]
