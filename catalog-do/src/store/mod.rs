@@ -10,7 +10,8 @@
 //! paged reads' statements; each area's operations are in a file of their own, in the order the
 //! contract suite checks them: `pipelines.rs`, `leases.rs`, `runs.rs`, `cursors.rs`,
 //! `schemas.rs` (versions and decisions), `reads.rs` (statuses and events), `archive.rs` (export
-//! and import).
+//! and import). `memo.rs` holds what a host remembers of the cursors it wrote, which a checkpoint
+//! is planned from (ADR 0041).
 
 mod archive;
 mod cursors;
