@@ -99,6 +99,12 @@ impl Host {
         run.id
     }
 
+    /// The stream's stored value and version.
+    fn stored(&mut self, lease: &Lease) -> (serde_json::Value, u64) {
+        let cursor = self.cursor(lease);
+        (cursor.value.as_json().clone(), cursor.version)
+    }
+
     fn cursor(&mut self, lease: &Lease) -> Cursor {
         let get = Request::GetCursor {
             pipeline: lease.pipeline.clone(),
@@ -128,6 +134,14 @@ fn written(answer: Result<Response>) -> Cursor {
     match answer {
         Ok(Response::Cursor(cursor)) => cursor,
         other => panic!("expected a cursor, got {other:?}"),
+    }
+}
+
+/// Why `answer` was fenced; a panic if it was not.
+fn fenced(answer: Result<Response>) -> FenceReason {
+    match answer {
+        Err(Error::Fenced { reason, .. }) => reason,
+        other => panic!("expected fenced, got {other:?}"),
     }
 }
 
@@ -196,8 +210,7 @@ fn a_cursor_moved_by_another_writer_is_judged_as_stored() {
     written(host.elsewhere(advance(&lease, run, 20)));
 
     regression_from(host.call(advance(&lease, run, 15)), 20);
-    let stored = host.cursor(&lease);
-    assert_eq!((stored.value.as_json(), stored.version), (&json!(20), 2));
+    assert_eq!(host.stored(&lease), (json!(20), 2));
 
     // The refusal's read refreshed the memo: the next checkpoint is remembered again.
     let (next, statements) = host.call_at(advance(&lease, run, 25), NOW);
@@ -270,8 +283,7 @@ fn a_remembered_write_that_rolled_back_is_not_trusted() {
 
     // Planned from the memo, 15 would follow 10 at version 2; the stored version 2 is 20.
     regression_from(host.call(advance(&lease, run, 15)), 20);
-    let stored = host.cursor(&lease);
-    assert_eq!((stored.value.as_json(), stored.version), (&json!(20), 2));
+    assert_eq!(host.stored(&lease), (json!(20), 2));
 }
 
 #[test]
@@ -285,36 +297,21 @@ fn a_remembered_checkpoint_is_fenced_and_refused_like_any_other() {
         holder: HolderId::new("mallory").unwrap(),
         ..lease.clone()
     };
-    match host.call(advance(&forged, run, 2)) {
-        Err(Error::Fenced {
-            reason: FenceReason::Superseded { .. },
-            ..
-        }) => {}
-        other => panic!("expected fenced (superseded), got {other:?}"),
-    }
+    let reason = fenced(host.call(advance(&forged, run, 2)));
+    assert!(matches!(reason, FenceReason::Superseded { .. }), "{reason}");
 
     // A lease of the holder forged with another epoch.
     let forged = Lease {
         epoch: hakiri_core::Epoch(lease.epoch.get() + 1),
         ..lease.clone()
     };
-    match host.call(advance(&forged, run, 2)) {
-        Err(Error::Fenced {
-            reason: FenceReason::Superseded { .. },
-            ..
-        }) => {}
-        other => panic!("expected fenced (superseded), got {other:?}"),
-    }
+    let reason = fenced(host.call(advance(&forged, run, 2)));
+    assert!(matches!(reason, FenceReason::Superseded { .. }), "{reason}");
 
     // The lease expired.
     let expired = Timestamp::from_millis(NOW.as_millis() + TTL_MS as i64);
-    match host.call_at(advance(&lease, run, 2), expired).0 {
-        Err(Error::Fenced {
-            reason: FenceReason::Expired { .. },
-            ..
-        }) => {}
-        other => panic!("expected fenced (expired), got {other:?}"),
-    }
+    let reason = fenced(host.call_at(advance(&lease, run, 2), expired).0);
+    assert!(matches!(reason, FenceReason::Expired { .. }), "{reason}");
 
     // The run ended and another began.
     let finish = Request::FinishRun {
@@ -339,14 +336,11 @@ fn a_remembered_checkpoint_is_fenced_and_refused_like_any_other() {
     let Ok(Response::Lease(taken)) = host.call_at(acquire, later).0 else {
         panic!("the expired lease is taken over")
     };
-    match host.call_at(advance(&lease, next_run, 4), later).0 {
-        Err(Error::Fenced {
-            reason: FenceReason::Superseded { current },
-            ..
-        }) => assert_eq!(current, taken.epoch),
-        other => panic!("expected fenced (superseded), got {other:?}"),
-    }
+    let reason = fenced(host.call_at(advance(&lease, next_run, 4), later).0);
+    let superseded = FenceReason::Superseded {
+        current: taken.epoch,
+    };
+    assert_eq!(reason, superseded);
 
-    let stored = host.cursor(&lease);
-    assert_eq!((stored.value.as_json(), stored.version), (&json!(1), 1));
+    assert_eq!(host.stored(&lease), (json!(1), 1));
 }
