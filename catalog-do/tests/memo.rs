@@ -175,6 +175,12 @@ fn a_remembered_checkpoint_is_one_guarded_write_and_its_event() {
     }
     assert_eq!(host.cursor(&lease).value.as_json(), &json!(5));
 
+    // The same position again changes nothing: one read confirms it, lease and run included.
+    let (same, statements) = host.call_at(advance(&lease, run, 5), NOW);
+    let same = written(same);
+    assert_eq!((same.value.as_json(), same.version), (&json!(5), 5));
+    assert_eq!(statements, 1, "an unchanged checkpoint reads once");
+
     // Every write is in the history, each version once.
     let history = Request::CursorHistory {
         pipeline: lease.pipeline.clone(),

@@ -74,17 +74,22 @@ impl<E: Exec> Store<'_, E> {
         "pipeline, stream, value, version, run, epoch, updated_by, updated_at";
 
     pub(super) fn cursor_from(row: &Row) -> Result<Cursor> {
+        Self::cursor_at(row, 0)
+    }
+
+    /// The cursor in `row`'s [`Self::CURSOR_COLUMNS`] from column `first` on.
+    pub(super) fn cursor_at(row: &Row, first: usize) -> Result<Cursor> {
         Ok(Cursor {
-            pipeline: PipelineId::new(row.text(0)?)?,
-            stream: StreamName::new(row.text(1)?)?,
-            value: row.json(2)?,
-            version: row.uint(3)?,
-            run: row.opt_text(4)?.map(str::parse).transpose()?,
+            pipeline: PipelineId::new(row.text(first)?)?,
+            stream: StreamName::new(row.text(first + 1)?)?,
+            value: row.json(first + 2)?,
+            version: row.uint(first + 3)?,
+            run: row.opt_text(first + 4)?.map(str::parse).transpose()?,
             epoch: row
-                .opt_int(5)?
+                .opt_int(first + 5)?
                 .map(|e| Epoch(u64::try_from(e).unwrap_or(0))),
-            updated_by: row.json(6)?,
-            updated_at: Timestamp::from_millis(row.int(7)?),
+            updated_by: row.json(first + 6)?,
+            updated_at: Timestamp::from_millis(row.int(first + 7)?),
         })
     }
 
@@ -127,26 +132,29 @@ impl<E: Exec> Store<'_, E> {
             return Ok(cursor);
         }
         let (hot, current) = self.writable_cursor(lease, run, stream)?;
+        let kind = hot.cursor_kind;
         let plan = plan_advance(
-            hot.cursor_kind,
+            kind,
             &lease.pipeline,
             stream,
-            current.as_ref().map(|c| (&c.value, c.version)),
+            current.as_ref().map(|(c, _)| (&c.value, c.version)),
             advance,
             CursorChange::Checkpoint,
         );
         match plan {
             Ok(AdvancePlan::Write(write)) => {
                 let stamp = WriteStamp::holder(lease, run, self.now);
-                self.write_cursor(&lease.pipeline, hot.cursor_kind, write, &stamp)
+                self.write_cursor(&lease.pipeline, kind, write, &stamp)
             }
             unchanged_or_refused => {
                 // Nothing to write: remember what was read, so the next checkpoint need not.
-                if let (Some(current), Some(memo)) = (current, self.memo.as_deref_mut()) {
-                    memo.remember(&lease.pipeline, stream, current);
+                if let Some((cursor, stored)) = &current {
+                    let (value, version) = (&cursor.value, cursor.version);
+                    self.remember(&lease.pipeline, stream, kind, value, stored, version);
                 }
                 unchanged_or_refused?;
-                self.cursor(&lease.pipeline, stream)?
+                current
+                    .map(|(cursor, _)| cursor)
                     .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into()))
             }
         }

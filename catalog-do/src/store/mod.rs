@@ -502,20 +502,20 @@ impl<E: Exec> Store<'_, E> {
         self.check_running(hot, lease, run)
     }
 
-    /// [`Self::writable_run`] and `stream`'s current cursor (its value, version and stored
-    /// text), read by one statement: all an advance reads.
+    /// [`Self::writable_run`] and `stream`'s current cursor with its value's stored text, read
+    /// by one statement: all an advance reads.
     fn writable_cursor(
         &mut self,
         lease: &Lease,
         run: RunId,
         stream: &StreamName,
-    ) -> Result<(Hot, Option<Remembered>)> {
-        // No column name is in both tables.
+    ) -> Result<(Hot, Option<(Cursor, String)>)> {
+        // No column name is in both tables; the cursor's are `CURSOR_COLUMNS`.
         let sql = concat!(
             "SELECT ",
             hot_columns!(),
-            ", value, version FROM pipelines \
-             LEFT JOIN cursors ON pipeline = id AND stream = ? WHERE id = ?"
+            ", pipeline, stream, value, version, run, epoch, updated_by, updated_at \
+             FROM pipelines LEFT JOIN cursors ON pipeline = id AND stream = ? WHERE id = ?"
         );
         let row = self
             .exec
@@ -525,17 +525,9 @@ impl<E: Exec> Store<'_, E> {
         let (Some(hot), Some(row)) = (hot, row) else {
             return Err(Error::pipeline_not_found(&lease.pipeline));
         };
-        let cursor = match row.opt_int(6)? {
+        let cursor = match row.opt_int(8)? {
             None => None,
-            Some(_) => {
-                let stored = row.text(5)?;
-                Some(Remembered {
-                    kind: hot.cursor_kind,
-                    value: from_json(stored)?,
-                    stored: stored.to_owned(),
-                    version: row.uint(6)?,
-                })
-            }
+            Some(_) => Some((Self::cursor_at(&row, 5)?, row.text(7)?.to_owned())),
         };
         Ok((self.check_running(hot, lease, run)?, cursor))
     }
