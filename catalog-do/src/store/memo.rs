@@ -68,3 +68,41 @@ impl CursorMemo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remembered(version: u64) -> Remembered {
+        Remembered {
+            kind: CursorKind::Monotonic,
+            value: CursorValue::new(serde_json::json!(version)).unwrap(),
+            stored: version.to_string(),
+            version,
+        }
+    }
+
+    #[test]
+    fn a_full_memo_starts_over_and_never_grows_past_its_bound() {
+        let mut memo = CursorMemo::new();
+        let pipelines = [PipelineId::new("a").unwrap(), PipelineId::new("b").unwrap()];
+        let stream = |i: usize| StreamName::new(format!("s{i}")).unwrap();
+        for i in 0..REMEMBERED_STREAMS {
+            memo.remember(&pipelines[i % 2], &stream(i), remembered(1));
+        }
+        assert_eq!(memo.len, REMEMBERED_STREAMS);
+
+        // Full: a stream it knows is updated in place, and nothing is forgotten.
+        memo.remember(&pipelines[0], &stream(0), remembered(2));
+        assert_eq!(memo.len, REMEMBERED_STREAMS);
+        let known = memo.recall(&pipelines[0], &stream(0)).unwrap();
+        assert_eq!((known.version, known.stored.as_str()), (2, "2"));
+
+        // A new stream starts it over.
+        let new = stream(REMEMBERED_STREAMS);
+        memo.remember(&pipelines[1], &new, remembered(1));
+        assert_eq!(memo.len, 1);
+        assert!(memo.recall(&pipelines[0], &stream(0)).is_none());
+        assert!(memo.recall(&pipelines[1], &new).is_some());
+    }
+}
