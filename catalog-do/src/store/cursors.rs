@@ -149,8 +149,7 @@ impl<E: Exec> Store<'_, E> {
             unchanged_or_refused => {
                 // Nothing to write: remember what was read, so the next checkpoint need not.
                 if let Some((cursor, stored)) = &current {
-                    let (value, version) = (&cursor.value, cursor.version);
-                    self.remember(&lease.pipeline, stream, kind, value, stored, version);
+                    self.remember(kind, cursor, stored);
                 }
                 unchanged_or_refused?;
                 current
@@ -214,14 +213,7 @@ impl<E: Exec> Store<'_, E> {
             return Ok(None);
         }
         self.emit_write(&lease.pipeline, &write, &stamp)?;
-        self.remember(
-            &lease.pipeline,
-            stream,
-            known.kind,
-            &cursor.value,
-            &stored,
-            cursor.version,
-        );
+        self.remember(known.kind, &cursor, &stored);
         Ok(Some(cursor))
     }
 
@@ -236,35 +228,20 @@ impl<E: Exec> Store<'_, E> {
         let cursor = write.cursor(pipeline, stamp);
         let stored = self.store_cursor(&cursor, true)?;
         self.emit_write(pipeline, &write, stamp)?;
-        self.remember(
-            pipeline,
-            &cursor.stream,
-            kind,
-            &cursor.value,
-            &stored,
-            cursor.version,
-        );
+        self.remember(kind, &cursor, &stored);
         Ok(cursor)
     }
 
-    /// Remembers a stream's cursor as stored, if this store keeps a memo.
-    fn remember(
-        &mut self,
-        pipeline: &PipelineId,
-        stream: &StreamName,
-        kind: CursorKind,
-        value: &CursorValue,
-        stored: &str,
-        version: u64,
-    ) {
+    /// Remembers `cursor`, its value stored as `stored`, if this store keeps a memo.
+    fn remember(&mut self, kind: CursorKind, cursor: &Cursor, stored: &str) {
         if let Some(memo) = self.memo.as_deref_mut() {
             let remembered = Remembered {
                 kind,
-                value: value.clone(),
+                value: cursor.value.clone(),
                 stored: stored.to_owned(),
-                version,
+                version: cursor.version,
             };
-            memo.remember(pipeline, stream, remembered);
+            memo.remember(&cursor.pipeline, &cursor.stream, remembered);
         }
     }
 
