@@ -166,15 +166,16 @@ impl HakiriCatalog {
             self.layout_floor(&write)
                 .map_err(|e| worker::Error::RustError(e.to_string()))?
         } else {
-            let written = self.sql.sql.exec(
-                "UPDATE bench_floor SET version = version + 1, value = ?1 \
-                 WHERE id = 1 AND version = ?2",
-                vec![
-                    SqlStorageValue::String(write.value.to_string()),
-                    SqlStorageValue::Integer(write.version),
-                ],
-            )?;
-            written.rows_written() == 1
+            let written = self
+                .sql
+                .clone()
+                .write(
+                    "UPDATE bench_floor SET version = version + 1, value = ?1 \
+                     WHERE id = 1 AND version = ?2",
+                    params![write.value.to_string(), write.version],
+                )
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            written == 1
         };
         if moved {
             Response::ok((write.version + 1).to_string())
@@ -195,12 +196,12 @@ impl HakiriCatalog {
             now().as_millis(),
         );
         self.sql.clone().atomic(move |exec| {
-            let moved = exec.query(
+            let moved = exec.write(
                 "UPDATE bench_cursors SET version = ?, value = ?, updated_at = ? \
-                 WHERE pipeline = 'p' AND stream = 's' AND version = ? RETURNING version",
+                 WHERE pipeline = 'p' AND stream = 's' AND version = ?",
                 params![version, value.as_str(), at, version - 1],
             )?;
-            if moved.is_empty() {
+            if moved == 0 {
                 return Ok(false);
             }
             let history = format!(
@@ -372,16 +373,21 @@ fn from_js(value: SqlStorageValue) -> Result<SqlValue> {
     })
 }
 
+impl DoSql {
+    /// One `sql.exec` call with `params` bound.
+    fn exec(&self, sql: &str, params: &[SqlValue]) -> Result<worker::SqlCursor> {
+        let bindings = params.iter().map(to_js).collect::<Vec<_>>();
+        self.sql.exec(sql, bindings).map_err(convert)
+    }
+}
+
 impl Exec for DoSql {
     fn write(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64> {
-        let bindings = params.iter().map(to_js).collect::<Vec<_>>();
-        let cursor = self.sql.exec(sql, bindings).map_err(convert)?;
-        Ok(cursor.rows_written() as u64)
+        Ok(self.exec(sql, params)?.rows_written() as u64)
     }
 
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>> {
-        let bindings = params.iter().map(to_js).collect::<Vec<_>>();
-        let cursor = self.sql.exec(sql, bindings).map_err(convert)?;
+        let cursor = self.exec(sql, params)?;
         cursor
             .raw()
             .map(|row| {
