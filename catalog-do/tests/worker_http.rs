@@ -461,6 +461,20 @@ async fn malformed_input_gets_typed_invalid_argument() {
     expect_err(&answer, 400);
     let answer = post(server, "/v1/nothing", Some(ADMIN), Vec::new(), &[]).await;
     expect_err(&answer, 404);
+    // The console's files, on a Worker deployed without them (this one has no `ASSETS` binding;
+    // `console/e2e/worker.test.mjs` serves them as wrangler.toml deploys them).
+    let response = reqwest::Client::new()
+        .get(format!("{}/_app/immutable/entry/start.js", server.url()))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 404);
+    let bytes = response.bytes().await.expect("a body");
+    assert!(
+        matches!(decode_reply(&bytes), Err(Error::InvalidArgument(ref m)) if m.contains("ASSETS")),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     let response = reqwest::Client::new()
         .get(format!("{}/v1/projects/proj-m/rpc", server.url()))
         .bearer_auth(ADMIN)

@@ -160,3 +160,27 @@ test('the API stays behind the token and the console carries the same headers as
 	assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
 	assert.match(await page.text(), /http-equiv="content-security-policy"/);
 });
+
+test('a file under /_app/ is served with its headers, and a missing one is 404, not the page', async () => {
+	// The console's scripts, as a browser asks for them: with their type and the year's cache.
+	const index = await (await fetch(url)).text();
+	const start = index.match(/\/_app\/immutable\/[^"]+\.js/)?.[0];
+	assert.ok(start, `the page names no script under /_app/immutable/: ${index.slice(0, 400)}`);
+	const asScript = { headers: { 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'script' } };
+	const file = await fetch(`${url}${start.slice(1)}`, asScript);
+	assert.equal(file.status, 200);
+	assert.match(file.headers.get('content-type') ?? '', /javascript/);
+	assert.equal(file.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+	assert.equal(file.headers.get('x-content-type-options'), 'nosniff');
+	// A tab holding a page from before a deploy asks for chunks the deploy removed: it must see a
+	// 404, not the page as JavaScript.
+	const missing = await fetch(`${url}_app/immutable/chunks/removed-by-a-deploy.js`, asScript);
+	assert.equal(missing.status, 404);
+	assert.doesNotMatch(missing.headers.get('content-type') ?? '', /text\/html/);
+	// A page path that is no file still gets the page (the single-page fallback).
+	const page = await fetch(`${url}projects/${PROJECT}/pipelines`, {
+		headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' }
+	});
+	assert.equal(page.status, 200);
+	assert.match(await page.text(), /http-equiv="content-security-policy"/);
+});

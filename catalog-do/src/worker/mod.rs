@@ -29,6 +29,9 @@
 //! stream ends after 10 minutes and the client reconnects with `Last-Event-ID` (ADR 0025). Errors
 //! before the stream starts are JSON `Reply`s, as everywhere.
 //!
+//! `/_app/*`: the console's files (the `ASSETS` binding, see `app_file`): a path that is no
+//! file is 404, never the console's page.
+//!
 //! `GET /v1/whoami` answers the presented token's grants — name, role and projects — and the
 //! server (backend `durable_object`) as a [`WhoAmI`](hakiri_protocol::WhoAmI) JSON object (errors
 //! as a `Reply`, like every other route).
@@ -42,6 +45,7 @@
 //!
 //! # Configuration
 //! - `HAKIRI_CATALOG`: the Durable Object namespace binding (class `HakiriCatalog`).
+//! - `ASSETS`: the static assets binding (the console's build).
 //! - `HAKIRI_TOKENS` (a secret): the grants, see `hakiri_protocol::Grants`.
 //! - `HAKIRI_TEST_HOOKS` (tests only): `"1"` honours the `x-hakiri-fail-at` fault-injection header
 //!   and the event streams' `x-hakiri-stream-lifetime-ms` and `x-hakiri-keep-alive-ms`, and opens
@@ -63,6 +67,10 @@ pub use object::HakiriCatalog;
 
 /// The Durable Object namespace binding.
 const NAMESPACE: &str = "HAKIRI_CATALOG";
+/// The static assets binding: the console's build.
+const ASSETS: &str = "ASSETS";
+/// Where the console's build keeps its scripts, styles and data: files only, never a page.
+const APP_FILES: &str = "/_app/";
 /// The variable that enables the test-only hooks.
 const TEST_HOOKS: &str = "HAKIRI_TEST_HOOKS";
 /// Fault injection (tests only): the request fails at this statement (1-based) and rolls back.
@@ -90,6 +98,37 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         Ok(response) => Ok(response),
         Err(failure) => reply(&Reply::Err(failure.error), failure.status),
     }
+}
+
+/// A file of the console's build, fetched through the static assets binding; 404 if there is none.
+///
+/// `wrangler.toml` runs the Worker first for `/_app/*`. The assets answer a path that is no file
+/// with the console's page, 200: with a `run_worker_first` array, the single-page fallback
+/// applies to every request, not only to navigations. No file under `/_app/` is a page, so there
+/// the page means a missing file. A tab holding a page from before a deploy then gets a 404 for a
+/// removed chunk, as on `hakiri serve`, instead of the page as a script.
+async fn app_file(req: Request, env: &Env, path: &str) -> Result<Response, Failure> {
+    let no_file = |why: &str| failure(404, Error::invalid(format!("no file {path}{why}")));
+    let assets = env.assets(ASSETS).map_err(|_| {
+        no_file(&format!(
+            ": this Worker has no console (no {ASSETS} binding)"
+        ))
+    })?;
+    let answer = assets.fetch_request(req).await.map_err(|e| {
+        Failure::from(Error::Unavailable(format!(
+            "the console's files did not answer: {e}"
+        )))
+    })?;
+    let page = answer
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .is_some_and(|kind| kind.starts_with("text/html"));
+    if page {
+        return Err(no_file(""));
+    }
+    Ok(answer)
 }
 
 /// An answer that is not the object's: the error and the status it travels with.
@@ -160,6 +199,9 @@ fn only(req: &Request, method: Method, path: &str) -> Result<(), Failure> {
 
 async fn route(mut req: Request, env: &Env) -> Result<Response, Failure> {
     let path = req.path();
+    if path.starts_with(APP_FILES) {
+        return app_file(req, env, &path).await;
+    }
     let (project, target) = match endpoint(&path)? {
         Endpoint::WhoAmI => {
             only(&req, Method::Get, &path)?;
