@@ -24,7 +24,8 @@
 //!   read sees at least every version completed (written or read) before it was invoked, never a
 //!   version whose write was invoked after the read completed, and the value of its version;
 //! - (d) compare-and-set: one that took effect wrote exactly expected + 1; one refused with
-//!   `Conflict` found the version other than expected at some instant of its interval;
+//!   `Conflict` found the version other than expected at some instant of its interval, and the
+//!   version it names as found is one that was current at some instant of that interval;
 //! - (e) leases: epochs granted on a pipeline are unique, name the caller as holder and grow in
 //!   real-time order; every cursor version of an epoch was written by its holder; a plain `acquire` is granted only after the previous epoch was released or
 //!   taken over; no lease-checked write under epoch e succeeds when it was invoked after a grant of
@@ -36,14 +37,16 @@
 //!   `list_cursors` saw one stream of a finish without the other; its run succeeded exactly when
 //!   they are (no status without cursors, no cursors without status).
 //!
+//! - (g) reads of what no call changes: every `get_pipeline` finds its pipeline (the workload
+//!   never deletes one), and all of a pipeline's answers give one generation (the workload never
+//!   changes a spec).
+//!
 //! An invoke without a completion (its process was killed) and a completion with an error that
 //! does not say the write was refused (`Unavailable`, `Backend`) are indeterminate: such a write
 //! may or may not be in the history, is checked only if it is, and may have taken effect at any
 //! time after its invoke (a server may commit after the client gave up waiting), so it orders
 //! nothing that began after its completion.
 //!
-//! `get_pipeline` is load between the other calls: its answer (the generation, which no call of a
-//! workload changes) is recorded but not checked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -127,6 +130,8 @@ pub enum Rule {
     Lease,
     /// (f) Half a finish.
     Atomicity,
+    /// (g) A read of what no call changes failed or changed.
+    StableRead,
 }
 
 /// One broken rule, said in a sentence that names the calls and their times.
@@ -282,6 +287,7 @@ pub fn check(events: &[Event], state: &FinalState) -> Report {
     cx.real_time();
     cx.leases();
     cx.atomic_finishes();
+    cx.stable_reads();
     cx.report.broken_histories = usize::from(!cx.report.violations.is_empty());
     cx.report
 }
@@ -684,8 +690,42 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// (g): every `get_pipeline` found its pipeline, and each pipeline's answers agree on its
+    /// generation.
+    fn stable_reads(&mut self) {
+        let mut flags = Vec::new();
+        let mut first: HashMap<&PipelineId, (u64, usize)> = HashMap::new();
+        for (i, call) in self.calls.iter().enumerate() {
+            let Op::GetPipeline { pipeline } = call.op else {
+                continue;
+            };
+            match (call.status(), call.outcome()) {
+                (Status::Ok, Some(Outcome::Pipeline { generation })) => {
+                    let (seen, by) = *first.entry(pipeline).or_insert((*generation, i));
+                    if seen != *generation {
+                        flags.push(format!(
+                            "generation {generation}, where {} saw {seen} and no call changes \
+                             the pipeline: {}",
+                            self.describe(by),
+                            self.describe(i)
+                        ));
+                    }
+                }
+                (Status::Failed, Some(outcome)) => flags.push(format!(
+                    "refused ({outcome:?}), yet no call deletes the pipeline: {}",
+                    self.describe(i)
+                )),
+                _ => {}
+            }
+        }
+        for message in flags {
+            self.flag(Rule::StableRead, message);
+        }
+    }
+
     /// (d): a compare-and-set that took effect wrote expected + 1; one refused with `Conflict`
-    /// was refused when the version was not the expected one.
+    /// was refused when the version was not the expected one, and names a version that was
+    /// current at some instant of the call.
     fn compare_and_set(&mut self) {
         let mut flags = Vec::new();
         for (i, call) in self.calls.iter().enumerate() {
@@ -710,19 +750,26 @@ impl<'a> Checker<'a> {
             let Some((
                 completed,
                 Outcome::Failed {
-                    error: Error::Conflict { .. },
+                    error: Error::Conflict { actual, .. },
                 },
             )) = call.complete
             else {
                 continue;
             };
-            // The version was `expected` throughout the call if the write of `expected` completed
-            // before the call began and the write of the next version began after it ended.
             let at = |version: u64| {
                 self.writer
                     .get(&(pipeline.clone(), stream.clone(), version))
                     .map(|&w| &self.calls[w])
             };
+            if let Some(problem) = self.found_version(actual, expected, call.invoke, completed, at)
+            {
+                flags.push(format!(
+                    "refused with Conflict, {problem}: {}",
+                    self.describe(i)
+                ));
+            }
+            // The version was `expected` throughout the call if the write of `expected` completed
+            // before the call began and the write of the next version began after it ended.
             let reached_before = expected == 0
                 || at(expected)
                     .and_then(Call::completed_at)
@@ -749,6 +796,44 @@ impl<'a> Checker<'a> {
         for message in flags {
             self.flag(Rule::CompareAndSet, message);
         }
+    }
+
+    /// What is wrong with the version a `Conflict` says it found (`actual`, as core words it:
+    /// `version N`), refusing a call that expected `expected` over `[invoke, completed]`; `None`
+    /// if that version was current at some instant of the call. `at` gives the call that wrote a
+    /// version.
+    fn found_version<'c>(
+        &self,
+        actual: &str,
+        expected: u64,
+        invoke: u64,
+        completed: u64,
+        at: impl Fn(u64) -> Option<&'c Call<'c>>,
+    ) -> Option<String> {
+        let Some(found) = actual
+            .strip_prefix("version ")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return Some(format!("naming no version as found ({actual:?})"));
+        };
+        if found == expected {
+            return Some(format!("yet it found the expected version {found}"));
+        }
+        // Reached before the call ended: a write takes effect after its invoke, never before.
+        let reached = found == 0 || at(found).is_some_and(|w| w.invoke < completed);
+        if !reached {
+            return Some(format!(
+                "naming version {found}, which no write made before the call ended"
+            ));
+        }
+        // Still current when the call began: the next version's write had not completed.
+        let next_done = at(found + 1).and_then(Call::completed_at);
+        if next_done.is_some_and(|done| done < invoke) {
+            return Some(format!(
+                "naming version {found}, which a later write had replaced before the call began"
+            ));
+        }
+        None
     }
 
     /// The versions a call read or wrote, per stream (0: the stream has no cursor yet).

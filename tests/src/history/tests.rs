@@ -120,14 +120,15 @@ fn fenced(epoch: u64) -> Outcome {
     })
 }
 
-fn conflict() -> Outcome {
+/// A `Conflict` on stream `a`, worded as core words it.
+fn conflict(expected: u64, found: u64) -> Outcome {
     failed(Error::conflict(
         Entity::Cursor {
             pipeline: p(),
             stream: a(),
         },
-        "version 1",
-        "version 2",
+        format!("version {expected}"),
+        format!("version {found}"),
     ))
 }
 
@@ -491,20 +492,65 @@ fn a_compare_and_set_lands_at_expected_plus_one() {
 fn a_conflict_while_the_expected_version_was_current_is_flagged() {
     let mut h = good();
     // Version 2 (the finish) completed long before; nothing wrote version 3.
-    h.call(1, advance(a(), 2, 2, 4096, Some(2)), conflict());
+    h.call(1, advance(a(), 2, 2, 4096, Some(2)), conflict(2, 1));
     assert_flags(&h.check(), Rule::CompareAndSet);
     // A conflict against a write racing it is fine.
     let mut h = History::new();
     h.call(0, advance(a(), 1, 1, 1024, None), advanced(a(), 1, 1024));
     let cas = h.invoke(1, advance(a(), 1, 1, 2049, Some(1)));
     h.call(0, advance(a(), 1, 1, 3072, None), advanced(a(), 2, 3072));
-    h.complete(1, cas, conflict());
+    h.complete(1, cas, conflict(1, 2));
     h.entry(a(), 1, 1024, 1, 1).entry(a(), 2, 3072, 1, 1);
     assert_ok(&h.check());
     // So is one expecting a stale version.
     let mut h = good();
-    h.call(1, advance(a(), 2, 2, 4096, Some(1)), conflict());
+    h.call(1, advance(a(), 2, 2, 4096, Some(1)), conflict(1, 2));
     assert_ok(&h.check());
+}
+
+#[test]
+fn a_conflict_names_a_version_current_during_the_call() {
+    // In `good`, stream `a` is at version 2 (the finish) from long before these calls on.
+    let refused = |found: u64| {
+        let mut h = good();
+        h.call(1, advance(a(), 2, 2, 4096, Some(1)), conflict(1, found));
+        h.check()
+    };
+    assert_ok(&refused(2));
+    for (found, why) in [
+        (3, "which no write made before the call ended"),
+        (1, "found the expected version 1"),
+        (0, "which a later write had replaced before the call began"),
+    ] {
+        let report = refused(found);
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.rule == Rule::CompareAndSet && v.message.contains(why)),
+            "found version {found}: expected a violation saying {why:?}:\n{report}"
+        );
+    }
+    // A version written while the call ran may be the one it found.
+    let mut h = History::new();
+    h.call(0, advance(a(), 1, 1, 1024, None), advanced(a(), 1, 1024));
+    let cas = h.invoke(1, advance(a(), 1, 1, 2049, Some(0)));
+    h.call(0, advance(a(), 1, 1, 3072, None), advanced(a(), 2, 3072));
+    h.complete(1, cas, conflict(0, 2));
+    h.entry(a(), 1, 1024, 1, 1).entry(a(), 2, 3072, 1, 1);
+    assert_ok(&h.check());
+    // A refusal must say what it found.
+    let mut h = good();
+    let vague = failed(Error::Conflict {
+        entity: Entity::Cursor {
+            pipeline: p(),
+            stream: a(),
+        },
+        expected: "version 1".into(),
+        actual: "something else".into(),
+    });
+    h.call(1, advance(a(), 2, 2, 4096, Some(1)), vague);
+    assert_flags(&h.check(), Rule::CompareAndSet);
 }
 
 #[test]
@@ -739,4 +785,27 @@ fn a_workload_without_pipelines_or_with_too_many_clients_is_refused() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn a_pipeline_read_finds_the_pipeline_at_one_generation() {
+    let get = || Op::GetPipeline { pipeline: p() };
+    let at = |generation: u64| Outcome::Pipeline { generation };
+    let mut h = good();
+    h.call(1, get(), at(1)).call(0, get(), at(1));
+    // An answer that does not say what the catalog did proves nothing either way.
+    h.call(1, get(), failed(Error::Unavailable("timed out".into())));
+    assert_ok(&h.check());
+
+    let mut h = good();
+    h.call(1, get(), at(1)).call(0, get(), at(2));
+    assert_flags(&h.check(), Rule::StableRead);
+
+    let mut h = good();
+    h.call(
+        1,
+        get(),
+        failed(Error::NotFound(Entity::Pipeline { pipeline: p() })),
+    );
+    assert_flags(&h.check(), Rule::StableRead);
 }
