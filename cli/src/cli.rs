@@ -180,7 +180,7 @@ pub(crate) struct ApplyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ExportArgs {
     /// Write the archive to FILE (created beside it as FILE.partial and renamed when complete)
-    /// instead of stdout.
+    /// instead of stdout; gzip-compressed if FILE ends in `.gz`.
     #[arg(short, long, value_name = "FILE")]
     pub(crate) file: Option<PathBuf>,
 
@@ -193,7 +193,7 @@ pub(crate) struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// The archive, as `hakiri export` wrote it.
+    /// The archive, as `hakiri export` wrote it; a gzip-compressed one is read as it is.
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
 

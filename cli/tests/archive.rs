@@ -2,8 +2,9 @@
 //! project filled with a bit of everything goes memory → SQLite file → Postgres → the Worker →
 //! `hakiri serve` → SQLite file and arrives whole at each hop (equal digests, equal contents);
 //! the binary moves a project from SQLite to Postgres printing the same digest on both sides;
-//! bad archives are refused naming their line, and change nothing; an interrupted import is
-//! finished by importing the same archive again.
+//! a gzip-compressed archive (a file named `*.gz`) moves a project as well, and a damaged one
+//! changes nothing; bad archives are refused naming their line, and change nothing; an
+//! interrupted import is finished by importing the same archive again.
 
 mod common;
 
@@ -180,6 +181,79 @@ async fn archive_digest(catalog: &dyn Catalog) -> String {
         .await
         .expect("digest")
         .digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_archive_moves_a_project_and_a_damaged_one_changes_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite = common::sqlite_catalog(dir.path());
+    let files = dir.path().join(".hakiri");
+    std::fs::create_dir_all(&files).expect("catalog directory");
+    let source = unique_project();
+    fill(&*sqlite_file(&files, &source), TTL).await;
+    let archive = dir.path().join("project.jsonl.gz");
+    let archive_arg = archive.to_str().expect("utf-8 path");
+
+    let exported = json_of(
+        common::hakiri(&sqlite, source.as_str())
+            .args(["-o", "json", "export", "--file", archive_arg, "--verify"])
+            .output()
+            .expect("run hakiri"),
+        "export",
+    );
+    let digest = exported["digest"].as_str().expect("a digest").to_owned();
+    assert_eq!(exported["verified"], Value::from(digest.clone()));
+    let compressed = std::fs::read(&archive).expect("the archive");
+    assert!(compressed.starts_with(&[0x1f, 0x8b]), "not gzip");
+    let plain = common::hakiri(&sqlite, source.as_str())
+        .args(["export"])
+        .output()
+        .expect("run hakiri");
+    assert!(
+        compressed.len() * 3 < plain.stdout.len(),
+        "{} compressed bytes for {} plain ones",
+        compressed.len(),
+        plain.stdout.len()
+    );
+
+    let target = unique_project();
+    let imported = json_of(
+        common::hakiri(&sqlite, target.as_str())
+            .args(["-o", "json", "import", archive_arg, "--verify"])
+            .output()
+            .expect("run hakiri"),
+        "import",
+    );
+    assert_eq!(imported["verified"], Value::from(digest));
+    assert_eq!(
+        contents(&*sqlite_file(&files, &target)).await,
+        contents(&*sqlite_file(&files, &source)).await
+    );
+
+    // Cut short, or with a flipped byte: refused, and no project is created.
+    let mut flipped = compressed.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    for (name, bytes) in [
+        ("cut", compressed[..compressed.len() / 2].to_vec()),
+        ("flipped", flipped),
+    ] {
+        let path = dir.path().join(format!("{name}.jsonl.gz"));
+        std::fs::write(&path, bytes).expect("write");
+        let project = format!("gz-{name}");
+        let (code, stderr) = failure(
+            common::hakiri(&sqlite, &project)
+                .args(["import", path.to_str().expect("utf-8")])
+                .output()
+                .expect("run hakiri"),
+        );
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stderr.contains("nothing was imported"), "{name}: {stderr}");
+        assert!(
+            !files.join(format!("{project}.db")).exists(),
+            "{name}: a refused archive creates no project"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

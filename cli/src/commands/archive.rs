@@ -1,11 +1,16 @@
 //! `hakiri export` and `hakiri import`: a project's whole content as an archive (JSON Lines, the
-//! format of `hakiri_core::archive`), to move it to another backend or keep it.
+//! format of `hakiri_core::archive`), to move it to another backend or keep it. An archive file
+//! named `*.gz` is written gzip-compressed; one that starts with gzip's magic bytes is read
+//! through gzip, whatever its name.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use flate2::bufread::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use hakiri_core::archive::{self, ArchiveReader, Summary};
 use hakiri_core::{Catalog, Clock, SystemClock};
 use serde::Serialize;
@@ -77,16 +82,21 @@ pub(super) async fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
             // Written beside the target and renamed at the end: a failed export leaves no
             // half-written archive under the name asked for.
             let partial = partial_path(path);
-            let file = File::create(&partial).map_err(|e| unwritable(&partial, &e))?;
-            let written = archive::export(catalog, BufWriter::new(file), now, |n| {
+            let mut out = ArchiveFile::create(&partial, gzipped(path))?;
+            let written = archive::export(catalog, &mut out, now, |n| {
                 progress.tick(n);
             })
-            .await;
+            .await
+            .map_err(CliError::from)
+            .and_then(|summary| {
+                out.finish().map_err(|e| unwritable(&partial, &e))?;
+                Ok(summary)
+            });
             let summary = match written {
                 Ok(summary) => summary,
                 Err(error) => {
                     let _ = std::fs::remove_file(&partial);
-                    return Err(error.into());
+                    return Err(error);
                 }
             };
             std::fs::rename(&partial, path).map_err(|e| unwritable(path, &e))?;
@@ -234,14 +244,78 @@ fn read_archive(path: &Path, quiet: bool) -> CliResult<Summary> {
     Ok(reader.summary())
 }
 
-fn open_archive(path: &Path) -> CliResult<ArchiveReader<BufReader<File>>> {
-    let file = File::open(path).map_err(|e| {
+/// The first bytes of every gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Whether an archive written to `path` is compressed: its name ends in `.gz`.
+fn gzipped(path: &Path) -> bool {
+    path.extension().is_some_and(|extension| extension == "gz")
+}
+
+/// An archive being written to a file, compressed or not.
+enum ArchiveFile {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
+}
+
+impl ArchiveFile {
+    fn create(path: &Path, gzip: bool) -> CliResult<Self> {
+        let file = BufWriter::with_capacity(
+            1 << 16,
+            File::create(path).map_err(|e| unwritable(path, &e))?,
+        );
+        Ok(if gzip {
+            Self::Gzip(GzEncoder::new(file, Compression::default()))
+        } else {
+            Self::Plain(file)
+        })
+    }
+
+    /// Ends the compressed stream, if any, and writes everything out.
+    fn finish(self) -> io::Result<()> {
+        let mut file = match self {
+            Self::Plain(file) => file,
+            Self::Gzip(encoder) => encoder.finish()?,
+        };
+        file.flush()
+    }
+}
+
+impl Write for ArchiveFile {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(file) => file.write(bytes),
+            Self::Gzip(encoder) => encoder.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(file) => file.flush(),
+            Self::Gzip(encoder) => encoder.flush(),
+        }
+    }
+}
+
+/// Opens the archive at `path`, through gzip if it starts with gzip's magic bytes.
+fn open_archive(path: &Path) -> CliResult<ArchiveReader<Box<dyn BufRead + Send>>> {
+    let unreadable = |e: io::Error| {
         CliError::invalid(
             "unreadable_archive",
             format!("cannot read the archive {}: {e}", path.display()),
         )
-    })?;
-    ArchiveReader::new(BufReader::with_capacity(1 << 16, file)).map_err(|e| bad_archive(path, e))
+    };
+    let mut file = BufReader::with_capacity(1 << 16, File::open(path).map_err(unreadable)?);
+    let input: Box<dyn BufRead + Send> = if file
+        .fill_buf()
+        .map_err(unreadable)?
+        .starts_with(&GZIP_MAGIC)
+    {
+        Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
+    } else {
+        Box::new(file)
+    };
+    ArchiveReader::new(input).map_err(|e| bad_archive(path, e))
 }
 
 fn bad_archive(path: &Path, error: archive::ArchiveError) -> CliError {
