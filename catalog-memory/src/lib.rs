@@ -311,6 +311,17 @@ impl Catalog for MemoryCatalog {
         Ok(self.state()?.pipeline_events(pipeline, after, limit))
     }
 
+    async fn pipeline_events_before(
+        &self,
+        pipeline: &PipelineId,
+        before: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        Ok(self
+            .state()?
+            .pipeline_events_before(pipeline, before, limit))
+    }
+
     async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
         self.state()?.list_streams(pipeline)
     }

@@ -805,6 +805,23 @@ impl ProjectState {
             .collect()
     }
 
+    pub(crate) fn pipeline_events_before(
+        &self,
+        pipeline: &PipelineId,
+        before: u64,
+        limit: Limit,
+    ) -> Vec<Event> {
+        let Some(seqs) = self.events_by_pipeline.get(pipeline) else {
+            return Vec::new();
+        };
+        let end = seqs.partition_point(|&seq| seq < before);
+        seqs[end.saturating_sub(limit.as_usize())..end]
+            .iter()
+            .filter_map(|&seq| self.events.get(usize::try_from(seq - 1).ok()?))
+            .cloned()
+            .collect()
+    }
+
     // Archives.
 
     pub(crate) fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {

@@ -573,6 +573,16 @@ impl Catalog for PostgresCatalog {
         self.op_pipeline_events(pipeline, after, limit).await
     }
 
+    async fn pipeline_events_before(
+        &self,
+        pipeline: &PipelineId,
+        before: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        self.op_pipeline_events_before(pipeline, before, limit)
+            .await
+    }
+
     async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
         self.op_list_streams(pipeline).await
     }

@@ -12,7 +12,8 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::store::{
-    runs_page, CURSOR_HISTORY_PAGE, EVENTS_PAGE, PIPELINE_EVENTS_PAGE, STATUS_PAGE,
+    runs_page, CURSOR_HISTORY_PAGE, EVENTS_PAGE, PIPELINE_EVENTS_BEFORE, PIPELINE_EVENTS_PAGE,
+    STATUS_PAGE,
 };
 use hakiri_test_kit::postgres;
 
@@ -64,6 +65,18 @@ fn reads(project: &str, rows: i64) -> Vec<Read> {
             sql: PIPELINE_EVENTS_PAGE.to_owned(),
             types: "text, text, bigint, bigint",
             args: format!("'{project}', 'rare', {}, {PAGE}", SMALL - 500),
+        },
+        Read {
+            name: "events of a pipeline, backwards from the log's end (its last page)",
+            sql: PIPELINE_EVENTS_BEFORE.to_owned(),
+            types: "text, text, bigint, bigint",
+            args: format!("'{project}', 'rare', {rows}, {PAGE}"),
+        },
+        Read {
+            name: "events of a pipeline, backwards (a page of a long slice)",
+            sql: PIPELINE_EVENTS_BEFORE.to_owned(),
+            types: "text, text, bigint, bigint",
+            args: format!("'{project}', 'big', {}, {PAGE}", rows - 150),
         },
         Read {
             name: "reconciler snapshot",

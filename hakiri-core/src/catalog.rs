@@ -356,6 +356,17 @@ pub trait Catalog: Debug + Send + Sync {
         limit: Limit,
     ) -> Result<Vec<Event>>;
 
+    /// The `limit` newest events of `pipeline` with a sequence number below `before`, in order
+    /// (oldest first): its slice of the log read backwards through the same index, so a page
+    /// costs the same however far back it lies. To page back, pass the first event's number as
+    /// the next `before`. A pipeline that never existed has no events.
+    async fn pipeline_events_before(
+        &self,
+        pipeline: &PipelineId,
+        before: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>>;
+
     /// What an export or an import of the project starts from: its counters, its newest event,
     /// whether it is empty, and an import into it that has not finished.
     async fn archive_head(&self) -> Result<ArchiveHead>;
@@ -473,6 +484,9 @@ macro_rules! forward_catalog {
             }
             async fn pipeline_events(&$this, pipeline: &$crate::PipelineId, after: u64, limit: $crate::Limit) -> $crate::Result<Vec<$crate::Event>> {
                 $crate::Catalog::pipeline_events($inner, pipeline, after, limit).await
+            }
+            async fn pipeline_events_before(&$this, pipeline: &$crate::PipelineId, before: u64, limit: $crate::Limit) -> $crate::Result<Vec<$crate::Event>> {
+                $crate::Catalog::pipeline_events_before($inner, pipeline, before, limit).await
             }
             async fn list_streams(&$this, pipeline: &$crate::PipelineId) -> $crate::Result<Vec<$crate::StreamName>> {
                 $crate::Catalog::list_streams($inner, pipeline).await

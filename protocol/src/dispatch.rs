@@ -125,6 +125,15 @@ pub async fn dispatch(catalog: &dyn Catalog, request: Request) -> Result<Respons
             after,
             limit,
         } => Response::Events(catalog.pipeline_events(&pipeline, after, limit).await?),
+        R::PipelineEventsBefore {
+            pipeline,
+            before,
+            limit,
+        } => Response::Events(
+            catalog
+                .pipeline_events_before(&pipeline, before, limit)
+                .await?,
+        ),
         R::ListStreams { pipeline } => Response::Streams(catalog.list_streams(&pipeline).await?),
         R::ArchiveHead => Response::ArchiveHead(catalog.archive_head().await?),
         R::Import { batch } => Response::ImportProgress(catalog.import(batch).await?),

@@ -414,6 +414,20 @@ impl<T: Transport> Catalog for RemoteCatalog<T> {
         call!(self, request, Events)
     }
 
+    async fn pipeline_events_before(
+        &self,
+        pipeline: &PipelineId,
+        before: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        let request = Request::PipelineEventsBefore {
+            pipeline: pipeline.clone(),
+            before,
+            limit,
+        };
+        call!(self, request, Events)
+    }
+
     async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
         let request = Request::ListStreams {
             pipeline: pipeline.clone(),

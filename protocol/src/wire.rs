@@ -149,6 +149,11 @@ pub enum Request {
         after: u64,
         limit: Limit,
     },
+    PipelineEventsBefore {
+        pipeline: PipelineId,
+        before: u64,
+        limit: Limit,
+    },
     ListStreams {
         pipeline: PipelineId,
     },
@@ -176,6 +181,7 @@ impl Request {
             | PipelineStatuses { .. }
             | Events { .. }
             | PipelineEvents { .. }
+            | PipelineEventsBefore { .. }
             | ListStreams { .. }
             | ArchiveHead => Access::Read,
             Acquire { .. }

@@ -100,9 +100,10 @@ fn request_index(request: &Request) -> usize {
         ListStreams { .. } => 27,
         ArchiveHead => 28,
         Import { .. } => 29,
+        PipelineEventsBefore { .. } => 30,
     }
 }
-const REQUESTS: usize = 30;
+const REQUESTS: usize = 31;
 
 /// A distinct number for each response variant: adding one does not compile until it is listed.
 fn response_index(response: &Response) -> usize {
@@ -366,10 +367,14 @@ async fn session(catalog: &dyn Catalog, clock: &ManualClock) {
         .await
         .expect("delete");
     catalog.events(0, Limit::MAX).await.expect("events");
-    catalog
+    let events = catalog
         .pipeline_events(&orders, 0, Limit::new(2).expect("limit"))
         .await
         .expect("pipeline events");
+    catalog
+        .pipeline_events_before(&orders, events[1].seq, Limit::ONE)
+        .await
+        .expect("pipeline events before");
     catalog.list_streams(&orders).await.expect("streams");
 }
 

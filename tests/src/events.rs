@@ -347,7 +347,8 @@ pub async fn events_page_without_gaps_or_repeats(cx: &Ctx) {
 
 /// `pipeline_events(pipeline, after, limit)` is that pipeline's slice of the log: its events only,
 /// in order, the same events as the whole log holds, paged without gaps or repeats; a pipeline
-/// that never existed has none, a deleted one keeps its slice.
+/// that never existed has none, a deleted one keeps its slice. `pipeline_events_before` pages the
+/// same slice backwards: the newest events below a number, in order.
 pub async fn events_of_one_pipeline_are_its_slice_of_the_log(cx: &Ctx) {
     let (a, run_a) = cx.running("a").await;
     let (b, run_b) = cx.running("b").await;
@@ -382,6 +383,27 @@ pub async fn events_of_one_pipeline_are_its_slice_of_the_log(cx: &Ctx) {
             paged.extend(page);
         }
         assert_eq!(paged, slice, "{name}'s events paged by two");
+        // Backwards by two, from past the end down to the start.
+        let (mut back, mut before) = (Vec::new(), u64::MAX);
+        loop {
+            let page = cx
+                .pipeline_events_before(&pid(name), before, two)
+                .await
+                .unwrap();
+            assert!(page.len() <= 2);
+            assert!(page.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+            let Some(first) = page.first() else { break };
+            before = first.seq;
+            back.splice(0..0, page);
+        }
+        assert_eq!(back, slice, "{name}'s events paged backwards by two");
+        assert_eq!(
+            cx.pipeline_events_before(&pid(name), slice[3].seq, Limit::MAX)
+                .await
+                .unwrap(),
+            slice[..3],
+            "below a number: everything older"
+        );
         // After a number that is another pipeline's: the slice goes on from there.
         let other = all.iter().find(|e| e.pipeline != pid(name)).unwrap().seq;
         assert_eq!(
@@ -394,9 +416,24 @@ pub async fn events_of_one_pipeline_are_its_slice_of_the_log(cx: &Ctx) {
                 .cloned()
                 .collect::<Vec<_>>()
         );
+        assert_eq!(
+            cx.pipeline_events_before(&pid(name), other, Limit::MAX)
+                .await
+                .unwrap(),
+            slice
+                .iter()
+                .filter(|e| e.seq < other)
+                .cloned()
+                .collect::<Vec<_>>()
+        );
     }
     assert!(cx
         .pipeline_events(&pid("never"), 0, Limit::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(cx
+        .pipeline_events_before(&pid("never"), u64::MAX, Limit::MAX)
         .await
         .unwrap()
         .is_empty());
@@ -410,6 +447,13 @@ pub async fn events_of_one_pipeline_are_its_slice_of_the_log(cx: &Ctx) {
         .await
         .unwrap();
     let kept = cx.pipeline_events(&pid("a"), 0, Limit::MAX).await.unwrap();
+    assert_eq!(
+        cx.pipeline_events_before(&pid("a"), u64::MAX, Limit::MAX)
+            .await
+            .unwrap(),
+        kept,
+        "a deleted pipeline's slice, backwards too"
+    );
     assert_eq!(
         kept.len(),
         9,

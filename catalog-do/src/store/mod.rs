@@ -315,6 +315,11 @@ pub(crate) const EVENTS_PAGE: &str =
 pub(crate) const PIPELINE_EVENTS_PAGE: &str = "SELECT seq, at, actor, pipeline, kind FROM events \
      WHERE pipeline = ? AND seq > ? ORDER BY seq LIMIT ?";
 
+/// A page of one pipeline's events read backwards: pipeline, before (exclusive), limit; the
+/// newest of them, oldest first. The same range of `events_by_pipeline`, walked down.
+pub(crate) const PIPELINE_EVENTS_BEFORE: &str = "SELECT * FROM (SELECT seq, at, actor, pipeline, \
+     kind FROM events WHERE pipeline = ? AND seq < ? ORDER BY seq DESC LIMIT ?) ORDER BY seq";
+
 /// A page of the reconciler snapshot's pipelines: after (exclusive), limit; then, for each,
 /// [`LAST_RUN`] and [`HELD_DECISIONS`].
 pub(crate) const STATUS_PAGE: &str = concat!(
@@ -453,6 +458,11 @@ impl<E: Exec> Store<'_, E> {
                 after,
                 limit,
             } => Response::Events(self.pipeline_events(&pipeline, after, limit)?),
+            R::PipelineEventsBefore {
+                pipeline,
+                before,
+                limit,
+            } => Response::Events(self.pipeline_events_before(&pipeline, before, limit)?),
             R::ListStreams { pipeline } => Response::Streams(self.list_streams(&pipeline)?),
             R::ArchiveHead => Response::ArchiveHead(self.archive_head()?),
             R::Import { batch } => Response::ImportProgress(self.import(batch)?),

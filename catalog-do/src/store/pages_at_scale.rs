@@ -13,7 +13,7 @@ use rusqlite::{params_from_iter, Connection, StatementStatus};
 use super::migrations::MIGRATIONS;
 use super::{
     decisions_page, runs_page, SqlValue, CURSOR_HISTORY_PAGE, EVENTS_PAGE, HELD_DECISIONS,
-    LAST_RUN, PIPELINE_EVENTS_PAGE, STATUS_PAGE,
+    LAST_RUN, PIPELINE_EVENTS_BEFORE, PIPELINE_EVENTS_PAGE, STATUS_PAGE,
 };
 
 /// Rows per table before and after the database grows.
@@ -188,6 +188,30 @@ fn measure(conn: &Connection, rows: i64) -> Vec<(&'static str, i64)> {
                 &[
                     SqlValue::from("rare"),
                     SqlValue::Integer(SMALL - 500),
+                    SqlValue::Integer(PAGE),
+                ],
+            ),
+        ),
+        (
+            "events of a pipeline, backwards from the log's end (its last page)",
+            steps(
+                conn,
+                PIPELINE_EVENTS_BEFORE,
+                &[
+                    SqlValue::from("rare"),
+                    SqlValue::Integer(rows),
+                    SqlValue::Integer(PAGE),
+                ],
+            ),
+        ),
+        (
+            "events of a pipeline, backwards (a page of a long slice)",
+            steps(
+                conn,
+                PIPELINE_EVENTS_BEFORE,
+                &[
+                    SqlValue::from("big"),
+                    SqlValue::Integer(rows - 150),
                     SqlValue::Integer(PAGE),
                 ],
             ),

@@ -60,6 +60,19 @@ impl<E: Exec> Store<'_, E> {
         )?;
         decode_events(&rows)
     }
+
+    pub(super) fn pipeline_events_before(
+        &mut self,
+        pipeline: &PipelineId,
+        before: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        let rows = self.exec.query(
+            PIPELINE_EVENTS_BEFORE,
+            params![pipeline.as_str(), before, limit.get()],
+        )?;
+        decode_events(&rows)
+    }
 }
 
 /// Events from rows of `seq, at, actor, pipeline, kind`.

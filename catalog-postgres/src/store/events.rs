@@ -56,6 +56,19 @@ pub(crate) const EVENTS_PAGE: &str = "SELECT seq, at, actor, pipeline, kind FROM
 pub(crate) const PIPELINE_EVENTS_PAGE: &str = "SELECT seq, at, actor, pipeline, kind FROM events \
      WHERE project = $1 AND pipeline = $2 AND seq > $3 ORDER BY seq LIMIT $4";
 
+/// A page of one pipeline's numbered events read backwards ([`EventRow`]): the newest below
+/// `$3`, oldest first; the same range of `events_by_pipeline`, walked down.
+///
+/// | param | meaning |
+/// |---|---|
+/// | `$1` | project |
+/// | `$2` | pipeline |
+/// | `$3` | before this sequence number (exclusive) |
+/// | `$4` | limit |
+pub(crate) const PIPELINE_EVENTS_BEFORE: &str = "SELECT * FROM (SELECT seq, at, actor, pipeline, \
+     kind FROM events WHERE project = $1 AND pipeline = $2 AND seq < $3 ORDER BY seq DESC \
+     LIMIT $4) AS page ORDER BY seq";
+
 /// Whether the project has committed events not numbered yet (`$1` project).
 const UNNUMBERED_EVENTS: &str =
     "SELECT EXISTS (SELECT 1 FROM events WHERE project = $1 AND seq IS NULL)";
@@ -148,6 +161,26 @@ impl PostgresCatalog {
             .bind(self.project_str())
             .bind(pipeline.as_str())
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit.get()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        to_events(rows)
+    }
+
+    /// A pipeline's events before a number
+    /// ([`Catalog::pipeline_events_before`](hakiri_core::Catalog::pipeline_events_before)).
+    pub(crate) async fn op_pipeline_events_before(
+        &self,
+        pipeline: &PipelineId,
+        before: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        self.number_events().await?;
+        let rows: Vec<EventRow> = sqlx::query_as(PIPELINE_EVENTS_BEFORE)
+            .bind(self.project_str())
+            .bind(pipeline.as_str())
+            .bind(i64::try_from(before).unwrap_or(i64::MAX))
             .bind(i64::from(limit.get()))
             .fetch_all(&self.pool)
             .await

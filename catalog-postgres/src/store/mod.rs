@@ -44,7 +44,7 @@ mod schemas;
 #[cfg(test)]
 pub(crate) use cursors::CURSOR_HISTORY_PAGE;
 #[cfg(test)]
-pub(crate) use events::{EVENTS_PAGE, PIPELINE_EVENTS_PAGE, STATUS_PAGE};
+pub(crate) use events::{EVENTS_PAGE, PIPELINE_EVENTS_BEFORE, PIPELINE_EVENTS_PAGE, STATUS_PAGE};
 #[cfg(test)]
 pub(crate) use runs::runs_page;
 

@@ -106,6 +106,7 @@ const RESPONSE_OF: ResponseOf = {
 	pipeline_statuses: 'statuses',
 	events: 'events',
 	pipeline_events: 'events',
+	pipeline_events_before: 'events',
 	list_streams: 'streams',
 	archive_head: 'archive_head',
 	import: 'import_progress'

@@ -470,6 +470,16 @@ impl Catalog for Faulty {
     ) -> Result<Vec<Event>> {
         self.inner.pipeline_events(pipeline, after, limit).await
     }
+    async fn pipeline_events_before(
+        &self,
+        pipeline: &PipelineId,
+        before: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        self.inner
+            .pipeline_events_before(pipeline, before, limit)
+            .await
+    }
     async fn list_streams(&self, pipeline: &PipelineId) -> Result<Vec<StreamName>> {
         self.inner.list_streams(pipeline).await
     }

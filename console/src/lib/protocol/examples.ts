@@ -245,6 +245,12 @@ export const requests: Request[] = [
     "pipeline": "orders"
   },
   {
+    "before": 2,
+    "limit": 1,
+    "op": "pipeline_events_before",
+    "pipeline": "orders"
+  },
+  {
     "after": null,
     "limit": 100,
     "op": "pipeline_statuses"

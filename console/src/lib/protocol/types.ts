@@ -464,6 +464,7 @@ export type Request =
 	| { op: 'pipeline_statuses'; after: PipelineId | null; limit: Limit }
 	| { op: 'events'; after: number; limit: Limit }
 	| { op: 'pipeline_events'; pipeline: PipelineId; after: number; limit: Limit }
+	| { op: 'pipeline_events_before'; pipeline: PipelineId; before: number; limit: Limit }
 	| { op: 'list_streams'; pipeline: PipelineId }
 	| { op: 'archive_head' }
 	| { op: 'import'; batch: ImportBatch };
@@ -560,6 +561,7 @@ export interface ResponseOf {
 	pipeline_statuses: 'statuses';
 	events: 'events';
 	pipeline_events: 'events';
+	pipeline_events_before: 'events';
 	list_streams: 'streams';
 	archive_head: 'archive_head';
 	import: 'import_progress';
