@@ -566,18 +566,24 @@ pub trait CatalogExt: Catalog {
 
     /// The sequence number after which the last `n` events begin — of `pipeline`'s slice, or of
     /// the whole log — so that reading from it gives the tail (`n` is capped at
-    /// `Limit::MAX - 1`). Found by searching with one-page reads, O(log of the log's length)
-    /// of them, so it works on every backend without a read newest-first.
+    /// `Limit::MAX - 1`). A pipeline's is one backward read: the number of its `n + 1`-th newest
+    /// event. The whole log's is found by searching with one-page reads, O(log of the log's
+    /// length) of them.
     async fn tail_after(&self, pipeline: Option<&PipelineId>, n: u64) -> Result<u64> {
         let n = n.min(u64::from(Limit::MAX.get()) - 1);
         let probe = Limit::new(u32::try_from(n + 1).unwrap_or(Limit::MAX.get()))?;
+        if let Some(pipeline) = pipeline {
+            let newest = self
+                .pipeline_events_before(pipeline, u64::MAX, probe)
+                .await?;
+            return Ok(match newest.first() {
+                Some(first) if newest.len() as u64 > n => first.seq,
+                _ => 0,
+            });
+        }
         // How many events (at most n + 1) follow `after`.
         let following = |after: u64| async move {
-            let page = match pipeline {
-                Some(pipeline) => self.pipeline_events(pipeline, after, probe).await?,
-                None => self.events(after, probe).await?,
-            };
-            Ok::<_, crate::Error>(page.len() as u64)
+            Ok::<_, crate::Error>(self.events(after, probe).await?.len() as u64)
         };
         // The smallest `after` followed by at most n events: past the end, then halved back.
         let mut high = 1u64;
