@@ -560,6 +560,10 @@ pub(crate) struct EventsArgs {
     /// Only events after this sequence number (default: the last --limit events).
     #[arg(long, value_name = "SEQ")]
     pub(crate) after: Option<u64>,
+    /// The --limit events just before this sequence number, to page back: pass the first
+    /// number shown as the next --before.
+    #[arg(long, value_name = "SEQ", conflicts_with_all = ["after", "follow"])]
+    pub(crate) before: Option<u64>,
     /// How many events (1–1000).
     #[arg(long, default_value_t = 50)]
     pub(crate) limit: u32,

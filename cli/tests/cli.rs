@@ -1371,6 +1371,42 @@ fn events_page_by_sequence_and_follow_streams_new_ones() {
     child.kill().expect("stop events --follow");
     child.wait().unwrap();
     reader.join().unwrap();
+    // Paging back: the page just before a number, oldest first, of the log or of a pipeline.
+    let seqs = |page: Value| -> Vec<u64> {
+        page.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        seqs(env.json(&["events", "--before", "4", "--limit", "2"])),
+        [2, 3]
+    );
+    assert_eq!(
+        seqs(env.json(&["events", "--before", "2", "--limit", "5"])),
+        [1]
+    );
+    let all = seqs(env.json(&["events", "--pipeline", "orders", "--limit", "1000"]));
+    assert!(all.len() >= 2, "{all:?}");
+    let last = *all.last().unwrap();
+    assert_eq!(
+        seqs(env.json(&[
+            "events",
+            "--pipeline",
+            "orders",
+            "--before",
+            &last.to_string(),
+            "--limit",
+            "1"
+        ])),
+        [all[all.len() - 2]]
+    );
+    let refused = env
+        .command(&["events", "--before", "3", "--after", "1"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
 }
 
 #[test]
