@@ -1387,6 +1387,12 @@ fn events_page_by_sequence_and_follow_streams_new_ones() {
         seqs(env.json(&["events", "--before", "2", "--limit", "5"])),
         [1]
     );
+    // Past the log's end: its last events.
+    let newest = seqs(env.json(&["events", "--limit", "2"]));
+    assert_eq!(
+        seqs(env.json(&["events", "--before", "1000", "--limit", "2"])),
+        newest
+    );
     let all = seqs(env.json(&["events", "--pipeline", "orders", "--limit", "1000"]));
     assert!(all.len() >= 2, "{all:?}");
     let last = *all.last().unwrap();

@@ -62,7 +62,8 @@ async fn read(
 }
 
 /// The `page` events just before `before`, oldest first, of `pipeline` only if given. The whole
-/// log is numbered without gaps, so its page is the one after `before - page - 1`.
+/// log is numbered without gaps, so its page is the one after `before - page - 1`, with `before`
+/// taken no further than just past the log's last event.
 async fn read_before(
     catalog: &dyn Catalog,
     pipeline: Option<&PipelineId>,
@@ -72,6 +73,8 @@ async fn read_before(
     match pipeline {
         Some(pipeline) => catalog.pipeline_events_before(pipeline, before, page).await,
         None => {
+            let last = catalog.tail_after(None, 0).await?;
+            let before = before.min(last.saturating_add(1));
             let after = before.saturating_sub(u64::from(page.get()) + 1);
             let events = catalog.events(after, page).await?;
             Ok(events.into_iter().filter(|e| e.seq < before).collect())
