@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,26 +108,40 @@ fn failure(out: Output) -> (i32, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_moves_a_project_from_sqlite_to_postgres_and_both_sides_print_one_digest() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let sqlite = common::sqlite_catalog(dir.path());
-    let files = dir.path().join(".hakiri");
+/// A project filled with a bit of everything, in SQLite files under `dir`: the catalog URL, its
+/// directory of files, and the project.
+async fn filled_sqlite_project(dir: &Path) -> (String, PathBuf, ProjectId) {
+    let sqlite = common::sqlite_catalog(dir);
+    let files = dir.join(".hakiri");
     std::fs::create_dir_all(&files).expect("catalog directory");
     let source = unique_project();
     fill(&*sqlite_file(&files, &source), TTL).await;
-    let archive = dir.path().join("project.jsonl");
-    let archive_arg = archive.to_str().expect("utf-8 path");
+    (sqlite, files, source)
+}
 
+/// `hakiri export --file archive --verify` of `project`: its JSON report and the digest it
+/// printed, checked as verified.
+fn export_verified(catalog: &str, project: &ProjectId, archive: &str) -> (Value, String) {
     let exported = json_of(
-        common::hakiri(&sqlite, source.as_str())
-            .args(["-o", "json", "export", "--file", archive_arg, "--verify"])
+        common::hakiri(catalog, project.as_str())
+            .args(["-o", "json", "export", "--file", archive, "--verify"])
             .output()
             .expect("run hakiri"),
         "export",
     );
     let digest = exported["digest"].as_str().expect("a digest").to_owned();
     assert_eq!(exported["verified"], Value::from(digest.clone()));
+    (exported, digest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_moves_a_project_from_sqlite_to_postgres_and_both_sides_print_one_digest() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (sqlite, files, source) = filled_sqlite_project(dir.path()).await;
+    let archive = dir.path().join("project.jsonl");
+    let archive_arg = archive.to_str().expect("utf-8 path");
+
+    let (exported, digest) = export_verified(&sqlite, &source, archive_arg);
     assert!(!dir.path().join("project.jsonl.partial").exists());
 
     // To stdout, the archive is all that stdout carries; the report goes to stderr.
@@ -186,23 +200,11 @@ async fn archive_digest(catalog: &dyn Catalog) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_archive_moves_a_project_and_a_damaged_one_changes_nothing() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let sqlite = common::sqlite_catalog(dir.path());
-    let files = dir.path().join(".hakiri");
-    std::fs::create_dir_all(&files).expect("catalog directory");
-    let source = unique_project();
-    fill(&*sqlite_file(&files, &source), TTL).await;
+    let (sqlite, files, source) = filled_sqlite_project(dir.path()).await;
     let archive = dir.path().join("project.jsonl.gz");
     let archive_arg = archive.to_str().expect("utf-8 path");
 
-    let exported = json_of(
-        common::hakiri(&sqlite, source.as_str())
-            .args(["-o", "json", "export", "--file", archive_arg, "--verify"])
-            .output()
-            .expect("run hakiri"),
-        "export",
-    );
-    let digest = exported["digest"].as_str().expect("a digest").to_owned();
-    assert_eq!(exported["verified"], Value::from(digest.clone()));
+    let (_, digest) = export_verified(&sqlite, &source, archive_arg);
     let compressed = std::fs::read(&archive).expect("the archive");
     assert!(compressed.starts_with(&[0x1f, 0x8b]), "not gzip");
     let plain = common::hakiri(&sqlite, source.as_str())
