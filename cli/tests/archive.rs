@@ -240,22 +240,30 @@ async fn a_gzip_archive_moves_a_project_and_a_damaged_one_changes_nothing() {
         ("cut", compressed[..compressed.len() / 2].to_vec()),
         ("flipped", flipped),
     ] {
-        let path = dir.path().join(format!("{name}.jsonl.gz"));
-        std::fs::write(&path, bytes).expect("write");
-        let project = format!("gz-{name}");
-        let (code, stderr) = failure(
-            common::hakiri(&sqlite, &project)
-                .args(["import", path.to_str().expect("utf-8")])
-                .output()
-                .expect("run hakiri"),
-        );
-        assert_eq!(code, 2, "{name}: {stderr}");
+        let stderr = refused_import(&sqlite, dir.path(), &format!("{name}.jsonl.gz"), &bytes);
         assert!(stderr.contains("nothing was imported"), "{name}: {stderr}");
-        assert!(
-            !files.join(format!("{project}.db")).exists(),
-            "{name}: a refused archive creates no project"
-        );
     }
+}
+
+/// Imports `bytes`, written to `file` under `dir`, into a new project of `catalog` (SQLite files
+/// under `dir`); asserts the import is refused as bad input and creates no project, and returns
+/// what it said.
+fn refused_import(catalog: &str, dir: &Path, file: &str, bytes: &[u8]) -> String {
+    let path = dir.join(file);
+    std::fs::write(&path, bytes).expect("write");
+    let project = unique_project();
+    let (code, stderr) = failure(
+        common::hakiri(catalog, project.as_str())
+            .args(["import", path.to_str().expect("utf-8")])
+            .output()
+            .expect("run hakiri"),
+    );
+    assert_eq!(code, 2, "{file}: {stderr}");
+    assert!(
+        !dir.join(format!(".hakiri/{project}.db")).exists(),
+        "{file}: a refused archive creates no project"
+    );
+    stderr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,24 +289,16 @@ async fn bad_archives_are_refused_naming_their_line_and_change_nothing() {
     ];
     let sqlite = common::sqlite_catalog(dir.path());
     for (name, archive, line, says) in cases {
-        let path = dir.path().join(format!("{name}.jsonl"));
-        std::fs::write(&path, archive).expect("write");
-        let project = format!("bad-{name}");
-        let (code, stderr) = failure(
-            common::hakiri(&sqlite, &project)
-                .args(["import", path.to_str().expect("utf-8")])
-                .output()
-                .expect("run hakiri"),
+        let stderr = refused_import(
+            &sqlite,
+            dir.path(),
+            &format!("{name}.jsonl"),
+            archive.as_bytes(),
         );
-        assert_eq!(code, 2, "{name}: {stderr}");
         assert!(stderr.contains(says), "{name}: {stderr}");
         assert!(
             stderr.contains(&format!("archive line {line}:")),
             "{name}: {stderr}"
-        );
-        assert!(
-            !dir.path().join(format!(".hakiri/{project}.db")).exists(),
-            "{name}: a refused archive creates no project"
         );
     }
 }
