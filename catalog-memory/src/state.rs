@@ -797,12 +797,7 @@ impl ProjectState {
             return Vec::new();
         };
         let start = seqs.partition_point(|&seq| seq <= after);
-        seqs[start..]
-            .iter()
-            .take(limit.as_usize())
-            .filter_map(|&seq| self.events.get(usize::try_from(seq - 1).ok()?))
-            .cloned()
-            .collect()
+        self.events_numbered(&seqs[start..seqs.len().min(start + limit.as_usize())])
     }
 
     pub(crate) fn pipeline_events_before(
@@ -815,8 +810,12 @@ impl ProjectState {
             return Vec::new();
         };
         let end = seqs.partition_point(|&seq| seq < before);
-        seqs[end.saturating_sub(limit.as_usize())..end]
-            .iter()
+        self.events_numbered(&seqs[end.saturating_sub(limit.as_usize())..end])
+    }
+
+    /// The events numbered `seqs`, in that order.
+    fn events_numbered(&self, seqs: &[u64]) -> Vec<Event> {
+        seqs.iter()
             .filter_map(|&seq| self.events.get(usize::try_from(seq - 1).ok()?))
             .cloned()
             .collect()

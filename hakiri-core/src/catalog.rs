@@ -564,6 +564,25 @@ pub trait CatalogExt: Catalog {
         Ok(first)
     }
 
+    /// The `limit` events just before `before`, oldest first: of `pipeline`'s slice (one backward
+    /// read), or of the whole log, which is numbered without gaps, so its page is the one after
+    /// `before - limit - 1`, with `before` taken no further than just past its last event.
+    async fn events_before(
+        &self,
+        pipeline: Option<&PipelineId>,
+        before: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        if let Some(pipeline) = pipeline {
+            return self.pipeline_events_before(pipeline, before, limit).await;
+        }
+        let last = self.tail_after(None, 0).await?;
+        let before = before.min(last.saturating_add(1));
+        let after = before.saturating_sub(u64::from(limit.get()) + 1);
+        let events = self.events(after, limit).await?;
+        Ok(events.into_iter().filter(|e| e.seq < before).collect())
+    }
+
     /// The sequence number after which the last `n` events begin — of `pipeline`'s slice, or of
     /// the whole log — so that reading from it gives the tail (`n` is capped at
     /// `Limit::MAX - 1`). A pipeline's is one backward read: the number of its `n + 1`-th newest

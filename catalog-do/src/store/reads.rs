@@ -54,11 +54,7 @@ impl<E: Exec> Store<'_, E> {
         after: u64,
         limit: Limit,
     ) -> Result<Vec<Event>> {
-        let rows = self.exec.query(
-            PIPELINE_EVENTS_PAGE,
-            params![pipeline.as_str(), after, limit.get()],
-        )?;
-        decode_events(&rows)
+        self.pipeline_page(PIPELINE_EVENTS_PAGE, pipeline, after, limit)
     }
 
     pub(super) fn pipeline_events_before(
@@ -67,10 +63,20 @@ impl<E: Exec> Store<'_, E> {
         before: u64,
         limit: Limit,
     ) -> Result<Vec<Event>> {
-        let rows = self.exec.query(
-            PIPELINE_EVENTS_BEFORE,
-            params![pipeline.as_str(), before, limit.get()],
-        )?;
+        self.pipeline_page(PIPELINE_EVENTS_BEFORE, pipeline, before, limit)
+    }
+
+    /// A page of one pipeline's events by `sql` (pipeline, a sequence number, limit).
+    fn pipeline_page(
+        &mut self,
+        sql: &str,
+        pipeline: &PipelineId,
+        seq: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
+        let rows = self
+            .exec
+            .query(sql, params![pipeline.as_str(), seq, limit.get()])?;
         decode_events(&rows)
     }
 }

@@ -156,16 +156,8 @@ impl PostgresCatalog {
         after: u64,
         limit: Limit,
     ) -> Result<Vec<Event>> {
-        self.number_events().await?;
-        let rows: Vec<EventRow> = sqlx::query_as(PIPELINE_EVENTS_PAGE)
-            .bind(self.project_str())
-            .bind(pipeline.as_str())
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(i64::from(limit.get()))
-            .fetch_all(&self.pool)
+        self.pipeline_page(PIPELINE_EVENTS_PAGE, pipeline, after, limit)
             .await
-            .map_err(db)?;
-        to_events(rows)
     }
 
     /// A pipeline's events before a number
@@ -176,11 +168,24 @@ impl PostgresCatalog {
         before: u64,
         limit: Limit,
     ) -> Result<Vec<Event>> {
+        self.pipeline_page(PIPELINE_EVENTS_BEFORE, pipeline, before, limit)
+            .await
+    }
+
+    /// A page of one pipeline's events by `sql` (project, pipeline, a sequence number, limit),
+    /// numbering committed events first.
+    async fn pipeline_page(
+        &self,
+        sql: &'static str,
+        pipeline: &PipelineId,
+        seq: u64,
+        limit: Limit,
+    ) -> Result<Vec<Event>> {
         self.number_events().await?;
-        let rows: Vec<EventRow> = sqlx::query_as(PIPELINE_EVENTS_BEFORE)
+        let rows: Vec<EventRow> = sqlx::query_as(sql)
             .bind(self.project_str())
             .bind(pipeline.as_str())
-            .bind(i64::try_from(before).unwrap_or(i64::MAX))
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
             .bind(i64::from(limit.get()))
             .fetch_all(&self.pool)
             .await

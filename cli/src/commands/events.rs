@@ -18,7 +18,9 @@ pub(super) async fn run(ctx: &Ctx, args: &EventsArgs) -> CliResult {
     let pipeline = args.pipeline.as_deref().map(pipeline_id).transpose()?;
     // No existence check for --pipeline: a deleted pipeline's events stay and may be asked for.
     if let Some(before) = args.before {
-        let events = read_before(catalog, pipeline.as_ref(), before, page).await?;
+        let events = catalog
+            .events_before(pipeline.as_ref(), before, page)
+            .await?;
         output::emit(ctx.format(), &events, || print(&events, true));
         return Ok(());
     }
@@ -58,27 +60,6 @@ async fn read(
     match pipeline {
         Some(pipeline) => catalog.pipeline_events(pipeline, after, page).await,
         None => catalog.events(after, page).await,
-    }
-}
-
-/// The `page` events just before `before`, oldest first, of `pipeline` only if given. The whole
-/// log is numbered without gaps, so its page is the one after `before - page - 1`, with `before`
-/// taken no further than just past the log's last event.
-async fn read_before(
-    catalog: &dyn Catalog,
-    pipeline: Option<&PipelineId>,
-    before: u64,
-    page: Limit,
-) -> hakiri_core::Result<Vec<Event>> {
-    match pipeline {
-        Some(pipeline) => catalog.pipeline_events_before(pipeline, before, page).await,
-        None => {
-            let last = catalog.tail_after(None, 0).await?;
-            let before = before.min(last.saturating_add(1));
-            let after = before.saturating_sub(u64::from(page.get()) + 1);
-            let events = catalog.events(after, page).await?;
-            Ok(events.into_iter().filter(|e| e.seq < before).collect())
-        }
     }
 }
 

@@ -761,8 +761,7 @@ impl<'a> Checker<'a> {
                     .get(&(pipeline.clone(), stream.clone(), version))
                     .map(|&w| &self.calls[w])
             };
-            if let Some(problem) = self.found_version(actual, expected, call.invoke, completed, at)
-            {
+            if let Some(problem) = found_version(actual, expected, call.invoke, completed, at) {
                 flags.push(format!(
                     "refused with Conflict, {problem}: {}",
                     self.describe(i)
@@ -796,44 +795,6 @@ impl<'a> Checker<'a> {
         for message in flags {
             self.flag(Rule::CompareAndSet, message);
         }
-    }
-
-    /// What is wrong with the version a `Conflict` says it found (`actual`, as core words it:
-    /// `version N`), refusing a call that expected `expected` over `[invoke, completed]`; `None`
-    /// if that version was current at some instant of the call. `at` gives the call that wrote a
-    /// version.
-    fn found_version<'c>(
-        &self,
-        actual: &str,
-        expected: u64,
-        invoke: u64,
-        completed: u64,
-        at: impl Fn(u64) -> Option<&'c Call<'c>>,
-    ) -> Option<String> {
-        let Some(found) = actual
-            .strip_prefix("version ")
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            return Some(format!("naming no version as found ({actual:?})"));
-        };
-        if found == expected {
-            return Some(format!("yet it found the expected version {found}"));
-        }
-        // Reached before the call ended: a write takes effect after its invoke, never before.
-        let reached = found == 0 || at(found).is_some_and(|w| w.invoke < completed);
-        if !reached {
-            return Some(format!(
-                "naming version {found}, which no write made before the call ended"
-            ));
-        }
-        // Still current when the call began: the next version's write had not completed.
-        let next_done = at(found + 1).and_then(Call::completed_at);
-        if next_done.is_some_and(|done| done < invoke) {
-            return Some(format!(
-                "naming version {found}, which a later write had replaced before the call began"
-            ));
-        }
-        None
     }
 
     /// The versions a call read or wrote, per stream (0: the stream has no cursor yet).
@@ -1321,4 +1282,41 @@ impl<'a> Checker<'a> {
         }
         flags
     }
+}
+
+/// What is wrong with the version a `Conflict` says it found (`actual`, as core words it:
+/// `version N`), refusing a call that expected `expected` over `[invoke, completed]`; `None`
+/// if that version was current at some instant of the call. `at` gives the call that wrote a
+/// version.
+fn found_version<'c>(
+    actual: &str,
+    expected: u64,
+    invoke: u64,
+    completed: u64,
+    at: impl Fn(u64) -> Option<&'c Call<'c>>,
+) -> Option<String> {
+    let Some(found) = actual
+        .strip_prefix("version ")
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return Some(format!("naming no version as found ({actual:?})"));
+    };
+    if found == expected {
+        return Some(format!("yet it found the expected version {found}"));
+    }
+    // Reached before the call ended: a write takes effect after its invoke, never before.
+    let reached = found == 0 || at(found).is_some_and(|w| w.invoke < completed);
+    if !reached {
+        return Some(format!(
+            "naming version {found}, which no write made before the call ended"
+        ));
+    }
+    // Still current when the call began: the next version's write had not completed.
+    let next_done = at(found + 1).and_then(Call::completed_at);
+    if next_done.is_some_and(|done| done < invoke) {
+        return Some(format!(
+            "naming version {found}, which a later write had replaced before the call began"
+        ));
+    }
+    None
 }
