@@ -12,12 +12,13 @@
 //!    holder are current, the lease unexpired by that clock, the run the pipeline's running run,
 //!    the cursor kind the planned one, and the stored version the one the plan started from —
 //!    the compare-and-set;
-//! 3. returns, when it wrote nothing, the state it saw.
+//! 3. returns the time it wrote at, or nothing.
 //!
 //! When nothing was written, or when the cached plan is not a write (an error or a no-op), the
-//! rules are asked again against fresh state from the database — `check_fence`,
+//! state is read (one more statement) and the rules are asked again against it — `check_fence`,
 //! `check_writable`, `plan_advance` — so every error comes from `hakiri-core` judging current
-//! state, and a stale cache costs one more round trip, never a wrong write.
+//! state, and a stale cache costs two more round trips (the read, and the write again), never a
+//! wrong write.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -30,7 +31,7 @@ use hakiri_core::{
 };
 
 use super::cursors::CURSOR_COLUMNS;
-use super::rows::{kind_text, to_i64, to_json, without_field, CheckpointRow, State, StateRow};
+use super::rows::{kind_text, to_i64, to_json, unstamped, State, StateRow};
 use super::{stamped, NOW_MS};
 use crate::error::db;
 use crate::PostgresCatalog;
@@ -54,11 +55,6 @@ pub(crate) struct Known {
     pub(crate) running: Option<Run>,
 }
 
-/// The pipeline's columns of a [`StateRow`], from `p` (the pipeline's row beside the clock); the
-/// statements return the cursor's ([`CURSOR_COLUMNS`], from `c`) after them.
-const STATE_COLUMNS: &str =
-    "p.now, p.lease_epoch, p.lease_holder, p.lease_expires_at, p.running_run, p.cursor_kind";
-
 /// Reads the state ([`StateRow`]) without writing.
 ///
 /// | param | meaning |
@@ -70,7 +66,8 @@ static READ_STATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH p AS MATERIALIZED (SELECT lease_epoch, lease_holder, lease_expires_at, running_run, \
            cursor_kind, {NOW_MS} AS now FROM pipelines WHERE project = $1 AND id = $2) \
-         SELECT {STATE_COLUMNS}, {CURSOR_COLUMNS} FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
+         SELECT p.now, p.lease_epoch, p.lease_holder, p.lease_expires_at, p.running_run, \
+           p.cursor_kind, {CURSOR_COLUMNS} FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true \
          LEFT JOIN cursors c ON c.project = $1 AND c.pipeline = $2 AND c.stream = $3"
     )
 });
@@ -79,9 +76,10 @@ static READ_STATE: LazyLock<String> = LazyLock::new(|| {
 /// at `ok.now` and returns its `updated_at` (and any expression after it). `l` locks the
 /// pipeline's row (`lock`); `p` adds the database clock — read after the lock, however long it
 /// took; `ok` holds the clock when every lease and run condition holds; `e` appends the event of
-/// what `w` wrote, which carries its history entry (ADR 0038); `c` reads the stored cursor only
-/// when `w` wrote nothing (a one-time filter: a write does not look the cursor up again). Returns
-/// a [`CheckpointRow`]: `written_at`, or the state it saw when it wrote nothing.
+/// what `w` wrote, which carries its history entry (ADR 0038). Returns `written_at` if it wrote,
+/// no row if it did not. The state that refused it is then read by a statement of its own
+/// ([`READ_STATE`]): a write has no use for it, and a smaller plan costs the server less to start
+/// on every call (ADR 0009's addendum).
 ///
 /// | param | meaning |
 /// |---|---|
@@ -106,11 +104,8 @@ fn checkpoint_statement(lock: &str, write: &str) -> String {
            AND lease_expires_at > now AND running_run = $5 AND cursor_kind = $6), \
          {write}, \
          e AS (INSERT INTO events (project, at, actor, pipeline, kind, stream, version, history) \
-           SELECT $1, w.updated_at, $10::json, $2, $12::json, $7, $8, {history} FROM w), \
-         c AS MATERIALIZED (SELECT * FROM cursors WHERE NOT EXISTS (SELECT 1 FROM w) \
-           AND project = $1 AND pipeline = $2 AND stream = $7) \
-         SELECT (SELECT updated_at FROM w) AS written_at, {STATE_COLUMNS}, {CURSOR_COLUMNS} \
-         FROM (VALUES (1)) AS one(x) LEFT JOIN p ON true LEFT JOIN c ON true",
+           SELECT $1, w.updated_at, $10::json, $2, $12::json, $7, $8, {history} FROM w) \
+         SELECT updated_at AS written_at FROM w",
         history = stamped("at", "$11", "w.updated_at"),
     )
 }
@@ -237,7 +232,8 @@ impl PostgresCatalog {
         row.state(&lease.pipeline, stream)
     }
 
-    /// Sends the guarded write; `Ok(Ok(cursor))` if it wrote, `Ok(Err(state))` if it did not.
+    /// Sends the guarded write; `Ok(Ok(cursor))` if it wrote, `Ok(Err(state))` with the state
+    /// read after it if it did not.
     async fn write(
         &self,
         lease: &Lease,
@@ -252,7 +248,7 @@ impl PostgresCatalog {
         } else {
             &WRITE_NEXT
         };
-        let row: CheckpointRow = sqlx::query_as(sql.as_str())
+        let written_at: Option<i64> = sqlx::query_scalar(sql.as_str())
             .bind(self.project_str())
             .bind(lease.pipeline.as_str())
             .bind(to_i64(lease.epoch.get())?)
@@ -263,17 +259,17 @@ impl PostgresCatalog {
             .bind(to_i64(write.version)?)
             .bind(to_json(&write.value)?)
             .bind(to_json(&stamp.by)?)
-            .bind(without_field(&write.history_entry(&stamp), "at")?)
+            .bind(unstamped(&write.history_entry(&stamp))?)
             .bind(to_json(&write.event())?)
-            .fetch_one(self.pool())
+            .fetch_optional(self.pool())
             .await
             .map_err(db)?;
-        match row.written_at {
+        match written_at {
             Some(at) => {
                 stamp.at = Timestamp::from_millis(at);
                 Ok(Ok(write.cursor(&lease.pipeline, &stamp)))
             }
-            None => Ok(Err(row.state.state(&lease.pipeline, &write.stream)?)),
+            None => Ok(Err(self.read_state(lease, &write.stream).await?)),
         }
     }
 

@@ -30,7 +30,7 @@ use hakiri_core::run::plan_finish;
 use hakiri_core::{Actor, FinishRun, Lease, Result, Run, RunId, Timestamp};
 
 use super::cursors::CursorBatch;
-use super::rows::{kind_text, to_i64, to_json, without_field};
+use super::rows::{kind_text, to_i64, to_json, unstamped, without_field};
 use super::{stamped, NOW_MS};
 use crate::error::db;
 use crate::PostgresCatalog;
@@ -152,7 +152,7 @@ impl PostgresCatalog {
         let batch = CursorBatch::of(&writes)?;
         let entries = writes
             .iter()
-            .map(|w| without_field(&w.history_entry(&write.stamp), "at"))
+            .map(|w| unstamped(&w.history_entry(&write.stamp)))
             .collect::<Result<Vec<_>>>()?;
         let document = without_field(&record, "finished_at")?;
         let finished_at: Option<i64> = sqlx::query_scalar(FINISH.as_str())

@@ -103,7 +103,8 @@ pub(crate) fn timestamp_text(ms: &str) -> String {
 }
 
 /// A document stamped with the database clock: `doc` (an SQL expression) is its JSON text
-/// without `field` ([`rows::without_field`]), and `field` is put first, the `Timestamp` of `ms`.
+/// without `field` ([`rows::without_field`]; [`rows::unstamped`] for a history entry's `at`), and
+/// `field` is put first, the `Timestamp` of `ms`.
 /// Text is spliced, not JSON taken apart: Postgres's JSON functions refuse a `\u0000` in any
 /// string of a document, which cursor values and run errors may hold.
 pub(crate) fn stamped(field: &str, doc: &str, ms: &str) -> String {
