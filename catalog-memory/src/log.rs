@@ -50,6 +50,11 @@ impl<T> Log<T> {
         self.chunks.get(k)?.get(index - FIRST * ((1 << k) - 1))
     }
 
+    /// The newest entry.
+    pub(crate) fn last(&self) -> Option<&T> {
+        self.get(self.len.checked_sub(1)?)
+    }
+
     /// Every entry, oldest first (reversible: `.rev()` gives newest first).
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
         self.chunks.iter().flatten()
@@ -103,6 +108,8 @@ mod tests {
         }
         assert_eq!(log.get(1000), None);
         assert_eq!(log.get(usize::MAX), None);
+        assert_eq!(log.last(), Some(&999));
+        assert_eq!(Log::<usize>::default().last(), None);
     }
 
     #[test]

@@ -62,18 +62,27 @@ struct PipelineState {
 
 #[derive(Debug, Default)]
 struct StreamState {
-    cursor: Option<Cursor>,
-    /// Version n is at index n − 1; appended without moving, as the event log (ADR 0036).
+    /// Version n is at index n − 1; appended without moving, as the event log (ADR 0036). The
+    /// newest version is the cursor, which is not kept twice.
     history: Log<CursorHistoryEntry>,
+    /// An import's versions, newest first, until version 1 completes them into `history`.
+    importing: Vec<CursorHistoryEntry>,
     /// Version n is at index n − 1.
     schemas: Vec<SchemaVersion>,
+}
+
+impl StreamState {
+    /// The version that is the stream's cursor, if it has one.
+    fn current(&self) -> Option<&CursorHistoryEntry> {
+        self.history.last().or_else(|| self.importing.first())
+    }
 }
 
 impl PipelineState {
     fn cursor_values(&self) -> BTreeMap<StreamName, CursorValue> {
         self.streams
             .iter()
-            .filter_map(|(name, s)| s.cursor.as_ref().map(|c| (name.clone(), c.value.clone())))
+            .filter_map(|(name, s)| s.current().map(|c| (name.clone(), c.value.clone())))
             .collect()
     }
 
@@ -82,8 +91,7 @@ impl PipelineState {
         self.streams
             .iter()
             .filter_map(|(name, s)| {
-                s.cursor
-                    .as_ref()
+                s.current()
                     .map(|c| (name.clone(), (c.value.clone(), c.version)))
             })
             .collect()
@@ -95,7 +103,7 @@ impl PipelineState {
 
     fn current_cursor(&self, stream: &StreamName) -> Option<(&CursorValue, u64)> {
         self.stream(stream)
-            .and_then(|s| s.cursor.as_ref())
+            .and_then(StreamState::current)
             .map(|c| (&c.value, c.version))
     }
 }
@@ -415,7 +423,8 @@ impl ProjectState {
         )? {
             AdvancePlan::Unchanged => state
                 .stream(stream)
-                .and_then(|s| s.cursor.clone())
+                .and_then(StreamState::current)
+                .map(|c| c.cursor(&lease.pipeline, stream))
                 .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into())),
             AdvancePlan::Write(write) => {
                 let stamp = WriteStamp::holder(lease, run, now);
@@ -424,7 +433,7 @@ impl ProjectState {
         }
     }
 
-    /// Applies a cursor write: the stream's cursor, its history entry, its event.
+    /// Applies a cursor write: its history entry, which is the stream's cursor, and its event.
     fn write_cursor(
         &mut self,
         pipeline: &PipelineId,
@@ -439,7 +448,6 @@ impl ProjectState {
         }
         let stream = streams.get_mut(&write.stream).expect("inserted above");
         stream.history.push(entry);
-        stream.cursor = Some(cursor.clone());
         self.emit(stamp.at, stamp.by.clone(), pipeline, write.event());
         Ok(cursor)
     }
@@ -521,15 +529,16 @@ impl ProjectState {
         Ok(self
             .pipeline(pipeline)?
             .stream(stream)
-            .and_then(|s| s.cursor.clone()))
+            .and_then(StreamState::current)
+            .map(|c| c.cursor(pipeline, stream)))
     }
 
     pub(crate) fn list_cursors(&self, pipeline: &PipelineId) -> Result<Vec<Cursor>> {
         Ok(self
             .pipeline(pipeline)?
             .streams
-            .values()
-            .filter_map(|s| s.cursor.clone())
+            .iter()
+            .filter_map(|(name, s)| s.current().map(|c| c.cursor(pipeline, name)))
             .collect())
     }
 
@@ -828,7 +837,7 @@ impl ProjectState {
             .pipeline(pipeline)?
             .streams
             .iter()
-            .filter(|(_, s)| s.cursor.is_some() || !s.schemas.is_empty())
+            .filter(|(_, s)| s.current().is_some() || !s.schemas.is_empty())
             .map(|(name, _)| name.clone())
             .collect())
     }
@@ -922,6 +931,7 @@ impl ProjectState {
             state.streams.iter().flat_map(move |(stream, s)| {
                 s.history
                     .iter()
+                    .chain(&s.importing)
                     .map(move |entry| (id, stream, entry.version))
             })
         });
@@ -978,17 +988,17 @@ impl ProjectState {
                 stream,
                 entry,
             } => {
-                // Versions come newest first: the first is the cursor; the history is kept
-                // reversed until version 1 completes it.
-                let state = self.pipeline_mut(&pipeline)?.streams.entry(stream.clone());
-                let stream_state = state.or_default();
-                if stream_state.cursor.is_none() {
-                    stream_state.cursor = Some(entry.cursor(&pipeline, &stream));
-                }
+                // Versions come newest first: the first is the cursor; they wait, reversed,
+                // until version 1 completes the history.
+                let stream_state = self
+                    .pipeline_mut(&pipeline)?
+                    .streams
+                    .entry(stream)
+                    .or_default();
                 let complete = entry.version == 1;
-                stream_state.history.push(entry);
+                stream_state.importing.push(entry);
                 if complete {
-                    let newest_first = std::mem::take(&mut stream_state.history);
+                    let newest_first = std::mem::take(&mut stream_state.importing);
                     stream_state.history = newest_first.into_iter().rev().collect();
                 }
             }
