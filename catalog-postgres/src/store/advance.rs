@@ -206,19 +206,30 @@ impl PostgresCatalog {
         (known.complete && began_here).then(|| known.clone())
     }
 
-    /// The cached kind and cursor of a stream, if the cache knows them.
-    fn recall(
+    /// The plan for `advance` against the cached cursor of `stream`, and the kind it used, if the
+    /// cache knows them: planned under the cache's lock, so the cursor is not copied out.
+    fn plan_from_cache(
         &self,
-        pipeline: &PipelineId,
+        lease: &Lease,
         stream: &StreamName,
-    ) -> Option<(CursorKind, Option<(CursorValue, u64)>)> {
+        advance: &CursorAdvance,
+    ) -> Option<(CursorKind, Result<AdvancePlan>)> {
         let cache = self.cursors.lock().ok()?;
-        let known = cache.get(pipeline)?;
-        match known.cursors.get(stream) {
-            Some(c) => Some((known.kind, Some(c.clone()))),
-            None if known.complete => Some((known.kind, None)),
-            None => None,
-        }
+        let known = cache.get(&lease.pipeline)?;
+        let current = match known.cursors.get(stream) {
+            Some((value, version)) => Some((value, *version)),
+            None if known.complete => None,
+            None => return None,
+        };
+        let plan = plan_advance(
+            known.kind,
+            &lease.pipeline,
+            stream,
+            current,
+            advance,
+            CursorChange::Checkpoint,
+        );
+        Some((known.kind, plan))
     }
 
     async fn read_state(&self, lease: &Lease, stream: &StreamName) -> Result<State> {
@@ -282,22 +293,8 @@ impl PostgresCatalog {
         stream: &StreamName,
         advance: &CursorAdvance,
     ) -> Result<Cursor> {
-        let mut guess = self.recall(&lease.pipeline, stream);
+        let mut planned = self.plan_from_cache(lease, stream, advance);
         for _ in 0..ATTEMPTS {
-            let planned = guess.as_ref().map(|(kind, current)| {
-                let current = current.as_ref().map(|(v, n)| (v, *n));
-                (
-                    *kind,
-                    plan_advance(
-                        *kind,
-                        &lease.pipeline,
-                        stream,
-                        current,
-                        advance,
-                        CursorChange::Checkpoint,
-                    ),
-                )
-            });
             let state = match planned {
                 Some((kind, Ok(AdvancePlan::Write(write)))) => {
                     match self.write(lease, run, kind, &write).await? {
@@ -338,10 +335,11 @@ impl PostgresCatalog {
                         .cursor
                         .ok_or_else(|| Error::Backend("an unchanged cursor must exist".into()))
                 }
-                AdvancePlan::Write(_) => {
+                // Written on the next attempt, as planned from what the database holds.
+                AdvancePlan::Write(write) => {
                     let seen = state.cursor.map(|c| (c.value, c.version));
-                    self.remember(&lease.pipeline, kind, stream, seen.clone());
-                    guess = Some((kind, seen));
+                    self.remember(&lease.pipeline, kind, stream, seen);
+                    planned = Some((kind, Ok(AdvancePlan::Write(write))));
                 }
             }
         }
