@@ -170,11 +170,11 @@ impl<E: Exec> Store<'_, E> {
         stream: &StreamName,
         advance: &CursorAdvance,
     ) -> Result<Option<Cursor>> {
+        // Borrowed, not copied: the memo is a field of its own, untouched until the write is done.
         let Some(known) = self
             .memo
             .as_deref()
             .and_then(|memo| memo.recall(&lease.pipeline, stream))
-            .cloned()
         else {
             return Ok(None);
         };
@@ -209,11 +209,12 @@ impl<E: Exec> Store<'_, E> {
                 lease.holder.as_str()
             ],
         )?;
+        let kind = known.kind;
         if written == 0 {
             return Ok(None);
         }
         self.emit_write(&lease.pipeline, &write, &stamp)?;
-        self.remember(known.kind, &cursor, &stored);
+        self.remember(kind, &cursor, &stored);
         Ok(Some(cursor))
     }
 
