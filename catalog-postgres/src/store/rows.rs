@@ -350,6 +350,7 @@ impl StateRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hakiri_core::{CursorChange, Reason};
 
     /// `unstamped` encodes the document `without_field` does, the order of members aside, even
     /// with members named `at` in the value and the actor.
@@ -361,13 +362,13 @@ mod tests {
             (
                 value(serde_json::json!(7)),
                 holder("h"),
-                hakiri_core::CursorChange::Checkpoint,
+                CursorChange::Checkpoint,
             ),
             (
                 value(serde_json::json!({"a": 1, "at": "2025-01-01T00:00:00.000Z"})),
                 holder(r#"x,"at":"y"#),
-                hakiri_core::CursorChange::Reset {
-                    reason: hakiri_core::Reason::new(r#"},"at":"z"}"#).unwrap(),
+                CursorChange::Reset {
+                    reason: Reason::new(r#"},"at":"z"}"#).unwrap(),
                 },
             ),
         ];
