@@ -240,7 +240,13 @@ impl PostgresConfig {
         // The catalog's statements look rows up by key prefixes, so one generic plan per prepared
         // statement serves every call; without this the server re-plans a statement on every call
         // while it judges custom plans cheaper, which costs more than executing it.
-        options = options.options([("plan_cache_mode", "force_generic_plan")]);
+        // That plan is made from the statistics of its first call, perhaps taken while a table
+        // held one row, when a sequential scan looks cheapest; it would then read the whole table
+        // on every call as the table grows. Every statement has an index to use (ADR 0043).
+        options = options.options([
+            ("plan_cache_mode", "force_generic_plan"),
+            ("enable_seqscan", "off"),
+        ]);
         let timeouts = [
             ("statement_timeout", self.statement_timeout),
             (
@@ -306,7 +312,20 @@ impl PostgresConfig {
 /// was migrated by a newer build.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     let mut conn = pool.acquire().await.map_err(error::db)?;
-    let outcome = sqlx::migrate!("./migrations").run(&mut *conn).await;
+    // A migration may rewrite whole tables, which a sequential scan does best.
+    sqlx::query("SET enable_seqscan = on")
+        .execute(&mut *conn)
+        .await
+        .map_err(error::db)?;
+    let mut outcome = sqlx::migrate!("./migrations").run(&mut *conn).await;
+    if outcome.is_ok() {
+        // Back to the session's own setting, before the pool hands the connection out again.
+        outcome = sqlx::query("RESET enable_seqscan")
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(sqlx::migrate::MigrateError::Execute);
+    }
     if outcome.is_err() {
         // A failed migration returns without releasing its session's advisory lock: closing
         // the connection releases it, where returning it to the pool would keep every later

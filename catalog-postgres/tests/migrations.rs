@@ -66,7 +66,8 @@ async fn carried(pool: &PgPool) -> BTreeMap<i64, (String, String, i64, CursorHis
 
 /// Turns a database of this build back into the layout migrations 1 to 6 made: a history table
 /// of its own, written row by row from the entries (which SQL cannot take apart when they hold
-/// `\u0000`), and events without entries.
+/// `\u0000`), events without entries, and the runs' listing indexes whole (migration 8 made them
+/// partial).
 async fn to_previous_layout(pool: &PgPool) {
     let entries = carried(pool).await;
     sqlx::raw_sql(
@@ -110,7 +111,11 @@ async fn to_previous_layout(pool: &PgPool) {
         "DROP INDEX events_history;
          ALTER TABLE events DROP COLUMN stream, DROP COLUMN version, DROP COLUMN history;
          DROP TABLE importing_history;
-         DELETE FROM _sqlx_migrations WHERE version = 7;",
+         DROP INDEX runs_by_pipeline, runs_by_status, runs_by_pipeline_status;
+         CREATE INDEX runs_by_pipeline ON runs (project, pipeline, id);
+         CREATE INDEX runs_by_status ON runs (project, status, id);
+         CREATE INDEX runs_by_pipeline_status ON runs (project, pipeline, status, id);
+         DELETE FROM _sqlx_migrations WHERE version IN (7, 8);",
     )
     .execute(pool)
     .await

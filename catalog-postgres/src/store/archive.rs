@@ -108,14 +108,19 @@ const MISSING_PIPELINE: &str = "SELECT t.id FROM unnest($2::text[]) AS t(id) \
      WHERE NOT EXISTS (SELECT 1 FROM pipelines p WHERE p.project = $1 AND p.id = t.id) LIMIT 1";
 
 /// Sets the columns derived from runs and cursors for the pipelines `$2` of project `$1`.
-const DERIVE: &str = "UPDATE pipelines p SET \
+const DERIVE: &str = concat!(
+    "UPDATE pipelines p SET \
        running_run = (SELECT r.id FROM runs r WHERE r.project = $1 AND r.pipeline = p.id \
-                      AND r.status = 'running' LIMIT 1), \
-       last_run = (SELECT r.id FROM runs r WHERE r.project = $1 AND r.pipeline = p.id \
-                   ORDER BY r.id DESC LIMIT 1), \
+                      AND r.status = 'running' AND ",
+    run_listing!("r"),
+    " LIMIT 1), \
+       last_run = (SELECT r.id FROM runs r WHERE r.project = $1 AND r.pipeline = p.id AND ",
+    run_listing!("r"),
+    " ORDER BY r.id DESC LIMIT 1), \
        cursor_count = (SELECT count(*) FROM cursors c WHERE c.project = $1 \
                        AND c.pipeline = p.id) \
-     WHERE p.project = $1 AND p.id = ANY($2::text[])";
+     WHERE p.project = $1 AND p.id = ANY($2::text[])"
+);
 
 const SET_COUNTERS: &str = "INSERT INTO counters (project, name, value) \
      VALUES ($1, 'epoch', $2), ($1, 'decision', $3) \

@@ -16,6 +16,10 @@ use crate::PostgresCatalog;
 /// each one's newest run by primary key (`last_run`), and its held decisions through the partial
 /// index. One row of NULLs beside the clock when the page is empty.
 ///
+/// The run and the decisions are subqueries of each pipeline's row, so each is a lookup by key
+/// whatever the statistics were when the plan was made: a join planned while the tables were
+/// small could read every run of the project (ADR 0043).
+///
 /// | param | meaning |
 /// |---|---|
 /// | `$1` | project |
@@ -24,13 +28,12 @@ use crate::PostgresCatalog;
 pub(crate) static STATUS_PAGE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {NOW_MS} AS now, p.body, p.lease_epoch, p.lease_holder, p.lease_expires_at, \
-           r.body AS last_run, \
+           (SELECT r.body FROM runs r WHERE r.project = $1 AND r.id = p.last_run) AS last_run, \
            ARRAY(SELECT d.id FROM decisions d WHERE d.project = $1 AND d.pipeline = p.id \
                  AND d.held ORDER BY d.id) AS held \
          FROM (VALUES (1)) AS one(x) \
          LEFT JOIN (SELECT * FROM pipelines WHERE project = $1 AND id > $2 ORDER BY id LIMIT $3) p \
            ON true \
-         LEFT JOIN runs r ON r.project = $1 AND r.id = p.last_run \
          ORDER BY p.id"
     )
 });

@@ -30,6 +30,19 @@ use crate::error::db;
 use crate::PostgresCatalog;
 use rows::{to_i64, to_json, to_u64, LockedRow, PipelineRow};
 
+/// The condition the runs' listing indexes are partial on (migration 8, ADR 0043). Every run
+/// meets it; only a statement that names it can use those indexes, so a lookup by id has the
+/// primary key alone whatever the planner's statistics say. Every statement that reads runs by
+/// pipeline or status names it, with the table's alias if it has one.
+macro_rules! run_listing {
+    () => {
+        "status <> ''"
+    };
+    ($alias:literal) => {
+        concat!($alias, ".status <> ''")
+    };
+}
+
 pub(crate) mod advance;
 mod archive;
 mod cursors;

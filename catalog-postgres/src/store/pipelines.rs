@@ -40,13 +40,17 @@ const UPDATE_PIPELINE: &str =
 /// |---|---|
 /// | `$1` | project |
 /// | `$2` | pipeline |
-const DELETE_PIPELINE: &str = "WITH r AS (DELETE FROM runs WHERE project = $1 AND pipeline = $2), \
+const DELETE_PIPELINE: &str = concat!(
+    "WITH r AS (DELETE FROM runs WHERE project = $1 AND pipeline = $2 AND ",
+    run_listing!(),
+    "), \
           c AS (DELETE FROM cursors WHERE project = $1 AND pipeline = $2), \
           h AS (UPDATE events SET stream = NULL, version = NULL, history = NULL \
                 WHERE project = $1 AND pipeline = $2 AND stream IS NOT NULL), \
           s AS (DELETE FROM schema_versions WHERE project = $1 AND pipeline = $2), \
           d AS (DELETE FROM decisions WHERE project = $1 AND pipeline = $2) \
-     DELETE FROM pipelines WHERE project = $1 AND id = $2";
+     DELETE FROM pipelines WHERE project = $1 AND id = $2"
+);
 
 impl PostgresCatalog {
     /// Binds `pipeline` to [`INSERT_PIPELINE`] or [`UPDATE_PIPELINE`] and runs it in `tx`.

@@ -103,7 +103,8 @@ static FINISH_WRITES: LazyLock<String> = LazyLock::new(|| {
 
 /// The `list_runs` statement for a filter combination. Each combination has its own statement and
 /// an index ending in `id`, so every listing is a backwards keyset scan (a statement with optional
-/// filters would get one generic plan for all of them).
+/// filters would get one generic plan for all of them). The listing indexes are partial: each
+/// statement names their condition (`run_listing!`).
 ///
 /// | param | meaning |
 /// |---|---|
@@ -120,7 +121,9 @@ pub(crate) fn runs_page(by_pipeline: bool, by_status: bool) -> String {
         (true, true) => " AND pipeline = $4 AND status = $5",
     };
     format!(
-        "SELECT body FROM runs WHERE project = $1 AND id < $2{filter} ORDER BY id DESC LIMIT $3"
+        "SELECT body FROM runs WHERE project = $1 AND id < $2{filter} AND {} \
+         ORDER BY id DESC LIMIT $3",
+        run_listing!()
     )
 }
 
