@@ -63,8 +63,9 @@ fn full() -> bool {
 /// with who wrote it, when, under which run and epoch, events with their time and actor, a cursor
 /// write's event carrying its history entry (ADR 0038), a run, the pipeline's running run. The
 /// runs keep the catalog's three listing indexes: each is what keeps one of `list_runs`' queries
-/// O(page) (`src/pages_at_scale.rs`). Left out, because a layout could do without them: the
-/// pipeline's document beside its lease, the event log's numbering, the cursor count.
+/// O(page) (`src/pages_at_scale.rs`), and each is partial as the catalog's are (ADR 0043). Left
+/// out, because a layout could do without them: the pipeline's document beside its lease, the
+/// event log's numbering, the cursor count.
 const FLOOR_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS floor_pipelines (project text COLLATE \"C\", \
      id text COLLATE \"C\", running_run uuid, lease_epoch bigint, lease_holder text COLLATE \"C\", \
@@ -72,10 +73,12 @@ const FLOOR_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS floor_runs (project text COLLATE \"C\", id uuid, \
      pipeline text COLLATE \"C\" NOT NULL, status text COLLATE \"C\" NOT NULL, body json NOT NULL, \
      PRIMARY KEY (project, id))",
-    "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline ON floor_runs (project, pipeline, id)",
-    "CREATE INDEX IF NOT EXISTS floor_runs_by_status ON floor_runs (project, status, id)",
+    "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline ON floor_runs (project, pipeline, id) \
+     WHERE status <> ''",
+    "CREATE INDEX IF NOT EXISTS floor_runs_by_status ON floor_runs (project, status, id) \
+     WHERE status <> ''",
     "CREATE INDEX IF NOT EXISTS floor_runs_by_pipeline_status ON floor_runs \
-     (project, pipeline, status, id)",
+     (project, pipeline, status, id) WHERE status <> ''",
     "CREATE TABLE IF NOT EXISTS floor_cursors (project text COLLATE \"C\", \
      pipeline text COLLATE \"C\", stream text COLLATE \"C\", version bigint NOT NULL, \
      value json NOT NULL, run uuid, epoch bigint, updated_by json NOT NULL, \
