@@ -8,11 +8,12 @@
 -- judges those indexes as cheap as the key, and the plan it makes then keeps scanning as the
 -- project grows, until the next ANALYZE.
 --
--- The listing indexes are now partial on a condition every run meets (a status is never
--- empty). Only a statement that names the condition can use them: the listings, the delete of
--- a pipeline's runs and an import's derived columns do (`RUN_LISTING` in the code). A lookup by
--- id does not, so the primary key is the only index it can use. Every run is still in each
--- index, so the listings read what they read before.
+-- The listing indexes are now partial on a condition every run meets, and a check holds every
+-- run to it: a status is never empty. Only a statement that names the condition can use them:
+-- the listings, the delete of a pipeline's runs and an import's derived columns do
+-- (`run_listing!` in the code). A lookup by id does not, so the primary key is the only index it
+-- can use. Every run is still in each index, so the listings read what they read before.
+ALTER TABLE runs ADD CONSTRAINT runs_status_named CHECK (status <> '');
 DROP INDEX runs_by_pipeline;
 DROP INDEX runs_by_status;
 DROP INDEX runs_by_pipeline_status;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use hakiri_catalog_postgres::{PgPool, PostgresCatalog, PostgresConfig};
 use hakiri_core::{
     Actor, BeginRun, Catalog, CatalogExt, CursorKind, CursorValue, FinishRun, HolderId, Lease,
-    Limit, ProjectId, Reason, RunId, StreamName,
+    Limit, ProjectId, Reason, RunId, StreamName, Trigger,
 };
 use hakiri_test_kit::{fixtures, postgres};
 use serde_json::json;
@@ -65,7 +65,7 @@ async fn round(catalog: &PostgresCatalog, lease: Lease, mut run: RunId, n: u64) 
         .await
         .unwrap();
     run = catalog
-        .begin_run(&lease, BeginRun::new(hakiri_core::Trigger::Manual))
+        .begin_run(&lease, BeginRun::new(Trigger::Manual))
         .await
         .unwrap()
         .id;
@@ -79,7 +79,7 @@ async fn round(catalog: &PostgresCatalog, lease: Lease, mut run: RunId, n: u64) 
         .await
         .unwrap();
     run = catalog
-        .begin_run(&lease, BeginRun::new(hakiri_core::Trigger::Manual))
+        .begin_run(&lease, BeginRun::new(Trigger::Manual))
         .await
         .unwrap()
         .id;
@@ -99,7 +99,7 @@ async fn round(catalog: &PostgresCatalog, lease: Lease, mut run: RunId, n: u64) 
         .await
         .unwrap();
     let run = catalog
-        .begin_run(&lease, BeginRun::new(hakiri_core::Trigger::Manual))
+        .begin_run(&lease, BeginRun::new(Trigger::Manual))
         .await
         .unwrap()
         .id;
