@@ -45,6 +45,21 @@ async fn pages_of_runs(catalog: &PgPool, admin: &PgPool) -> i64 {
     .unwrap()
 }
 
+/// Finishes `run` and begins the next one.
+async fn finish_then_begin(
+    catalog: &PostgresCatalog,
+    lease: &Lease,
+    run: RunId,
+    finish: FinishRun,
+) -> RunId {
+    catalog.finish_run(lease, run, finish).await.unwrap();
+    catalog
+        .begin_run(lease, BeginRun::new(Trigger::Manual))
+        .await
+        .unwrap()
+        .id
+}
+
 /// Every operation that reads or writes a run by its id: a checkpoint, both finishes (the one
 /// statement a remembered run takes, and the transactional one a stream's first cursor takes), a
 /// begin, a read of the run, a take-over that abandons a running run, and the reconciler's
@@ -56,33 +71,21 @@ async fn round(catalog: &PostgresCatalog, lease: Lease, mut run: RunId, n: u64) 
         .advance_to(&lease, run, &s, value(3 * n))
         .await
         .unwrap();
-    catalog
-        .finish_run(
-            &lease,
-            run,
-            FinishRun::succeeded().with_cursor(s.clone(), value(3 * n + 1)),
-        )
-        .await
-        .unwrap();
-    run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .unwrap()
-        .id;
+    run = finish_then_begin(
+        catalog,
+        &lease,
+        run,
+        FinishRun::succeeded().with_cursor(s, value(3 * n + 1)),
+    )
+    .await;
     let first = StreamName::new(format!("first-{n}")).unwrap();
-    catalog
-        .finish_run(
-            &lease,
-            run,
-            FinishRun::succeeded().with_cursor(first, value(1)),
-        )
-        .await
-        .unwrap();
-    run = catalog
-        .begin_run(&lease, BeginRun::new(Trigger::Manual))
-        .await
-        .unwrap()
-        .id;
+    run = finish_then_begin(
+        catalog,
+        &lease,
+        run,
+        FinishRun::succeeded().with_cursor(first, value(1)),
+    )
+    .await;
     catalog.get_run(run).await.unwrap();
     let lease = catalog
         .force_acquire(
