@@ -29,7 +29,8 @@ const GROWTH: i64 = 50_000;
 
 /// The pages of the runs table and its indexes that the catalog's session has touched so far.
 /// A session sends its statistics to the server when it idles, at most once a second; the
-/// catalog's one connection is asked to send them at once first.
+/// catalog's one connection is asked to send them at once first (`pg_stat_force_next_flush`,
+/// PostgreSQL 15 and later: the test kit's servers are 15 or 16).
 async fn pages_of_runs(catalog: &PgPool, admin: &PgPool) -> i64 {
     sqlx::query("SELECT pg_stat_force_next_flush()")
         .execute(catalog)
