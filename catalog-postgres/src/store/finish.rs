@@ -56,8 +56,8 @@ static FINISH: LazyLock<[OnceLock<String>; NAMED_WRITES + 1]> =
 /// written for a fixed set of streams would name them: the server builds every plan node's state
 /// on each call, and a `VALUES` list costs it less than taking arrays apart. Against one statement
 /// for any number of writes, taking arrays, the server's execution beyond the fenced floor fell
-/// from about 0.11 to 0.07 ms (ADR 0040). The events are inserted in the order of their list: the
-/// cursor writes', then the run's.
+/// from about 0.11 to 0.07 ms (ADR 0040). Postgres inserts the events in the order of their list:
+/// the cursor writes', in stream order, then the run's. A test holds it to that.
 ///
 /// | param | meaning |
 /// |---|---|
@@ -73,7 +73,11 @@ static FINISH: LazyLock<[OnceLock<String>; NAMED_WRITES + 1]> =
 /// | `$10` | the run's status |
 /// | `$11` | its document without `finished_at`, as JSON text: the statement adds the clock's |
 /// | `$12` | the run's event's kind, as JSON text |
-/// | `$13 + 5i` … `$17 + 5i` | cursor write `i`: its stream, new version, value as JSON text, history entry without `at` as JSON text, and its event's kind as JSON text |
+/// | `$13 + 5i` | cursor write `i`'s stream (`i` from 0) |
+/// | `$14 + 5i` | its new version |
+/// | `$15 + 5i` | its value, as JSON text |
+/// | `$16 + 5i` | its history entry without `at`, as JSON text: the statement adds the clock's |
+/// | `$17 + 5i` | its event's kind, as JSON text |
 fn finish_sql(writes: usize) -> &'static str {
     FINISH[writes].get_or_init(|| {
         let write = |i: usize| 13 + 5 * i;
@@ -436,8 +440,7 @@ mod tests {
                 let cursor = a.get_cursor(&pipeline, stream).await.unwrap().unwrap();
                 assert_eq!((cursor.value, cursor.version), (value(100), 2));
             }
-            // The events in the order the transactional finish appends them: the cursor writes'
-            // in stream order, then the run's.
+            // The events in order: the cursor writes', in stream order, then the run's.
             let mut sorted = streams.clone();
             sorted.sort();
             let mut expected: Vec<EventKind> = sorted
