@@ -57,7 +57,8 @@ static FINISH: LazyLock<[OnceLock<String>; NAMED_WRITES + 1]> =
 /// on each call, and a `VALUES` list costs it less than taking arrays apart. Against one statement
 /// for any number of writes, taking arrays, the server's execution beyond the fenced floor fell
 /// from about 0.11 to 0.07 ms (ADR 0040). Postgres inserts the events in the order of their list:
-/// the cursor writes', in stream order, then the run's. A test holds it to that.
+/// the cursor writes', in stream order, then the run's, as the transactional finish appends them.
+/// A test holds it to that.
 ///
 /// | param | meaning |
 /// |---|---|
@@ -440,7 +441,8 @@ mod tests {
                 let cursor = a.get_cursor(&pipeline, stream).await.unwrap().unwrap();
                 assert_eq!((cursor.value, cursor.version), (value(100), 2));
             }
-            // The events in order: the cursor writes', in stream order, then the run's.
+            // The events in the transactional finish's order: the cursor writes', in stream order,
+            // then the run's.
             let mut sorted = streams.clone();
             sorted.sort();
             let mut expected: Vec<EventKind> = sorted
